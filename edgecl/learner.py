@@ -1,0 +1,211 @@
+"""Learner: embed → test-then-train → mix replay → strategy → store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edgecl import persistence
+from edgecl.backbones import from_spec
+from edgecl.labels import LabelMap
+from edgecl.metrics import Prequential
+from edgecl.protocols import Backbone, ReplayStore, Strategy
+from edgecl.types import FloatArray, IntArray, Label, State, check_label
+
+
+class NotFittedError(RuntimeError):
+    """Raised when predicting before any class has been learned."""
+
+
+class Learner:
+    """A continual learner: a frozen backbone, a head strategy and an optional replay store.
+
+    >>> from edgecl.backbones import IdentityBackbone
+    >>> from edgecl import strategies
+    >>> learner = Learner(IdentityBackbone(2), strategies.create("ncm"))
+    >>> learner.learn_many(np.array([[0.0, 1.0], [1.0, 0.0]]), ["up", "right"])
+    >>> learner.predict_one(np.array([0.1, 0.9]))
+    'up'
+    >>> learner.learn_one(np.array([-1.0, 0.0]), "left")  # a new class, any time
+    >>> learner.predict_many(np.array([[-0.9, 0.1], [0.9, 0.0]]))
+    ['left', 'right']
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        strategy: Strategy,
+        store: ReplayStore | None = None,
+        *,
+        seed: int = 0,
+        window: int = 500,
+    ) -> None:
+        self.backbone = backbone
+        self.strategy = strategy
+        self.store = store
+        self.labels = LabelMap()
+        self.class_counts: list[int] = []
+        self.samples_learned = 0
+        self.model_version = 0
+        self.prequential = Prequential(window)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+
+    # -- validation -------------------------------------------------------------------
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return tuple(self.backbone.latent_shape)
+
+    @staticmethod
+    def _check_batch(x: Any) -> np.ndarray[Any, Any]:
+        arr = np.asarray(x)
+        if arr.dtype == object or arr.dtype.kind not in "biuf":
+            raise ValueError(f"inputs must be a numeric array, got dtype {arr.dtype}")
+        if arr.ndim == 0 or arr.shape[0] == 0:
+            raise ValueError("the batch is empty; give at least one sample")
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ValueError("inputs contain NaN or infinite values")
+        return arr
+
+    def check_latents(self, z: Any) -> FloatArray:
+        """Validate a latent batch ``(N, *latent_shape)`` and return it as float32."""
+        arr = self._check_batch(z)
+        if tuple(arr.shape[1:]) != self.latent_shape:
+            raise ValueError(
+                f"latent dimension mismatch: expected samples of shape {self.latent_shape}, "
+                f"got {tuple(arr.shape[1:])}"
+            )
+        return np.ascontiguousarray(arr, dtype=np.float32)
+
+    def embed(self, x: Any) -> FloatArray:
+        """Latents for a batch of inputs; ``ValueError`` for bad inputs."""
+        return self.check_latents(self.backbone.embed(self._check_batch(x)))
+
+    @staticmethod
+    def check_labels(labels: Sequence[object], n: int) -> list[Label]:
+        if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
+            raise ValueError("labels must be a sequence of str or int, one per sample")
+        if len(labels) != n:
+            raise ValueError(f"got {n} samples but {len(labels)} labels")
+        return [check_label(label) for label in labels]
+
+    # -- learning ---------------------------------------------------------------------
+    def learn_one(self, x: Any, label: Label) -> None:
+        self.learn_many(np.asarray(x)[None, ...], [label])
+
+    def learn_many(self, x: Any, labels: Sequence[Label]) -> None:
+        """Learn a batch of inputs with their labels (all or nothing)."""
+        arr = self._check_batch(x)
+        checked = self.check_labels(labels, len(arr))
+        self.learn_latents(self.embed(arr), checked)
+
+    def learn_latents(self, z: Any, labels: Sequence[Label]) -> None:
+        """Learn latents directly (bypassing the backbone); validates before any change."""
+        z = self.check_latents(z)
+        checked = self.check_labels(labels, len(z))
+        # Validation is done: from here on the state changes.
+        before = len(self.labels)
+        y = np.asarray(self.labels.encode_many(checked), dtype=np.int64)
+        self._test_then_train(z, y, before)
+        if len(self.labels) > before:
+            self.strategy.add_classes(len(self.labels))
+            self.class_counts.extend([0] * (len(self.labels) - before))
+        zb, yb = z, y
+        if self.store is not None and self.strategy.replay_size > 0 and len(self.store):
+            zr, yr = self.store.sample(self.strategy.replay_size, self._rng)
+            zb, yb = np.concatenate([z, zr]), np.concatenate([y, yr])
+        self.strategy.learn_many(zb, yb)
+        if self.store is not None:
+            self.store.add_many(z, y)
+        for idx in y.tolist():
+            self.class_counts[idx] += 1
+        self.samples_learned += len(y)
+        self.model_version += 1
+
+    def _test_then_train(self, z: FloatArray, y: IntArray, known: int) -> None:
+        if known == 0:
+            pred = np.full(len(y), -1, dtype=np.int64)
+        else:
+            pred = np.argmax(self.strategy.predict_proba_many(z), axis=1).astype(np.int64)
+        self.prequential.update(y, pred)
+
+    # -- prediction -------------------------------------------------------------------
+    def predict_proba_latents(self, z: Any) -> FloatArray:
+        """Class probabilities ``(N, n_classes)``, columns in ``self.labels`` order."""
+        if not len(self.labels):
+            raise NotFittedError("nothing has been learned yet; learn some samples first")
+        return self.strategy.predict_proba_many(self.check_latents(z))
+
+    def predict_proba_many(self, x: Any) -> FloatArray:
+        if not len(self.labels):
+            raise NotFittedError("nothing has been learned yet; learn some samples first")
+        return self.predict_proba_latents(self.embed(x))
+
+    def predict_proba_one(self, x: Any) -> dict[Label, float]:
+        proba = self.predict_proba_many(np.asarray(x)[None, ...])[0]
+        return {label: float(p) for label, p in zip(self.labels.labels, proba, strict=True)}
+
+    def predict_many(self, x: Any) -> list[Label]:
+        proba = self.predict_proba_many(x)
+        return [self.labels.decode(int(i)) for i in np.argmax(proba, axis=1)]
+
+    def predict_one(self, x: Any) -> Label:
+        return self.predict_many(np.asarray(x)[None, ...])[0]
+
+    # -- state ------------------------------------------------------------------------
+    def state_dict(self) -> State:
+        return {
+            "backbone": self.backbone.spec(),
+            "strategy": {
+                "name": self.strategy.name,
+                "options": self.strategy.options(),
+                "state": self.strategy.state_dict(),
+            },
+            "store": None
+            if self.store is None
+            else {
+                "name": self.store.name,
+                "options": self.store.options(),
+                "state": self.store.state_dict(),
+            },
+            "labels": self.labels.state_dict(),
+            "class_counts": list(self.class_counts),
+            "samples_learned": self.samples_learned,
+            "model_version": self.model_version,
+            "prequential": self.prequential.state_dict(),
+            "seed": self.seed,
+            "rng": self._rng.bit_generator.state,
+        }
+
+    @classmethod
+    def from_state(cls, state: State, backbone: Backbone | None = None) -> Learner:
+        from edgecl import replay, strategies
+
+        backbone = backbone if backbone is not None else from_spec(state["backbone"])
+        s = state["strategy"]
+        strategy = strategies.create(s["name"], **s["options"])
+        strategy.load_state_dict(s["state"])
+        store = None
+        if state["store"] is not None:
+            store = replay.create(state["store"]["name"], **state["store"]["options"])
+            store.load_state_dict(state["store"]["state"])
+        learner = cls(backbone, strategy, store, seed=int(state["seed"]))
+        learner.labels = LabelMap.from_state(state["labels"])
+        learner.class_counts = [int(c) for c in state["class_counts"]]
+        learner.samples_learned = int(state["samples_learned"])
+        learner.model_version = int(state["model_version"])
+        learner.prequential.load_state_dict(state["prequential"])
+        learner._rng.bit_generator.state = state["rng"]
+        return learner
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the whole learner atomically to ``path``."""
+        persistence.save(path, self.state_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], backbone: Backbone | None = None) -> Learner:
+        """Load a learner written by :meth:`save` (the backbone is rebuilt from its spec)."""
+        return cls.from_state(persistence.load(path), backbone)

@@ -1,0 +1,74 @@
+"""Atomic snapshots: write to a temporary file, fsync, rename, fsync the directory."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+from edgecl import codec
+
+SCHEMA_VERSION = 1
+_MAGIC = b"EDGECL1\n"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` so a crash leaves either the old or the new file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def dump_snapshot(state: dict[str, Any]) -> bytes:
+    """Framed snapshot bytes: magic, schema version, CRC32 of the body, msgpack body."""
+    body = codec.packb({"schema": SCHEMA_VERSION, "state": state})
+    return _MAGIC + zlib.crc32(body).to_bytes(4, "little") + body
+
+
+def load_snapshot(data: bytes) -> dict[str, Any]:
+    """Inverse of :func:`dump_snapshot`; ``ValueError`` on any damage.
+
+    >>> load_snapshot(dump_snapshot({"a": 1}))
+    {'a': 1}
+    >>> load_snapshot(b"")
+    Traceback (most recent call last):
+    ...
+    ValueError: not an edgecl snapshot (bad header)
+    """
+    head = len(_MAGIC)
+    if len(data) < head + 4 or data[:head] != _MAGIC:
+        raise ValueError("not an edgecl snapshot (bad header)")
+    crc = int.from_bytes(data[head : head + 4], "little")
+    body = data[head + 4 :]
+    if zlib.crc32(body) != crc:
+        raise ValueError("snapshot is corrupt (checksum mismatch)")
+    try:
+        doc = codec.unpackb(body)
+    except Exception as exc:  # msgpack raises several types on garbage
+        raise ValueError(f"snapshot is corrupt ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_VERSION:
+        raise ValueError(f"snapshot schema {doc.get('schema')!r} is not {SCHEMA_VERSION}")
+    state: dict[str, Any] = doc["state"]
+    return state
+
+
+def save(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    write_atomic(path, dump_snapshot(state))
+
+
+def load(path: str | os.PathLike[str]) -> dict[str, Any]:
+    return load_snapshot(Path(path).read_bytes())

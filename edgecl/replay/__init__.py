@@ -1,0 +1,37 @@
+"""Byte-bounded replay stores, registered by name like strategies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from edgecl.protocols import ReplayStore
+
+_REGISTRY: dict[str, Callable[..., ReplayStore]] = {}
+
+
+def register(name: str, factory: Callable[..., ReplayStore]) -> None:
+    _REGISTRY[name] = factory
+
+
+def names() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def create(name: str, **options: Any) -> ReplayStore:
+    """Build the store registered as ``name`` with ``options`` (``max_bytes`` at least)."""
+    _load_builtin()
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown replay store {name!r}; choose one of {names()}") from None
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise ValueError(f"bad options for store {name!r}: {exc}") from exc
+
+
+def _load_builtin() -> None:
+    if _REGISTRY:
+        return

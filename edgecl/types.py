@@ -1,0 +1,37 @@
+"""Small shared types: labels and array aliases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+#: A class label as users give it: a string or a (non-boolean) integer.
+Label = str | int
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+AnyArray = npt.NDArray[Any]
+
+#: Plain-data state: numbers, strings, arrays, lists and dicts of them (msgpack-able).
+State = dict[str, Any]
+
+
+def check_label(label: object) -> Label:
+    """Return ``label`` if it is a valid label, else raise ``ValueError``.
+
+    >>> check_label("cat"), check_label(3)
+    ('cat', 3)
+    >>> check_label(True)
+    Traceback (most recent call last):
+    ...
+    ValueError: label True has type bool; labels must be str or int
+    """
+    if isinstance(label, bool) or not isinstance(label, (str, int, np.integer)):
+        raise ValueError(
+            f"label {label!r} has type {type(label).__name__}; labels must be str or int"
+        )
+    if isinstance(label, str) and not label:
+        raise ValueError("label is an empty string; labels must be non-empty")
+    return int(label) if isinstance(label, np.integer) else label
