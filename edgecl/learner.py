@@ -177,7 +177,7 @@ class Learner:
             "model_version": self.model_version,
             "prequential": self.prequential.state_dict(),
             "seed": self.seed,
-            "rng": self._rng.bit_generator.state,
+            "rng": _rng_state(self._rng),
         }
 
     @classmethod
@@ -198,7 +198,7 @@ class Learner:
         learner.samples_learned = int(state["samples_learned"])
         learner.model_version = int(state["model_version"])
         learner.prequential.load_state_dict(state["prequential"])
-        learner._rng.bit_generator.state = state["rng"]
+        learner._rng = _rng_from_state(state["rng"])
         return learner
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -209,3 +209,25 @@ class Learner:
     def load(cls, path: str | os.PathLike[str], backbone: Backbone | None = None) -> Learner:
         """Load a learner written by :meth:`save` (the backbone is rebuilt from its spec)."""
         return cls.from_state(persistence.load(path), backbone)
+
+
+def _rng_state(rng: np.random.Generator) -> State:
+    # PCG64's 128-bit integers do not fit msgpack ints: keep them as decimal strings.
+    st = rng.bit_generator.state
+    return {
+        "state": str(st["state"]["state"]),
+        "inc": str(st["state"]["inc"]),
+        "has_uint32": int(st["has_uint32"]),
+        "uinteger": int(st["uinteger"]),
+    }
+
+
+def _rng_from_state(state: State) -> np.random.Generator:
+    bits = np.random.PCG64()
+    bits.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": int(state["state"]), "inc": int(state["inc"])},
+        "has_uint32": int(state["has_uint32"]),
+        "uinteger": int(state["uinteger"]),
+    }
+    return np.random.Generator(bits)

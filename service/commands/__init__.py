@@ -1,0 +1,9 @@
+"""Subcommands of ``edgecl``; each module has ``add_parser(subparsers)`` that sets ``run``."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from service.commands import demo
+
+COMMANDS: list[ModuleType] = [demo]
