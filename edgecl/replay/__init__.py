@@ -8,6 +8,7 @@ from typing import Any
 from edgecl.protocols import ReplayStore
 
 _REGISTRY: dict[str, Callable[..., ReplayStore]] = {}
+_BUILTIN_LOADED = False
 
 
 def register(name: str, factory: Callable[..., ReplayStore]) -> None:
@@ -15,6 +16,11 @@ def register(name: str, factory: Callable[..., ReplayStore]) -> None:
 
 
 def names() -> list[str]:
+    """Registered store names.
+
+    >>> {"class_balanced", "reservoir"} <= set(names())
+    True
+    """
     _load_builtin()
     return sorted(_REGISTRY)
 
@@ -33,5 +39,13 @@ def create(name: str, **options: Any) -> ReplayStore:
 
 
 def _load_builtin() -> None:
-    if _REGISTRY:
+    # A flag, not "is the registry empty": a store registered first must not hide these.
+    global _BUILTIN_LOADED
+    if _BUILTIN_LOADED:
         return
+    _BUILTIN_LOADED = True
+    from edgecl.replay.class_balanced import ClassBalancedStore
+    from edgecl.replay.reservoir import ReservoirStore
+
+    _REGISTRY.setdefault("reservoir", ReservoirStore)
+    _REGISTRY.setdefault("class_balanced", ClassBalancedStore)
