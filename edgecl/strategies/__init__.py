@@ -8,6 +8,7 @@ from typing import Any
 from edgecl.protocols import Strategy
 
 _REGISTRY: dict[str, Callable[..., Strategy]] = {}
+_BUILTIN_LOADED = False
 
 
 def register(name: str, factory: Callable[..., Strategy]) -> None:
@@ -17,7 +18,7 @@ def register(name: str, factory: Callable[..., Strategy]) -> None:
 def names() -> list[str]:
     """Registered strategy names.
 
-    >>> "ncm" in names()
+    >>> {"slda", "ncm", "cwr_star", "latent_replay", "naive"} <= set(names())
     True
     """
     _load_builtin()
@@ -25,7 +26,15 @@ def names() -> list[str]:
 
 
 def create(name: str, **options: Any) -> Strategy:
-    """Build the strategy registered as ``name`` with ``options``."""
+    """Build the strategy registered as ``name`` with ``options``.
+
+    >>> create("slda", shrinkage=1e-3).options()["shrinkage"]
+    0.001
+    >>> create("slda", shrinkage=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: shrinkage must be a finite number > 0, got -1
+    """
     _load_builtin()
     try:
         factory = _REGISTRY[name]
@@ -38,10 +47,21 @@ def create(name: str, **options: Any) -> Strategy:
 
 
 def _load_builtin() -> None:
-    if _REGISTRY:
+    # A flag, not "is the registry empty": a strategy registered first must not hide these.
+    global _BUILTIN_LOADED
+    if _BUILTIN_LOADED:
         return
-    # Imported here so that listing names does not need torch; torch-based strategies
-    # import torch only when built.
+    _BUILTIN_LOADED = True
+    # Imported on first use so that importing edgecl stays light; these heads are NumPy
+    # only, and a torch-based strategy must import torch only when built.
+    from edgecl.strategies.cwr_star import CWRStar
+    from edgecl.strategies.latent_replay import LatentReplay
+    from edgecl.strategies.naive import Naive
     from edgecl.strategies.ncm import NCM
+    from edgecl.strategies.slda import StreamingLDA
 
-    register("ncm", NCM)
+    _REGISTRY.setdefault("slda", StreamingLDA)
+    _REGISTRY.setdefault("ncm", NCM)
+    _REGISTRY.setdefault("cwr_star", CWRStar)
+    _REGISTRY.setdefault("latent_replay", LatentReplay)
+    _REGISTRY.setdefault("naive", Naive)

@@ -6,12 +6,20 @@ from typing import Any
 
 import numpy as np
 
-from edgecl.strategies.base import flat, softmax
+from edgecl.strategies.linear import (
+    check_batch,
+    check_latents,
+    grow_rows,
+    masked_softmax,
+    positive_float,
+)
 from edgecl.types import FloatArray, IntArray, State
 
 
 class NCM:
     """Nearest class mean on latents; scores are a softmax over negative distances.
+
+    Classes never trained score ``-inf`` (probability 0).
 
     >>> s = NCM()
     >>> s.add_classes(2)
@@ -24,9 +32,7 @@ class NCM:
     replay_size = 0
 
     def __init__(self, temperature: float = 1.0) -> None:
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = positive_float("temperature", temperature)
         self.means = np.zeros((0, 0), dtype=np.float64)
         self.counts = np.zeros(0, dtype=np.int64)
 
@@ -34,39 +40,34 @@ class NCM:
         return {"temperature": self.temperature}
 
     def add_classes(self, n_classes: int) -> None:
-        grow = n_classes - len(self.counts)
-        if grow > 0:
-            dim = self.means.shape[1]
-            self.means = np.vstack([self.means, np.zeros((grow, dim))])
-            self.counts = np.concatenate([self.counts, np.zeros(grow, dtype=np.int64)])
+        self.means = grow_rows(self.means, n_classes)
+        self.counts = grow_rows(self.counts, n_classes)
 
     def learn_many(self, z: FloatArray, y: IntArray) -> None:
-        z = flat(z)
-        if self.means.shape[1] == 0:
-            self.means = np.zeros((len(self.counts), z.shape[1]))
-        for c in np.unique(y):
-            zc = z[y == c].astype(np.float64)
+        x, labels = check_batch(z, y, len(self.counts), self.means.shape[1])
+        if self.means.shape[1] == 0 and len(x):
+            self.means = np.zeros((len(self.counts), x.shape[1]))
+        for c in np.unique(labels):
+            zc = x[labels == c].astype(np.float64)
             n_old, n_new = self.counts[c], len(zc)
             self.means[c] = (self.means[c] * n_old + zc.sum(axis=0)) / (n_old + n_new)
             self.counts[c] = n_old + n_new
 
     def predict_proba_many(self, z: FloatArray) -> FloatArray:
-        z = flat(z).astype(np.float64)
-        # Squared distances via |z|^2 - 2 z.m + |m|^2; classes never seen score -inf.
+        x = check_latents(z, self.means.shape[1]).astype(np.float64)
+        if self.means.shape[1] == 0:
+            return masked_softmax(np.zeros((len(x), len(self.counts))), self.counts > 0)
+        # Squared distances via |z|^2 - 2 z.m + |m|^2.
         d = (
-            np.sum(z**2, axis=1, keepdims=True)
-            - 2.0 * z @ self.means.T
+            np.sum(x**2, axis=1, keepdims=True)
+            - 2.0 * x @ self.means.T
             + np.sum(self.means**2, axis=1)[None, :]
         )
-        logits = -np.sqrt(np.maximum(d, 0.0)) / self.temperature
-        logits[:, self.counts == 0] = -np.inf
-        if np.all(self.counts == 0):
-            logits[:] = 0.0
-        return softmax(logits.astype(np.float32))
+        return masked_softmax(-np.sqrt(np.maximum(d, 0.0)) / self.temperature, self.counts > 0)
 
     def state_dict(self) -> State:
-        return {"means": self.means, "counts": self.counts}
+        return {"means": self.means.copy(), "counts": self.counts.copy()}
 
     def load_state_dict(self, state: State) -> None:
-        self.means = np.asarray(state["means"], dtype=np.float64)
-        self.counts = np.asarray(state["counts"], dtype=np.int64)
+        self.means = np.array(state["means"], dtype=np.float64)
+        self.counts = np.array(state["counts"], dtype=np.int64)

@@ -1,0 +1,125 @@
+"""CWR* (Lomonaco & Maltoni 2017/2019; Lomonaco et al. 2020) on a linear head, in NumPy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgecl.strategies.linear import (
+    check_batch,
+    check_latents,
+    grow_rows,
+    masked_softmax,
+    positive_float,
+    positive_int,
+    sgd_softmax,
+)
+from edgecl.types import FloatArray, IntArray, State
+
+
+class CWRStar:
+    """Copy-Weight-with-Reinit*: consolidated weights ``cw``, temporary weights ``tw``.
+
+    For each batch with classes ``B`` (``cur[j]`` samples of class ``j``): ``tw[j]`` starts
+    from ``cw[j]`` for classes seen before and from zero for new ones (the CWR* rule;
+    CWR+ always reset to zero) and is trained for ``epochs`` of SGD on the batch with
+    only ``B``'s outputs (and one background output, below) active; then, with ``avg``
+    the mean of ``tw`` over ``B``'s rows (one number, as in the reference code), for
+    every ``j`` in ``B``:
+    ``wpast = sqrt(past[j] / cur[j])``,
+    ``cw[j] = (cw[j] * wpast + (tw[j] - avg)) / (wpast + 1)``, ``past[j] += cur[j]``.
+    Predictions use ``cw`` (no bias, as in the paper); classes never trained score
+    ``-inf``.
+
+    Besides ``B``'s outputs, training has one more output, zero-initialised and thrown
+    away afterwards, standing for every class outside the batch: the reference code
+    (Avalanche's ``CWRStarPlugin``) trains with the other outputs of its fixed-size
+    layer reset to zero the same way; with an open set of classes one output plays
+    their part. It gives every batch the same reference (logit 0), so weights
+    consolidated from different batches are comparable, and a single-class batch
+    (``learn_one``) still has a gradient: over its own output alone the softmax would
+    be constant.
+
+    >>> s = CWRStar(lr=0.5)
+    >>> s.add_classes(2)
+    >>> s.learn_many(np.array([[1, 0], [0, 1]], np.float32), np.array([0, 1]))
+    >>> s.predict_proba_many(np.array([[0, 2]], np.float32)).argmax(axis=1).tolist()
+    [1]
+    """
+
+    name = "cwr_star"
+    replay_size = 0
+
+    def __init__(
+        self,
+        lr: float = 0.01,
+        epochs: int = 4,
+        batch_size: int = 32,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.lr = positive_float("lr", lr)
+        self.epochs = positive_int("epochs", epochs)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.weight_decay = positive_float("weight_decay", weight_decay, allow_zero=True)
+        self.seed = positive_int("seed", seed, minimum=0)
+        self.cw = np.zeros((0, 0), dtype=np.float32)
+        self.past = np.zeros(0, dtype=np.int64)
+        self.calls = 0
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "weight_decay": self.weight_decay,
+            "seed": self.seed,
+        }
+
+    def add_classes(self, n_classes: int) -> None:
+        self.cw = grow_rows(self.cw, n_classes)
+        self.past = grow_rows(self.past, n_classes)
+
+    def learn_many(self, z: FloatArray, y: IntArray) -> None:
+        x, labels = check_batch(z, y, len(self.past), self.cw.shape[1])
+        if not len(x):
+            return
+        if self.cw.shape[1] == 0:
+            self.cw = np.zeros((len(self.past), x.shape[1]), dtype=np.float32)
+        classes, cur = np.unique(labels, return_counts=True)
+        # Classes seen before start from their consolidated weights (CWR*; CWR+ reset
+        # them to zero), new ones from zero (cw rows of untrained classes are zero). One
+        # extra zero-initialised output stands for every class outside the batch.
+        tw = np.vstack([self.cw[classes], np.zeros((1, x.shape[1]), dtype=np.float32)])
+        sgd_softmax(
+            tw,
+            None,
+            x,
+            np.searchsorted(classes, labels),
+            lr=self.lr,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            weight_decay=self.weight_decay,
+            rng=np.random.default_rng([self.seed, self.calls]),
+        )
+        tw = tw[:-1]
+        tw -= tw.mean()
+        wpast = np.sqrt(self.past[classes] / cur).astype(np.float32)[:, None]
+        self.cw[classes] = (self.cw[classes] * wpast + tw) / (wpast + 1.0)
+        self.past[classes] += cur
+        self.calls += 1
+
+    def predict_proba_many(self, z: FloatArray) -> FloatArray:
+        x = check_latents(z, self.cw.shape[1])
+        if self.cw.shape[1] == 0:
+            return masked_softmax(np.zeros((len(x), len(self.past))), self.past > 0)
+        return masked_softmax(x @ self.cw.T, self.past > 0)
+
+    def state_dict(self) -> State:
+        return {"cw": self.cw.copy(), "past": self.past.copy(), "calls": self.calls}
+
+    def load_state_dict(self, state: State) -> None:
+        self.cw = np.array(state["cw"], dtype=np.float32)
+        self.past = np.array(state["past"], dtype=np.int64)
+        self.calls = int(state["calls"])

@@ -1,0 +1,263 @@
+"""Shared pieces of the NumPy heads: option and input checks, masked softmax, SGD.
+
+Every head here treats a class that has never been trained as absent: its score is
+masked to ``-inf`` (probability 0), so a zero-initialised row can never win by accident.
+While no class has been trained at all, the probabilities are uniform.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgecl.strategies.base import flat
+from edgecl.types import FloatArray, IntArray, State
+
+Float64Array = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+# -- option checks ----------------------------------------------------------------------
+def positive_int(name: str, value: object, *, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum``, else ``ValueError`` with a sentence.
+
+    >>> positive_int("epochs", 3)
+    3
+    >>> positive_int("epochs", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: epochs must be an integer >= 1, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def positive_float(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """``value`` as a finite float ``> 0`` (or ``>= 0``), else ``ValueError``.
+
+    >>> positive_float("lr", 0.1)
+    0.1
+    >>> positive_float("lr", -1)
+    Traceback (most recent call last):
+    ...
+    ValueError: lr must be a finite number > 0, got -1
+    """
+    bound = ">= 0" if allow_zero else "> 0"
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    number = float(value) if ok else float("nan")  # type: ignore[arg-type]
+    if not np.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return number
+
+
+# -- input checks -----------------------------------------------------------------------
+def check_latents(z: FloatArray, dim: int) -> FloatArray:
+    """Latents as ``(N, D)`` float32; ``ValueError`` if ``D`` is not the learned ``dim``.
+
+    ``dim == 0`` means the dimension is not known yet (nothing learned).
+    """
+    x = flat(np.asarray(z))
+    if dim and x.shape[1] != dim:
+        raise ValueError(
+            f"latent dimension mismatch: this head was trained on {dim}-d latents, "
+            f"got {x.shape[1]}-d"
+        )
+    return x
+
+
+def check_batch(
+    z: FloatArray, y: IntArray, n_classes: int, dim: int
+) -> tuple[FloatArray, IntArray]:
+    """Validated ``(latents (N, D) float32, class indices (N,) int64)`` for ``learn_many``."""
+    x = check_latents(z, dim)
+    labels = np.asarray(y)
+    if labels.ndim != 1 or len(labels) != len(x):
+        raise ValueError(f"got {len(x)} latents but labels of shape {labels.shape}")
+    if len(labels) and labels.dtype.kind not in "iu":
+        raise ValueError(f"class indices must be integers, got dtype {labels.dtype}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(
+            f"class index {int(labels.max())} is out of range for {n_classes} classes; "
+            "call add_classes first"
+        )
+    return x, labels.astype(np.int64)
+
+
+def grow_rows(a: npt.NDArray[Any], n_rows: int) -> npt.NDArray[Any]:
+    """``a`` with zero rows appended up to ``n_rows`` rows (never shrinks).
+
+    >>> grow_rows(np.ones((1, 2)), 3).tolist()
+    [[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]
+    """
+    missing = n_rows - len(a)
+    if missing <= 0:
+        return a
+    return np.concatenate([a, np.zeros((missing, *a.shape[1:]), dtype=a.dtype)])
+
+
+# -- prediction -------------------------------------------------------------------------
+def masked_softmax(scores: npt.NDArray[Any], trained: BoolArray) -> FloatArray:
+    """Row softmax over the trained columns; untrained columns get probability 0.
+
+    >>> masked_softmax(np.array([[1.0, 5.0]]), np.array([True, False])).tolist()
+    [[1.0, 0.0]]
+    >>> masked_softmax(np.zeros((1, 2)), np.array([False, False])).tolist()
+    [[0.5, 0.5]]
+    """
+    n, k = scores.shape
+    if k == 0:
+        return np.zeros((n, 0), dtype=np.float32)
+    if not trained.any():
+        return np.full((n, k), 1.0 / k, dtype=np.float32)
+    s = np.where(trained[None, :], scores.astype(np.float64), -np.inf)
+    s -= np.max(s, axis=1, keepdims=True)
+    e = np.exp(s)
+    out: FloatArray = (e / np.sum(e, axis=1, keepdims=True)).astype(np.float32)
+    return out
+
+
+# -- training ---------------------------------------------------------------------------
+def sgd_softmax(
+    w: FloatArray,
+    b: FloatArray | None,
+    x: FloatArray,
+    y: IntArray,
+    *,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    weight_decay: float,
+    rng: np.random.Generator,
+) -> None:
+    """Minibatch SGD on softmax cross-entropy, updating ``w`` (K, D) and ``b`` in place.
+
+    ``y`` indexes rows of ``w``; ``b`` may be ``None`` for a head without bias.
+
+    >>> w = np.zeros((2, 2), np.float32)
+    >>> x = np.array([[1, 0], [0, 1]], np.float32)
+    >>> sgd_softmax(w, None, x, np.array([0, 1]), lr=1.0, epochs=5, batch_size=2,
+    ...             weight_decay=0.0, rng=np.random.default_rng(0))
+    >>> (x @ w.T).argmax(axis=1).tolist()
+    [0, 1]
+    """
+    n = len(x)
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            xb = x[idx]
+            logits = xb @ w.T
+            if b is not None:
+                logits += b
+            logits -= np.max(logits, axis=1, keepdims=True)
+            p = np.exp(logits)
+            p /= np.sum(p, axis=1, keepdims=True)
+            p[np.arange(len(idx)), y[idx]] -= 1.0
+            g = p / len(idx)
+            grad_w = g.T @ xb
+            if weight_decay:
+                grad_w += weight_decay * w
+            w -= (lr * grad_w).astype(w.dtype)
+            if b is not None:
+                b -= (lr * g.sum(axis=0)).astype(b.dtype)
+
+
+class SoftmaxHead:
+    """A linear softmax head ``W z + b`` trained by a few epochs of SGD on each batch.
+
+    The base of ``naive`` (the batch only) and ``latent_replay`` (the learner mixes
+    ``replay_size`` stored latents into each batch). Only trained classes' outputs take
+    part in the softmax, when training and when predicting.
+
+    >>> head = SoftmaxHead(lr=0.5)
+    >>> head.add_classes(2)
+    >>> head.learn_many(np.array([[1, 0], [0, 1]], np.float32), np.array([0, 1]))
+    >>> head.predict_proba_many(np.array([[2, 0]], np.float32)).argmax(axis=1).tolist()
+    [0]
+    """
+
+    name = "softmax_head"
+
+    def __init__(
+        self,
+        lr: float = 0.01,
+        epochs: int = 3,
+        batch_size: int = 32,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+        replay_size: int = 0,
+    ) -> None:
+        self.lr = positive_float("lr", lr)
+        self.epochs = positive_int("epochs", epochs)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.weight_decay = positive_float("weight_decay", weight_decay, allow_zero=True)
+        self.seed = positive_int("seed", seed, minimum=0)
+        self.replay_size = positive_int("replay_size", replay_size, minimum=0)
+        self.w = np.zeros((0, 0), dtype=np.float32)
+        self.b = np.zeros(0, dtype=np.float32)
+        # Samples trained on per class (replayed ones included): tells trained classes.
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.calls = 0
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "weight_decay": self.weight_decay,
+            "seed": self.seed,
+        }
+
+    def add_classes(self, n_classes: int) -> None:
+        self.w = grow_rows(self.w, n_classes)
+        self.b = grow_rows(self.b, n_classes)
+        self.counts = grow_rows(self.counts, n_classes)
+
+    def learn_many(self, z: FloatArray, y: IntArray) -> None:
+        x, labels = check_batch(z, y, len(self.counts), self.w.shape[1])
+        if not len(x):
+            return
+        if self.w.shape[1] == 0:
+            self.w = np.zeros((len(self.counts), x.shape[1]), dtype=np.float32)
+        np.add.at(self.counts, labels, 1)
+        cols = np.flatnonzero(self.counts > 0)
+        local = np.searchsorted(cols, labels)
+        w, b = self.w[cols], self.b[cols]
+        # A fresh generator per call from (seed, calls) keeps the state plain integers.
+        rng = np.random.default_rng([self.seed, self.calls])
+        sgd_softmax(
+            w,
+            b,
+            x,
+            local,
+            lr=self.lr,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            weight_decay=self.weight_decay,
+            rng=rng,
+        )
+        self.w[cols], self.b[cols] = w, b
+        self.calls += 1
+
+    def predict_proba_many(self, z: FloatArray) -> FloatArray:
+        x = check_latents(z, self.w.shape[1])
+        if self.w.shape[1] == 0:
+            return masked_softmax(np.zeros((len(x), len(self.counts))), self.counts > 0)
+        return masked_softmax(x @ self.w.T + self.b, self.counts > 0)
+
+    def state_dict(self) -> State:
+        return {
+            "w": self.w.copy(),
+            "b": self.b.copy(),
+            "counts": self.counts.copy(),
+            "calls": self.calls,
+        }
+
+    def load_state_dict(self, state: State) -> None:
+        self.w = np.array(state["w"], dtype=np.float32)
+        self.b = np.array(state["b"], dtype=np.float32)
+        self.counts = np.array(state["counts"], dtype=np.int64)
+        self.calls = int(state["calls"])
