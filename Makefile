@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The daemon on its default int8 backbone (built into ./edgecl-data on first start).
 run: setup
-	$(BIN)/edgecl demo
+	$(BIN)/edgecl serve
 
 demo: setup
 	$(BIN)/edgecl demo

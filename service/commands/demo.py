@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--strategy", default="slda", help="strategy name (default: slda)")
     p.add_argument(
         "--backbone",
-        choices=["pixels"],
-        default="pixels",
-        help="pixels: raw 784-d pixels as latents",
+        choices=["onnx", "pixels"],
+        default="onnx",
+        help="onnx: the int8 EfficientNet-Lite0 (built on first use); pixels: raw pixels",
+    )
+    p.add_argument(
+        "--data-dir",
+        default="edgecl-data",
+        help="where the int8 backbone is built and kept (default: ./edgecl-data)",
     )
     p.add_argument("--store-bytes", type=int, default=2 << 20, help="replay budget in bytes")
     p.add_argument("--batch", type=int, default=10, help="samples per learn call")
@@ -38,7 +44,14 @@ def add_parser(sub: Any) -> None:
 
 def make_backbone(args: argparse.Namespace) -> tuple[Backbone, Any]:
     """The backbone and a function turning uint8 images into its inputs."""
-    return IdentityBackbone(28 * 28), lambda im: im.reshape(len(im), -1) / 255.0
+    if args.backbone == "pixels":
+        return IdentityBackbone(28 * 28), lambda im: im.reshape(len(im), -1) / 255.0
+    from edgecl.backbones import OnnxBackbone
+    from edgecl.backbones.build import ensure_backbone
+
+    manifest = ensure_backbone(Path(args.data_dir) / "backbone")
+    # The backbone takes uint8 image batches as they are: grayscale becomes RGB, resized.
+    return OnnxBackbone.from_manifest(manifest), lambda im: im
 
 
 def run(args: argparse.Namespace) -> int:
