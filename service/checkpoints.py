@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecl import persistence
-from service.wal import storage_error
+from service.wal_format import storage_error
 
 log = logging.getLogger("edgecl.durability")
 

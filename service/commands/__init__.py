@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from service.commands import demo
+from service.commands import backbone, demo, serve
 
-COMMANDS: list[ModuleType] = [demo]
+COMMANDS: list[ModuleType] = [demo, serve, backbone]
