@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -78,7 +78,11 @@ class Learner:
                 f"latent dimension mismatch: expected samples of shape {self.latent_shape}, "
                 f"got {tuple(arr.shape[1:])}"
             )
-        return np.ascontiguousarray(arr, dtype=np.float32)
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+        # Checked again after the cast: 1e308 is finite as float64 but inf as float32.
+        if not np.all(np.isfinite(out)):
+            raise ValueError("values overflow float32 (|x| > 3.4e38)")
+        return out
 
     def embed(self, x: Any) -> FloatArray:
         """Latents for a batch of inputs; ``ValueError`` for bad inputs."""
@@ -131,6 +135,40 @@ class Learner:
         else:
             pred = np.argmax(self.strategy.predict_proba_many(z), axis=1).astype(np.int64)
         self.prequential.update(y, pred)
+
+    # -- retraining -------------------------------------------------------------------
+    def retrain(
+        self,
+        progress: Callable[[float], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Retrain the head from the replay memory, if the strategy can (e.g. ``gdumb``).
+
+        The strategy trains a new head off to the side, so predictions (from other
+        threads too) keep using the current one until it is swapped in at the end.
+        ``progress(fraction)`` is told how far it got; once ``cancel()`` returns True it
+        stops, nothing changes and this returns False. Do not learn while it runs: the
+        daemon snapshots the memory under its writer lock instead.
+        """
+        retrain = getattr(self.strategy, "retrain", None)
+        if not callable(retrain):
+            raise ValueError(f"strategy {self.strategy.name!r} does not retrain from memory")
+        if self.store is None or not len(self.store):
+            raise ValueError("the replay memory is empty; learn some samples first")
+        z, y = self.store.items()
+
+        def on_progress(fraction: float) -> bool:
+            if progress is not None:
+                progress(fraction)
+            return cancel is None or not cancel()
+
+        state = retrain(z, y, on_progress)
+        if cancel is not None and cancel():
+            return False
+        self.strategy.load_state_dict(state)
+        self.strategy.add_classes(len(self.labels))
+        self.model_version += 1
+        return True
 
     # -- prediction -------------------------------------------------------------------
     def predict_proba_latents(self, z: Any) -> FloatArray:

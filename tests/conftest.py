@@ -41,7 +41,7 @@ def backbone_manifest(request: pytest.FixtureRequest) -> Path:
     pytest.importorskip("torch", reason="building the backbone needs the build extra")
     from edgecl.backbones.build import build_dir, ensure_backbone
 
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
     if cache is None:
         root = request.getfixturevalue("tmp_path_factory").mktemp("backbone")
     else:

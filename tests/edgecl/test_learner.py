@@ -59,6 +59,8 @@ def test_bad_latents_rejected_without_change() -> None:
     before = snapshot(learner)
     with pytest.raises(ValueError, match="latent dimension mismatch"):
         learner.learn_latents(np.zeros((1, 3)), ["a"])
+    with pytest.raises(ValueError, match="values overflow float32"):
+        learner.learn_latents(np.full((1, 4), 1e308), ["a"])
     assert snapshot(learner) == before
 
 

@@ -1,0 +1,244 @@
+"""``create_app(settings, runtime)``: the FastAPI app around one LearnerRuntime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from edgecl import Learner, replay, strategies
+from edgecl.backbones import IdentityBackbone
+from edgecl.probe import ProbeSet
+from edgecl.protocols import Backbone
+from service.routes import ApiError, dashboard, health, learn, metrics, predict, retrain, stats
+from service.runtime import LearnerRuntime
+from service.schemas import ErrorItem, LearnRequest, PredictRequest, where
+from service.settings import Settings
+from service.telemetry import RequestMetrics, Telemetry
+from service.timeseries import Sampler, TimeSeries
+
+log = logging.getLogger("edgecl.app")
+
+
+class BodyTooLargeError(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than the limit of {limit} bytes")
+
+
+class BodyLimit:
+    """Pure ASGI middleware: 413 once a body passes ``max_bytes``, counted while it streams
+    (a declared Content-Length over the limit is refused before reading anything)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLargeError(self.max_bytes)
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLargeError:
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = BodyTooLargeError(self.max_bytes)
+        await JSONResponse({"detail": error.detail}, 413)(scope, receive, send)
+
+
+def make_backbone(settings: Settings) -> tuple[Backbone, Literal["image", "vector"]]:
+    """The backbone and what it eats; the int8 ONNX one is built into the data dir once."""
+    if settings.backbone == "identity":
+        return IdentityBackbone(settings.latent_dim), "vector"
+    from edgecl.backbones.build import ensure_backbone
+    from edgecl.backbones.onnx import OnnxBackbone
+
+    manifest = ensure_backbone(settings.backbone_path, settings.backbone_cut)
+    backbone = OnnxBackbone.from_manifest(
+        manifest,
+        providers=settings.backbone_providers,
+        intra_op_threads=settings.backbone_threads,
+    )
+    return backbone, "image"
+
+
+def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime:
+    """A runtime as the settings describe it; ``durable`` adds the WAL and checkpoints
+    under the data dir (``wal/``, ``checkpoints/``)."""
+    backbone, pixels = make_backbone(settings)
+    strategy = strategies.create(settings.strategy.name, **settings.strategy.options)
+    store = None
+    if settings.store.kind is not None:
+        options = {"seed": settings.seed, **settings.store.create_options()}
+        store = replay.create(settings.store.kind, **options)
+    learner = Learner(
+        backbone, strategy, store, seed=settings.seed, window=settings.prequential_window
+    )
+    wal = checkpoints = None
+    if durable:
+        from service.checkpoints import Checkpoints
+        from service.wal import WriteAheadLog
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        wal = WriteAheadLog(
+            settings.data_dir / "wal",
+            fsync=settings.wal_fsync,
+            group_ms=settings.wal_group_ms,
+            segment_bytes=settings.wal_segment_bytes,
+        )
+        checkpoints = Checkpoints(settings.data_dir / "checkpoints", keep=settings.checkpoint_keep)
+    runtime = LearnerRuntime(
+        learner,
+        pixels=pixels,
+        queue_size=settings.queue_size,
+        max_batch=settings.max_batch,
+        max_wait_ms=settings.max_wait_ms,
+        recent_ids=settings.recent_ids,
+        wal=wal,
+        checkpoints=checkpoints,
+        checkpoint_every_samples=settings.checkpoint_every_samples,
+        checkpoint_every_s=settings.checkpoint_every_s,
+    )
+    if settings.probe_share > 0:
+        runtime.writer.probe = ProbeSet(
+            settings.probe_share, settings.probe_max_bytes, settings.probe_every, seed=settings.seed
+        )
+    return runtime
+
+
+def _openapi(app: FastAPI, latent_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The generated schema plus the request models that routes decode themselves; a flat
+    ``features`` vector is documented with this model's latent size."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (LearnRequest, PredictRequest):
+            spec = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(spec.pop("$defs", {}))
+            components[model.__name__] = spec
+        if len(latent_shape) == 1:
+            size = latent_shape[0]
+            vector = {"type": "array", "items": {"type": "number"}, "minItems": size}
+            vector["maxItems"] = size
+            for name in ("SampleIn", "LearnSample"):
+                features = components[name]["properties"]["features"]
+                features["anyOf"][0] = vector
+        # Our handler answers request validation errors with ErrorReply, not these.
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _install_handlers(app: FastAPI) -> None:
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return exc.response()
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"detail": str(exc.detail)}, exc.status_code, exc.headers)
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        items = [ErrorItem(loc=where(tuple(e["loc"])), msg=e["msg"]) for e in exc.errors()]
+        detail = "; ".join(f"{i.loc}: {i.msg}" for i in items)
+        return ApiError(422, detail, items).response()
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+
+
+def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
+    """The app; its lifespan starts the runtime (restore) and stops it (drain, checkpoint).
+
+    >>> from edgecl import Learner, strategies
+    >>> from edgecl.backbones import IdentityBackbone
+    >>> rt = LearnerRuntime(Learner(IdentityBackbone(2), strategies.create("ncm")))
+    >>> sorted(create_app(Settings(), rt).openapi()["paths"])[:4]
+    ['/dashboard/data', '/health/live', '/health/ready', '/learn']
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(runtime.start)
+        log.info("ready: %s", runtime.learner.strategy.name)
+        mqtt = app.state.mqtt
+        sampler.start()
+        try:
+            if mqtt is not None:
+                await run_in_threadpool(mqtt.start)
+            yield
+        finally:
+            sampler.stop()
+            if mqtt is not None:  # first: nothing may be acknowledged once the runtime stops
+                await run_in_threadpool(mqtt.stop)
+            await run_in_threadpool(runtime.stop, settings.shutdown_timeout_s)
+            log.info("stopped after draining the queue")
+
+    import edgecl
+
+    app = FastAPI(
+        title="edgecl",
+        version=edgecl.__version__,
+        description="Streaming edge continual learning: learn new classes while predicting.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.runtime = runtime
+    app.state.telemetry = telemetry = Telemetry(runtime, backbone=settings.backbone)
+    runtime.observer = telemetry
+    series = TimeSeries(settings.dashboard_points)
+    app.state.sampler = sampler = Sampler(runtime, telemetry, series, settings.dashboard_interval_s)
+    app.state.mqtt = None
+    if settings.mqtt_host is not None:
+        from service.mqtt import MqttBridge
+
+        app.state.mqtt = MqttBridge(settings, runtime, observer=telemetry)
+    for module in (learn, predict, retrain, health, stats, metrics, dashboard):
+        app.include_router(module.router)
+    _install_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, telemetry=telemetry)
+
+    def openapi() -> dict[str, Any]:
+        return _openapi(app, runtime.learner.latent_shape)
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,187 @@
+"""HTTP routers (one per resource) and what they share: auth, body decoding, replies."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Annotated, Any, TypeVar
+
+import msgpack
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+from service.runtime import LearnerRuntime
+from service.schemas import ErrorItem, ErrorReply, describe
+from service.settings import Settings
+
+MSGPACK = "application/msgpack"
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class ApiError(Exception):
+    """An error reply: status, a sentence, optional per-field items and headers."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        errors: list[ErrorItem] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.errors, self.headers = status, detail, errors, headers
+
+    def response(self) -> JSONResponse:
+        body = ErrorReply(detail=self.detail, errors=self.errors)
+        return JSONResponse(body.model_dump(exclude_none=True), self.status, self.headers)
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorReply, "description": description}
+
+
+#: Documented error replies, picked per route.
+ERRORS: dict[int, dict[str, Any]] = {
+    401: _error("Missing or wrong bearer token (when EDGECL_API_TOKEN is set)."),
+    404: _error("No such job."),
+    409: _error("The request conflicts with the model's state."),
+    413: _error("Body larger than the limit, or too many samples in one request."),
+    415: _error("Unsupported content type."),
+    422: _error("Invalid body; the message names the field and the sample index."),
+    503: _error("Not ready, shutting down, or the learn queue is full (see Retry-After)."),
+    507: _error("The samples could not be stored (disk full or read-only)."),
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: ERRORS[code] for code in codes}
+
+
+def request_body(schema: str, form: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI ``requestBody``: JSON and msgpack share ``schema``; ``form`` is multipart."""
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": ref},
+                MSGPACK: {"schema": ref},
+                "multipart/form-data": {"schema": form},
+            },
+        }
+    }
+
+
+def runtime(request: Request) -> LearnerRuntime:
+    rt: LearnerRuntime = request.app.state.runtime
+    return rt
+
+
+def settings(request: Request) -> Settings:
+    s: Settings = request.app.state.settings
+    return s
+
+
+_bearer = HTTPBearer(auto_error=False, description="Set EDGECL_API_TOKEN to require it.")
+
+
+async def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    token = settings(request).api_token
+    if token is None:
+        return
+    given = b"" if credentials is None else credentials.credentials.encode()
+    if not secrets.compare_digest(given, token.get_secret_value().encode()):
+        raise ApiError(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_ready(request: Request) -> LearnerRuntime:
+    rt = runtime(request)
+    if not rt.ready:
+        raise ApiError(503, "the service is starting or stopping", headers=retry_after(request))
+    return rt
+
+
+#: A route parameter that is the runtime, once it is ready (503 otherwise).
+Ready = Annotated[LearnerRuntime, Depends(require_ready)]
+
+
+def retry_after(request: Request) -> dict[str, str]:
+    return {"Retry-After": str(settings(request).retry_after_s)}
+
+
+async def _form(request: Request, with_label: bool) -> dict[str, Any]:
+    """multipart/form-data (``curl -F file=@x.png -F label=sneaker``) as the JSON shape."""
+    form = await request.form()
+    files = form.getlist("file")
+    if not files or not all(isinstance(f, UploadFile) for f in files):
+        raise ApiError(422, "file: give one or more image files as form field 'file'")
+    images = [await f.read() for f in files if isinstance(f, UploadFile)]
+    body: dict[str, Any] = {"samples": [{"image": image} for image in images]}
+    if with_label:
+        labels, ids = form.getlist("label"), form.getlist("id")
+        if len(labels) == 1:
+            labels = labels * len(images)
+        if len(labels) != len(images) or not all(isinstance(x, str) for x in labels):
+            raise ApiError(422, "label: give one label for all files, or one per file")
+        if ids and len(ids) != len(images):
+            raise ApiError(422, "id: give one id per file, or none")
+        for i, sample in enumerate(body["samples"]):
+            sample["label"] = labels[i]
+            if ids:
+                sample["id"] = ids[i]
+    top_k = form.get("top_k")
+    if top_k is not None:
+        if not isinstance(top_k, str) or not top_k.isdigit():
+            raise ApiError(422, "top_k: must be a positive integer")
+        body["top_k"] = int(top_k)
+    return body
+
+
+async def read_samples(request: Request, model: type[Model], with_label: bool) -> Model:
+    """Decode a JSON, msgpack or multipart body and validate it (all or nothing)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        payload = await _form(request, with_label)
+    elif kind in ("application/json", MSGPACK, "application/x-msgpack"):
+        raw = await request.body()
+        try:
+            payload = json.loads(raw) if kind == "application/json" else msgpack.unpackb(raw)
+        except (ValueError, msgpack.UnpackException) as exc:
+            name = "JSON" if kind == "application/json" else "msgpack"
+            raise ApiError(422, f"body is not valid {name}: {exc}") from None
+    else:
+        raise ApiError(
+            415,
+            f"content type {kind or '(none)'!r} is not supported; send application/json, "
+            f"{MSGPACK} or multipart/form-data",
+        )
+    try:
+        parsed = model.model_validate(payload)
+    except ValidationError as exc:
+        summary, items = describe(exc)
+        raise ApiError(422, summary, items) from None
+    limit = settings(request).max_samples_per_request
+    count = len(getattr(parsed, "samples", ()))
+    if count > limit:
+        raise ApiError(413, f"too many samples: {count} in one request, the limit is {limit}")
+    return parsed
+
+
+def reply(request: Request, body: BaseModel, status: int = 200) -> Response:
+    """JSON, or msgpack when the client asks for it in ``Accept``."""
+    data = body.model_dump(mode="json")
+    if MSGPACK in request.headers.get("accept", ""):
+        return Response(msgpack.packb(data), status, media_type=MSGPACK)
+    return JSONResponse(data, status)
+
+
+def msgpack_too(model: type[BaseModel]) -> dict[str, Any]:
+    """Response docs: the reply model as JSON (from response_model) and as msgpack."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"content": {MSGPACK: {"schema": ref}}}

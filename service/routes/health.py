@@ -1,0 +1,31 @@
+"""Liveness and readiness probes (never behind the token)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from service.routes import ERRORS, runtime, settings
+from service.schemas import Health
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("/live", response_model=Health, summary="The process answers")
+async def live() -> Health:
+    return Health(status="live")
+
+
+@router.get(
+    "/ready",
+    response_model=Health,
+    summary="Backbone loaded, state restored (and the MQTT broker, when required)",
+    responses={503: ERRORS[503]},
+)
+async def ready(request: Request) -> JSONResponse:
+    if not runtime(request).ready:
+        return JSONResponse({"detail": "the service is starting or stopping"}, 503)
+    mqtt = getattr(request.app.state, "mqtt", None)
+    if mqtt is not None and settings(request).mqtt_required and not mqtt.connected:
+        return JSONResponse({"detail": "not connected to the MQTT broker (mqtt_required)"}, 503)
+    return JSONResponse({"status": "ready"})

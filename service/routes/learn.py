@@ -1,0 +1,80 @@
+"""POST /learn: decode, embed in a worker thread, queue for the writer, await the result."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from service.inputs import SampleError
+from service.routes import (
+    ApiError,
+    Ready,
+    errors,
+    msgpack_too,
+    read_samples,
+    reply,
+    request_body,
+    require_token,
+    retry_after,
+)
+from service.runtime import (
+    NotAcceptingError,
+    QueueFullError,
+    StorageUnavailableError,
+)
+from service.schemas import LearnReply, LearnRequest
+
+router = APIRouter(tags=["learning"], dependencies=[Depends(require_token)])
+
+_FORM = {
+    "type": "object",
+    "properties": {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "label": {"type": "array", "items": {"type": "string"}},
+        "id": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["file", "label"],
+}
+
+
+@router.post(
+    "/learn",
+    response_model=LearnReply,
+    summary="Learn labelled samples",
+    responses={200: msgpack_too(LearnReply), **errors(401, 413, 415, 422, 503, 507)},
+    openapi_extra=request_body("LearnRequest", _FORM),
+)
+async def learn(request: Request, rt: Ready) -> Response:
+    """Learn every sample or none. A sample whose ``id`` was seen before is acknowledged
+    but not learned again. Multipart: ``curl -F file=@x.png -F label=sneaker``."""
+    body = await read_samples(request, LearnRequest, with_label=True)
+    inputs = [s.to_input() for s in body.samples]
+    try:
+        z = await run_in_threadpool(rt.embed, inputs)
+    except SampleError as exc:
+        request.app.state.telemetry.rejected("http", "invalid", len(inputs))
+        raise ApiError(422, str(exc)) from None
+    labels = [s.label for s in body.samples]
+    ids = [s.id for s in body.samples]
+    try:
+        future = rt.submit_learn(z, labels, ids, source="http")
+    except QueueFullError as exc:
+        raise ApiError(503, f"{exc}; retry later", headers=retry_after(request)) from None
+    except NotAcceptingError as exc:
+        raise ApiError(503, str(exc), headers=retry_after(request)) from None
+    except ValueError as exc:  # the runtime's own checks; the schema should catch these first
+        raise ApiError(422, str(exc)) from None
+    try:
+        result = await asyncio.wrap_future(future)
+    except StorageUnavailableError as exc:
+        raise ApiError(507, str(exc)) from None
+    out = LearnReply(
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        model_version=result.model_version,
+        classes=result.classes,
+    )
+    return reply(request, out)

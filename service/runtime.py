@@ -1,0 +1,332 @@
+"""LearnerRuntime: one writer thread owns learning; predictions read a consistent head."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from edgecl.learner import Learner
+from edgecl.types import FloatArray, Label
+from service.batching import MicroBatchQueue, NotAcceptingError, QueueFullError
+from service.inputs import Embedder, SampleInput
+from service.retrain import Retrainable, RetrainJob, RetrainJobs, snapshot_memory
+from service.telemetry import Observer
+from service.writer import (
+    CheckpointsLike,
+    LearnJob,
+    LearnResult,
+    StorageUnavailableError,
+    WriteAheadLogLike,
+    Writer,
+)
+
+__all__ = [
+    "LearnResult",
+    "LearnerRuntime",
+    "NotAcceptingError",
+    "PredictResult",
+    "Prediction",
+    "QueueFullError",
+    "RetrainUnsupportedError",
+    "StorageUnavailableError",
+]
+
+log = logging.getLogger("edgecl.runtime")
+
+
+class RetrainUnsupportedError(RuntimeError):
+    """The strategy cannot retrain from memory, or there is nothing to retrain from."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: Label
+    score: float
+    top_k: list[tuple[Label, float]]
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    predictions: list[Prediction]
+    model_version: int
+
+
+@dataclass
+class _Control:
+    """A state change the writer thread runs under the lock (e.g. a retrained head)."""
+
+    action: Callable[[], None]
+    future: Future[None] = field(default_factory=Future)
+
+
+def _size(item: LearnJob | _Control) -> int:
+    return len(item.labels) if isinstance(item, LearnJob) else 0
+
+
+class LearnerRuntime:
+    """Owns one Learner: a writer thread learns micro-batches from a bounded queue.
+
+    Without ``wal`` and ``checkpoints`` everything stays in memory.
+
+    >>> from edgecl import strategies
+    >>> from edgecl.backbones import IdentityBackbone
+    >>> rt = LearnerRuntime(Learner(IdentityBackbone(2), strategies.create("ncm")))
+    >>> rt.start()
+    >>> z = np.array([[0.0, 1.0], [1.0, 0.0]], np.float32)
+    >>> rt.submit_learn(z, ["up", "right"], [None, None]).result(timeout=5).accepted
+    2
+    >>> rt.predict(np.array([[0.1, 0.9]], np.float32), top_k=1).predictions[0].label
+    'up'
+    >>> rt.stop()
+    """
+
+    def __init__(
+        self,
+        learner: Learner,
+        *,
+        pixels: Literal["image", "vector"] = "vector",
+        queue_size: int = 64,
+        max_batch: int = 64,
+        max_wait_ms: float = 5.0,
+        recent_ids: int = 10_000,
+        wal: WriteAheadLogLike | None = None,
+        checkpoints: CheckpointsLike | None = None,
+        checkpoint_every_samples: int = 1000,
+        checkpoint_every_s: float = 60.0,
+    ) -> None:
+        # The embedder only uses the backbone, which a restore keeps.
+        self.embedder = Embedder(learner, pixels)
+        self.writer = Writer(
+            learner,
+            recent_ids=recent_ids,
+            wal=wal,
+            checkpoints=checkpoints,
+            checkpoint_every_samples=checkpoint_every_samples,
+            checkpoint_every_s=checkpoint_every_s,
+        )
+        self.queue = MicroBatchQueue[LearnJob | _Control](
+            queue_size, max_batch, max_wait_ms / 1000.0, _size
+        )
+        self.jobs = RetrainJobs()
+        self.started_at = time.time()
+        self.observer = Observer()  # the app puts its Telemetry here
+        self._thread: threading.Thread | None = None
+
+    @property
+    def learner(self) -> Learner:
+        return self.writer.learner
+
+    @property
+    def wal(self) -> WriteAheadLogLike | None:
+        return self.writer.wal
+
+    # -- lifecycle --------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Started (state restored) and accepting work."""
+        return self.queue.accepting
+
+    def start(self) -> None:
+        """Restore state (checkpoint + WAL replay), then start the writer thread."""
+        if self._thread is not None:
+            return
+        self.writer.restore()
+        self.writer.last_checkpoint = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="edgecl-writer", daemon=True)
+        self._thread.start()
+        self.queue.open()
+
+    def stop(self, timeout: float = 8.0) -> None:
+        """Stop accepting, drain the queue, checkpoint, close the WAL."""
+        deadline = time.monotonic() + timeout
+        self.queue.close()
+        self.jobs.shutdown(timeout=timeout / 4)
+        if self._thread is not None:
+            self._thread.join(max(deadline - time.monotonic(), 0.1))
+            if self._thread.is_alive():
+                log.error("the writer did not finish draining within %.1f s", timeout)
+        if self.wal is not None:
+            self.wal.close()
+
+    # -- learning ---------------------------------------------------------------------
+    def submit_learn(
+        self,
+        z: FloatArray,
+        labels: Sequence[Label],
+        ids: Sequence[str | None],
+        source: str = "http",
+    ) -> Future[LearnResult]:
+        """Queue latents to learn; the future resolves once they are learned (and durable)."""
+        try:
+            z = self.learner.check_latents(z)
+            checked = self.learner.check_labels(labels, len(z))
+            if len(ids) != len(z):
+                raise ValueError(f"got {len(z)} samples but {len(ids)} ids")
+            job = LearnJob(z, checked, list(ids), source)
+            self.queue.put(job)
+        except (ValueError, QueueFullError, NotAcceptingError) as exc:
+            self.observer.rejected(source, _reason(exc), len(ids))
+            raise
+        job.future.add_done_callback(lambda f: self._count(f, source, len(ids)))
+        return job.future
+
+    def _count(self, future: Future[LearnResult], source: str, n: int) -> None:
+        exc = future.exception()
+        if exc is None:
+            self.observer.ingested(source, n)
+        else:
+            self.observer.rejected(source, _reason(exc), n)
+
+    def embed(self, samples: Sequence[SampleInput]) -> FloatArray:
+        """Latents for decoded samples (call from a worker thread; runs beside learning)."""
+        return self.embedder.embed(samples)
+
+    def _run(self) -> None:
+        while (items := self.queue.take()) is not None:
+            learn_jobs = [i for i in items if isinstance(i, LearnJob)]
+            if learn_jobs:
+                start = time.perf_counter()
+                self.writer.learn_batch(learn_jobs)
+                n = sum(len(job.labels) for job in learn_jobs)
+                self.observer.learned(time.perf_counter() - start, n)
+            for item in items:
+                if isinstance(item, _Control):
+                    try:
+                        self.writer.run_locked(item.action)
+                    except Exception as exc:
+                        item.future.set_exception(exc)
+                    else:
+                        item.future.set_result(None)
+            self._checkpoint()
+        self._checkpoint(force=True)
+
+    def _checkpoint(self, force: bool = False) -> None:
+        done, start = self.writer.counters["checkpoints"], time.perf_counter()
+        self.writer.maybe_checkpoint(force)
+        if self.writer.counters["checkpoints"] > done:
+            self.observer.checkpointed(time.perf_counter() - start)
+
+    # -- predictions ------------------------------------------------------------------
+    @property
+    def has_classes(self) -> bool:
+        return len(self.learner.labels) > 0
+
+    def predict(self, z: FloatArray, top_k: int = 3) -> PredictResult:
+        """Predictions for latents; ``NotFittedError`` before anything was learned."""
+        z = self.learner.check_latents(z)
+        start = time.perf_counter()
+        with self.writer.lock:
+            proba = self.learner.predict_proba_latents(z)
+            labels = self.learner.labels.labels
+            version = self.learner.model_version
+        self.observer.predicted(time.perf_counter() - start, len(z))
+        k = max(1, min(top_k, len(labels)))
+        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+        predictions = []
+        for row, best in zip(proba, order, strict=True):
+            ranked = [(labels[int(i)], float(row[int(i)])) for i in best]
+            predictions.append(Prediction(ranked[0][0], ranked[0][1], ranked))
+        return PredictResult(predictions, version)
+
+    # -- retraining -------------------------------------------------------------------
+    def start_retrain(self) -> RetrainJob:
+        """Retrain the head from the replay memory in the background (if the strategy can)."""
+        strategy, store = self.learner.strategy, self.learner.store
+        if not isinstance(strategy, Retrainable):
+            raise RetrainUnsupportedError(
+                f"strategy {strategy.name!r} does not retrain from memory; only strategies "
+                "with a retrain capability (such as gdumb) do"
+            )
+        if store is None or len(store) == 0:
+            raise RetrainUnsupportedError("the replay memory is empty; learn some samples first")
+        if not self.queue.accepting:
+            raise NotAcceptingError("the service is not accepting work (starting or stopping)")
+
+        def work(job: RetrainJob) -> None:
+            with self.writer.lock:
+                z, y = snapshot_memory(store.items())
+            state = strategy.retrain(z, y, job.report)
+            if job.cancelled:
+                return
+
+            def apply() -> None:
+                # Classes learned during the retrain keep their (fresh) slots.
+                strategy.load_state_dict(state)
+                strategy.add_classes(len(self.learner.labels))
+                self.learner.model_version += 1
+
+            control = _Control(apply)
+            self.queue.put(control, bounded=False)
+            control.future.result()
+
+        return self.jobs.start(work)
+
+    # -- statistics -------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """A consistent snapshot of the learner's figures, as plain data."""
+        with self.writer.lock:
+            learner = self.learner
+            pq, store, probe = learner.prequential, learner.store, self.writer.probe
+            names = learner.labels.labels
+            classes = {
+                str(label): {"samples": learner.class_counts[i], "accuracy": pq.class_accuracy(i)}
+                for i, label in enumerate(learner.labels.labels)
+            }
+            out: dict[str, Any] = {
+                "samples_learned": learner.samples_learned,
+                "model_version": learner.model_version,
+                "classes": classes,
+                "store": {
+                    "kind": None if store is None else store.name,
+                    "items": 0 if store is None else len(store),
+                    "bytes": 0 if store is None else store.nbytes,
+                    "max_bytes": 0 if store is None else store.max_bytes,
+                },
+                "prequential": {
+                    "seen": pq.seen,
+                    "accuracy": pq.accuracy,
+                    "window_accuracy": pq.window_accuracy,
+                    "window": pq.window,
+                },
+                "strategy": {"name": learner.strategy.name, **learner.strategy.options()},
+                "confusions": [
+                    {"true": str(names[t]), "predicted": str(names[p]), "count": n}
+                    for t, p, n in pq.top_confusions(10)
+                ],
+                "probe": None if probe is None else probe.report(names),
+            }
+        out["uptime_s"] = time.time() - self.started_at
+        out["queue"] = {"depth": len(self.queue), "capacity": self.queue.capacity}
+        out["events"] = {"queue_full": self.queue.rejected, **self.writer.counters}
+        if self.wal is not None:
+            w = self.writer
+            written = self.wal.bytes_written + w.checkpoint_bytes_written
+            out["durability"] = {
+                "wal_bytes": self.wal.bytes_written,
+                "checkpoint_bytes": w.checkpoint_bytes_written,
+                "last_checkpoint_s": w.checkpoint_s if w.checkpoint_bytes else None,
+                "last_checkpoint_bytes": w.checkpoint_bytes or None,
+            }
+            if w.learned_here:  # flash wear per sample learned since this process started
+                out["bytes_written_per_sample"] = written / w.learned_here
+        return out
+
+
+def _reason(exc: BaseException) -> str:
+    """The ``reason`` label of a rejected sample."""
+    if isinstance(exc, ValueError):
+        return "invalid"
+    if isinstance(exc, QueueFullError):
+        return "queue_full"
+    if isinstance(exc, NotAcceptingError):
+        return "not_accepting"
+    if isinstance(exc, StorageUnavailableError):
+        return "storage_unavailable"
+    return "error"

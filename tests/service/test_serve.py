@@ -1,0 +1,68 @@
+"""`edgecl serve` as a real process: learn over HTTP, SIGTERM drains and checkpoints, restart
+restores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service.conftest import sample
+from tests.service.daemon import Daemon, free_port
+
+
+@pytest.fixture
+def identity_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECL_")}
+    env.update(
+        EDGECL_BACKBONE="identity",
+        EDGECL_LATENT_DIM="4",
+        EDGECL_STRATEGY__NAME="ncm",
+        EDGECL_STORE__KIND="reservoir",
+        EDGECL_LOG_LEVEL="warning",
+    )
+    return env
+
+
+@pytest.mark.slow
+def test_sigterm_drains_checkpoints_and_restart_restores(
+    tmp_path: Path, identity_env: dict[str, str]
+) -> None:
+    data = tmp_path / "data"
+    with Daemon(data, identity_env) as daemon:
+        body = {"samples": [sample("a", 0, sid="k1"), sample("b", 1)]}
+        assert httpx.post(f"{daemon.url}/learn", json=body).json()["accepted"] == 2
+        assert httpx.get(f"{daemon.url}/stats").json()["bytes_written_per_sample"] > 0
+        started = time.monotonic()
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.process.wait(10) == 0
+        assert time.monotonic() - started < 10
+    assert list((data / "checkpoints").glob("checkpoint-*.ckpt"))
+
+    with Daemon(data, identity_env) as daemon:
+        stats = httpx.get(f"{daemon.url}/stats").json()
+        assert stats["samples_learned"] == 2 and set(stats["classes"]) == {"a", "b"}
+        again = httpx.post(f"{daemon.url}/learn", json={"samples": [sample("a", 0, sid="k1")]})
+        assert again.json()["duplicates"] == 1
+
+
+@pytest.mark.slow
+def test_port_taken_fails_with_nonzero_exit(tmp_path: Path, identity_env: dict[str, str]) -> None:
+    with Daemon(tmp_path / "one", identity_env) as daemon:
+        port = daemon.port
+        out = subprocess.run(
+            [sys.executable, "-m", "service", "serve", "--port", str(port),
+             "--data-dir", str(tmp_path / "two")],
+            env=identity_env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode != 0
+
+
+def test_free_port_is_usable() -> None:
+    assert 0 < free_port() < 65536

@@ -1,0 +1,109 @@
+"""Settings: defaults, YAML file, EDGECL_* environment, flags; unknown keys are errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.__main__ import main
+from service.settings import Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("EDGECL_"):
+            monkeypatch.delenv(key)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "edgecl.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults() -> None:
+    s = load_settings()
+    assert (s.host, s.port, s.data_dir) == ("127.0.0.1", 8080, Path("edgecl-data"))
+    assert s.strategy.name == "slda" and s.backbone == "onnx"
+    assert s.max_body_bytes == 8 << 20 and s.api_token is None
+    assert s.backbone_path == Path("edgecl-data") / "backbone"
+
+
+def test_yaml_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "port: 9001\nstrategy:\n  name: ncm\n  options: {temperature: 0.5}\n"
+        "store: {kind: reservoir, max_bytes: 4096, encoding: float16}\n",
+    )
+    s = load_settings(path)
+    assert s.port == 9001 and s.strategy.options == {"temperature": 0.5}
+    assert s.store.create_options() == {"max_bytes": 4096, "encoding": "float16"}
+
+
+def test_environment_beats_file_and_flags_beat_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "port: 9001\nhost: 0.0.0.0\n")
+    monkeypatch.setenv("EDGECL_PORT", "9002")
+    monkeypatch.setenv("EDGECL_STRATEGY__NAME", "ncm")
+    monkeypatch.setenv("EDGECL_API_TOKEN", "secret")
+    s = load_settings(path)
+    assert (s.port, s.host, s.strategy.name) == (9002, "0.0.0.0", "ncm")
+    assert s.api_token is not None and s.api_token.get_secret_value() == "secret"
+    assert "secret" not in repr(s)
+    assert load_settings(path, port=9003, host=None).port == 9003
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("colour: red\n", "unknown key 'colour'"),
+        ("strategy: {name: ncm, colour: red}\n", "unknown key 'strategy.colour'"),
+        ("port: eighty\n", "port: Input should be a valid integer"),
+        ("wal_fsync: sometimes\n", "wal_fsync: Input should be 'always' or 'group'"),
+        ("- port\n", "must hold a mapping"),
+        ("port: [\n", "is not valid YAML"),
+    ],
+)
+def test_bad_files_are_rejected(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+        load_settings(write(tmp_path, text))
+
+
+def test_unknown_keyword_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown key 'colour'"):
+        load_settings(colour="red")
+
+
+def test_validate_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write(tmp_path, "strategy: {name: ncm}\nstore: {kind: reservoir}\n")
+    assert main(["serve", "--validate-config", str(good)]) == 0
+    assert "valid" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("strategy: {name: ncm, options: {temp: 1}}\n", encoding="utf-8")
+    assert main(["serve", "--validate-config", str(bad)]) == 2
+    assert "bad options for strategy 'ncm'" in capsys.readouterr().err
+    assert main(["serve", "--validate-config", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_validate_config_from_the_console_script(tmp_path: Path) -> None:
+    bad = write(tmp_path, "prot: 8080\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "service", "serve", "--validate-config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"edgecl: error: {bad}: unknown key 'prot'"
+
+
+def test_settings_are_plain_pydantic() -> None:
+    assert Settings.model_validate({"store": {"kind": None}}).store.kind is None
