@@ -1,0 +1,201 @@
+"""MQTT wire format: the client's settings, topics, one received message, and payloads
+decoded with the HTTP schema."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Protocol, TypeVar
+
+import msgpack
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from pydantic import BaseModel, ValidationError
+
+from service.schemas import ErrorItem, describe
+from service.settings import Settings
+
+Encoding = Literal["application/json", "application/msgpack"]
+JSON: Final = "application/json"
+MSGPACK: Final = "application/msgpack"
+Model = TypeVar("Model", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topics of one device, under ``{prefix}/{device_id}/``.
+
+    >>> Topics.under("edgecl", "pi-7").predict_request
+    'edgecl/pi-7/predict/request'
+    """
+
+    root: str
+    learn: str
+    predict_request: str
+    predict_response: str
+    status: str
+    error: str
+    model: str
+
+    @classmethod
+    def under(cls, prefix: str, device_id: str) -> Topics:
+        root = f"{prefix}/{device_id}"
+        return cls(
+            root,
+            f"{root}/learn",
+            f"{root}/predict/request",
+            f"{root}/predict/response",
+            f"{root}/status",
+            f"{root}/error",
+            f"{root}/model",
+        )
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One received message and what answering and acknowledging it needs.
+
+    ``generation`` names the connection it came on: an acknowledgement is only sent on
+    that same connection (a later one may have reused its ``mid``).
+
+    >>> Inbound("t", b"{}", qos=1, mid=7, generation=1).encoding
+    'application/json'
+    """
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    generation: int
+    response_topic: str | None = None
+    correlation: bytes | None = None
+    content_type: str | None = None
+
+    @property
+    def encoding(self) -> Encoding:
+        """MQTT 5 content type if given, else sniffed: JSON starts with ``{`` or ``[``."""
+        kind = (self.content_type or "").lower()
+        if "msgpack" in kind:
+            return MSGPACK
+        if "json" in kind or self.payload.lstrip()[:1] in (b"{", b"["):
+            return JSON
+        return MSGPACK
+
+
+class Outbox(Protocol):
+    """What handlers need from the connection."""
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        correlation: bytes | None = None,
+        content_type: str | None = None,
+        retain: bool = False,
+    ) -> None: ...
+
+    def finish(self, message: Inbound, *, ack: bool) -> None: ...
+
+
+class Rejected(Exception):
+    """A message that can never be handled: reported on ``error`` and acknowledged."""
+
+    def __init__(
+        self, detail: str, errors: list[ErrorItem] | None = None, ids: list[str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.detail, self.errors, self.ids = detail, errors, ids
+
+
+def decode(message: Inbound) -> Any:
+    """The payload as plain data; ``Rejected`` when it is not valid JSON or msgpack.
+
+    >>> decode(Inbound("t", b'{"a": 1}', 1, 1, 1))
+    {'a': 1}
+    """
+    try:
+        if message.encoding == JSON:
+            return json.loads(message.payload)
+        return msgpack.unpackb(message.payload)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        name = "JSON" if message.encoding == JSON else "msgpack"
+        raise Rejected(f"payload is not valid {name}: {exc}") from None
+
+
+def encode(body: dict[str, Any], encoding: Encoding) -> bytes:
+    if encoding == MSGPACK:
+        packed: bytes = msgpack.packb(body)
+        return packed
+    return json.dumps(body).encode()
+
+
+def parse(model: type[Model], data: Any, max_samples: int) -> Model:
+    """Validate with the same models as HTTP (all or nothing)."""
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        summary, items = describe(exc)
+        raise Rejected(summary, items) from None
+    count = len(getattr(parsed, "samples", ()))
+    if count > max_samples:
+        raise Rejected(f"too many samples: {count} in one message, the limit is {max_samples}")
+    return parsed
+
+
+def sample_count(data: Any) -> int:
+    """How many samples a (possibly invalid) payload holds; at least 1 per message.
+
+    >>> sample_count({"samples": [{}, {}]}), sample_count(b"junk")
+    (2, 1)
+    """
+    samples = data.get("samples") if isinstance(data, dict) else None
+    return max(1, len(samples)) if isinstance(samples, list) else 1
+
+
+def sample_ids(data: Any) -> list[str]:
+    """The sample ids a (possibly invalid) learn payload names, for error reports.
+
+    >>> sample_ids({"samples": [{"id": "k1"}, {"label": "x"}, 3]})
+    ['k1']
+    """
+    samples = data.get("samples") if isinstance(data, dict) else None
+    if not isinstance(samples, list):
+        return []
+    return [s["id"] for s in samples if isinstance(s, dict) and isinstance(s.get("id"), str)]
+
+
+def properties(packet_type: int) -> Properties:
+    """MQTT 5 properties for a packet type (``PacketTypes.CONNECT``, ``PUBLISH``)."""
+    return Properties(packet_type)  # type: ignore[no-untyped-call]
+
+
+def new_client(settings: Settings, will_topic: str) -> paho.Client:
+    """A paho client as the settings say: MQTT 5, fixed client id, manual acknowledgement,
+    credentials, TLS, last will ``offline`` (retained) and reconnect backoff."""
+    s = settings
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=s.mqtt_client_id_or_default,
+        protocol=paho.MQTTv5,
+        manual_ack=True,
+    )
+    client.enable_logger(logging.getLogger("edgecl.mqtt.paho"))
+    if s.mqtt_username is not None:
+        password = None if s.mqtt_password is None else s.mqtt_password.get_secret_value()
+        client.username_pw_set(s.mqtt_username, password)
+    if s.mqtt_tls or s.mqtt_tls_ca is not None or s.mqtt_tls_cert is not None:
+        client.tls_set(
+            ca_certs=None if s.mqtt_tls_ca is None else str(s.mqtt_tls_ca),
+            certfile=None if s.mqtt_tls_cert is None else str(s.mqtt_tls_cert),
+            keyfile=None if s.mqtt_tls_key is None else str(s.mqtt_tls_key),
+        )
+    client.will_set(will_topic, b"offline", qos=1, retain=True)
+    client.reconnect_delay_set(1, s.mqtt_reconnect_max_s)  # doubles up to the max
+    client.max_queued_messages_set(1000)  # replies kept while disconnected
+    return client

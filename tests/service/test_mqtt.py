@@ -1,0 +1,392 @@
+"""MQTT against a real mosquitto on 127.0.0.1: learn, predict, at-least-once, availability,
+flow control, malformed payloads, passwords and TLS."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgpack
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import build_runtime, create_app
+from service.mqtt import MqttBridge
+from service.mqtt_wire import Topics
+from service.settings import Settings
+from tests.mosquitto import Mosquitto, Probe, available
+from tests.service.conftest import make_settings, sample
+from tests.service.daemon import Daemon
+
+# CI installs mosquitto (.ci/run): there a missing broker fails instead of skipping.
+pytestmark = pytest.mark.skipif(
+    not available() and not os.environ.get("CI"), reason="mosquitto is not installed"
+)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """One broker for the tests that do not restart it; each test has its own device id."""
+    with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as b:
+        yield b
+
+
+def device() -> str:
+    return f"dev-{uuid.uuid4().hex[:8]}"
+
+
+def mqtt_settings(port: int, dev: str, tmp_path: Path, **overrides: Any) -> Settings:
+    return make_settings(
+        mqtt_host="127.0.0.1",
+        mqtt_port=port,
+        mqtt_device_id=dev,
+        mqtt_model_interval_s=0.1,
+        probe_share=0,  # the tests count learned samples: hold none back
+        data_dir=tmp_path / "data",
+        **overrides,
+    )
+
+
+@contextmanager
+def running(settings: Settings, durable: bool = False) -> Iterator[TestClient]:
+    """The app in-process (lifespan included: runtime, then the MQTT bridge)."""
+    with TestClient(create_app(settings, build_runtime(settings, durable=durable))) as client:
+        yield client
+
+
+def bridge(client: TestClient) -> MqttBridge:
+    mqtt: MqttBridge = client.app.state.mqtt  # type: ignore[attr-defined]
+    return mqtt
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def learned(client: TestClient | str) -> int:
+    if isinstance(client, str):
+        n: int = httpx.get(f"{client}/stats", timeout=5).json()["samples_learned"]
+        return n
+    count: int = client.get("/stats").json()["samples_learned"]
+    return count
+
+
+def learn_body(*samples: dict[str, Any]) -> bytes:
+    return json.dumps({"samples": list(samples)}).encode()
+
+
+def is_payload(text: bytes) -> Callable[[Any], bool]:
+    return lambda m: bool(m.payload == text)
+
+
+def correlated(data: bytes) -> Callable[[Any], bool]:
+    return lambda m: bool(getattr(m.properties, "CorrelationData", None) == data)
+
+
+def test_learn_over_mqtt_then_predict_over_http_and_mqtt(broker: Mosquitto, tmp_path: Path) -> None:
+    dev = device()
+    t = Topics.under("edgecl", dev)
+    watched = [t.status, t.predict_response, t.model, t.error, "replies/#"]
+    settings = mqtt_settings(broker.port, dev, tmp_path)
+    with Probe(broker.port, watched) as probe, running(settings) as client:
+        probe.expect(t.status, is_payload(b"online"))
+        assert probe.publish(t.learn, learn_body(sample("a", 0, sid="k1"), sample("b", 1)))
+        packed = msgpack.packb({"samples": [sample("c", 2, sid="k3")]})
+        assert probe.publish(t.learn, packed)
+        wait_until(lambda: learned(client) == 3, "3 samples learned")
+
+        http = client.post("/predict", json={"samples": [{"features": [0, 1, 0, 0]}]})
+        assert http.json()["predictions"][0]["label"] == "b"
+
+        # MQTT 5 request/response: the reply goes to the response topic, with its correlation.
+        request = json.dumps({"samples": [{"features": [1, 0, 0, 0]}], "top_k": 2}).encode()
+        probe.publish(t.predict_request, request, response_topic="replies/x", correlation=b"r1")
+        reply = probe.expect("replies/x")
+        assert reply.properties.CorrelationData == b"r1"  # type: ignore[union-attr]
+        assert reply.properties.ContentType == "application/json"  # type: ignore[union-attr]
+        body = json.loads(reply.payload)
+        assert body["predictions"][0]["label"] == "a" and len(body["predictions"][0]["top_k"]) == 2
+
+        # No response topic: predict/response; a msgpack request gets a msgpack reply.
+        probe.publish(t.predict_request, msgpack.packb({"samples": [{"features": [0, 0, 1, 0]}]}))
+        plain = msgpack.unpackb(probe.expect(t.predict_response).payload)
+        assert plain["predictions"][0]["label"] == "c" and plain["model_version"] >= 1
+
+        model = probe.expect(t.model, lambda m: json.loads(m.payload)["samples_learned"] == 3)
+        assert json.loads(model.payload)["classes"] == ["a", "b", "c"]
+
+        # A sample id seen before is acknowledged but not learned again; asked for a reply,
+        # learn answers as POST /learn does.
+        again = learn_body(sample("a", 0, sid="k1"))
+        probe.publish(t.learn, again, response_topic="replies/learn", correlation=b"l1")
+        learn_reply = json.loads(probe.expect("replies/learn", correlated(b"l1")).payload)
+        assert learn_reply["accepted"] == learn_reply["duplicates"] == 1
+        assert learn_reply["classes"] == 3 and learn_reply["model_version"] >= 1
+        stats = client.get("/stats").json()
+        assert stats["samples_learned"] == 3 and stats["events"]["duplicates"] == 1
+        assert not [m for m in probe.messages if m.topic == t.error]
+
+    # A graceful stop says offline too; retained, so a late subscriber sees it.
+    with Probe(broker.port, [t.status, t.model]) as late:
+        late.expect(t.status, is_payload(b"offline"))
+        retained = late.expect(t.model)
+        assert retained.retain and json.loads(retained.payload)["model_version"] >= 1
+
+
+MALFORMED: dict[str, tuple[bytes, str]] = {
+    "bad-msgpack": (b"\xc1\x00", "not valid msgpack"),
+    "truncated-msgpack": (b"\x81\xa7samples", "not valid msgpack"),
+    "bad-json": (b'{"samples": [', "not valid JSON"),
+    "missing-label": (
+        json.dumps({"samples": [{"features": [1, 0, 0, 0], "id": "m1"}]}).encode(),
+        "samples[0].label",
+    ),
+    "bad-image": (
+        learn_body({"image": base64.b64encode(b"not an image").decode(), "label": "a", "id": "m2"}),
+        "samples[0]",
+    ),
+    "not-a-request": (json.dumps([1, 2]).encode(), "body"),
+}
+
+
+def test_malformed_payloads_go_to_error_and_nothing_is_learned(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    dev = device()
+    t = Topics.under("edgecl", dev)
+    settings = mqtt_settings(broker.port, dev, tmp_path)
+    with Probe(broker.port, [t.status, t.error]) as probe, running(settings) as client:
+        probe.expect(t.status, is_payload(b"online"))
+        for name, (payload, _) in MALFORMED.items():
+            assert probe.publish(t.learn, payload, correlation=name.encode())
+        # A bad prediction request is reported the same way.
+        probe.publish(t.predict_request, b"{", correlation=b"bad-predict")
+        for name, (_, reason) in MALFORMED.items():
+            body = json.loads(probe.expect(t.error, correlated(name.encode())).payload)
+            assert reason in body["detail"], (name, body)
+            assert body["topic"] == t.learn
+            assert base64.b64decode(body["correlation_data"]) == name.encode()
+        body = json.loads(probe.expect(t.error, correlated(b"bad-predict")).payload)
+        assert body["topic"] == t.predict_request and "not valid JSON" in body["detail"]
+        assert not [m for m in probe.messages if m.topic == t.error]  # one error per message
+        assert learned(client) == 0
+        assert bridge(client).handlers.rejected == len(MALFORMED) + 1
+        # Still up, and still learning.
+        assert client.get("/health/live").status_code == 200
+        assert probe.publish(t.learn, learn_body(sample("a", 0, sid="ok")))
+        wait_until(lambda: learned(client) == 1, "a valid sample learned after the bad ones")
+
+
+def test_sample_ids_of_a_rejected_message_are_reported(broker: Mosquitto, tmp_path: Path) -> None:
+    dev = device()
+    t = Topics.under("edgecl", dev)
+    settings = mqtt_settings(broker.port, dev, tmp_path)
+    with Probe(broker.port, [t.status, t.error]) as probe, running(settings):
+        probe.expect(t.status, is_payload(b"online"))
+        bad = learn_body(sample("a", 0, sid="s1"), {"features": [1, 2], "label": "b", "id": "s2"})
+        assert probe.publish(t.learn, bad)
+        body = json.loads(probe.expect(t.error).payload)
+        assert body["ids"] == ["s1", "s2"] and "samples[1]" in body["detail"]
+
+
+def _env(port: int, dev: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECL_")}
+    env.update(
+        EDGECL_BACKBONE="identity",
+        EDGECL_LATENT_DIM="4",
+        EDGECL_STRATEGY__NAME="ncm",
+        EDGECL_STORE__KIND="reservoir",
+        EDGECL_LOG_LEVEL="warning",
+        EDGECL_MQTT_HOST="127.0.0.1",
+        EDGECL_MQTT_PORT=str(port),
+        EDGECL_MQTT_DEVICE_ID=dev,
+        EDGECL_MQTT_KEEPALIVE="5",
+        EDGECL_PROBE_SHARE="0",
+    )
+    return env
+
+
+@pytest.mark.slow
+def test_killed_daemon_goes_offline_and_later_learns_what_was_published_meanwhile(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    dev = device()
+    t = Topics.under("edgecl", dev)
+    data, env = tmp_path / "data", _env(broker.port, dev)
+    with Probe(broker.port, [t.status]) as probe:
+        with Daemon(data, env) as daemon:
+            probe.expect(t.status, is_payload(b"online"))
+            assert probe.publish(t.learn, learn_body(sample("a", 0, sid="before")))
+            wait_until(lambda: learned(daemon.url) == 1, "the first sample learned")
+            daemon.process.kill()  # SIGKILL: no goodbye, so the broker sends the last will
+            daemon.process.wait(10)
+            probe.expect(t.status, is_payload(b"offline"))
+
+        # Down: the broker keeps QoS 1 messages for the persistent session.
+        for i in range(5):
+            assert probe.publish(t.learn, learn_body(sample(f"c{i}", i % 4, sid=f"down-{i}")))
+
+        with Daemon(data, env) as daemon:
+            probe.expect(t.status, is_payload(b"online"))
+            wait_until(lambda: learned(daemon.url) == 6, "the queued samples learned")
+            stats = httpx.get(f"{daemon.url}/stats").json()
+            assert set(stats["classes"]) == {"a", "c0", "c1", "c2", "c3", "c4"}
+
+
+@pytest.mark.slow
+def test_broker_restart_mid_stream_loses_no_acknowledged_sample(tmp_path: Path) -> None:
+    dev = device()
+    t = Topics.under("edgecl", dev)
+    stalled, total = 10, 30
+
+    def publish(probe: Probe, i: int) -> None:
+        body = learn_body(sample(f"c{i % 3}", i % 4, sid=f"s{i}"))
+        # Until the broker acknowledges it; a repeat is harmless (same sample id).
+        while not probe.publish(t.learn, body, timeout=2.0):
+            pass
+
+    with Mosquitto(tmp_path / "broker") as b:
+        settings = mqtt_settings(b.port, dev, tmp_path)
+        with running(settings, durable=True) as client, Probe(b.port, [t.status]) as probe:
+            probe.expect(t.status, is_payload(b"online"))
+            mqtt = bridge(client)
+            runtime = client.app.state.runtime  # type: ignore[attr-defined]
+            with runtime.writer.lock:  # the daemon holds these, unacknowledged
+                for i in range(stalled):
+                    publish(probe, i)
+                wait_until(lambda: mqtt.counters["received"] == stalled, "all in flight")
+                b.restart()  # the broker saves its state on SIGTERM and comes back
+            for i in range(stalled, total):
+                publish(probe, i)
+            wait_until(lambda: learned(client) == total, f"all {total} samples learned", 30)
+            stats = client.get("/stats").json()
+            assert mqtt.counters["connects"] >= 2 and stats["samples_learned"] == total
+            # The broker delivered the stalled messages again; their ids kept them single.
+            wait_until(
+                lambda: client.get("/stats").json()["events"]["duplicates"] >= stalled,
+                "the redelivered messages acknowledged as duplicates",
+            )
+
+
+def test_full_learn_queue_stops_taking_messages_and_drops_none(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    dev = device()
+    t = Topics.under("edgecl", dev)
+    window, total = 4, 20
+    settings = mqtt_settings(
+        broker.port, dev, tmp_path, queue_size=1, max_batch=1, mqtt_receive_maximum=window
+    )
+    with running(settings) as client, Probe(broker.port, [t.status]) as probe:
+        probe.expect(t.status, is_payload(b"online"))
+        mqtt = bridge(client)
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        with runtime.writer.lock:  # the writer stalls (a slow disk, say)
+            for i in range(total):
+                assert probe.publish(t.learn, learn_body(sample("a", i % 4, sid=f"q{i}")))
+            wait_until(lambda: mqtt.handlers.queue_full_waits > 0, "the learn queue full")
+            wait_until(lambda: mqtt.counters["received"] >= window, "the window filled")
+            time.sleep(0.3)  # give an over-eager broker time to push more
+            assert mqtt.counters["received"] == window  # the rest waits at the broker
+            assert mqtt.counters["max_in_flight"] <= window
+        wait_until(lambda: learned(client) == total, "every sample learned once the writer runs")
+        assert mqtt.counters["max_in_flight"] <= window
+
+
+def test_password_auth_and_required_readiness(tmp_path: Path) -> None:
+    passwords = tmp_path / "passwords"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "edge", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    passwords.chmod(0o600)
+    dev = device()
+    t = Topics.under("edgecl", dev)
+    with Mosquitto(tmp_path / "broker", [f"password_file {passwords}"], anonymous=False) as b:
+
+        def login(password: str, required: bool = True) -> Settings:
+            return mqtt_settings(
+                b.port, dev, tmp_path, mqtt_username="edge", mqtt_password=password,
+                mqtt_required=required,
+            )  # fmt: skip
+
+        with running(login("nope")) as client:
+            wait_until(lambda: bridge(client).counters["refused"] > 0, "the broker refusing")
+            assert not bridge(client).connected
+            ready = client.get("/health/ready")
+            assert ready.status_code == 503 and "MQTT" in ready.json()["detail"]
+        with running(login("nope", required=False)) as client:  # ready without the broker
+            assert client.get("/health/ready").status_code == 200
+        right = login("s3cret")
+        credentials = {"username": "edge", "password": "s3cret"}
+        with running(right) as client, Probe(b.port, [t.status], **credentials) as probe:
+            probe.expect(t.status, is_payload(b"online"))
+            assert client.get("/health/ready").status_code == 200
+            assert probe.publish(t.learn, learn_body(sample("a", 0)))
+            wait_until(lambda: learned(client) == 1, "learned over an authenticated connection")
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_mutual_tls(tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+             "-subj", "/CN=edgecl test CA", cwd=pki)  # fmt: skip
+    (pki / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name in ("server", "client"):
+        _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                 "-subj", f"/CN={name}", cwd=pki)  # fmt: skip
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", f"{name}.crt", "-days", "2",
+                 "-extfile", "san.ext", cwd=pki)  # fmt: skip
+    tls = [
+        f"cafile {pki / 'ca.crt'}",
+        f"certfile {pki / 'server.crt'}",
+        f"keyfile {pki / 'server.key'}",
+        "require_certificate true",
+    ]
+    with Mosquitto(tmp_path / "broker", tls) as b:
+        settings = mqtt_settings(
+            b.port,
+            device(),
+            tmp_path,
+            mqtt_tls_ca=pki / "ca.crt",
+            mqtt_tls_cert=pki / "client.crt",
+            mqtt_tls_key=pki / "client.key",
+            mqtt_required=True,
+        )
+        with running(settings) as client:
+            wait_until(lambda: bridge(client).connected, "connected over TLS")
+            assert client.get("/health/ready").status_code == 200
+
+
+def test_settings_reject_topic_wildcards_and_half_a_client_certificate() -> None:
+    bad: list[dict[str, Any]] = [
+        {"mqtt_device_id": "a/b"},
+        {"mqtt_prefix": "edge/#"},
+        {"mqtt_tls_key": "k.pem"},
+    ]
+    for fields in bad:
+        with pytest.raises(ValueError):
+            Settings(**fields)
+    assert Settings(mqtt_device_id="pi-7").mqtt_client_id_or_default == "edgecl-pi-7"
