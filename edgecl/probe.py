@@ -1,0 +1,212 @@
+"""Probe set: held-back labelled samples, never learned, re-scored to make forgetting visible.
+
+Prequential (test-then-train) accuracy scores each sample once, just before it is learned.
+On a class-incremental stream the samples of the moment all come from the newest classes,
+so a learner that keeps only those still scores high while it has forgotten everything
+older. A probe set holds back a small, class-balanced share of the labelled samples and
+re-scores all of them, over all classes, every few learned samples: per class accuracy now,
+the best it ever was, and the difference, forgetting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgecl.learner import Learner
+from edgecl.replay.base import rng_state, set_rng_state
+from edgecl.replay.class_balanced import ClassBalancedStore
+from edgecl.replay.compress import item_nbytes
+from edgecl.types import FloatArray, Label, State
+
+BoolArray = npt.NDArray[np.bool_]
+
+_ENCODINGS = ("int8", "float16", "float32")
+
+
+class ProbeSet:
+    """A class-balanced, byte-bounded share of labelled latents held back from learning.
+
+    :meth:`learn` stands in for ``learner.learn_latents``: about ``share`` of the samples
+    of classes the learner already knows are held back (a class's first ``warmup`` samples
+    are always learned, so every held class is one the head has learned), the rest are
+    learned, and after every ``every`` learned samples the held items are re-scored over
+    all classes.
+    A sample is held only if the class-balanced store keeps it (GDumb's rule: while there
+    is room, or while its class holds less than its share), so nothing is dropped unseen;
+    when a new class needs room, items of the largest class are evicted.
+
+    ``diverted`` counts samples held back since the model began (evicted ones included):
+    they were acknowledged to the sender but never learned.
+
+    >>> from edgecl import Learner, strategies
+    >>> from edgecl.backbones import IdentityBackbone
+    >>> learner = Learner(IdentityBackbone(2), strategies.create("ncm"))
+    >>> probe = ProbeSet(share=0.5, every=4, warmup=1, seed=0)
+    >>> z = np.array([[1, 0], [0, 1]] * 10, np.float32)
+    >>> probe.learn(learner, z[:2], ["a", "b"])  # new classes: always learned
+    2
+    >>> probe.learn(learner, z, ["a", "b"] * 10) + probe.held
+    20
+    >>> report = probe.report(learner.labels.labels)
+    >>> report["accuracy"], report["classes"]["a"]["forgetting"]
+    (1.0, 0.0)
+    """
+
+    def __init__(
+        self,
+        share: float = 0.05,
+        max_bytes: int = 512 << 10,
+        every: int = 500,
+        encoding: str = "int8",
+        warmup: int = 20,
+        seed: int = 0,
+    ) -> None:
+        if not 0.0 <= share < 1.0:
+            raise ValueError(f"share must be in [0, 1), got {share!r}")
+        if every < 1 or warmup < 1:
+            raise ValueError(f"every and warmup must be >= 1, got {every!r} and {warmup!r}")
+        if encoding not in _ENCODINGS:
+            raise ValueError(f"encoding must be one of {list(_ENCODINGS)}, got {encoding!r}")
+        self.share, self.every, self.warmup = float(share), int(every), int(warmup)
+        self.store = ClassBalancedStore(max_bytes, encoding, seed)
+        self._rng = np.random.default_rng(seed)
+        self.diverted = 0
+        self.since = 0  # samples learned since the last re-score
+        self.evaluated_at: int | None = None  # learner.samples_learned at the last re-score
+        self.accuracy: float | None = None
+        self.last: dict[int, float] = {}  # class index -> accuracy at the last re-score
+        self.best: dict[int, float] = {}  # class index -> best accuracy so far
+
+    @property
+    def held(self) -> int:
+        return len(self.store)
+
+    # -- holding back -----------------------------------------------------------------
+    def _keeps(self, y: int, shape: tuple[int, ...]) -> bool:
+        """Whether the class-balanced store would keep one more item of class ``y``."""
+        store = self.store
+        size = item_nbytes(store.encoding, shape)
+        if store.nbytes + size <= store.max_bytes:
+            return size <= store.max_bytes
+        counts = store.class_counts
+        classes = len(counts) + (y not in counts)
+        return counts.get(y, 0) * classes < len(store)
+
+    def divert(self, learner: Learner, z: FloatArray, labels: Sequence[Label]) -> BoolArray:
+        """Hold back some samples; returns the mask of those left to learn."""
+        keep = np.ones(len(labels), dtype=bool)
+        if self.share == 0.0:
+            return keep
+        # One draw per sample, whatever happens to it: a WAL replay repeats the split.
+        draws = self._rng.random(len(labels))
+        shape = tuple(z.shape[1:])
+        for i, label in enumerate(labels):
+            if draws[i] >= self.share or label not in learner.labels:
+                continue
+            y = learner.labels.index(label)
+            if learner.class_counts[y] >= self.warmup and self._keeps(y, shape):
+                self.store.add(z[i], y)
+                keep[i] = False
+                self.diverted += 1
+        return keep
+
+    def learn(self, learner: Learner, z: Any, labels: Sequence[Label]) -> int:
+        """Hold back a share, learn the rest, re-score when due; returns how many learned."""
+        z = learner.check_latents(z)
+        checked = learner.check_labels(labels, len(z))
+        keep = self.divert(learner, z, checked)
+        n = int(keep.sum())
+        if n:
+            learner.learn_latents(z[keep], [checked[i] for i in np.flatnonzero(keep)])
+            self.since += n
+            if self.since >= self.every:
+                self.rescore(learner)
+        return n
+
+    # -- scoring ----------------------------------------------------------------------
+    def rescore(self, learner: Learner) -> None:
+        """Score every held item with the current head, over all classes."""
+        self.since = 0
+        self.evaluated_at = learner.samples_learned
+        if not len(self.store) or not len(learner.labels):
+            return
+        z, y = self.store.items()
+        pred = np.argmax(learner.predict_proba_latents(z), axis=1)
+        right = pred == y
+        self.accuracy = float(right.mean())
+        self.last = {}
+        for c in np.unique(y).tolist():
+            acc = float(right[y == c].mean())
+            self.last[c] = acc
+            self.best[c] = max(self.best.get(c, acc), acc)
+
+    def forgetting(self, index: int) -> float | None:
+        """Best accuracy of class ``index`` so far minus its accuracy at the last re-score."""
+        if index not in self.last:
+            return None
+        return self.best[index] - self.last[index]
+
+    def report(self, labels: Sequence[Label]) -> dict[str, Any]:
+        """Plain-data figures; ``labels`` are the learner's labels in index order."""
+        counts = self.store.class_counts
+        classes = {}
+        held = {c for c, k in counts.items() if k}  # the store remembers emptied classes
+        for c in sorted(held | set(self.last)):
+            classes[str(labels[c])] = {
+                "held": counts.get(c, 0),
+                "accuracy": self.last.get(c),
+                "best": self.best.get(c),
+                "forgetting": self.forgetting(c),
+            }
+        drops = [f for c in self.last if (f := self.forgetting(c)) is not None]
+        return {
+            "share": self.share,
+            "every": self.every,
+            "held": len(self.store),
+            "diverted": self.diverted,
+            "bytes": self.store.nbytes,
+            "max_bytes": self.store.max_bytes,
+            "evaluated_at": self.evaluated_at,
+            "accuracy": self.accuracy,
+            "forgetting": float(np.mean(drops)) if drops else None,
+            "max_forgetting": max(drops) if drops else None,
+            "classes": classes,
+        }
+
+    # -- state ------------------------------------------------------------------------
+    def state_dict(self) -> State:
+        return {
+            "options": self.store.options(),
+            "store": self.store.state_dict(),
+            "rng": rng_state(self._rng),
+            "diverted": self.diverted,
+            "since": self.since,
+            "evaluated_at": self.evaluated_at,
+            "accuracy": self.accuracy,
+            "last": [[c, v] for c, v in self.last.items()],
+            "best": [[c, v] for c, v in self.best.items()],
+        }
+
+    def load_state_dict(self, state: State) -> None:
+        """Load saved state; held items saved under another budget or encoding are dropped
+        (the figures and counts are kept), since they may not fit this one."""
+        saved = state["options"]
+        same = (saved["max_bytes"], saved["encoding"]) == (
+            self.store.max_bytes,
+            self.store.encoding,
+        )
+        if same:
+            self.store.load_state_dict(state["store"])
+        set_rng_state(self._rng, state["rng"])
+        self.diverted = int(state["diverted"])
+        self.since = int(state["since"])
+        at = state["evaluated_at"]
+        self.evaluated_at = None if at is None else int(at)
+        accuracy = state["accuracy"] if same else None
+        self.accuracy = None if accuracy is None else float(accuracy)
+        self.last = {int(c): float(v) for c, v in state["last"]} if same else {}
+        self.best = {int(c): float(v) for c, v in state["best"]}

@@ -1,0 +1,158 @@
+"""The dashboard's history: a bounded in-memory ring buffer, sampled every few seconds.
+
+Nothing here is persisted: after a restart the charts start empty, while the figures they
+are drawn from (accuracy, counts, store) come back with the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from service.stats_collector import top_classes
+from service.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from service.runtime import LearnerRuntime
+
+log = logging.getLogger("edgecl.timeseries")
+
+Point = tuple[float, dict[str, float | None], dict[str, float]]
+
+
+class TimeSeries:
+    """The last ``capacity`` points: named figures, and per-class accuracies of at most
+    ``class_limit`` classes per point (the caller lists the classes it cares most about
+    first). Memory is bounded by ``capacity * (figures + class_limit)`` numbers.
+
+    >>> ts = TimeSeries(capacity=2, class_limit=1)
+    >>> for t in range(3):
+    ...     ts.append(float(t), {"rss_bytes": 100.0 + t}, {"a": 0.5, "b": 0.7})
+    >>> data = ts.columns()
+    >>> data["t"], data["values"]["rss_bytes"], data["classes"]
+    ([1.0, 2.0], [101.0, 102.0], {'a': [0.5, 0.5]})
+    """
+
+    def __init__(self, capacity: int = 720, class_limit: int = 10) -> None:
+        if capacity < 1 or class_limit < 0:
+            raise ValueError("capacity must be >= 1 and class_limit >= 0")
+        self.capacity, self.class_limit = capacity, class_limit
+        self._points: deque[Point] = deque(maxlen=capacity)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def append(self, t: float, values: dict[str, float | None], classes: dict[str, float]) -> None:
+        kept = dict(list(classes.items())[: self.class_limit])
+        with self._lock:
+            self._points.append((t, dict(values), kept))
+
+    def columns(self) -> dict[str, Any]:
+        """Aligned columns (``None`` where a point lacks a figure), ready for a chart; the
+        per-class columns are those of the classes in the newest point."""
+        with self._lock:
+            points = list(self._points)
+        names: dict[str, None] = {}
+        for _, values, _ in points:
+            names.update(dict.fromkeys(values))
+        labels = list(points[-1][2]) if points else []
+        return {
+            "t": [t for t, _, _ in points],
+            "values": {n: [values.get(n) for _, values, _ in points] for n in names},
+            "classes": {c: [classes.get(c) for _, _, classes in points] for c in labels},
+        }
+
+
+class Sampler:
+    """Adds a point to ``series`` every ``interval_s`` seconds from a daemon thread: memory,
+    accuracy (prequential and probe), throughput and latency over the last interval.
+
+    >>> from edgecl import Learner, strategies
+    >>> from edgecl.backbones import IdentityBackbone
+    >>> from service.runtime import LearnerRuntime
+    >>> rt = LearnerRuntime(Learner(IdentityBackbone(2), strategies.create("ncm")))
+    >>> sampler = Sampler(rt, Telemetry(rt), TimeSeries(capacity=10), interval_s=60)
+    >>> sampler.sample()
+    >>> len(sampler.series), sampler.series.columns()["values"]["accuracy"]  # nothing seen yet
+    (1, [None])
+    """
+
+    def __init__(
+        self,
+        runtime: LearnerRuntime,
+        telemetry: Telemetry,
+        series: TimeSeries,
+        interval_s: float = 5.0,
+    ) -> None:
+        self.runtime, self.telemetry, self.series = runtime, telemetry, series
+        self.interval_s = interval_s
+        self._process = psutil.Process()
+        self._last: tuple[float, float, dict[str, float]] | None = None
+        self._sampling = threading.Lock()  # the thread and an on-demand sample() may overlap
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        """Take one point now."""
+        with self._sampling:
+            self._sample()
+
+    def _sample(self) -> None:
+        stats = self.runtime.stats()
+        totals = self.telemetry.snapshot()
+        now, mono = time.time(), time.monotonic()
+        learned = float(stats["samples_learned"])
+        probe = stats.get("probe") or {}
+        pq, store = stats["prequential"], stats["store"]
+        values: dict[str, float | None] = {
+            "rss_bytes": float(self._process.memory_info().rss),
+            "store_bytes": store["bytes"],
+            "store_max_bytes": store["max_bytes"],
+            "probe_bytes": probe.get("bytes"),
+            "accuracy": pq["accuracy"] if pq["seen"] else None,
+            "window_accuracy": pq["window_accuracy"] if pq["seen"] else None,
+            "probe_accuracy": probe.get("accuracy"),
+            "probe_forgetting": probe.get("forgetting"),
+            "queue_depth": stats["queue"]["depth"],
+            "samples_learned": learned,
+        }
+        if self._last is not None:
+            last_mono, last_learned, last = self._last
+            dt = max(mono - last_mono, 1e-9)
+            d = {k: totals[k] - last[k] for k in totals}
+            values["learn_rate"] = max(learned - last_learned, 0.0) / dt
+            values["predict_rate"] = d["predicted"] / dt
+            batches, calls = d["learn_batches"], d["predict_calls"]
+            values["learn_latency_s"] = d["learn_seconds"] / batches if batches else None
+            values["predict_latency_s"] = d["predict_seconds"] / calls if calls else None
+        self._last = (mono, learned, totals)
+        classes = stats["classes"]
+        chosen = top_classes(classes, self.series.class_limit)
+        self.series.append(now, values, {c: classes[c]["accuracy"] for c in chosen})
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.sample()
+            except Exception:  # a failed sample must not end the history
+                log.exception("sampling the dashboard's time series failed")
+            if self._stop.wait(self.interval_s):
+                return
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="edgecl-sampler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
