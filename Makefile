@@ -34,5 +34,9 @@ test: lint
 	$(BIN)/python -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
 
+# Every benchmark; each writes its own section of BENCHMARKS.md (bounded in time, loopback only).
+bench: setup
+	PYTHON=$(BIN)/python benchmarks/run_all.sh
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

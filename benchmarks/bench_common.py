@@ -1,0 +1,124 @@
+"""Helpers shared by the service benchmarks (service_load, memory_soak, startup,
+learn_to_visible): daemon environment, the int8 backbone, percentiles, process memory and
+writing one section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from benchmarks.wal_bench import machine
+
+__all__ = [
+    "MSGPACK",
+    "backbone_dir",
+    "daemon_env",
+    "features_body",
+    "machine_line",
+    "pct",
+    "png",
+    "rss_mib",
+    "torch_loaded",
+    "write_section",
+]
+
+MSGPACK = "application/msgpack"
+BACKBONE_CACHE = Path(tempfile.gettempdir()) / "edgecl-bench-backbone"
+
+
+def machine_line() -> str:
+    """CPU, cores, Python, NumPy and load average now; the machine is shared."""
+    return machine() + " (the machine is shared with other work)"
+
+
+def backbone_dir(wanted: Path | None) -> Path:
+    """A folder holding the built int8 backbone; builds it into a cache folder if needed."""
+    folder = wanted if wanted is not None else BACKBONE_CACHE
+    if not (folder / "efficientnet-lite0-pooled" / "manifest.json").exists():
+        subprocess.run(
+            [sys.executable, "-m", "service", "backbone", "build", "--backbone-dir", str(folder)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return folder
+
+
+def daemon_env(backbone: Path | None, **settings: str) -> dict[str, str]:
+    """The environment of a benchmark daemon: one BLAS thread, warnings only, the int8
+    backbone in ``backbone`` (None: identity on 1280-d features), ``EDGECL_<NAME>`` overrides.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECL_")}
+    env.update(OPENBLAS_NUM_THREADS="1", EDGECL_LOG_LEVEL="warning")
+    if backbone is None:
+        env.update(EDGECL_BACKBONE="identity", EDGECL_LATENT_DIM="1280")
+    else:
+        env.update(EDGECL_BACKBONE="onnx", EDGECL_BACKBONE_DIR=str(backbone))
+    env.update({f"EDGECL_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
+def png(image: np.ndarray[Any, Any]) -> bytes:
+    """PNG bytes of a uint8 grayscale image."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG")
+    return out.getvalue()
+
+
+def features_body(z: np.ndarray[Any, Any], labels: list[str], ids: list[str] | None) -> bytes:
+    """A msgpack /learn body of packed float32 ``features`` rows."""
+    samples: list[dict[str, Any]] = []
+    for i, (row, label) in enumerate(zip(z, labels, strict=True)):
+        sample: dict[str, Any] = {
+            "features": {"dtype": "float32", "shape": [z.shape[1]], "data": row.tobytes()},
+            "label": label,
+        }
+        if ids is not None:
+            sample["id"] = ids[i]
+        samples.append(sample)
+    packed: bytes = msgpack.packb({"samples": samples})
+    return packed
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by nearest rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered))) - 1))]
+
+
+def rss_mib(pid: int) -> float:
+    import psutil
+
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+def torch_loaded(pid: int) -> bool:
+    """Whether libtorch is mapped into the process (``import torch`` happened)."""
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def write_section(path: Path, heading: str, text: str) -> None:
+    """Replace the section under ``heading`` (up to the next ``## ``), or append it.
+
+    Re-reads the file right before writing: other scripts own other sections.
+    """
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(old):
+        new = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", old, count=1)
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    path.write_text(new.rstrip("\n") + "\n")

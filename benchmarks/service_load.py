@@ -1,0 +1,272 @@
+"""Service load: /learn images/s through the real int8 backbone (single-sample and batch-32
+requests, JSON and msgpack) beside the backbone-only rate measured in the same run, and
+/predict p50/p95/p99 at concurrency 1, 4 and 16 while a learn load runs; writes its
+BENCHMARKS.md section.
+
+    nice -n 5 python -m benchmarks.service_load [--seconds 8] [--strategies slda ncm]
+
+The backbone is built once into a cache folder (``--backbone-dir`` to use another).
+Images are Fashion-MNIST fixture images sent as PNG (base64 in JSON, bytes in msgpack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import shlex
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgpack
+import numpy as np
+
+from benchmarks.bench_common import (
+    MSGPACK,
+    backbone_dir,
+    daemon_env,
+    machine_line,
+    pct,
+    png,
+    rss_mib,
+    write_section,
+)
+from edgecl.backbones.onnx import OnnxBackbone
+from edgecl.backbones.preprocess import decode_image
+from edgecl.datasets import load_fixture
+from tests.service.daemon import Daemon
+
+HEADING = "## Service throughput and /predict latency under learn load"
+CONCURRENCY = (1, 4, 16)
+
+
+def images() -> tuple[list[bytes], list[str]]:
+    train, _ = load_fixture()
+    n = min(512, len(train.labels))
+    return [png(im) for im in train.images[:n]], [f"c{y}" for y in train.labels[:n]]
+
+
+def body(pngs: list[bytes], labels: list[str], kind: str, key: str = "samples") -> bytes:
+    if kind == "json":
+        samples = [
+            {"image": base64.b64encode(p).decode(), "label": y}
+            for p, y in zip(pngs, labels, strict=True)
+        ]
+        return json.dumps({key: samples}).encode()
+    packed: bytes = msgpack.packb(
+        {key: [{"image": p, "label": y} for p, y in zip(pngs, labels, strict=True)]}
+    )
+    return packed
+
+
+def predict_body(image: bytes) -> bytes:
+    packed: bytes = msgpack.packb({"samples": [{"image": image}], "top_k": 1})
+    return packed
+
+
+def cycle(path: str, bodies: list[bytes], ctype: str) -> Callable[[int], tuple[str, bytes, str]]:
+    """The request maker of :func:`loop` that cycles through ``bodies``."""
+    return lambda k: (path, bodies[k % len(bodies)], ctype)
+
+
+def backbone_rate(manifest: Path, pngs: list[bytes], batch: int, seconds: float) -> float:
+    """Images/s of OnnxBackbone.embed on the decoded images (resize and normalise included)."""
+    model = OnnxBackbone.from_manifest(manifest)
+    arrays = [decode_image(p) for p in pngs]
+    model.embed(np.stack(arrays[:batch]))  # warm-up
+    done, k, start = 0, 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        chunk = [arrays[(k + i) % len(arrays)] for i in range(batch)]
+        model.embed(np.stack(chunk))
+        done, k = done + batch, k + batch
+    return done / (time.perf_counter() - start)
+
+
+def loop(url: str, seconds: float, clients: int, make: Callable[[int], tuple[str, bytes, str]],
+         stop: threading.Event | None = None) -> tuple[float, list[float], int]:  # fmt: skip
+    """``clients`` threads post ``make(k)`` = (path, body, content-type) back to back for
+    ``seconds``; returns (elapsed, latencies in ms, samples accepted)."""
+    lat: list[float] = []
+    accepted = [0]
+    lock = threading.Lock()
+    end = time.perf_counter() + seconds
+
+    def run(c: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            k = c * 100_000
+            while time.perf_counter() < end and not (stop is not None and stop.is_set()):
+                path, content, kind = make(k)
+                t0 = time.perf_counter()
+                reply = http.post(path, content=content, headers={"content-type": kind})
+                ms = (time.perf_counter() - t0) * 1000
+                if reply.status_code != 200:
+                    raise RuntimeError(f"{path}: {reply.status_code} {reply.text[:200]}")
+                with lock:
+                    lat.append(ms)
+                    accepted[0] += int(reply.json().get("accepted", 0))
+                k += 1
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start, lat, accepted[0]
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    folder = backbone_dir(args.backbone_dir)
+    manifest = folder / "efficientnet-lite0-pooled" / "manifest.json"
+    pngs, labels = images()
+    out: dict[str, Any] = {"backbone": {}, "learn": [], "predict": [], "rss": {}}
+    for batch in (1, 32):
+        out["backbone"][batch] = backbone_rate(manifest, pngs, batch, args.seconds)
+        print("backbone", batch, out["backbone"][batch], flush=True)  # noqa: T201
+    for strategy in args.strategies:
+        env = daemon_env(folder, strategy__name=strategy)
+        with (
+            tempfile.TemporaryDirectory(prefix=".service-load-", dir=Path.cwd()) as tmp,
+            Daemon(Path(tmp) / "data", env) as daemon,
+        ):
+            n = len(pngs)
+            for kind in ("json", "msgpack"):
+                for batch in (1, 32):
+                    ctype = "application/json" if kind == "json" else MSGPACK
+                    bodies = [
+                        body([pngs[(i + j) % n] for j in range(batch)],
+                             [labels[(i + j) % n] for j in range(batch)], kind)
+                        for i in range(0, n, batch)
+                    ]  # fmt: skip
+                    elapsed, lat, got = loop(
+                        daemon.url, args.seconds, args.clients,
+                        cycle("/learn", bodies, ctype),
+                    )  # fmt: skip
+                    row = {"strategy": strategy, "kind": kind, "batch": batch,
+                           "rate": got / elapsed, "p50": pct(lat, 0.5),
+                           "p99": pct(lat, 0.99)}  # fmt: skip
+                    out["learn"].append(row)
+                    print(row, flush=True)  # noqa: T201
+            out["rss"][strategy] = rss_mib(daemon.process.pid)
+            learn_bodies = [
+                body(pngs[i : i + 8], labels[i : i + 8], "msgpack") for i in range(0, n, 8)
+            ]
+            preds = [predict_body(p) for p in pngs]
+            for load in args.learn_loads:
+                for conc in CONCURRENCY:
+                    row = predict_row(daemon.url, args, load, conc, learn_bodies, preds)
+                    out["predict"].append({"strategy": strategy, **row})
+                    print(out["predict"][-1], flush=True)  # noqa: T201
+    return out
+
+
+def predict_row(url: str, args: argparse.Namespace, load: float, conc: int,
+                learn_bodies: list[bytes], preds: list[bytes]) -> dict[str, Any]:  # fmt: skip
+    """/predict latencies at ``conc`` clients while one client learns 8-image msgpack
+    batches at ``load`` images/s (0: back to back)."""
+    stop = threading.Event()
+    learned = [0]
+
+    def learner() -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            k, start = 0, time.perf_counter()
+            while not stop.is_set():
+                reply = http.post("/learn", content=learn_bodies[k % len(learn_bodies)],
+                                  headers={"content-type": MSGPACK})  # fmt: skip
+                learned[0] += int(reply.json().get("accepted", 0))
+                k += 1
+                if load > 0:  # pace to `load` images/s
+                    stop.wait(max(0.0, start + learned[0] / load - time.perf_counter()))
+
+    thread = threading.Thread(target=learner)
+    thread.start()
+    time.sleep(1.0)  # the load is running before the first prediction
+    before = learned[0]
+    try:
+        elapsed, lat, _ = loop(url, args.seconds, conc,
+                               cycle("/predict", preds, MSGPACK))  # fmt: skip
+    finally:
+        stop.set()
+        thread.join()
+    return {"load": load, "conc": conc, "learned_s": (learned[0] - before) / elapsed,
+            "rps": len(lat) / elapsed, "p50": pct(lat, 0.5), "p95": pct(lat, 0.95),
+            "p99": pct(lat, 0.99), "n": len(lat)}  # fmt: skip
+
+
+def section(command: str, where: str, args: argparse.Namespace, r: dict[str, Any]) -> str:
+    lines = [
+        HEADING, "", f"Command: `{command}`", "", f"Machine: {where}.", "",
+        "One daemon per strategy (`python -m service serve`, the int8 EfficientNet-Lite0 "
+        "backbone at its default ONNX Runtime threads, strategy as in the table, default "
+        "store, probe and WAL fsync `always`). Inputs are the Fashion-MNIST fixture images as PNG "
+        "(28x28, resized to 224 in the daemon), base64 in JSON or bytes in msgpack. "
+        f"{args.clients} client threads post back to back for {args.seconds:.0f} s per row, "
+        "on the same two cores as the daemon. *Backbone only* is `OnnxBackbone.embed` in the "
+        "benchmark process on the same images, decoded (resize and normalise included), in "
+        "the same run and at the same batch size; the ratio is HTTP over backbone only.",
+        "",
+        "| strategy | body | images per request | images/s | backbone only images/s | ratio "
+        "| reply p50 ms | reply p99 ms |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]  # fmt: skip
+    for row in r["learn"]:
+        bb = r["backbone"][row["batch"]]
+        lines.append(
+            f"| `{row['strategy']}` | {row['kind']} | {row['batch']} | {row['rate']:.1f} "
+            f"| {bb:.1f} | {row['rate'] / bb:.0%} | {row['p50']:.1f} | {row['p99']:.1f} |"
+        )
+    lines += [
+        "",
+        "Daemon RSS after these rows: "
+        + ", ".join(f"`{k}` {v:.0f} MiB" for k, v in r["rss"].items())
+        + ".",
+        "",
+        "/predict latency: each request is one PNG image (msgpack, `top_k` 1); *clients* "
+        "threads send back to back while one more client learns 8-image msgpack requests, "
+        "paced to the *learn load* (images/s; *max* is back to back). *Learned/s* is what "
+        "that client achieved during the row. Client threads share the CPUs and Python's "
+        "GIL with each other, so at 16 clients part of the latency is the client's.",
+        "",
+        "| strategy | learn load images/s | clients | learned/s | predictions/s | p50 ms | p95 ms "
+        "| p99 ms | requests |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for p in r["predict"]:
+        load = "max" if p["load"] == 0 else f"{p['load']:.0f}"
+        lines.append(
+            f"| `{p['strategy']}` | {load} | {p['conc']} | {p['learned_s']:.1f} "
+            f"| {p['rps']:.1f} | {p['p50']:.1f} | {p['p95']:.1f} | {p['p99']:.1f} | {p['n']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="per row")
+    parser.add_argument("--clients", type=int, default=2, help="learn clients per row")
+    parser.add_argument("--strategies", nargs="+", default=["slda", "ncm"])
+    parser.add_argument(
+        "--learn-loads",
+        type=float,
+        nargs="+",
+        default=[30.0, 0.0],
+        help="images/s of the learn load under /predict (0: back to back)",
+    )
+    parser.add_argument("--backbone-dir", type=Path, default=None)
+    parser.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
+    args = parser.parse_args()
+    command = "nice -n 5 " + shlex.join(["python", "-m", "benchmarks.service_load", *sys.argv[1:]])
+    where = machine_line()
+    result = measure(args)
+    write_section(args.output, HEADING, section(command, where, args, result))
+    print(f"wrote {HEADING!r} in {args.output}")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
