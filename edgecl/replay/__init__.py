@@ -45,7 +45,13 @@ def _load_builtin() -> None:
         return
     _BUILTIN_LOADED = True
     from edgecl.replay.class_balanced import ClassBalancedStore
+    from edgecl.replay.exstream import ExStreamStore
+    from edgecl.replay.latent import LatentReplayStore
+    from edgecl.replay.pq import PQStore
     from edgecl.replay.reservoir import ReservoirStore
 
     _REGISTRY.setdefault("reservoir", ReservoirStore)
     _REGISTRY.setdefault("class_balanced", ClassBalancedStore)
+    _REGISTRY.setdefault("exstream", ExStreamStore)
+    _REGISTRY.setdefault("latent_replay", LatentReplayStore)
+    _REGISTRY.setdefault("pq", PQStore)

@@ -5,7 +5,10 @@ Byte accounting (what ``nbytes`` counts per held item):
 - ``int8``: one byte per value, a float32 scale (4 B) and an int64 label (8 B);
 - ``float16`` / ``float32``: 2 / 4 bytes per value and the label (8 B);
 - ``lz4``: the frame's length, the label (8 B) and :data:`FRAME_OVERHEAD` (48 B: the
-  CPython ``bytes`` header of 33 B, allocator alignment, and the list slot pointing at it).
+  CPython ``bytes`` header of 33 B, allocator alignment, and the list slot pointing at it);
+- ``uint8``: one byte per value (integers 0..255, kept exactly) and the label (8 B): the
+  code arrays of :class:`~edgecl.replay.pq.PQStore`, not a latent encoding (so not listed
+  in :data:`ENCODINGS`).
 
 A store may add its own per-item bookkeeping (the reservoir's float64 key).
 """
@@ -24,7 +27,8 @@ LABEL_NBYTES = 8
 SCALE_NBYTES = 4
 FRAME_OVERHEAD = 48
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-_VALUE_NBYTES = {"int8": 1, "float16": 2, "float32": 4}
+CODES = "uint8"
+_VALUE_NBYTES = {"int8": 1, "float16": 2, "float32": 4, CODES: 1}
 
 
 def quantize_int8(x: FloatArray) -> tuple[AnyArray, FloatArray]:
@@ -109,7 +113,7 @@ def item_nbytes(encoding: str, shape: tuple[int, ...], frame_nbytes: int = 0) ->
 
 
 def check_encoding(encoding: str) -> str:
-    if encoding not in ENCODINGS:
+    if encoding not in ENCODINGS and encoding != CODES:
         raise ValueError(f"unknown encoding {encoding!r}; choose one of {list(ENCODINGS)}")
     return encoding
 
@@ -130,9 +134,9 @@ def check_batch(
         raise ValueError(f"labels must be {len(arr)} ints, got {labels.dtype} {labels.shape}")
     if len(labels) and (labels.min() < 0 or labels.max() > np.iinfo(np.int64).max):
         raise ValueError("labels must be class indices >= 0")
-    if encoding == "lz4":
+    if encoding in ("lz4", CODES):
         if not np.all((arr >= 0) & (arr <= 255) & (arr == np.round(arr))):
-            raise ValueError("lz4 stores raw uint8 samples: values must be integers in 0..255")
+            raise ValueError(f"{encoding} stores uint8 arrays: values must be integers in 0..255")
         return arr.astype(np.uint8), labels.astype(np.int64)
     with np.errstate(over="ignore"):  # overflow shows up as inf, rejected just below
         values = arr.astype(np.float32)

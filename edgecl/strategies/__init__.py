@@ -54,7 +54,10 @@ def _load_builtin() -> None:
     _BUILTIN_LOADED = True
     # Imported on first use so that importing edgecl stays light; these heads are NumPy
     # only, and a torch-based strategy must import torch only when built.
+    from edgecl.strategies.ar1 import AR1
     from edgecl.strategies.cwr_star import CWRStar
+    from edgecl.strategies.exstream import ExStream
+    from edgecl.strategies.gdumb import GDumb
     from edgecl.strategies.latent_replay import LatentReplay
     from edgecl.strategies.naive import Naive
     from edgecl.strategies.ncm import NCM
@@ -65,3 +68,6 @@ def _load_builtin() -> None:
     _REGISTRY.setdefault("cwr_star", CWRStar)
     _REGISTRY.setdefault("latent_replay", LatentReplay)
     _REGISTRY.setdefault("naive", Naive)
+    _REGISTRY.setdefault("exstream", ExStream)
+    _REGISTRY.setdefault("gdumb", GDumb)
+    _REGISTRY.setdefault("ar1", AR1)

@@ -18,6 +18,24 @@ from edgecl.strategies.linear import (
 from edgecl.types import FloatArray, IntArray, State
 
 
+def consolidate(
+    cw: FloatArray, past: IntArray, classes: IntArray, cur: IntArray, tw: FloatArray
+) -> None:
+    """CWR*'s consolidation, in place: fold trained rows ``tw`` of ``classes`` into ``cw``.
+
+    ``cur[j]`` samples of ``classes[j]`` were in the batch; ``past`` counts those before.
+
+    >>> cw, past = np.zeros((2, 2), np.float32), np.array([0, 0])
+    >>> consolidate(cw, past, np.array([0, 1]), np.array([3, 1]), np.eye(2, dtype=np.float32))
+    >>> cw.tolist(), past.tolist()
+    ([[0.5, -0.5], [-0.5, 0.5]], [3, 1])
+    """
+    tw = tw - tw.mean()
+    wpast = np.sqrt(past[classes] / cur).astype(np.float32)[:, None]
+    cw[classes] = (cw[classes] * wpast + tw) / (wpast + 1.0)
+    past[classes] += cur
+
+
 class CWRStar:
     """Copy-Weight-with-Reinit*: consolidated weights ``cw``, temporary weights ``tw``.
 
@@ -103,11 +121,7 @@ class CWRStar:
             weight_decay=self.weight_decay,
             rng=np.random.default_rng([self.seed, self.calls]),
         )
-        tw = tw[:-1]
-        tw -= tw.mean()
-        wpast = np.sqrt(self.past[classes] / cur).astype(np.float32)[:, None]
-        self.cw[classes] = (self.cw[classes] * wpast + tw) / (wpast + 1.0)
-        self.past[classes] += cur
+        consolidate(self.cw, self.past, classes, cur, tw[:-1])
         self.calls += 1
 
     def predict_proba_many(self, z: FloatArray) -> FloatArray:

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from service.commands import backbone, demo, serve
+from service.commands import backbone, bench, demo, serve
 
-COMMANDS: list[ModuleType] = [demo, serve, backbone]
+COMMANDS: list[ModuleType] = [demo, serve, backbone, bench]

@@ -1,0 +1,1 @@
+"""Continual-learning benchmarks: cached latent streams and the strategy comparison."""

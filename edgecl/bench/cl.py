@@ -1,0 +1,243 @@
+"""Run strategies through a class-incremental latent stream and measure what they keep.
+
+Each strategy runs with the recipe below: its store (the memory policy of its paper), the
+batch size its stream is fed in, and, for GDumb, a retrain from memory at the end of each
+experience. Every stored item costs ``memory_items`` of the budget, whatever the encoding
+(``@float32`` keeps as many items at four times the bytes; ``@pq`` keeps the bytes of
+``memory_items`` int8 items and fits as many codes as they allow).
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from edgecl import replay, strategies
+from edgecl.bench.streams import ClassIncrementalStream, Latents, PrecomputedBackbone
+from edgecl.learner import Learner
+from edgecl.replay.compress import item_nbytes
+from edgecl.strategies.gdumb import GDumb
+
+log = logging.getLogger("edgecl.bench")
+
+STORE_ENCODINGS = ("int8", "float16", "float32", "pq")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one strategy meets the stream: store, batch size, options, latent cut."""
+
+    strategy: str
+    store: str | None
+    batch: int
+    options: dict[str, Any] = field(default_factory=dict)
+    store_options: dict[str, Any] = field(default_factory=dict)
+    cut: str = "pooled"
+    retrain: bool = False
+    encoding: str = "int8"
+    note: str = ""
+    replay_all: bool = False  # replay_size = the memory's size, unless given
+
+    @property
+    def label(self) -> str:
+        return self.strategy if self.encoding == "int8" else f"{self.strategy}@{self.encoding}"
+
+
+#: SLDA, NCM and GDumb's learning are exact running statistics, the same for any batch
+#: size: 100 only saves time. The SGD heads learn from batches of 10; ExStream streams
+#: one sample at a time (its paper's protocol); AR1 learns in batches of 300 (about the
+#: paper's CORe50 batches) with 300 replayed latents, one epoch in minibatches of 16: the
+#: paper's 4 epochs over 300 new + all 1500 stored cost 12 times the compute through the
+#: layers above the cut, and with those layers frozen (on pooled latents) both reach the
+#: same accuracy on this stream (see BENCHMARKS.md).
+AR1_OPTIONS = {"replay_size": 300, "epochs": 1, "batch_size": 16, "lr": 0.003, "top_lr": 0.0003}
+RECIPES: dict[str, Recipe] = {
+    "naive": Recipe("naive", None, 10),
+    "latent_replay": Recipe("latent_replay", "latent_replay", 10),
+    "cwr_star": Recipe("cwr_star", None, 10),
+    "ar1": Recipe(
+        "ar1",
+        "latent_replay",
+        300,
+        options=AR1_OPTIONS,
+        cut="block14",
+        note="300 new + 300 replayed per batch, 1 epoch, minibatch 16, lr 0.003 / top 0.0003",
+    ),
+    "exstream": Recipe("exstream", "exstream", 1, replay_all=True),
+    "gdumb": Recipe("gdumb", "class_balanced", 100, retrain=True),
+    "slda": Recipe("slda", None, 100),
+    "ncm": Recipe("ncm", None, 100),
+}
+
+
+def parse_spec(spec: str) -> Recipe:
+    """``name[@encoding][:option=value...]`` to a recipe; ``store.option`` goes to the store.
+
+    >>> r = parse_spec("gdumb@pq:epochs=5:store.subvectors=64")
+    >>> r.strategy, r.encoding, r.options, r.store_options, r.label
+    ('gdumb', 'pq', {'epochs': 5}, {'subvectors': 64}, 'gdumb@pq')
+    >>> parse_spec("nope")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown strategy 'nope'; choose from ar1, cwr_star, exstream, gdumb, latent_replay, naive, ncm, slda
+    """  # noqa: E501
+    head, *pairs = spec.strip().split(":")
+    name, _, encoding = head.partition("@")
+    if name not in RECIPES:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(sorted(RECIPES))}")
+    recipe = RECIPES[name]
+    options, store_options = dict(recipe.options), dict(recipe.store_options)
+    for pair in pairs:
+        key, eq, text = pair.partition("=")
+        if not eq:
+            raise ValueError(f"expected option=value in {spec!r}, got {pair!r}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        if key.startswith("store."):
+            store_options[key[len("store.") :]] = value
+        else:
+            options[key] = value
+    if encoding and encoding not in STORE_ENCODINGS:
+        raise ValueError(f"unknown store encoding {encoding!r}; choose from {STORE_ENCODINGS}")
+    if encoding and recipe.store is None:
+        raise ValueError(f"{name} keeps no replay memory; it takes no @encoding")
+    return replace(
+        recipe, options=options, store_options=store_options, encoding=encoding or "int8"
+    )
+
+
+@dataclass
+class Result:
+    """Accuracy on the test samples of the classes seen so far, after each experience."""
+
+    label: str
+    accuracies: list[float]
+    learn_seconds: float
+    samples: int
+    store: str | None = None
+    items: int = 0
+    store_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def final(self) -> float:
+        return self.accuracies[-1]
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.learn_seconds if self.learn_seconds > 0 else float("nan")
+
+    @property
+    def bytes_per_item(self) -> float:
+        return self.store_bytes / self.items if self.items else 0.0
+
+
+def store_budget(kind: str, encoding: str, shape: tuple[int, ...], items: int) -> int:
+    """``max_bytes`` that holds ``items`` latents of ``shape`` in store ``kind``.
+
+    >>> store_budget("class_balanced", "int8", (1280,), 1500)
+    1938000
+    """
+    factory = replay.create(kind, max_bytes=1 << 30)
+    extra = int(getattr(factory, "extra_nbytes", 0))
+    per_item = item_nbytes("int8" if encoding == "pq" else encoding, shape)
+    return items * (per_item + extra)
+
+
+def accuracy(learner: Learner, data: Latents, chunk: int = 1000) -> float:
+    """Fraction of ``data`` the learner labels right."""
+    correct = 0
+    for start in range(0, len(data), chunk):
+        proba = learner.predict_proba_latents(data.z[start : start + chunk])
+        predicted = np.array([learner.labels.decode(int(i)) for i in proba.argmax(axis=1)])
+        correct += int(np.sum(predicted == data.y[start : start + chunk]))
+    return correct / max(len(data), 1)
+
+
+def build(recipe: Recipe, shape: tuple[int, ...], memory_items: int, seed: int) -> Learner:
+    options = dict(recipe.options)
+    if recipe.replay_all:
+        options.setdefault("replay_size", memory_items)
+    strategy = strategies.create(recipe.strategy, **options)
+    store = None
+    if recipe.store is not None:
+        budget = store_budget(recipe.store, recipe.encoding, shape, memory_items)
+        options = {"max_bytes": budget, "seed": seed, **recipe.store_options}
+        if recipe.encoding == "pq":
+            store = replay.create("pq", policy=recipe.store, **options)
+        else:
+            store = replay.create(recipe.store, encoding=recipe.encoding, **options)
+    return Learner(PrecomputedBackbone(shape), strategy, store, seed=seed)
+
+
+def run(
+    recipe: Recipe,
+    stream: ClassIncrementalStream,
+    *,
+    memory_items: int = 1500,
+    seed: int = 0,
+    on_experience: Callable[[int, float], None] | None = None,
+) -> Result:
+    """Learn ``stream`` once with ``recipe``; accuracy on seen classes after each experience."""
+    learner = build(recipe, stream.latent_shape, memory_items, seed)
+    accuracies: list[float] = []
+    seconds, samples, retrain_s = 0.0, 0, 0.0
+    for i, exp in enumerate(stream.experiences()):
+        start = time.perf_counter()
+        for s in range(0, len(exp), recipe.batch):
+            learner.learn_latents(exp.z[s : s + recipe.batch], exp.y[s : s + recipe.batch].tolist())
+        if recipe.retrain:
+            t = time.perf_counter()
+            learner.retrain()
+            retrain_s += time.perf_counter() - t
+        seconds += time.perf_counter() - start
+        samples += len(exp)
+        accuracies.append(accuracy(learner, stream.test_seen(i)))
+        log.info("%s: experience %d accuracy %.4f", recipe.label, i + 1, accuracies[-1])
+        if on_experience is not None:
+            on_experience(i, accuracies[-1])
+    result = Result(recipe.label, accuracies, seconds, samples)
+    if recipe.note:
+        result.notes.append(recipe.note)
+    if learner.store is not None:
+        result.store, result.items = learner.store.name, len(learner.store)
+        result.store_bytes = learner.store.nbytes
+        if recipe.encoding == "pq":
+            result.store = f"pq({recipe.store})"
+    if recipe.retrain:
+        result.notes.append(f"retrains {retrain_s:.1f} s of it")
+    return result
+
+
+def joint(
+    stream: ClassIncrementalStream, *, epochs: int = 30, batch_size: int = 64, seed: int = 0
+) -> Result:
+    """The offline upper bound: a softmax head trained on every sample of the classes seen
+    so far, after each experience (GDumb's trainer with the memory being all of it)."""
+    accuracies: list[float] = []
+    seconds = 0.0
+    seen: list[Latents] = []
+    for i, exp in enumerate(stream.experiences()):
+        seen.append(exp)
+        z = np.concatenate([e.z for e in seen])
+        y = np.concatenate([e.y for e in seen])
+        start = time.perf_counter()
+        head = GDumb(epochs=epochs, batch_size=batch_size, seed=seed)
+        head.add_classes(int(y.max()) + 1)
+        head.learn_many(z, y)
+        head.load_state_dict(head.retrain(z, y, lambda fraction: True))
+        seconds += time.perf_counter() - start
+        test = stream.test_seen(i)
+        hits = head.predict_proba_many(test.z).argmax(axis=1) == test.y
+        accuracies.append(float(np.mean(hits)))
+        log.info("joint: experience %d accuracy %.4f", i + 1, accuracies[-1])
+    total = sum(len(e) for e in seen)
+    return Result("joint (offline)", accuracies, seconds, total, notes=[f"{epochs} epochs"])

@@ -1,0 +1,112 @@
+"""The benchmark's Markdown: one table, written into its own section of BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgecl.bench.cl import Result
+
+HEADING = "## Split-Fashion-MNIST, class-incremental (strategies)"
+
+
+def machine() -> str:
+    """One line on where the numbers come from."""
+    import numpy as np
+
+    parts = [
+        f"{platform.machine()}, {os.cpu_count()} logical cores",
+        f"Python {platform.python_version()}",
+        f"NumPy {np.__version__}",
+    ]
+    blas = os.environ.get("OPENBLAS_NUM_THREADS")
+    parts.append(f"OPENBLAS_NUM_THREADS={blas}" if blas else "BLAS threads: default")
+    if hasattr(os, "getloadavg"):
+        parts.append("load average at start " + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
+    return "; ".join(parts)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def table(results: Sequence[Result], experiences: int) -> str:
+    """Rows: accuracy (%) on the seen classes after each experience, memory and speed.
+
+    >>> r = Result("ncm", [0.9, 0.8], learn_seconds=2.0, samples=100)
+    >>> print(table([r], 2))
+    | strategy | memory | exp 1 | exp 2 (final) | learn samples/s | notes |
+    | --- | --- | ---: | ---: | ---: | --- |
+    | `ncm` | none | 90.0 | **80.0** | 50 |  |
+    """
+    head = [f"exp {i + 1}" for i in range(experiences)]
+    head[-1] += " (final)"
+    lines = [
+        "| strategy | memory | " + " | ".join(head) + " | learn samples/s | notes |",
+        "| --- | --- | " + " | ".join("---:" for _ in head) + " | ---: | --- |",
+    ]
+    for r in results:
+        if r.store is None:
+            memory = "none"
+        else:
+            memory = f"`{r.store}`: {r.items} items, {r.bytes_per_item:.0f} B/item"
+        accs = [_pct(a) for a in r.accuracies]
+        accs[-1] = f"**{accs[-1]}**"
+        speed = "—" if r.label.startswith("joint") else f"{r.samples_per_s:.0f}"
+        cells = [f"`{r.label}`", memory, *accs, speed, "; ".join(r.notes)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def comparisons(results: Sequence[Result]) -> list[str]:
+    """Sentences comparing rows the table holds: encodings, and SLDA against the bound.
+
+    >>> rows = [Result("gdumb", [0.80], 1.0, 1, "class_balanced", 10, 1000),
+    ...         Result("gdumb@float32", [0.81], 1.0, 1, "class_balanced", 10, 4000)]
+    >>> comparisons(rows)
+    ['`gdumb` int8 vs `gdumb@float32`: -1.0 points at 25% of the bytes per item.']
+    """
+    by_label = {r.label: r for r in results}
+    out = []
+    for r in results:
+        if "@" in r.label:
+            continue
+        for encoding in ("float32", "pq"):
+            other = by_label.get(f"{r.label}@{encoding}")
+            if other is None or not other.items or not r.items:
+                continue
+            delta = 100 * (r.final - other.final)
+            if encoding == "float32":
+                share = r.bytes_per_item / other.bytes_per_item
+                out.append(
+                    f"`{r.label}` int8 vs `{other.label}`: {delta:+.1f} points at "
+                    f"{100 * share:.0f}% of the bytes per item."
+                )
+            else:
+                out.append(
+                    f"`{other.label}` holds {other.items} items in the bytes of {r.items} int8 "
+                    f"items: {-delta:+.1f} points over `{r.label}`."
+                )
+    bound = next((r for r in results if r.label.startswith("joint")), None)
+    if bound is not None:
+        for r in results:
+            if not r.label.startswith("joint") and r.label in ("slda", "ncm"):
+                gap = 100 * (bound.final - r.final)
+                out.append(f"`{r.label}` ends {gap:.1f} points below the joint bound.")
+    return out
+
+
+def write_section(path: str | os.PathLike[str], body: str, heading: str = HEADING) -> None:
+    """Put ``heading`` + ``body`` in ``path``, replacing only that section (read just now)."""
+    p = Path(path)
+    text = p.read_text() if p.exists() else "# Benchmarks\n"
+    section = f"{heading}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+    p.write_text(text)

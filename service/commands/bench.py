@@ -1,0 +1,141 @@
+"""``edgecl bench cl``: strategies on Split-Fashion-MNIST latents, written to BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from edgecl.bench.cl import RECIPES, Recipe, Result, joint, parse_spec, run
+from edgecl.bench.report import comparisons, machine, table, write_section
+from edgecl.bench.streams import SPLIT_FASHION, ClassIncrementalStream, fashion_latents
+
+DEFAULT_STRATEGIES = "naive,latent_replay,cwr_star,ar1,exstream,gdumb,slda,ncm"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("bench", help="benchmarks", description="Benchmarks.")
+    kinds = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    cl = kinds.add_parser(
+        "cl",
+        help="continual-learning strategies on Split-Fashion-MNIST latents",
+        description=(
+            "Learns Fashion-MNIST as 5 experiences of 2 new classes (order 0..9), one pass, "
+            "from int8 EfficientNet-Lite0 latents (built and cached on first use; embedding "
+            "70k images takes minutes), and reports accuracy on the classes seen after each "
+            "experience, memory and learning speed. A strategy is name[@encoding]"
+            "[:option=value...], e.g. gdumb@float32 or ar1:epochs=2."
+        ),
+    )
+    cl.add_argument("--strategies", default=DEFAULT_STRATEGIES, help="comma-separated list")
+    cl.add_argument("--memory-items", type=int, default=1500, help="replay memory, in latents")
+    cl.add_argument("--limit-train", type=int, default=None, help="use the first N train images")
+    cl.add_argument("--limit-test", type=int, default=None, help="use the first N test images")
+    cl.add_argument("--out", type=Path, default=None, help="write the table into this file")
+    cl.add_argument("--no-joint", action="store_true", help="skip the offline upper bound")
+    cl.add_argument("--data-dir", type=Path, default=Path("edgecl-data"))
+    cl.add_argument("--cache-dir", type=Path, default=None, help="default: DATA_DIR/bench")
+    cl.add_argument("--backbone-dir", type=Path, default=None, help="default: DATA_DIR/backbone")
+    cl.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for embedding")
+    cl.add_argument("--seed", type=int, default=0)
+    cl.set_defaults(run=run_cl)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)  # noqa: T201
+
+
+def run_cl(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    recipes = [parse_spec(s) for s in args.strategies.split(",") if s.strip()]
+    if args.memory_items < 1:
+        raise ValueError("--memory-items must be at least 1")
+    cache = args.cache_dir or args.data_dir / "bench"
+    backbones = args.backbone_dir or args.data_dir / "backbone"
+    streams: dict[str, tuple[ClassIncrementalStream, Path]] = {}
+
+    def stream_at(cut: str) -> tuple[ClassIncrementalStream, Path]:
+        if cut not in streams:
+            train, test, manifest = fashion_latents(
+                cache,
+                backbones,
+                cut,
+                limit_train=args.limit_train,
+                limit_test=args.limit_test,
+                threads=args.threads,
+            )
+            streams[cut] = ClassIncrementalStream(train, test, SPLIT_FASHION, args.seed), manifest
+        return streams[cut]
+
+    started = machine()
+    results: list[Result] = []
+    for recipe in recipes:
+        stream, manifest = stream_at(recipe.cut)
+        if recipe.strategy == "ar1":
+            recipe = replace(recipe, options={"top": str(manifest), **recipe.options})
+        t = time.perf_counter()
+        result = run(recipe, stream, memory_items=args.memory_items, seed=args.seed)
+        if recipe.cut != "pooled":
+            result.notes.insert(0, f"latents at `{recipe.cut}`")
+        results.append(result)
+        _say(
+            f"{result.label}: {[round(a, 4) for a in result.accuracies]} "
+            f"({time.perf_counter() - t:.0f} s)"
+        )
+    if not args.no_joint:
+        results.append(joint(stream_at("pooled")[0], seed=args.seed))
+    stream = stream_at("pooled")[0]
+    body = describe(args, recipes, stream, started) + "\n\n" + table(results, len(SPLIT_FASHION))
+    notes = comparisons(results)
+    if notes:
+        body += "\n\n" + "\n".join(f"- {line}" for line in notes)
+    _say(body)
+    if args.out is not None:
+        write_section(args.out, body)
+    return 0
+
+
+def describe(
+    args: argparse.Namespace,
+    recipes: list[Recipe],
+    stream: ClassIncrementalStream,
+    started: str,
+) -> str:
+    """The paragraph above the table: command, data, machine, what each column means."""
+    command = f"edgecl bench cl --strategies {','.join(r.label for r in recipes)}"
+    if args.memory_items != 1500:
+        command += f" --memory-items {args.memory_items}"
+    for flag in ("limit_train", "limit_test"):
+        if getattr(args, flag) is not None:
+            command += f" --{flag.replace('_', '-')} {getattr(args, flag)}"
+    batches = ", ".join(
+        f"`{name}` {RECIPES[name].batch}" for name in sorted({r.strategy for r in recipes})
+    )
+    return (
+        f"Command: `OPENBLAS_NUM_THREADS=1 {command} --out BENCHMARKS.md`\n\n"
+        f"Machine: {started}.\n\n"
+        f"Stream: {len(stream.train)} training and {len(stream.test)} test images of "
+        "Fashion-MNIST as 5 experiences of 2 new classes (class order 0..9), each sample "
+        "learned once, embedded once by the int8 EfficientNet-Lite0 backbone (pooled 1280-d "
+        "latents unless the notes say otherwise). Columns *exp k*: accuracy (%) on the test "
+        "images of every class seen after experience *k*; the last is over all ten classes. "
+        f"Replay memory: {args.memory_items} latents per strategy (int8 unless the name says "
+        "`@float32`; `@pq` keeps the bytes of that many int8 latents), in the store of each "
+        "strategy's paper. *Learn samples/s*: training samples over the wall time of the "
+        "learn calls (which include the learner's test-then-train prediction of each batch, "
+        f"and GDumb's retrains). Batch sizes fed to the learner: {batches}."
+    ) + _ar1_sentence(next((r for r in recipes if r.strategy == "ar1"), None))
+
+
+def _ar1_sentence(recipe: Recipe | None) -> str:
+    if recipe is None:
+        return ""
+    return (
+        f" `{recipe.label}` learns from latents at the `{recipe.cut}` cut (its replay memory "
+        "holds latents there); the layers above the cut, initialised from the pretrained "
+        "weights, train with Synaptic Intelligence (batch normalisation frozen) under CWR* "
+        "on the output layer; its replay ratio and epochs are in its notes."
+    )

@@ -1,0 +1,182 @@
+"""AR1*: CWR* on the output layer, SI on the layers above the cut, latent replay at the cut."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgecl import Learner, codec, replay, strategies
+from edgecl.backbones import IdentityBackbone
+from edgecl.bench.streams import PrecomputedBackbone
+from edgecl.strategies.ar1 import AR1
+from edgecl.strategies.cwr_star import CWRStar
+from edgecl.types import FloatArray, IntArray
+
+torch = pytest.importorskip("torch")
+
+
+def blobs(classes: list[int], n: int, dim: int = 6, seed: int = 0) -> tuple[FloatArray, IntArray]:
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(42).normal(scale=2.0, size=(10, dim))
+    y = np.repeat(np.asarray(classes, dtype=np.int64), n)
+    z = (centres[y] + rng.normal(size=(len(y), dim))).astype(np.float32)
+    order = rng.permutation(len(y))
+    return z[order], y[order]
+
+
+def params(s: AR1) -> dict[str, FloatArray]:
+    module: Any = s.net.module
+    return {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def test_without_layers_above_the_cut_ar1_is_cwr_star() -> None:
+    ar1 = AR1(momentum=0.0, lr=0.05, epochs=2, batch_size=8, weight_decay=0.0)
+    cwr = CWRStar(lr=0.05, epochs=2, batch_size=8, weight_decay=0.0)
+    for s in (ar1, cwr):
+        s.add_classes(4)
+    for step, classes in enumerate(([0, 1], [2, 3], [0, 2], [1])):
+        z, y = blobs(classes, 12, seed=step)
+        ar1.learn_many(z, y)
+        cwr.learn_many(z, y)
+    z, _ = blobs([0, 1, 2, 3], 10, seed=9)
+    np.testing.assert_allclose(ar1.cw, cwr.cw, atol=1e-5)
+    np.testing.assert_array_equal(ar1.past, cwr.past)
+    np.testing.assert_allclose(ar1.predict_proba_many(z), cwr.predict_proba_many(z), atol=1e-5)
+
+
+def test_importance_is_the_path_integral_over_the_squared_change() -> None:
+    # One plain SGD step (momentum 0, one minibatch): Δ = -top_lr g, so ω = -g Δ = Δ² / top_lr
+    # and Ω = ω / (Δ² + ξ), clipped at 1 / (2 λ top_lr).
+    top_lr, xi, lam = 0.05, 1e-4, 0.1
+    s = AR1(hidden=5, top_lr=top_lr, si_xi=xi, si_lambda=lam, momentum=0.0, weight_decay=0.0)
+    s.add_classes(2)
+    s.learn_many(np.zeros((1, 3), np.float32), np.array([0]))  # fixes the latent size
+    s.net.omega = {k: np.zeros_like(v) for k, v in s.net.omega.items()}
+    before = params(s)
+    s.epochs, s.batch_size = 1, 64
+    s.learn_many(*blobs([0, 1], 10, dim=3))
+    after = params(s)
+    for name in ("0.weight", "0.bias"):
+        delta = after[name] - before[name]
+        expected = np.minimum((delta**2 / top_lr) / (delta**2 + xi), 1 / (2 * lam * top_lr))
+        np.testing.assert_allclose(s.net.omega[name], expected, rtol=1e-3, atol=1e-7)
+        np.testing.assert_array_equal(s.net.theta_star[name], after[name])
+        assert s.net.omega[name].max() > 0
+
+
+def test_synaptic_intelligence_holds_important_weights_in_place() -> None:
+    # Movement on later batches, weighted by the importance learned on the first: SI lets
+    # unimportant weights move freely and holds the important ones. λ = 100 makes the most
+    # important hit the clip 1 / (2 λ top_lr), the strongest hold that is stable.
+    moved = {}
+    for lam in (0.0, 100.0):
+        s = AR1(hidden=16, si_lambda=lam, lr=0.05, top_lr=0.05, seed=1)
+        s.add_classes(4)
+        s.learn_many(*blobs([0, 1], 40, dim=6))
+        anchor, importance = params(s), dict(s.net.omega)
+        for step in range(3):
+            s.learn_many(*blobs([2, 3], 40, dim=6, seed=step + 1))
+        after = params(s)
+        moved[lam] = sum(
+            float(np.sum(w * (after[k] - anchor[k]) ** 2)) for k, w in importance.items()
+        )
+    assert moved[100.0] < 0.5 * moved[0.0]
+
+
+def test_the_learner_mixes_replayed_latents_into_every_ar1_batch() -> None:
+    seen: list[int] = []
+
+    class Spy(AR1):
+        def learn_many(self, z: FloatArray, y: IntArray) -> None:
+            seen.append(len(y))
+            super().learn_many(z, y)
+
+    store = replay.create("latent_replay", max_bytes=100_000)
+    learner = Learner(IdentityBackbone(6), Spy(replay_size=20, epochs=1), store)
+    for step in range(3):
+        z, y = blobs([step], 15, seed=step)
+        learner.learn_many(z, y.tolist())
+    assert seen == [15, 15 + 15, 15 + 20]
+    assert set(store.items()[1].tolist()) == {0, 1, 2}
+
+
+def fake_build(tmp: Path, latent_shape: tuple[int, ...] = (192, 2, 2)) -> Path:
+    """A ``block14`` build with random weights: the layers above the cut, no real backbone."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from edgecl.backbones.build import ARCH, split
+
+    torch.manual_seed(0)
+    top: Any = split(EfficientNet.from_name(ARCH), "block14")[1]
+    np.savez(tmp / "top.npz", **{k: v.numpy() for k, v in top.state_dict().items()})
+    (tmp / "model.int8.onnx").write_bytes(b"not used")
+
+    def entry(name: str) -> dict[str, Any]:
+        return {"file": name, "sha256": hashlib.sha256((tmp / name).read_bytes()).hexdigest()}
+
+    manifest = {
+        "name": "fake-block14",
+        "cut": "block14",
+        "latent_shape": list(latent_shape),
+        "model": entry("model.int8.onnx"),
+        "top": entry("top.npz"),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest))
+    return tmp / "manifest.json"
+
+
+def test_a_pretrained_top_trains_with_batchnorm_frozen(tmp_path: Path) -> None:
+    manifest = fake_build(tmp_path)
+    s = AR1(top=str(manifest), epochs=1, batch_size=16)
+    assert s.net.features == 1280 and s.net.dim == 192 * 2 * 2
+    s.add_classes(2)
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(24, 192, 2, 2)).astype(np.float32)
+    y = np.arange(24) % 2
+    before = params(s)
+    s.learn_many(z, y)
+    after = params(s)
+    frozen = [k for k in before if "bn" in k]
+    assert frozen and all(np.array_equal(before[k], after[k]) for k in frozen)
+    trained = list(s.net.omega)
+    assert trained and all("bn" not in k for k in trained)
+    assert any(not np.array_equal(before[k], after[k]) for k in trained)
+    # Latents flat or at their block shape are the same input.
+    np.testing.assert_array_equal(s.predict_proba_many(z.reshape(24, -1)), s.predict_proba_many(z))
+    copy = strategies.create("ar1", **codec.unpackb(codec.packb(s.options())))
+    copy.load_state_dict(codec.unpackb(codec.packb(s.state_dict())))
+    np.testing.assert_array_equal(copy.predict_proba_many(z), s.predict_proba_many(z))
+
+
+def test_ar1_learns_block_latents_through_the_learner(tmp_path: Path) -> None:
+    manifest = fake_build(tmp_path)
+    shape = (192, 2, 2)
+    centres = np.random.default_rng(1).normal(size=(3, *shape)).astype(np.float32)
+    store = replay.create("latent_replay", max_bytes=60 * (192 * 4 + 12))
+    ar1 = strategies.create(
+        "ar1", top=str(manifest), replay_size=30, epochs=2, batch_size=16, lr=0.1
+    )
+    learner = Learner(PrecomputedBackbone(shape), ar1, store)
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        y = rng.permutation(np.repeat(np.arange(3), 10))
+        learner.learn_latents(centres[y] + 0.5 * rng.normal(size=(30, *shape)), y.tolist())
+    test_y = np.repeat(np.arange(3), 10)
+    test_z = centres[test_y] + 0.5 * rng.normal(size=(30, *shape))
+    assert np.mean(np.array(learner.predict_many(test_z)) == test_y) >= 0.9
+    assert len(store) == 60
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="top"):
+        AR1(top="/no/such/manifest.json")
+    with pytest.raises(ValueError, match="momentum"):
+        AR1(momentum=1.0)
+    with pytest.raises(ValueError, match="hidden"):
+        AR1(top=__file__, hidden=3)

@@ -1,0 +1,150 @@
+"""The strategy benchmark on the committed fixture: streams, recipes, report, cache, CLI."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgecl.bench import cl, report
+from edgecl.bench.latents import LatentCache
+from edgecl.bench.streams import SPLIT_FASHION, ClassIncrementalStream, Latents
+from edgecl.datasets import Split, load_fixture
+from edgecl.types import AnyArray
+from service.__main__ import main
+
+
+def pooled(split: Split) -> Latents:
+    """Small latents for speed: 4x4 average pooling of the 28x28 pixels (49 values), scaled
+    to 0..6 like the backbone's ReLU6 features."""
+    x = split.images.reshape(len(split.images), 7, 4, 7, 4).mean(axis=(2, 4)) * (6.0 / 255.0)
+    return Latents(x.reshape(len(x), 49).astype(np.float32), split.labels)
+
+
+@pytest.fixture(scope="module")
+def stream() -> ClassIncrementalStream:
+    train, test = load_fixture()
+    return ClassIncrementalStream(pooled(train), pooled(test), SPLIT_FASHION)
+
+
+def test_the_stream_is_class_incremental_in_order(stream: ClassIncrementalStream) -> None:
+    experiences = stream.experiences()
+    assert [sorted(set(e.y.tolist())) for e in experiences] == [list(c) for c in SPLIT_FASHION]
+    assert sum(len(e) for e in experiences) == len(stream.train)
+    assert len(stream.test_seen(4)) == len(stream.test)
+    # Classes are mixed within an experience, in a seeded order.
+    assert experiences[0].y[:20].tolist() != sorted(experiences[0].y[:20].tolist())
+    again = ClassIncrementalStream(stream.train, stream.test, SPLIT_FASHION).experiences()
+    np.testing.assert_array_equal(again[2].y, experiences[2].y)
+
+
+def test_every_issue_strategy_has_a_recipe() -> None:
+    wanted = {"naive", "latent_replay", "cwr_star", "ar1", "exstream", "gdumb", "slda", "ncm"}
+    assert set(cl.RECIPES) == wanted
+    for bad in ("nope", "ncm@float32", "gdumb@float8", "gdumb:epochs"):
+        with pytest.raises(ValueError):
+            cl.parse_spec(bad)
+
+
+def test_replay_and_memory_beat_naive_fine_tuning(stream: ClassIncrementalStream) -> None:
+    results = {}
+    for spec in ("naive", "latent_replay", "gdumb", "ncm", "exstream:replay_size=100"):
+        recipe = cl.parse_spec(spec)
+        if recipe.strategy == "exstream":
+            recipe = replace(recipe, batch=10)  # one sample at a time is slow for a test
+        results[recipe.strategy] = cl.run(recipe, stream, memory_items=100)
+    for r in results.values():
+        assert len(r.accuracies) == 5 and all(0.0 <= a <= 1.0 for a in r.accuracies)
+        assert r.samples == len(stream.train) and r.learn_seconds > 0
+    naive = results["naive"].final
+    assert naive < 0.35  # it forgets: mostly the last two classes are right
+    for name in ("latent_replay", "gdumb", "ncm", "exstream"):
+        assert results[name].final > naive + 0.2, name
+    gdumb = results["gdumb"]
+    assert gdumb.store == "class_balanced" and gdumb.items == 100
+    assert gdumb.bytes_per_item == 49 + 4 + 8  # int8 codes, scale, label
+    assert results["exstream"].store == "exstream"
+
+
+def test_store_encodings_and_the_ar1_recipe(stream: ClassIncrementalStream) -> None:
+    f32 = cl.run(cl.parse_spec("gdumb@float32"), stream, memory_items=100)
+    assert f32.items == 100 and f32.bytes_per_item == 49 * 4 + 8
+    spec = "gdumb@pq:store.warmup=200:store.subvectors=7"  # 7 codes of 7 values per item
+    pq = cl.run(cl.parse_spec(spec), stream, memory_items=100)
+    assert pq.store == "pq(class_balanced)" and pq.items > 100
+    assert pq.store_bytes <= cl.store_budget("class_balanced", "int8", (49,), 100)
+    # AR1 on pooled latents with one random hidden layer standing in for a build's top.
+    recipe = cl.parse_spec("ar1:hidden=16:epochs=1:replay_size=50:lr=0.05")
+    ar1 = cl.run(replace(recipe, cut="pooled", batch=100), stream, memory_items=100)
+    assert ar1.store == "latent_replay" and ar1.items == 100 and len(ar1.accuracies) == 5
+
+
+def test_joint_bound_learns_every_class(stream: ClassIncrementalStream) -> None:
+    result = cl.joint(stream, epochs=5)
+    assert len(result.accuracies) == 5 and result.final > 0.6
+
+
+def test_report_replaces_only_its_own_section(tmp_path: Path) -> None:
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\n## Other\n\nkeep me\n\n## Last\n\nme too\n")
+    result = cl.Result("ncm", [0.9, 0.8], learn_seconds=1.0, samples=10)
+    report.write_section(path, report.table([result], 2))
+    report.write_section(path, "first line\n\n" + report.table([result], 2))
+    text = path.read_text()
+    assert text.count(report.HEADING) == 1 and "first line" in text
+    assert "keep me" in text and "me too" in text
+    # Written in the middle, the next section still follows after a blank line.
+    path.write_text(f"# B\n\n{report.HEADING}\n\nold\n\n## Next\n\nkept\n")
+    report.write_section(path, "new")
+    assert path.read_text() == f"# B\n\n{report.HEADING}\n\nnew\n\n## Next\n\nkept\n"
+
+
+def test_latent_cache_embeds_each_chunk_once(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def embed(images: AnyArray) -> AnyArray:
+        calls.append(len(images))
+        return images.reshape(len(images), -1).astype(np.float32)
+
+    images = np.arange(10 * 4, dtype=np.uint8).reshape(10, 2, 2)
+    cache = LatentCache(tmp_path, "toy", embed, chunk=4)
+    z = cache.latents("train", images, np.array([9, 1]))
+    np.testing.assert_array_equal(z, images[[9, 1]].reshape(2, 4))
+    assert calls == [4, 2]  # chunks 0 and 2 only
+    cache.latents("train", images, np.arange(10))
+    assert calls == [4, 2, 4]  # only chunk 1 was missing
+    with pytest.raises(ValueError, match="out of range"):
+        cache.latents("train", images, np.array([10]))
+
+
+def test_the_bench_command_writes_its_section(
+    tmp_path: Path, stream: ClassIncrementalStream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.commands import bench
+
+    def fake_latents(*args: Any, **kwargs: Any) -> tuple[Latents, Latents, Path]:
+        return stream.train, stream.test, tmp_path / "manifest.json"
+
+    monkeypatch.setattr(bench, "fashion_latents", fake_latents)
+    out = tmp_path / "BENCHMARKS.md"
+    argv = ["bench", "cl", "--strategies", "naive,ncm", "--memory-items", "50"]
+    assert main([*argv, "--out", str(out), "--data-dir", str(tmp_path)]) == 0
+    text = out.read_text()
+    assert report.HEADING in text and "`naive`" in text and "`joint (offline)`" in text
+    assert "--memory-items 50" in text
+    assert main(["bench", "cl", "--strategies", "nope"]) == 2
+
+
+def test_describe_names_the_batches() -> None:
+    args = argparse.Namespace(memory_items=1500, limit_train=None, limit_test=None)
+    from service.commands.bench import describe
+
+    train = Latents(np.zeros((4, 2), np.float32), np.arange(4) % 2)
+    text = describe(
+        args, [cl.parse_spec("exstream")], ClassIncrementalStream(train, train, ((0, 1),)), "here"
+    )
+    assert "`exstream` 1" in text and "Machine: here." in text
