@@ -206,6 +206,13 @@ class Settings(BaseSettings):
         return self.mqtt_client_id or f"edgecl-{self.mqtt_device}"
 
     @model_validator(mode="after")
+    def _token_not_blank(self) -> Settings:
+        # An empty token would match an empty "Bearer " header: that is no auth at all.
+        if self.api_token is not None and not self.api_token.get_secret_value().strip():
+            raise ValueError("api_token is empty; unset EDGECL_API_TOKEN to turn auth off")
+        return self
+
+    @model_validator(mode="after")
     def _mqtt_tls_pair(self) -> Settings:
         if (self.mqtt_tls_cert is None) != (self.mqtt_tls_key is None):
             raise ValueError("mqtt_tls_cert and mqtt_tls_key go together: set both or neither")

@@ -69,6 +69,7 @@ def test_environment_beats_file_and_flags_beat_both(
         ("wal_fsync: sometimes\n", "wal_fsync: Input should be 'always' or 'group'"),
         ("- port\n", "must hold a mapping"),
         ("port: [\n", "is not valid YAML"),
+        ("api_token: '  '\n", "api_token is empty"),
     ],
 )
 def test_bad_files_are_rejected(tmp_path: Path, text: str, message: str) -> None:
