@@ -4,7 +4,6 @@ old generations are pruned, and a full disk fails cleanly."""
 from __future__ import annotations
 
 import logging
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from edgecl import Learner, persistence, strategies
 from edgecl.backbones import IdentityBackbone
 from service.checkpoints import Checkpoints
 from service.wal import StorageError
+from tests.tmpfs import small_tmpfs
 
 
 def state(i: int) -> dict[str, Any]:
@@ -147,19 +147,8 @@ def test_learner_state_round_trips(tmp_path: Path) -> None:
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs (needs root): {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "fs", "64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_disk_full_keeps_previous_checkpoint(small_fs: Path) -> None:

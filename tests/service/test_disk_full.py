@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.service.daemon import ForkedDaemon, ForkServer, identity_env
+from tests.tmpfs import small_tmpfs
 
 DIM = 8
 PROBE = {"samples": [{"features": [1.0] + [0.0] * (DIM - 1)}], "top_k": 2}
@@ -28,19 +29,8 @@ def forks() -> Iterator[ForkServer]:
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs, the daemon's data dir (its log stays outside, in ``tmp_path``)."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs (needs root): {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "fs", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def remount(mount: Path, mode: str) -> None:

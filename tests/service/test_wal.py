@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from service.wal import StorageError, WriteAheadLog
+from tests.tmpfs import small_tmpfs
 
 
 def record(i: int, dim: int = 4) -> dict[str, Any]:
@@ -368,19 +369,8 @@ def test_closed_log_refuses_appends(tmp_path: Path) -> None:
 # -- a real, tiny filesystem ---------------------------------------------------------------
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs (needs root): {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "fs", "64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_disk_full_fails_cleanly_and_recovers(small_fs: Path) -> None:
