@@ -99,13 +99,24 @@ def comparisons(results: Sequence[Result]) -> list[str]:
     return out
 
 
+NOTES = "### Notes"
+
+
 def write_section(path: str | os.PathLike[str], body: str, heading: str = HEADING) -> None:
-    """Put ``heading`` + ``body`` in ``path``, replacing only that section (read just now)."""
+    """Put ``heading`` + ``body`` in ``path``, replacing only that section (read just now).
+
+    A ``### Notes`` part of the old section (written by hand) is kept, after the new body.
+    """
     p = Path(path)
     text = p.read_text() if p.exists() else "# Benchmarks\n"
-    section = f"{heading}\n\n{body.strip()}\n"
     pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
+    found = pattern.search(text)
+    notes = ""
+    if found is not None and f"\n{NOTES}\n" in found.group(0):
+        kept = found.group(0).split(f"\n{NOTES}\n", 1)[1].rstrip()
+        notes = f"\n{NOTES}\n{kept}\n"
+    section = f"{heading}\n\n{body.strip()}\n{notes}"
+    if found is not None:
         text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
     else:
         text = text.rstrip() + "\n\n" + section

@@ -34,7 +34,12 @@ def add_parser(sub: Any) -> None:
     cl.add_argument("--memory-items", type=int, default=1500, help="replay memory, in latents")
     cl.add_argument("--limit-train", type=int, default=None, help="use the first N train images")
     cl.add_argument("--limit-test", type=int, default=None, help="use the first N test images")
-    cl.add_argument("--out", type=Path, default=None, help="write the table into this file")
+    cl.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the section into this file (a '### Notes' part of it is kept)",
+    )
     cl.add_argument("--no-joint", action="store_true", help="skip the offline upper bound")
     cl.add_argument("--data-dir", type=Path, default=Path("edgecl-data"))
     cl.add_argument("--cache-dir", type=Path, default=None, help="default: DATA_DIR/bench")

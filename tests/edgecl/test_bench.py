@@ -101,6 +101,12 @@ def test_report_replaces_only_its_own_section(tmp_path: Path) -> None:
     path.write_text(f"# B\n\n{report.HEADING}\n\nold\n\n## Next\n\nkept\n")
     report.write_section(path, "new")
     assert path.read_text() == f"# B\n\n{report.HEADING}\n\nnew\n\n## Next\n\nkept\n"
+    # Hand-written notes at the end of the section survive a new table.
+    notes = "### Notes\n\n- by hand\n"
+    path.write_text(f"# B\n\n{report.HEADING}\n\nold\n\n{notes}\n## Next\n\nkept\n")
+    report.write_section(path, "new")
+    expected = f"# B\n\n{report.HEADING}\n\nnew\n\n{notes}\n## Next\n\nkept\n"
+    assert path.read_text() == expected
 
 
 def test_latent_cache_embeds_each_chunk_once(tmp_path: Path) -> None:
