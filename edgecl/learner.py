@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 from edgecl import persistence
-from edgecl.backbones import from_spec
+from edgecl.backbones import check_same, from_spec
 from edgecl.labels import LabelMap
 from edgecl.metrics import Prequential
 from edgecl.protocols import Backbone, ReplayStore, Strategy
+from edgecl.replay import holds_inputs
 from edgecl.types import FloatArray, IntArray, Label, State, check_label
 
 
@@ -88,6 +89,60 @@ class Learner:
         """Latents for a batch of inputs; ``ValueError`` for bad inputs."""
         return self.check_latents(self.backbone.embed(self._check_batch(x)))
 
+    # -- raw-input memory -------------------------------------------------------------
+    @property
+    def keeps_inputs(self) -> bool:
+        """Whether the store keeps raw inputs (embedded again whenever they are replayed)."""
+        return holds_inputs(self.store)
+
+    def prepare_inputs(self, x: Any) -> np.ndarray[Any, Any]:
+        """Inputs as a raw-input store keeps them: uint8, resized as the backbone sees them
+        (its ``prepare``); a backbone without one must be given integers in 0..255."""
+        prepare = getattr(self.backbone, "prepare", None)
+        if callable(prepare):
+            out: np.ndarray[Any, Any] = prepare(self._check_batch(x))
+            return out
+        return self.check_inputs(x, None)
+
+    def check_inputs(self, x: Any, n: int | None) -> np.ndarray[Any, Any]:
+        """Validate prepared inputs for the raw-input store (``n``: how many there must be)."""
+        store = self.store
+        if x is None:
+            raise ValueError(
+                f"the {getattr(store, 'name', '')!r} store keeps raw inputs, not latents: "
+                "learn inputs (learn_many), or pass the prepared inputs with the latents"
+            )
+        arr = self._check_batch(x)
+        if n is not None and len(arr) != n:
+            raise ValueError(f"got {n} latents but {len(arr)} inputs")
+        if not np.all((arr >= 0) & (arr <= 255) & (arr == np.round(arr))):
+            raise ValueError("raw inputs must be integers in 0..255 (uint8 images)")
+        shape = getattr(store, "shape", None)
+        if shape is not None and tuple(arr.shape[1:]) != tuple(shape):
+            raise ValueError(f"the store keeps inputs of shape {shape}, got {arr.shape[1:]}")
+        return arr.astype(np.uint8)
+
+    def memory_latents(self, store: ReplayStore | None = None) -> tuple[FloatArray, IntArray]:
+        """Every item of ``store`` (default: the learner's) as a latent, with its label; raw
+        inputs are embedded through the current backbone, a chunk at a time."""
+        store = self.store if store is None else store
+        if store is None:
+            raise ValueError("there is no replay memory")
+        chunks = getattr(store, "chunks", None)
+        if not holds_inputs(store) or not callable(chunks):
+            z, y = store.items()
+            return (self.embed(z.astype(np.uint8)) if holds_inputs(store) else z), y
+        parts = [(self.embed(z.astype(np.uint8)), y) for z, y in chunks(64)]
+        if not parts:
+            return np.zeros((0, *self.latent_shape), np.float32), np.zeros(0, np.int64)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def embed_stored(self, items: FloatArray) -> FloatArray:
+        """Latents of items taken from the store: raw inputs go through the backbone now."""
+        if not self.keeps_inputs or not len(items):
+            return items
+        return self.embed(np.asarray(items).astype(np.uint8))
+
     @staticmethod
     def check_labels(labels: Sequence[object], n: int) -> list[Label]:
         if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
@@ -104,12 +159,21 @@ class Learner:
         """Learn a batch of inputs with their labels (all or nothing)."""
         arr = self._check_batch(x)
         checked = self.check_labels(labels, len(arr))
-        self.learn_latents(self.embed(arr), checked)
+        if self.keeps_inputs:
+            raw = self.prepare_inputs(arr)
+            self.learn_latents(self.embed(raw), checked, inputs=raw)
+        else:
+            self.learn_latents(self.embed(arr), checked)
 
-    def learn_latents(self, z: Any, labels: Sequence[Label]) -> None:
-        """Learn latents directly (bypassing the backbone); validates before any change."""
+    def learn_latents(self, z: Any, labels: Sequence[Label], *, inputs: Any | None = None) -> None:
+        """Learn latents directly (bypassing the backbone); validates before any change.
+
+        A store that keeps raw inputs also needs ``inputs``: the prepared uint8 inputs the
+        latents came from (see :meth:`prepare_inputs`), which is what it stores.
+        """
         z = self.check_latents(z)
         checked = self.check_labels(labels, len(z))
+        raw = self.check_inputs(inputs, len(z)) if self.keeps_inputs else None
         # Validation is done: from here on the state changes.
         before = len(self.labels)
         y = np.asarray(self.labels.encode_many(checked), dtype=np.int64)
@@ -120,10 +184,10 @@ class Learner:
         zb, yb = z, y
         if self.store is not None and self.strategy.replay_size > 0 and len(self.store):
             zr, yr = self.store.sample(self.strategy.replay_size, self._rng)
-            zb, yb = np.concatenate([z, zr]), np.concatenate([y, yr])
+            zb, yb = np.concatenate([z, self.embed_stored(zr)]), np.concatenate([y, yr])
         self.strategy.learn_many(zb, yb)
         if self.store is not None:
-            self.store.add_many(z, y)
+            self.store.add_many(z if raw is None else raw, y)
         for idx in y.tolist():
             self.class_counts[idx] += 1
         self.samples_learned += len(y)
@@ -155,7 +219,7 @@ class Learner:
             raise ValueError(f"strategy {self.strategy.name!r} does not retrain from memory")
         if self.store is None or not len(self.store):
             raise ValueError("the replay memory is empty; learn some samples first")
-        z, y = self.store.items()
+        z, y = self.memory_latents()
 
         def on_progress(fraction: float) -> bool:
             if progress is not None:
@@ -222,7 +286,10 @@ class Learner:
     def from_state(cls, state: State, backbone: Backbone | None = None) -> Learner:
         from edgecl import replay, strategies
 
-        backbone = backbone if backbone is not None else from_spec(state["backbone"])
+        if backbone is None:
+            backbone = from_spec(state["backbone"])
+        else:
+            check_same(state["backbone"], backbone.spec())
         s = state["strategy"]
         strategy = strategies.create(s["name"], **s["options"])
         strategy.load_state_dict(s["state"])
@@ -231,13 +298,17 @@ class Learner:
             store = replay.create(state["store"]["name"], **state["store"]["options"])
             store.load_state_dict(state["store"]["state"])
         learner = cls(backbone, strategy, store, seed=int(state["seed"]))
-        learner.labels = LabelMap.from_state(state["labels"])
-        learner.class_counts = [int(c) for c in state["class_counts"]]
-        learner.samples_learned = int(state["samples_learned"])
-        learner.model_version = int(state["model_version"])
-        learner.prequential.load_state_dict(state["prequential"])
-        learner._rng = _rng_from_state(state["rng"])
+        learner.load_bookkeeping(state)
         return learner
+
+    def load_bookkeeping(self, state: State) -> None:
+        """Labels, counts, versions, prequential history and generator from a state."""
+        self.labels = LabelMap.from_state(state["labels"])
+        self.class_counts = [int(c) for c in state["class_counts"]]
+        self.samples_learned = int(state["samples_learned"])
+        self.model_version = int(state["model_version"])
+        self.prequential.load_state_dict(state["prequential"])
+        self._rng = _rng_from_state(state["rng"])
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the whole learner atomically to ``path``."""

@@ -114,14 +114,22 @@ class ProbeSet:
                 self.diverted += 1
         return keep
 
-    def learn(self, learner: Learner, z: Any, labels: Sequence[Label]) -> int:
-        """Hold back a share, learn the rest, re-score when due; returns how many learned."""
+    def learn(
+        self, learner: Learner, z: Any, labels: Sequence[Label], inputs: Any | None = None
+    ) -> int:
+        """Hold back a share, learn the rest, re-score when due; returns how many learned.
+
+        ``inputs``: the raw inputs of a learner whose store keeps them (held-back samples
+        keep only their latents)."""
         z = learner.check_latents(z)
         checked = learner.check_labels(labels, len(z))
+        if learner.keeps_inputs:
+            inputs = learner.check_inputs(inputs, len(z))
         keep = self.divert(learner, z, checked)
         n = int(keep.sum())
         if n:
-            learner.learn_latents(z[keep], [checked[i] for i in np.flatnonzero(keep)])
+            kept = None if inputs is None else inputs[keep]
+            learner.learn_latents(z[keep], [checked[i] for i in np.flatnonzero(keep)], inputs=kept)
             self.since += n
             if self.since >= self.every:
                 self.rescore(learner)

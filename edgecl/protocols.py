@@ -24,7 +24,12 @@ class Backbone(Protocol):
 
 @runtime_checkable
 class ReplayStore(Protocol):
-    """What to remember, within ``max_bytes``. Its policy decides what is kept."""
+    """What to remember, within ``max_bytes``. Its policy decides what is kept.
+
+    A store may say ``holds = "inputs"``: it then keeps raw inputs (uint8 images, as the
+    backbone's ``prepare`` gives them) instead of latents, and the learner embeds what it
+    replays through the current backbone (see :func:`edgecl.replay.holds_inputs`).
+    """
 
     name: str
     max_bytes: int

@@ -11,8 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from edgecl.backbones.preprocess import DEFAULT_MAX_PIXELS, RESIZE_POLICIES, to_tensor
+from edgecl.backbones.preprocess import (
+    DEFAULT_MAX_PIXELS,
+    RESIZE_POLICIES,
+    pad_fill,
+    to_tensor,
+    to_uint8,
+)
 from edgecl.types import FloatArray, State
 
 log = logging.getLogger(__name__)
@@ -237,6 +244,17 @@ class OnnxBackbone:
             self.resize,
             max_pixels=self.max_pixels,
             index_offset=index_offset,
+        )
+
+    def prepare(self, images: Any) -> npt.NDArray[np.uint8]:
+        """Images resized as :meth:`embed` would, kept as uint8 ``(N, h, w, 3)``: a raw-image
+        store holds these, and :meth:`embed` of them gives the same latents."""
+        return to_uint8(
+            images,
+            self.input_size,
+            self.resize,
+            pad_fill(self.mean),
+            max_pixels=self.max_pixels,
         )
 
     def _is_tensor(self, x: Any) -> bool:

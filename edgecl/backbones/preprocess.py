@@ -194,6 +194,32 @@ def _images(images: Any, max_pixels: int, offset: int) -> list[npt.NDArray[Any]]
     return out
 
 
+def to_uint8(
+    images: Any,
+    size: int | Sequence[int],
+    policy: str = "center-crop",
+    fill: Sequence[int] = (0, 0, 0),
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    index_offset: int = 0,
+) -> npt.NDArray[np.uint8]:
+    """A batch of images resized to ``(N, h, w, 3)`` uint8: what a backbone sees, before
+    normalisation (raw-image replay stores exactly this).
+
+    >>> to_uint8(np.zeros((2, 28, 28), dtype=np.uint8), 32).shape
+    (2, 32, 32, 3)
+    """
+    if policy not in RESIZE_POLICIES:
+        raise ValueError(f"unknown resize policy {policy!r}; choose one of {RESIZE_POLICIES}")
+    th, tw = _target(size)
+    checked = _images(images, max_pixels, index_offset)
+    batch = np.empty((len(checked), th, tw, 3), dtype=np.uint8)
+    for i, img in enumerate(checked):
+        # Resizing grayscale before widening to RGB does a third of the work.
+        batch[i] = resize(_to_uint8(img), (th, tw), policy, fill)
+    return batch
+
+
 def to_tensor(
     images: Any,
     size: int | Sequence[int],
@@ -217,21 +243,26 @@ def to_tensor(
     >>> t.shape, float(t.min()), float(t.max())
     ((2, 3, 32, 32), 1.0, 1.0)
     """
-    if policy not in RESIZE_POLICIES:
-        raise ValueError(f"unknown resize policy {policy!r}; choose one of {RESIZE_POLICIES}")
     m = np.asarray(mean, dtype=np.float32).reshape(-1)
     s = np.asarray(std, dtype=np.float32).reshape(-1)
     if m.shape != (3,) or s.shape != (3,) or np.any(s <= 0):
         raise ValueError("mean and std must have 3 values each, std > 0")
-    th, tw = _target(size)
-    checked = _images(images, max_pixels, index_offset)
-    fill = tuple(int(v) for v in np.clip(np.rint(m * 255.0), 0, 255))
-    batch = np.empty((len(checked), 3, th, tw), dtype=np.uint8)
-    for i, img in enumerate(checked):
-        # Resizing grayscale before widening to RGB does a third of the work.
-        batch[i] = resize(_to_uint8(img), (th, tw), policy, fill).transpose(2, 0, 1)
+    batch = to_uint8(
+        images,
+        size,
+        policy,
+        pad_fill(m),
+        max_pixels=max_pixels,
+        index_offset=index_offset,
+    )
     # Channels-first before the float maths: numpy is slow on a last axis of length 3.
-    out = batch.astype(np.float32)
+    out = np.ascontiguousarray(batch.transpose(0, 3, 1, 2)).astype(np.float32)
     out *= (1.0 / (255.0 * s))[None, :, None, None]
     out -= (m / s)[None, :, None, None]
     return out
+
+
+def pad_fill(mean: Sequence[float] | FloatArray) -> tuple[int, ...]:
+    """The border colour of ``pad``: the normalisation mean, so borders normalise to 0."""
+    m = np.asarray(mean, dtype=np.float32).reshape(-1)
+    return tuple(int(v) for v in np.clip(np.rint(m * 255.0), 0, 255))

@@ -38,6 +38,17 @@ def create(name: str, **options: Any) -> ReplayStore:
         raise ValueError(f"bad options for store {name!r}: {exc}") from exc
 
 
+def holds_inputs(store: ReplayStore | None) -> bool:
+    """Whether ``store`` keeps raw inputs (to embed again on replay) rather than latents.
+
+    >>> holds_inputs(create("reservoir", max_bytes=1000, encoding="lz4"))
+    True
+    >>> holds_inputs(create("reservoir", max_bytes=1000)) or holds_inputs(None)
+    False
+    """
+    return getattr(store, "holds", "latents") == "inputs"
+
+
 def _load_builtin() -> None:
     # A flag, not "is the registry empty": a store registered first must not hide these.
     global _BUILTIN_LOADED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,12 @@ class EncodedStore(ABC):
     def options(self) -> dict[str, Any]:
         return {"max_bytes": self.max_bytes, "encoding": self.encoding, "seed": self.seed}
 
+    @property
+    def holds(self) -> str:
+        """``"inputs"`` for ``lz4`` (raw uint8 images, embedded again when replayed),
+        else ``"latents"``."""
+        return "inputs" if self.encoding == "lz4" else "latents"
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -113,6 +120,13 @@ class EncodedStore(ABC):
     def items(self) -> tuple[FloatArray, IntArray]:
         """Every held item, decoded, with its label (in storage order)."""
         return self._items.decode(np.arange(len(self))), self._items.labels.copy()
+
+    def chunks(self, size: int) -> Iterator[tuple[FloatArray, IntArray]]:
+        """Every held item in storage order, ``size`` at a time: what :meth:`items` gives,
+        without decoding a whole store of raw images at once."""
+        for start in range(0, len(self), size):
+            slots = np.arange(start, min(start + size, len(self)))
+            yield self._items.decode(slots), self._items.labels[slots].copy()
 
     def _base_state(self) -> State:
         return {

@@ -152,6 +152,8 @@ class PQStore:
             raise ValueError(f"centroids must be at most 256 (uint8 codes), got {centroids!r}")
         self.warmup = check_int(warmup, "warmup", 1)
         self.encoding = check_encoding(encoding)
+        if self.encoding == "lz4":
+            raise ValueError("encoding lz4 holds raw images; pq codes latents")
         self.seed = check_int(seed, "seed", 0)
         self.seen = 0
         self.shape: tuple[int, ...] | None = None
