@@ -53,7 +53,8 @@ DESCRIPTIONS: dict[str, str] = {
     "store.kind": "Replay store: {stores}; none: "
     "`EDGECL_STORE='{\"kind\": null}'` or `kind: null` in YAML.",
     "store.max_bytes": "Byte budget of the replay store; it never holds more.",
-    "store.encoding": "How stored samples are held: {encodings}.",
+    "store.encoding": "How stored samples are held: {encodings} (`lz4`: raw images, "
+    "embedded again on replay; survives a backbone change with `edgecl store reembed`).",
     "store.options": "Further keyword options of the store, as JSON.",
     "seed": "Seed of the learner's and the store's random generators.",
     "prequential_window": "Samples in the sliding window of prequential accuracy.",

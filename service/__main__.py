@@ -1,4 +1,4 @@
-"""The ``edgecl`` command line: serve, backbone build, demo, bench."""
+"""The ``edgecl`` command line: serve, backbone build, store, demo, bench."""
 
 from __future__ import annotations
 

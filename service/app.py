@@ -19,6 +19,7 @@ from edgecl import Learner, replay, strategies
 from edgecl.backbones import IdentityBackbone
 from edgecl.probe import ProbeSet
 from edgecl.protocols import Backbone
+from edgecl.replay import holds_inputs
 from service.routes import ApiError, dashboard, health, learn, metrics, predict, retrain, stats
 from service.runtime import LearnerRuntime
 from service.schemas import ErrorItem, LearnRequest, PredictRequest, where
@@ -104,6 +105,11 @@ def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime
     if settings.store.kind is not None:
         options = {"seed": settings.seed, **settings.store.create_options()}
         store = replay.create(settings.store.kind, **options)
+    if holds_inputs(store) and pixels != "image":
+        raise ValueError(
+            "a store with encoding lz4 keeps raw images, which needs the image backbone "
+            "(backbone: onnx), not the identity backbone"
+        )
     learner = Learner(
         backbone, strategy, store, seed=settings.seed, window=settings.prequential_window
     )
@@ -118,6 +124,7 @@ def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime
             fsync=settings.wal_fsync,
             group_ms=settings.wal_group_ms,
             segment_bytes=settings.wal_segment_bytes,
+            exclusive=True,
         )
         checkpoints = Checkpoints(settings.data_dir / "checkpoints", keep=settings.checkpoint_keep)
     runtime = LearnerRuntime(

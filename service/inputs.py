@@ -78,6 +78,25 @@ class Embedder:
             arr = arr.astype(np.uint8)
         return check_image(arr)
 
+    def embed_kept(self, samples: Sequence[SampleInput]) -> tuple[FloatArray, np.ndarray[Any, Any]]:
+        """Latents and the prepared uint8 inputs a raw-input store keeps (no ``features``)."""
+        if not samples:
+            raise ValueError("give at least one sample")
+        kept = []
+        for i, sample in enumerate(samples):
+            if sample.kind == "features":
+                raise SampleError(
+                    i,
+                    "the replay store keeps raw images, so learn images or pixel arrays, "
+                    "not features",
+                )
+            try:
+                kept.append(self.learner.prepare_inputs(self._prepare(sample)[None, ...])[0])
+            except ValueError as exc:
+                raise SampleError(i, str(exc)) from None
+        raw = np.stack(kept)
+        return self.learner.embed(raw), raw
+
     def embed(self, samples: Sequence[SampleInput]) -> FloatArray:
         """Latents ``(N, *latent_shape)``; ``SampleError`` names the first bad sample."""
         if not samples:

@@ -80,9 +80,9 @@ class Handlers:
             data = self._decode(message)
             ids = sample_ids(data)
             body = parse(LearnRequest, data, self.max_samples)
-            z = self.runtime.embed([s.to_input() for s in body.samples])
+            z, raw = self.runtime.embed_for_learning([s.to_input() for s in body.samples])
             labels = [s.label for s in body.samples]
-            future = self._submit(z, labels, [s.id for s in body.samples])
+            future = self._submit(z, labels, [s.id for s in body.samples], raw)
         except Exception as exc:
             if isinstance(exc, Rejected):
                 self.reject(message, exc.detail, exc.errors, exc.ids or ids)
@@ -100,7 +100,7 @@ class Handlers:
             future.add_done_callback(lambda f: self._learned(message, ids, f))
 
     def _submit(
-        self, z: Any, labels: list[Any], ids: list[str | None]
+        self, z: Any, labels: list[Any], ids: list[str | None], raw: Any = None
     ) -> Future[LearnResult] | None:
         delay, queue = 0.001, self.runtime.queue
         while not self.outbox.stopping:
@@ -109,7 +109,7 @@ class Handlers:
                 # (looking first, so that waiting is not counted as a rejection).
                 if len(queue) >= queue.capacity:
                     raise QueueFullError
-                return self.runtime.submit_learn(z, labels, ids, source="mqtt")
+                return self.runtime.submit_learn(z, labels, ids, source="mqtt", inputs=raw)
             except QueueFullError:
                 self.queue_full_waits += 1
                 time.sleep(delay)

@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from edgecl.learner import Learner
 from edgecl.types import FloatArray, IntArray, State
 
 log = logging.getLogger("edgecl.retrain")
@@ -153,7 +154,21 @@ class RetrainJobs:
                 thread.join(max(deadline - time.monotonic(), 0.0))
 
 
-def snapshot_memory(items: tuple[FloatArray, IntArray]) -> tuple[FloatArray, IntArray]:
-    """Own copies of the store's items, so retraining never races the writer."""
-    z, y = items
-    return np.array(z, dtype=np.float32, copy=True), np.array(y, dtype=np.int64, copy=True)
+def snapshot_memory(learner: Learner, lock: threading.Lock) -> tuple[FloatArray, IntArray]:
+    """The memory as latents, copied under ``lock`` so retraining never races the writer.
+
+    A raw-input store is copied as it is (its lz4 frames are shared, not decoded) and
+    embedded after the lock is released, so learning is not held up for that long.
+    """
+    from edgecl import replay
+
+    store = learner.store
+    if store is None:
+        raise ValueError("there is no replay memory")
+    with lock:
+        if not learner.keeps_inputs:
+            z, y = store.items()
+            return np.array(z, dtype=np.float32, copy=True), np.array(y, dtype=np.int64)
+        frozen = replay.create(store.name, **store.options())
+        frozen.load_state_dict(store.state_dict())
+    return learner.memory_latents(frozen)

@@ -162,14 +162,20 @@ class LearnerRuntime:
         labels: Sequence[Label],
         ids: Sequence[str | None],
         source: str = "http",
+        inputs: np.ndarray[Any, Any] | None = None,
     ) -> Future[LearnResult]:
-        """Queue latents to learn; the future resolves once they are learned (and durable)."""
+        """Queue latents to learn; the future resolves once they are learned (and durable).
+
+        ``inputs``: the prepared raw inputs, when the store keeps them (see
+        :meth:`embed_for_learning`)."""
         try:
             z = self.learner.check_latents(z)
             checked = self.learner.check_labels(labels, len(z))
             if len(ids) != len(z):
                 raise ValueError(f"got {len(z)} samples but {len(ids)} ids")
-            job = LearnJob(z, checked, list(ids), source)
+            if self.learner.keeps_inputs:
+                inputs = self.learner.check_inputs(inputs, len(z))
+            job = LearnJob(z, checked, list(ids), source, inputs)
             self.queue.put(job)
         except (ValueError, QueueFullError, NotAcceptingError) as exc:
             self.observer.rejected(source, _reason(exc), len(ids))
@@ -188,6 +194,14 @@ class LearnerRuntime:
         """Latents for decoded samples (call from a worker thread; runs beside learning)."""
         return self.embedder.embed(samples)
 
+    def embed_for_learning(
+        self, samples: Sequence[SampleInput]
+    ) -> tuple[FloatArray, np.ndarray[Any, Any] | None]:
+        """Latents, plus the prepared raw inputs when the store keeps those."""
+        if self.learner.keeps_inputs:
+            return self.embedder.embed_kept(samples)
+        return self.embedder.embed(samples), None
+
     def _run(self) -> None:
         while (items := self.queue.take()) is not None:
             learn_jobs = [i for i in items if isinstance(i, LearnJob)]
@@ -203,6 +217,8 @@ class LearnerRuntime:
                     except Exception as exc:
                         item.future.set_exception(exc)
                     else:
+                        # The change is not in the WAL: checkpoint before reporting it done.
+                        self._checkpoint(force=True)
                         item.future.set_result(None)
             self._checkpoint()
         self._checkpoint(force=True)
@@ -250,8 +266,7 @@ class LearnerRuntime:
             raise NotAcceptingError("the service is not accepting work (starting or stopping)")
 
         def work(job: RetrainJob) -> None:
-            with self.writer.lock:
-                z, y = snapshot_memory(store.items())
+            z, y = snapshot_memory(self.learner, self.writer.lock)
             state = strategy.retrain(z, y, job.report)
             if job.cancelled:
                 return

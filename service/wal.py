@@ -6,6 +6,7 @@ CRC32, msgpack) and says what a failed write means (:class:`StorageError`).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
@@ -61,6 +62,7 @@ class WriteAheadLog:
         fsync: Literal["always", "group"] = "always",
         group_ms: float = 5.0,
         segment_bytes: int = 16 << 20,
+        exclusive: bool = False,
     ) -> None:
         if fsync not in ("always", "group"):
             raise ValueError(f"fsync must be 'always' or 'group', got {fsync!r}")
@@ -82,6 +84,8 @@ class WriteAheadLog:
         self._lost_upto, self._lost_error = 0, StorageError("an earlier fsync failed")
         self._closed = False
         self._stop = threading.Event()
+        # One process at a time: a second daemon, or a tool, must not write beside it.
+        self._lock_fd = lock_directory(self.directory) if exclusive else None
         self._recover()
         self._synced_seq = self.last_seq
         self._thread: threading.Thread | None = None
@@ -282,6 +286,9 @@ class WriteAheadLog:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
         with self._cond:
             try:
                 self._close_active()
@@ -292,3 +299,25 @@ class WriteAheadLog:
                 if self._fd is not None:
                     os.close(self._fd)
                     self._fd = None
+
+
+def lock_directory(directory: Path) -> int | None:
+    """An exclusive lock on ``directory`` (its ``LOCK`` file), held until the fd is closed.
+
+    ``ValueError`` when another process holds it; on a read-only or full disk no lock can
+    be taken and None is returned (a warning is logged): nothing can be written there then.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        log.warning("cannot lock %s: %s", directory, exc)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ValueError(
+            f"{directory} is in use by another edgecl process (a running daemon?); stop it first"
+        ) from None
+    return fd

@@ -14,6 +14,7 @@ import numpy as np
 
 from edgecl.learner import Learner
 from edgecl.probe import ProbeSet
+from edgecl.replay.compress import compress_uint8, decompress_uint8
 from edgecl.types import FloatArray, Label
 from service.sample_ids import RecentIds
 
@@ -58,6 +59,7 @@ class LearnJob:
     labels: list[Label]
     ids: list[str | None]
     source: str
+    inputs: np.ndarray[Any, Any] | None = None  # prepared raw inputs, if the store keeps them
     future: Future[LearnResult] = field(default_factory=Future)
 
 
@@ -98,6 +100,7 @@ class Writer:
         self.checkpoint_s = 0.0  # the writer's pause for the last checkpoint
         self.checkpoint_bytes = self.checkpoint_bytes_written = 0
         self.probe: ProbeSet | None = None  # holds back a share of samples, never learned
+        self.reembed_skipped = 0  # WAL samples without raw inputs, left out by a re-embed
 
     # -- one micro-batch --------------------------------------------------------------
     def _fresh(self, jobs: Sequence[LearnJob]) -> list[list[int]]:
@@ -128,6 +131,7 @@ class Writer:
                 "ids": [job.ids[i] for i in keep],
                 "source": job.source,
                 "part": part,  # replay learns a micro-batch in one step, as here
+                **_inputs_record(job.inputs, keep),
             }
             for part, (job, keep) in enumerate(pairs)
         ]
@@ -182,12 +186,13 @@ class Writer:
         keeps = [[k for k, i in enumerate(r["ids"]) if i not in recent] for r in records]
         z = np.concatenate([r["z"][keep] for r, keep in zip(records, keeps, strict=True)])
         labels = [r["labels"][k] for r, keep in zip(records, keeps, strict=True) for k in keep]
+        inputs = _record_inputs(records, keeps)
         if labels:
             with self.lock:
                 if self.probe is None:
-                    self.learner.learn_latents(z, labels)
+                    self.learner.learn_latents(z, labels, inputs=inputs)
                 else:
-                    self.probe.learn(self.learner, z, labels)
+                    self.probe.learn(self.learner, z, labels, inputs)
         self.recent.add_many([i for r in records for i in r["ids"]])
         self.applied_seq = seq
         self.since_checkpoint += len(labels)
@@ -235,13 +240,18 @@ class Writer:
             keep_from = getattr(self.checkpoints, "oldest_kept_seq", self.applied_seq)
             self.wal.remove_before(int(keep_from))
 
-    def restore(self) -> None:
-        """Load the newest checkpoint, then replay the WAL records after it."""
+    def restore(self, reembed: bool = False) -> None:
+        """Load the newest checkpoint, then replay the WAL records after it.
+
+        ``reembed``: the model was learned on another backbone; the raw inputs its store
+        and WAL keep are embedded through the current one and a new head learns them
+        (see :func:`edgecl.reembed.reembed`); records without raw inputs are skipped.
+        """
         if self.checkpoints is not None:
             loaded = self.checkpoints.load_latest()
             if loaded is not None:
                 state, seq = loaded
-                self._load(state)
+                self._load(state, reembed)
                 self.applied_seq = seq
                 log.info("restored checkpoint at WAL seq %d", seq)
         if self.wal is None:
@@ -254,7 +264,10 @@ class Writer:
             if record.get("part", 0) == 0:  # a new micro-batch (or a record without parts)
                 self._replay(batch)
             if record.get("kind") == "learn":
-                batch.append(record)
+                if reembed:
+                    record = self._reembedded(record)
+                if record:
+                    batch.append(record)
             self.applied_seq = seq
         self._replay(batch)
         if self.counters["replayed"]:
@@ -273,7 +286,15 @@ class Writer:
         self.counters["replayed"] += sum(len(r.get("labels", ())) for r in batch)
         batch.clear()
 
-    def _load(self, state: dict[str, Any]) -> None:
+    def _reembedded(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record with latents from the current backbone ({} without raw inputs)."""
+        if "x" not in record:
+            self.reembed_skipped += len(record["labels"])
+            return {}
+        inputs = decompress_uint8(record["x"], tuple(record["x_shape"]))
+        return {**record, "z": self.learner.embed(inputs)}
+
+    def _load(self, state: dict[str, Any], reembed: bool = False) -> None:
         saved = state["learner"]
         current = self.learner
         want = (current.strategy.name, None if current.store is None else current.store.name)
@@ -285,7 +306,35 @@ class Writer:
                 f"but the settings ask for {want[0]!r} and {want[1]!r}; use another data dir "
                 "or change the settings"
             )
-        self.learner = Learner.from_state(saved, backbone=current.backbone)
+        if reembed:
+            from edgecl.reembed import reembed as reembed_state
+
+            # The probe's held latents are the old backbone's: it starts collecting again.
+            self.learner = reembed_state(saved, current.backbone)
+            state = {**state, "probe": None}
+        else:
+            self.learner = Learner.from_state(saved, backbone=current.backbone)
         self.recent = RecentIds(self.recent.capacity, state.get("recent_ids", []))
         if self.probe is not None and state.get("probe") is not None:
             self.probe.load_state_dict(state["probe"])
+
+
+def _inputs_record(inputs: np.ndarray[Any, Any] | None, keep: list[int]) -> dict[str, Any]:
+    """The WAL fields for a job's raw inputs: one lz4 frame per sample (none without)."""
+    if inputs is None:
+        return {}
+    kept = inputs[keep]
+    return {"x_shape": list(kept.shape[1:]), "x": compress_uint8(kept)}
+
+
+def _record_inputs(
+    records: Sequence[dict[str, Any]], keeps: list[list[int]]
+) -> np.ndarray[Any, Any] | None:
+    """The raw inputs of the records' samples to learn, if the records carry them."""
+    if not records or "x" not in records[0]:
+        return None
+    parts = [
+        decompress_uint8([r["x"][k] for k in keep], tuple(r["x_shape"]))
+        for r, keep in zip(records, keeps, strict=True)
+    ]
+    return np.concatenate(parts)

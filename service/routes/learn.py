@@ -53,14 +53,14 @@ async def learn(request: Request, rt: Ready) -> Response:
     body = await read_samples(request, LearnRequest, with_label=True)
     inputs = [s.to_input() for s in body.samples]
     try:
-        z = await run_in_threadpool(rt.embed, inputs)
+        z, raw = await run_in_threadpool(rt.embed_for_learning, inputs)
     except SampleError as exc:
         request.app.state.telemetry.rejected("http", "invalid", len(inputs))
         raise ApiError(422, str(exc)) from None
     labels = [s.label for s in body.samples]
     ids = [s.id for s in body.samples]
     try:
-        future = rt.submit_learn(z, labels, ids, source="http")
+        future = rt.submit_learn(z, labels, ids, source="http", inputs=raw)
     except QueueFullError as exc:
         raise ApiError(503, f"{exc}; retry later", headers=retry_after(request)) from None
     except NotAcceptingError as exc:

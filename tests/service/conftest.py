@@ -138,10 +138,7 @@ def ncm_runtime(**kwargs: Any) -> LearnerRuntime:
 
 
 @pytest.fixture(scope="session")
-def built_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of backbone builds holding the real int8 EfficientNet-Lite0 (built once)."""
-    from edgecl.backbones.build import ensure_backbone
-
-    root = tmp_path_factory.mktemp("backbone")
-    ensure_backbone(root)
-    return root
+def built_backbone(backbone_manifest: Path) -> Path:
+    """A folder of backbone builds holding the real int8 EfficientNet-Lite0 (the session's
+    build, shared: do not change it)."""
+    return backbone_manifest.parent.parent
