@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from edgecl import persistence
+from edgecl import memory, persistence
 from edgecl.backbones import check_same, from_spec
 from edgecl.labels import LabelMap
 from edgecl.metrics import Prequential
 from edgecl.protocols import Backbone, ReplayStore, Strategy
 from edgecl.replay import holds_inputs
+from edgecl.replay.base import rng_state, set_rng_state
 from edgecl.types import FloatArray, IntArray, Label, State, check_label
 
 
@@ -96,46 +97,17 @@ class Learner:
         return holds_inputs(self.store)
 
     def prepare_inputs(self, x: Any) -> np.ndarray[Any, Any]:
-        """Inputs as a raw-input store keeps them: uint8, resized as the backbone sees them
-        (its ``prepare``); a backbone without one must be given integers in 0..255."""
-        prepare = getattr(self.backbone, "prepare", None)
-        if callable(prepare):
-            out: np.ndarray[Any, Any] = prepare(self._check_batch(x))
-            return out
-        return self.check_inputs(x, None)
+        """Inputs as a raw-input store keeps them (see :func:`edgecl.memory.prepare`)."""
+        return memory.prepare(self.backbone, self.store, self._check_batch(x))
 
     def check_inputs(self, x: Any, n: int | None) -> np.ndarray[Any, Any]:
         """Validate prepared inputs for the raw-input store (``n``: how many there must be)."""
-        store = self.store
-        if x is None:
-            raise ValueError(
-                f"the {getattr(store, 'name', '')!r} store keeps raw inputs, not latents: "
-                "learn inputs (learn_many), or pass the prepared inputs with the latents"
-            )
-        arr = self._check_batch(x)
-        if n is not None and len(arr) != n:
-            raise ValueError(f"got {n} latents but {len(arr)} inputs")
-        if not np.all((arr >= 0) & (arr <= 255) & (arr == np.round(arr))):
-            raise ValueError("raw inputs must be integers in 0..255 (uint8 images)")
-        shape = getattr(store, "shape", None)
-        if shape is not None and tuple(arr.shape[1:]) != tuple(shape):
-            raise ValueError(f"the store keeps inputs of shape {shape}, got {arr.shape[1:]}")
-        return arr.astype(np.uint8)
+        return memory.check_inputs(self.store, None if x is None else self._check_batch(x), n)
 
     def memory_latents(self, store: ReplayStore | None = None) -> tuple[FloatArray, IntArray]:
         """Every item of ``store`` (default: the learner's) as a latent, with its label; raw
         inputs are embedded through the current backbone, a chunk at a time."""
-        store = self.store if store is None else store
-        if store is None:
-            raise ValueError("there is no replay memory")
-        chunks = getattr(store, "chunks", None)
-        if not holds_inputs(store) or not callable(chunks):
-            z, y = store.items()
-            return (self.embed(z.astype(np.uint8)) if holds_inputs(store) else z), y
-        parts = [(self.embed(z.astype(np.uint8)), y) for z, y in chunks(64)]
-        if not parts:
-            return np.zeros((0, *self.latent_shape), np.float32), np.zeros(0, np.int64)
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return memory.latents(self.embed, self.store if store is None else store)
 
     def embed_stored(self, items: FloatArray) -> FloatArray:
         """Latents of items taken from the store: raw inputs go through the backbone now."""
@@ -279,7 +251,7 @@ class Learner:
             "model_version": self.model_version,
             "prequential": self.prequential.state_dict(),
             "seed": self.seed,
-            "rng": _rng_state(self._rng),
+            "rng": rng_state(self._rng),
         }
 
     @classmethod
@@ -308,7 +280,11 @@ class Learner:
         self.samples_learned = int(state["samples_learned"])
         self.model_version = int(state["model_version"])
         self.prequential.load_state_dict(state["prequential"])
-        self._rng = _rng_from_state(state["rng"])
+        saved = state["rng"]
+        if "bit_generator" not in saved:  # the flat PCG64 fields of early checkpoints
+            inner = {"state": saved["state"], "inc": saved["inc"]}
+            saved = {**saved, "bit_generator": "PCG64", "state": inner}
+        set_rng_state(self._rng, saved)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the whole learner atomically to ``path``."""
@@ -318,25 +294,3 @@ class Learner:
     def load(cls, path: str | os.PathLike[str], backbone: Backbone | None = None) -> Learner:
         """Load a learner written by :meth:`save` (the backbone is rebuilt from its spec)."""
         return cls.from_state(persistence.load(path), backbone)
-
-
-def _rng_state(rng: np.random.Generator) -> State:
-    # PCG64's 128-bit integers do not fit msgpack ints: keep them as decimal strings.
-    st = rng.bit_generator.state
-    return {
-        "state": str(st["state"]["state"]),
-        "inc": str(st["state"]["inc"]),
-        "has_uint32": int(st["has_uint32"]),
-        "uinteger": int(st["uinteger"]),
-    }
-
-
-def _rng_from_state(state: State) -> np.random.Generator:
-    bits = np.random.PCG64()
-    bits.state = {
-        "bit_generator": "PCG64",
-        "state": {"state": int(state["state"]), "inc": int(state["inc"])},
-        "has_uint32": int(state["has_uint32"]),
-        "uinteger": int(state["uinteger"]),
-    }
-    return np.random.Generator(bits)

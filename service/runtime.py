@@ -15,6 +15,7 @@ import numpy as np
 from edgecl.learner import Learner
 from edgecl.types import FloatArray, Label
 from service.batching import MicroBatchQueue, NotAcceptingError, QueueFullError
+from service.figures import runtime_stats
 from service.inputs import Embedder, SampleInput
 from service.retrain import Retrainable, RetrainJob, RetrainJobs, snapshot_memory
 from service.telemetry import Observer
@@ -285,53 +286,8 @@ class LearnerRuntime:
 
     # -- statistics -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """A consistent snapshot of the learner's figures, as plain data."""
-        with self.writer.lock:
-            learner = self.learner
-            pq, store, probe = learner.prequential, learner.store, self.writer.probe
-            names = learner.labels.labels
-            classes = {
-                str(label): {"samples": learner.class_counts[i], "accuracy": pq.class_accuracy(i)}
-                for i, label in enumerate(learner.labels.labels)
-            }
-            out: dict[str, Any] = {
-                "samples_learned": learner.samples_learned,
-                "model_version": learner.model_version,
-                "classes": classes,
-                "store": {
-                    "kind": None if store is None else store.name,
-                    "items": 0 if store is None else len(store),
-                    "bytes": 0 if store is None else store.nbytes,
-                    "max_bytes": 0 if store is None else store.max_bytes,
-                },
-                "prequential": {
-                    "seen": pq.seen,
-                    "accuracy": pq.accuracy,
-                    "window_accuracy": pq.window_accuracy,
-                    "window": pq.window,
-                },
-                "strategy": {"name": learner.strategy.name, **learner.strategy.options()},
-                "confusions": [
-                    {"true": str(names[t]), "predicted": str(names[p]), "count": n}
-                    for t, p, n in pq.top_confusions(10)
-                ],
-                "probe": None if probe is None else probe.report(names),
-            }
-        out["uptime_s"] = time.time() - self.started_at
-        out["queue"] = {"depth": len(self.queue), "capacity": self.queue.capacity}
-        out["events"] = {"queue_full": self.queue.rejected, **self.writer.counters}
-        if self.wal is not None:
-            w = self.writer
-            written = self.wal.bytes_written + w.checkpoint_bytes_written
-            out["durability"] = {
-                "wal_bytes": self.wal.bytes_written,
-                "checkpoint_bytes": w.checkpoint_bytes_written,
-                "last_checkpoint_s": w.checkpoint_s if w.checkpoint_bytes else None,
-                "last_checkpoint_bytes": w.checkpoint_bytes or None,
-            }
-            if w.learned_here:  # flash wear per sample learned since this process started
-                out["bytes_written_per_sample"] = written / w.learned_here
-        return out
+        """A consistent snapshot of the learner's figures, as plain data (``/stats``)."""
+        return runtime_stats(self)
 
 
 def _reason(exc: BaseException) -> str:

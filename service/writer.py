@@ -14,8 +14,8 @@ import numpy as np
 
 from edgecl.learner import Learner
 from edgecl.probe import ProbeSet
-from edgecl.replay.compress import compress_uint8, decompress_uint8
 from edgecl.types import FloatArray, Label
+from service.records import learn_record, record_inputs
 from service.sample_ids import RecentIds
 
 log = logging.getLogger("edgecl.runtime")
@@ -123,16 +123,8 @@ class Writer:
         """Learn several requests at once and resolve their futures (never raises)."""
         keeps = self._fresh(jobs)
         pairs = [(job, keep) for job, keep in zip(jobs, keeps, strict=True) if keep]
-        records: list[dict[str, Any]] = [
-            {
-                "kind": "learn",
-                "z": job.z[keep],
-                "labels": [job.labels[i] for i in keep],
-                "ids": [job.ids[i] for i in keep],
-                "source": job.source,
-                "part": part,  # replay learns a micro-batch in one step, as here
-                **_inputs_record(job.inputs, keep),
-            }
+        records = [
+            learn_record(job.z, job.labels, job.ids, job.source, part, job.inputs, keep)
             for part, (job, keep) in enumerate(pairs)
         ]
         try:
@@ -186,7 +178,7 @@ class Writer:
         keeps = [[k for k, i in enumerate(r["ids"]) if i not in recent] for r in records]
         z = np.concatenate([r["z"][keep] for r, keep in zip(records, keeps, strict=True)])
         labels = [r["labels"][k] for r, keep in zip(records, keeps, strict=True) for k in keep]
-        inputs = _record_inputs(records, keeps)
+        inputs = record_inputs(records, keeps)
         if labels:
             with self.lock:
                 if self.probe is None:
@@ -288,10 +280,10 @@ class Writer:
 
     def _reembedded(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record with latents from the current backbone ({} without raw inputs)."""
-        if "x" not in record:
+        inputs = record_inputs([record], [list(range(len(record["labels"])))])
+        if inputs is None:
             self.reembed_skipped += len(record["labels"])
             return {}
-        inputs = decompress_uint8(record["x"], tuple(record["x_shape"]))
         return {**record, "z": self.learner.embed(inputs)}
 
     def _load(self, state: dict[str, Any], reembed: bool = False) -> None:
@@ -317,24 +309,3 @@ class Writer:
         self.recent = RecentIds(self.recent.capacity, state.get("recent_ids", []))
         if self.probe is not None and state.get("probe") is not None:
             self.probe.load_state_dict(state["probe"])
-
-
-def _inputs_record(inputs: np.ndarray[Any, Any] | None, keep: list[int]) -> dict[str, Any]:
-    """The WAL fields for a job's raw inputs: one lz4 frame per sample (none without)."""
-    if inputs is None:
-        return {}
-    kept = inputs[keep]
-    return {"x_shape": list(kept.shape[1:]), "x": compress_uint8(kept)}
-
-
-def _record_inputs(
-    records: Sequence[dict[str, Any]], keeps: list[list[int]]
-) -> np.ndarray[Any, Any] | None:
-    """The raw inputs of the records' samples to learn, if the records carry them."""
-    if not records or "x" not in records[0]:
-        return None
-    parts = [
-        decompress_uint8([r["x"][k] for k in keep], tuple(r["x_shape"]))
-        for r, keep in zip(records, keeps, strict=True)
-    ]
-    return np.concatenate(parts)

@@ -1,0 +1,61 @@
+"""What a learner needs for a store that keeps raw inputs instead of latents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edgecl.protocols import Backbone, ReplayStore
+from edgecl.replay import holds_inputs
+from edgecl.replay.compress import check_batch
+from edgecl.types import FloatArray, IntArray
+
+
+def prepare(backbone: Backbone, store: ReplayStore | None, x: Any) -> np.ndarray[Any, Any]:
+    """``x`` as the store keeps it: uint8, resized as the backbone sees it (its ``prepare``);
+    a backbone without one must be given integers in 0..255 already.
+
+    >>> from edgecl.backbones import IdentityBackbone
+    >>> prepare(IdentityBackbone(2), None, np.array([[3.0, 250.0]])).tolist()
+    [[3, 250]]
+    """
+    step = getattr(backbone, "prepare", None)
+    if callable(step):
+        out: np.ndarray[Any, Any] = step(x)
+        return out
+    return check_inputs(store, x, None)
+
+
+def check_inputs(store: ReplayStore | None, x: Any, n: int | None) -> np.ndarray[Any, Any]:
+    """Prepared inputs as uint8, checked against the store's item shape and ``n`` samples."""
+    if x is None:
+        raise ValueError(
+            f"the {getattr(store, 'name', '')!r} store keeps raw inputs, not latents: "
+            "learn inputs (learn_many), or pass the prepared inputs with the latents"
+        )
+    arr = np.asarray(x)
+    if n is not None and len(arr) != n:
+        raise ValueError(f"got {n} latents but {len(arr)} inputs")
+    if not np.all((arr >= 0) & (arr <= 255) & (arr == np.round(arr))):
+        raise ValueError("raw inputs must be integers in 0..255 (uint8 images)")
+    values, _ = check_batch(arr, np.zeros(len(arr), np.int64), "lz4", getattr(store, "shape", None))
+    return values
+
+
+def latents(
+    embed: Callable[[Any], FloatArray], store: ReplayStore | None, chunk: int = 64
+) -> tuple[FloatArray, IntArray]:
+    """Every item of ``store`` as a latent with its label: raw inputs go through ``embed``,
+    ``chunk`` at a time (a store of decoded 224x224 images would not fit in memory)."""
+    if store is None:
+        raise ValueError("there is no replay memory")
+    chunks = getattr(store, "chunks", None)
+    if not holds_inputs(store) or not callable(chunks):
+        z, y = store.items()
+        return (embed(z.astype(np.uint8)) if holds_inputs(store) else z), y
+    parts = [(embed(z.astype(np.uint8)), y) for z, y in chunks(chunk)]
+    if not parts:
+        raise ValueError("the replay memory is empty")
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
