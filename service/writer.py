@@ -239,6 +239,7 @@ class Writer:
         and WAL keep are embedded through the current one and a new head learns them
         (see :func:`edgecl.reembed.reembed`); records without raw inputs are skipped.
         """
+        loaded = None
         if self.checkpoints is not None:
             loaded = self.checkpoints.load_latest()
             if loaded is not None:
@@ -264,6 +265,11 @@ class Writer:
         self._replay(batch)
         if self.counters["replayed"]:
             log.info("replayed %d samples from the WAL", self.counters["replayed"])
+        if self.checkpoints is not None and loaded is None and self.applied_seq == 0:
+            # A new data dir: record the backbone it belongs to before any sample arrives,
+            # so a WAL replayed later on another backbone is refused, not mislearned.
+            self.since_checkpoint = max(self.since_checkpoint, 1)
+            self.maybe_checkpoint(force=True)
 
     def _replay(self, batch: list[dict[str, Any]]) -> None:
         """Learn one replayed micro-batch (and empty ``batch``)."""

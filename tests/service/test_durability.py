@@ -18,6 +18,8 @@ import httpx
 import numpy as np
 import pytest
 
+from edgecl import Learner, strategies
+from edgecl.backbones import BackboneChangedError, IdentityBackbone
 from service.checkpoints import Checkpoints
 from service.runtime import LearnerRuntime, StorageUnavailableError
 from service.wal import WriteAheadLog
@@ -366,34 +368,33 @@ def test_damaged_newest_checkpoint_falls_back(
 def test_bytes_written_per_sample(tmp_path: Path, forks: ForkServer) -> None:
     data, env = tmp_path / "data", daemon_env(checkpoint_every_samples="40")
     with ForkedDaemon(forks, data, env) as daemon:
-        learn_in_order(daemon.url, 9, size=4)  # 36 samples: no checkpoint yet
+        learn_in_order(daemon.url, 9, size=4)  # 36 samples: no checkpoint due yet
         stats = httpx.get(f"{daemon.url}/stats").json()
         wal_size = sum(p.stat().st_size for p in (data / "wal").glob("wal-*.log"))
-        assert stats["durability"] == {
-            "wal_bytes": wal_size,
-            "checkpoint_bytes": 0,
-            "last_checkpoint_s": None,
-            "last_checkpoint_bytes": None,
-        }
+        # Only the new data dir's first checkpoint (no samples, the backbone it belongs to).
+        (first,) = (data / "checkpoints").glob("*.ckpt")
+        assert stats["durability"]["wal_bytes"] == wal_size
+        assert stats["durability"]["checkpoint_bytes"] == first.stat().st_size
+        assert stats["events"]["checkpoints"] == 1
         per_sample = stats["bytes_written_per_sample"]
-        assert per_sample == pytest.approx(wal_size / 36)
-        # A DIM-d float32 latent plus its label, id and framing.
-        assert 4 * DIM < per_sample < 4 * DIM + 200
+        assert per_sample == pytest.approx((wal_size + first.stat().st_size) / 36)
+        # In the WAL: a DIM-d float32 latent plus its label, id and framing.
+        assert 4 * DIM < wal_size / 36 < 4 * DIM + 200
 
         learn_in_order(daemon.url, 1, size=4, first=36)  # the 40th sample: a checkpoint is due
         for _ in range(500):  # it is written just after the reply
             stats = httpx.get(f"{daemon.url}/stats").json()
-            if stats["events"]["checkpoints"]:
+            if stats["events"]["checkpoints"] == 2:
                 break
             threading.Event().wait(0.02)
-        (checkpoint,) = (data / "checkpoints").glob("*.ckpt")
+        newest = max((data / "checkpoints").glob("*.ckpt"))
         durability = stats["durability"]
-        assert durability["checkpoint_bytes"] == checkpoint.stat().st_size
-        assert durability["last_checkpoint_bytes"] == checkpoint.stat().st_size
+        assert durability["checkpoint_bytes"] == first.stat().st_size + newest.stat().st_size
+        assert durability["last_checkpoint_bytes"] == newest.stat().st_size
         assert durability["last_checkpoint_s"] > 0
         written = durability["wal_bytes"] + durability["checkpoint_bytes"]
         assert stats["bytes_written_per_sample"] == pytest.approx(written / 40)
-        assert stats["events"]["checkpoints"] == 1
+        assert stats["events"]["checkpoints"] == 2
 
 
 # -- in process: what the loops above rarely hit ------------------------------------------
@@ -436,9 +437,25 @@ def test_retry_after_a_failed_fsync_is_stored_again_but_learned_once(
 def test_a_change_outside_the_wal_is_checkpointed_next(tmp_path: Path) -> None:
     rt = durable_runtime(tmp_path, checkpoint_every_samples=1000)
     rt.start()
+    first = rt.stats()["events"]["checkpoints"]  # a new data dir's, naming its backbone
     rt.submit_learn(np.eye(4, dtype=np.float32)[:2], ["a", "b"], [None, None]).result(5.0)
-    assert rt.stats()["events"]["checkpoints"] == 0
+    assert rt.stats()["events"]["checkpoints"] == first == 1
     rt.writer.run_locked(lambda: None)  # e.g. a retrained head: only a checkpoint keeps it
     rt.writer.maybe_checkpoint()
-    assert rt.stats()["events"]["checkpoints"] == 1
+    assert rt.stats()["events"]["checkpoints"] == first + 1
     rt.stop()
+
+
+def test_a_wal_is_not_replayed_on_another_backbone(tmp_path: Path) -> None:
+    rt = durable_runtime(tmp_path)
+    rt.start()
+    rt.submit_learn(np.eye(4, dtype=np.float32)[:2], ["a", "b"], [None, None]).result(5.0)
+    assert rt.wal is not None
+    rt.wal.close()  # a crash: the samples are in the WAL only, after the first checkpoint
+    other = LearnerRuntime(
+        Learner(IdentityBackbone(5), strategies.create("ncm")),
+        wal=WriteAheadLog(tmp_path / "wal"),
+        checkpoints=Checkpoints(tmp_path / "checkpoints"),
+    )
+    with pytest.raises(BackboneChangedError, match="identity backbone of dim 4"):
+        other.start()
