@@ -41,6 +41,8 @@ def run_reembed(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
     settings = load_settings(args.config, data_dir=args.data_dir)
+    if not any((settings.data_dir / part).is_dir() for part in ("checkpoints", "wal")):
+        raise ValueError(f"{settings.data_dir} holds no model to re-embed")
     start = time.perf_counter()
     runtime = build_runtime(settings)  # takes the data dir's lock: the daemon must be stopped
     writer, wal = runtime.writer, runtime.wal

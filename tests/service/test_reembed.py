@@ -125,3 +125,14 @@ def test_store_reembed_moves_a_daemon_to_a_new_backbone(
         predicted = [p["label"] for p in response.json()["predictions"]]
         truth = [FASHION_CLASSES[int(y)] for y in held.labels]
         assert float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)])) > 0.8
+
+
+@pytest.mark.parametrize("action", ["reembed", "info"])
+def test_store_commands_on_an_empty_data_dir_exit_with_a_sentence(
+    tmp_path: Path, action: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service.__main__ import main
+
+    assert main(["store", action, "--data-dir", str(tmp_path / "none")]) == 2
+    assert f"{tmp_path / 'none'} holds no" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()  # nothing was created (nor a backbone built)
