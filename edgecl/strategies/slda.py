@@ -17,6 +17,45 @@ from edgecl.strategies.linear import (
 )
 from edgecl.types import FloatArray, IntArray, State
 
+_BLOCK = 32  # rows per block of the triangular solves
+
+
+class _Cholesky:
+    """Lower Cholesky factor ``L`` of a symmetric positive definite matrix, with solves.
+
+    NumPy has no triangular solve; by blocks of rows it becomes matrix products with the
+    inverted diagonal blocks, about as fast here as LAPACK's (SciPy is no dependency).
+    """
+
+    def __init__(self, a: Float64Array) -> None:
+        self.l = np.asarray(np.linalg.cholesky(a), dtype=np.float64)
+        n = len(a)
+        self.blocks = [(i, min(i + _BLOCK, n)) for i in range(0, n, _BLOCK)]
+        self.inv = [np.linalg.inv(self.l[i:j, i:j]) for i, j in self.blocks]
+
+    def solve_lower(self, b: Float64Array) -> Float64Array:
+        """``x`` with ``L x = b``."""
+        x = np.empty_like(b)
+        for (i, j), inv in zip(self.blocks, self.inv, strict=True):
+            x[i:j] = inv @ (b[i:j] - self.l[i:j, :i] @ x[:i])
+        return x
+
+    def solve_upper(self, b: Float64Array) -> Float64Array:
+        """``x`` with ``Lᵀ x = b``."""
+        x = np.empty_like(b)
+        for (i, j), inv in zip(reversed(self.blocks), reversed(self.inv), strict=True):
+            x[i:j] = inv.T @ (b[i:j] - self.l[j:, i:j].T @ x[j:])
+        return x
+
+    def inverse(self) -> Float64Array:
+        """``(L Lᵀ)⁻¹``, from ``L⁻¹`` (lower triangular: only its lower blocks are solved)."""
+        n = len(self.l)
+        linv = np.zeros((n, n))
+        for (i, j), inv in zip(self.blocks, self.inv, strict=True):
+            linv[i:j, :j] = -inv @ (self.l[i:j, :i] @ linv[:i, :j])
+            linv[i:j, i:j] += inv
+        return np.asarray(linv.T @ linv, dtype=np.float64)
+
 
 class StreamingLDA:
     """Running class means and one shared covariance, updated one sample at a time.
@@ -26,26 +65,38 @@ class StreamingLDA:
     takes ``z`` into its running mean. A batch is folded in exactly as that sequence of
     single updates, with one matrix product. Predictions use the precision
     ``Λ = ((1 − ε) Σ + ε I)⁻¹`` (``ε = shrinkage``): scores ``W z + b`` with
-    ``W = Λ μ`` and ``b = −½ μᵀ Λ μ``, softmaxed. ``W`` and ``b`` are recomputed only
-    when predicting after an update, then cached.
+    ``W = Λ μ`` and ``b = −½ μᵀ Λ μ``, softmaxed.
+
+    ``W`` and ``b`` come from a Cholesky factor ``L`` of the shrunk covariance: with
+    ``Y = L⁻¹ μ``, ``b = −½ |Y|²`` and ``W = L⁻ᵀ Y``; ``Λ`` itself is never formed (the
+    factor is half the arithmetic of an LU solve, a sixth of an explicit inverse). They
+    are recomputed once per change: when predicting, or already at the end of a
+    ``learn_many`` if the previous ones were used by a prediction, as the
+    :class:`~edgecl.Learner`'s test-then-train does before every learn. A prediction
+    right after learning then finds them ready, and a run of ``learn_many`` calls with
+    no prediction between them pays nothing.
+
+    An exact rank-one (Sherman–Morrison) update of the factor or of ``Λ`` does not
+    apply: each sample scales ``Σ`` by ``t/(t+1)`` while ``ε I`` stays, so the shrunk
+    matrix also changes by the full-rank ``ε I/(t+1)``. Only an eigendecomposition
+    follows both changes exactly, and it costs far more than the factor it would save.
 
     ``covariance_samples``: ``None`` keeps the covariance plastic (updated by every
     sample); an integer stops updating it after that many samples, as the paper's
     fixed-covariance variant does after its base initialisation.
 
     ``precision_refresh``: with 1 (the paper) every prediction after an update uses the
-    exact precision, an O(D³) solve. With ``n > 1`` the precision is kept and reused
-    until ``n`` more samples have changed the covariance; the means stay exact
-    (``W = Λ μ`` is only O(D²K)). A daemon scoring every sample before learning it
-    (test-then-train) pays the solve on every ``learn_one`` otherwise. A kept, stale
-    precision is part of the state, so a restored head predicts the same.
+    exact precision. With ``n > 1`` the precision ``Λ`` is formed, kept and reused until
+    ``n`` more samples have changed the covariance; the means stay exact (``W = Λ μ``
+    is only O(D²K)). A kept, stale precision is part of the state, so a restored head
+    predicts the same.
 
     Differences from the paper's code: the first sample of a class has no mean to
     deviate from, so it adds nothing to ``Σ`` (the reference code compares it with a
     zero-initialised mean, which adds ``z zᵀ`` of every new class to the shared
-    covariance); the precision comes from a linear solve rather than a pseudo-inverse
-    (the shrunk covariance is positive definite); a class never trained scores ``−inf``
-    (probability 0).
+    covariance); the precision comes from a Cholesky factor rather than a
+    pseudo-inverse (the shrunk covariance is positive definite); a class never trained
+    scores ``−inf`` (probability 0).
 
     >>> s = StreamingLDA()
     >>> s.add_classes(2)
@@ -79,6 +130,7 @@ class StreamingLDA:
         self.n_updates = 0  # samples folded into sigma (the paper's t)
         self._w: Float64Array | None = None
         self._b: Float64Array | None = None
+        self._predicted = False  # W, b were used since the last learn_many
         # Kept precision and the n_updates it was computed at (see precision_refresh).
         self._lam: Float64Array | None = None
         self._lam_at = 0
@@ -127,6 +179,9 @@ class StreamingLDA:
             self.counts[c] = n0 + len(idx)
         self._update_sigma(dev)
         self._w = self._b = None
+        if self._predicted:  # the next prediction is likely near: be ready for it
+            self._predicted = False
+            self._weights()
 
     def _update_sigma(self, dev: Float64Array) -> None:
         limit = self.covariance_samples
@@ -148,18 +203,16 @@ class StreamingLDA:
 
     def _weights(self) -> tuple[Float64Array, Float64Array]:
         if self._w is None or self._b is None:
+            mu = np.ascontiguousarray(self.means.T)
             if not self._keeps_precision:
-                # Λ μ by a linear solve: the shrunk covariance is positive definite, and
-                # a solve costs a third of an explicit (pseudo-)inverse.
-                w = np.linalg.solve(self._shrunk_sigma(), self.means.T)
+                self._w, self._b = _solve_weights(self._shrunk_sigma(), mu)
             else:
                 lam = self._lam
                 if lam is None or self.n_updates - self._lam_at >= self.precision_refresh:
-                    lam = np.asarray(np.linalg.inv(self._shrunk_sigma()), dtype=np.float64)
+                    lam = _precision(self._shrunk_sigma())
                     self._lam, self._lam_at = lam, self.n_updates
-                w = lam @ self.means.T
-            self._w = np.ascontiguousarray(w)
-            self._b = -0.5 * np.sum(self.means.T * w, axis=0)
+                self._w = np.ascontiguousarray(lam @ mu)
+                self._b = -0.5 * np.sum(mu * self._w, axis=0)
         return self._w, self._b
 
     def predict_proba_many(self, z: FloatArray) -> FloatArray:
@@ -168,6 +221,7 @@ class StreamingLDA:
         if self.dim == 0:
             return masked_softmax(np.zeros((len(x), len(self.counts))), trained)
         w, b = self._weights()
+        self._predicted = True
         return masked_softmax(x.astype(np.float64) @ w + b, trained)
 
     def state_dict(self) -> State:
@@ -194,3 +248,24 @@ class StreamingLDA:
         self._lam = None if lam is None else np.array(lam, dtype=np.float64)
         self._lam_at = int(state.get("precision_at", 0))
         self._w = self._b = None
+        self._predicted = False
+
+
+def _solve_weights(a: Float64Array, mu: Float64Array) -> tuple[Float64Array, Float64Array]:
+    """``W = A⁻¹ μ`` and ``b = −½ diag(μᵀ A⁻¹ μ)`` for symmetric positive definite ``A``."""
+    try:
+        chol = _Cholesky(a)
+    except np.linalg.LinAlgError:
+        # Positive definite in exact arithmetic; rounding can break that for huge latents.
+        w = np.asarray(np.linalg.solve(a, mu), dtype=np.float64)
+        return w, -0.5 * np.sum(mu * w, axis=0)
+    y = chol.solve_lower(mu)
+    return chol.solve_upper(y), -0.5 * np.einsum("ij,ij->j", y, y)
+
+
+def _precision(a: Float64Array) -> Float64Array:
+    """``A⁻¹`` for symmetric positive definite ``A``."""
+    try:
+        return _Cholesky(a).inverse()
+    except np.linalg.LinAlgError:
+        return np.asarray(np.linalg.inv(a), dtype=np.float64)

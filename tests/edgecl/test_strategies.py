@@ -13,7 +13,7 @@ from edgecl.strategies.cwr_star import CWRStar
 from edgecl.strategies.latent_replay import LatentReplay
 from edgecl.strategies.linear import sgd_softmax
 from edgecl.strategies.ncm import NCM
-from edgecl.strategies.slda import StreamingLDA
+from edgecl.strategies.slda import StreamingLDA, _precision, _solve_weights
 from edgecl.types import FloatArray, IntArray
 
 
@@ -63,18 +63,59 @@ def test_slda_predicts_with_the_shrunk_precision() -> None:
     np.testing.assert_allclose(s.predict_proba_many(z), expected, atol=1e-5)
 
 
-def test_slda_recomputes_the_precision_only_after_an_update() -> None:
+def test_slda_recomputes_the_weights_once_per_update() -> None:
     z, y = stream(20, 4, 2)
     s = StreamingLDA()
     s.add_classes(2)
     s.learn_many(z, y)
-    assert s._w is None  # lazy: nothing computed while learning
+    s.learn_many(z[:3], y[:3])
+    assert s._w is None  # lazy: nothing computed while only learning
     s.predict_proba_many(z[:1])
     cached = s._w
     s.predict_proba_many(z[1:2])
     assert s._w is cached
-    s.learn_many(z[:1], y[:1])
+    s.learn_many(z[:1], y[:1])  # predicted before: recomputed at once, ready for the next
+    assert s._w is not None and s._w is not cached
+    ready = s._w
+    s.predict_proba_many(z[:1])
+    assert s._w is ready
+    s.add_classes(3)
     assert s._w is None
+
+
+def test_slda_weights_equal_the_explicit_inverse_on_random_data() -> None:
+    """The Cholesky path (block solves, a partial last block) against ``np.linalg.inv``:
+    few samples in many dimensions (a rank-deficient covariance, so the default shrinkage
+    1e-4 sets the smallest eigenvalues) and more samples than dimensions."""
+    rng = np.random.default_rng(5)
+    dim = 300
+    for n in (120, 900):
+        y = rng.integers(0, 6, size=n)
+        protos = rng.normal(size=(6, dim))
+        z = np.maximum(protos[y] + rng.normal(size=(n, dim)), 0).astype(np.float32)
+        for options in ({}, {"precision_refresh": 7}):
+            s = StreamingLDA(**options)
+            s.add_classes(6)
+            for start in range(0, n, 50):
+                s.learn_many(z[start : start + 50], y[start : start + 50])
+            lam = np.linalg.inv(0.9999 * s.sigma + 1e-4 * np.eye(dim))
+            scores = z.astype(np.float64) @ lam @ s.means.T
+            scores -= 0.5 * np.sum(s.means @ lam * s.means, axis=1)
+            expected = np.exp(scores - scores.max(axis=1, keepdims=True))
+            expected /= expected.sum(axis=1, keepdims=True)
+            np.testing.assert_allclose(s.predict_proba_many(z), expected, atol=1e-6)
+            w, b = s._weights()
+            np.testing.assert_allclose(w, lam @ s.means.T, rtol=1e-8, atol=1e-8 * abs(w).max())
+            np.testing.assert_allclose(b, -0.5 * np.sum(s.means @ lam * s.means, 1), rtol=1e-8)
+
+
+def test_slda_falls_back_to_a_general_solve_when_cholesky_fails() -> None:
+    indefinite = np.array([[1.0, 2.0], [2.0, 1.0]])  # rounding can do this to a huge sigma
+    mu = np.array([[1.0], [0.5]])
+    w, b = _solve_weights(indefinite, mu)
+    np.testing.assert_allclose(w, np.linalg.solve(indefinite, mu))
+    np.testing.assert_allclose(b, -0.5 * mu[:, 0] @ w[:, 0])
+    np.testing.assert_allclose(_precision(indefinite), np.linalg.inv(indefinite))
 
 
 def test_slda_covariance_freezes_after_covariance_samples() -> None:
