@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,45 @@ def test_describe_names_the_batches() -> None:
         args, [cl.parse_spec("exstream")], ClassIncrementalStream(train, train, ((0, 1),)), "here"
     )
     assert "`exstream` 1" in text and "Machine: here." in text
+
+
+def test_nic_forgetting_and_bwt_leave_the_last_class_out() -> None:
+    from edgecl.bench.nic import NicResult
+
+    matrix = [{0: 0.9}, {0: 0.5, 1: 0.8}, {0: 0.6, 1: 0.7, 2: 0.9}]
+    forget, bwt = NicResult("x", matrix, 0.7, 1.0, 10).forgetting_and_bwt([0, 1, 2], 1)
+    assert forget == pytest.approx(0.2) and bwt == pytest.approx(-0.2)
+
+
+def test_the_nic_bench_covers_every_strategy_on_a_small_stream(
+    tmp_path: Path, stream: ClassIncrementalStream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgecl.bench import nic
+
+    def fake_latents(*args: Any, **kwargs: Any) -> tuple[Latents, Latents, Path]:
+        return stream.train, stream.test, tmp_path / "manifest.json"
+
+    def fake_cut(data_dir: Path, cut: str, rows: AnyArray) -> tuple[Latents, Latents, Path]:
+        assert cut == "block14" and np.all(np.diff(rows) > 0)
+        return Latents(stream.train.z[rows], stream.train.y[rows]), stream.test, Path("m.json")
+
+    monkeypatch.setattr(nic, "fashion_latents", fake_latents)
+    monkeypatch.setattr(nic, "cut_latents", fake_cut)
+    assert len(nic.DEFAULT.split(",")) == len(cl.RECIPES)
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text(f"# B\n\n{nic.HEADING}\n\nold\n\n### Notes\n\n- by hand\n\n## Next\n\nkept\n")
+    # AR1 without a build: one random hidden layer stands in for the layers above the cut.
+    ar1 = "ar1:top=None:hidden=8:epochs=1:replay_size=20"
+    strategies = nic.DEFAULT.replace("ar1", ar1)
+    small = ["--batches", "8", "--batch-size", "10", "--initial-per-class", "20"]
+    argv = ["--strategies", strategies, *small, "--memory-items", "50", "--out", str(out)]
+    assert nic.main(argv) == 0
+    text = out.read_text()
+    assert "old" not in text and "- by hand" in text and text.endswith("## Next\n\nkept\n")
+    assert f"--strategies {strategies}" in text
+    assert "`ar1` learns from latents of the same samples at the `block14` cut" in text
+    number = r"-?\d+\.\d%"
+    for name in cl.RECIPES:
+        row = rf"^\| `{name}` \| {number} \| {number} \| [+-]\d+\.\d% \| \d+ \|$"
+        assert re.search(row, text, re.M), name
+    assert re.search(rf"^\| joint \(offline\) \| {number} \| \| \| \|$", text, re.M)
