@@ -2,7 +2,8 @@
 # Runs every benchmark against 127.0.0.1, each bounded in time, and rewrites its section of
 # BENCHMARKS.md. Run from the repository root:
 #
-#     benchmarks/run_all.sh              # everything (about 25-40 min on 2 cores)
+#     benchmarks/run_all.sh              # everything (about 1.5 h on 2 cores, most of it the
+#                                        # quality runs: bench cl and nic, ar1 above all)
 #     benchmarks/run_all.sh service      # only the service benchmarks (throughput, memory,
 #                                        # start-up, learn-to-visible)
 #
@@ -25,7 +26,10 @@ if [[ $what == all ]]; then
         echo "== skipped mqtt_vs_http: no mosquitto" >&2
     fi
     step "$PY" benchmarks/backbone_speed.py
-    step "$PY" -m service bench cl
+    step "$PY" -m service bench cl --out BENCHMARKS.md --strategies \
+        naive,latent_replay,cwr_star,ar1,exstream,gdumb,slda,ncm,latent_replay@float32,gdumb@float32,gdumb@pq,latent_replay@pq
+    step "$PY" -m edgecl.bench.nic --out BENCHMARKS.md
+    step "$PY" -m benchmarks.raw_store
 fi
 if [[ $what == all || $what == service ]]; then
     step "$PY" -m benchmarks.service_load
