@@ -239,10 +239,14 @@ class LearnerRuntime:
         """Predictions for latents; ``NotFittedError`` before anything was learned."""
         z = self.learner.check_latents(z)
         start = time.perf_counter()
-        with self.writer.lock:
-            proba = self.learner.predict_proba_latents(z)
-            labels = self.learner.labels.labels
-            version = self.learner.model_version
+        head = self.writer.published
+        if head is not None:  # frozen: no need to wait for a learning step
+            proba, labels, version = head.predict_proba(z), head.labels, head.version
+        else:
+            with self.writer.lock:
+                proba = self.learner.predict_proba_latents(z)
+                labels = self.learner.labels.labels
+                version = self.learner.model_version
         self.observer.predicted(time.perf_counter() - start, len(z))
         k = max(1, min(top_k, len(labels)))
         order = np.argsort(-proba, axis=1, kind="stable")[:, :k]

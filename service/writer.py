@@ -15,6 +15,7 @@ import numpy as np
 from edgecl.learner import Learner
 from edgecl.probe import ProbeSet
 from edgecl.types import FloatArray, Label
+from service.heads import PublishedHead, freeze
 from service.records import learn_record, record_inputs
 from service.sample_ids import RecentIds
 
@@ -101,6 +102,7 @@ class Writer:
         self.checkpoint_bytes = self.checkpoint_bytes_written = 0
         self.probe: ProbeSet | None = None  # holds back a share of samples, never learned
         self.reembed_skipped = 0  # WAL samples without raw inputs, left out by a re-embed
+        self.published: PublishedHead | None = None  # read by predictions without the lock
 
     # -- one micro-batch --------------------------------------------------------------
     def _fresh(self, jobs: Sequence[LearnJob]) -> list[list[int]]:
@@ -185,6 +187,7 @@ class Writer:
                     self.learner.learn_latents(z, labels, inputs=inputs)
                 else:
                     self.probe.learn(self.learner, z, labels, inputs)
+                self.published = freeze(self.learner)
         self.recent.add_many([i for r in records for i in r["ids"]])
         self.applied_seq = seq
         self.since_checkpoint += len(labels)
@@ -193,6 +196,7 @@ class Writer:
         """Run a state change (e.g. a retrained head) under the lock; it counts as a change."""
         with self.lock:
             action()
+            self.published = freeze(self.learner)
         # Not in the WAL: only a checkpoint keeps it, so one is due now.
         self.since_checkpoint = max(self.since_checkpoint + 1, self.every_samples)
 
@@ -265,6 +269,7 @@ class Writer:
         self._replay(batch)
         if self.counters["replayed"]:
             log.info("replayed %d samples from the WAL", self.counters["replayed"])
+        self.published = freeze(self.learner)
         if self.checkpoints is not None and loaded is None and self.applied_seq == 0:
             # A new data dir: record the backbone it belongs to before any sample arrives,
             # so a WAL replayed later on another backbone is refused, not mislearned.

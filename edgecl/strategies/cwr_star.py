@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from edgecl.strategies.base import frozen_predictor
 from edgecl.strategies.linear import (
     check_batch,
     check_latents,
@@ -129,6 +131,10 @@ class CWRStar:
         if self.cw.shape[1] == 0:
             return masked_softmax(np.zeros((len(x), len(self.past))), self.past > 0)
         return masked_softmax(x @ self.cw.T, self.past > 0)
+
+    def predictor(self) -> Callable[[FloatArray], FloatArray]:
+        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_predictor`)."""
+        return frozen_predictor(self, "cw", "past")
 
     def state_dict(self) -> State:
         return {"cw": self.cw.copy(), "past": self.past.copy(), "calls": self.calls}

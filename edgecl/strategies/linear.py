@@ -7,12 +7,13 @@ While no class has been trained at all, the probabilities are uniform.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from edgecl.strategies.base import flat
+from edgecl.strategies.base import flat, frozen_predictor
 from edgecl.types import FloatArray, IntArray, State
 
 Float64Array = npt.NDArray[np.float64]
@@ -247,6 +248,10 @@ class SoftmaxHead:
         if self.w.shape[1] == 0:
             return masked_softmax(np.zeros((len(x), len(self.counts))), self.counts > 0)
         return masked_softmax(x @ self.w.T + self.b, self.counts > 0)
+
+    def predictor(self) -> Callable[[FloatArray], FloatArray]:
+        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_predictor`)."""
+        return frozen_predictor(self, "w", "b", "counts")
 
     def state_dict(self) -> State:
         return {

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from edgecl.strategies.base import frozen_predictor
 from edgecl.strategies.linear import (
     check_batch,
     check_latents,
@@ -64,6 +66,10 @@ class NCM:
             + np.sum(self.means**2, axis=1)[None, :]
         )
         return masked_softmax(-np.sqrt(np.maximum(d, 0.0)) / self.temperature, self.counts > 0)
+
+    def predictor(self) -> Callable[[FloatArray], FloatArray]:
+        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_predictor`)."""
+        return frozen_predictor(self, "means", "counts")
 
     def state_dict(self) -> State:
         return {"means": self.means.copy(), "counts": self.counts.copy()}

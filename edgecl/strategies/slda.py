@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from edgecl.strategies.base import frozen_predictor
 from edgecl.strategies.linear import (
     Float64Array,
     check_batch,
@@ -223,6 +225,13 @@ class StreamingLDA:
         w, b = self._weights()
         self._predicted = True
         return masked_softmax(x.astype(np.float64) @ w + b, trained)
+
+    def predictor(self) -> Callable[[FloatArray], FloatArray]:
+        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_predictor`):
+        its weights are computed now, so the copy never touches the covariance."""
+        if self.dim:
+            self._weights()
+        return frozen_predictor(self, "means", "counts")
 
     def state_dict(self) -> State:
         return {

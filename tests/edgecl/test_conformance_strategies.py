@@ -172,3 +172,19 @@ def test_bad_inputs_raise_value_errors(name: str) -> None:
     with pytest.raises(ValueError, match="dimension mismatch"):
         strategy.predict_proba_many(np.zeros((1, DIM - 1), np.float32))
     assert codec.packb(strategy.state_dict()) == before
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if hasattr(strategies.create(n), "predictor")])
+def test_a_frozen_predictor_answers_as_the_head_did_and_ignores_later_learning(
+    name: str,
+) -> None:
+    strategy = trained(name, [0, 1], n_classes=3)
+    probe, _ = blobs([0, 1, 2], per_class=5, seed=1)
+    before = strategy.predict_proba_many(probe)
+    predict = strategy.predictor()  # type: ignore[attr-defined]
+    assert np.array_equal(predict(probe), before)
+    z, y = blobs([1, 2], per_class=20, seed=2)
+    for start in range(0, len(y), 8):
+        strategy.learn_many(z[start : start + 8], y[start : start + 8])
+    assert not np.array_equal(strategy.predict_proba_many(probe), before)
+    assert np.array_equal(predict(probe), before)

@@ -204,6 +204,24 @@ def test_checkpoint_every_n_samples(tmp_path: Path) -> None:
     assert names == ["checkpoint-000000000002.ckpt", "checkpoint-000000000004.ckpt"]
 
 
+def test_predictions_do_not_wait_for_a_learning_step() -> None:
+    rt, strategy = gated_runtime()
+    rt.start()
+    first = rt.submit_learn(z(1), ["a"], [None])
+    strategy.gate.set()
+    assert first.result(5.0).model_version == 1
+    strategy.gate.clear()
+    strategy.entered.clear()
+    held = rt.submit_learn(z(1, 5.0), ["b"], [None])
+    assert strategy.entered.wait(5.0)  # the writer is inside a learning step, holding the lock
+    result = rt.predict(z(1), top_k=1)  # answered from the frozen head of version 1
+    assert result.model_version == 1 and result.predictions[0].label == "a"
+    strategy.gate.set()
+    assert held.result(5.0).model_version == 2
+    assert rt.predict(z(1, 5.0), top_k=1).predictions[0].label == "b"
+    rt.stop()
+
+
 def test_stop_drains_the_queue() -> None:
     rt, strategy = gated_runtime(queue_size=8)
     rt.start()
