@@ -96,11 +96,28 @@ def make_backbone(settings: Settings) -> tuple[Backbone, Literal["image", "vecto
     return backbone, "image"
 
 
+def strategy_options(settings: Settings) -> dict[str, Any]:
+    """The strategy's options; ``ar1`` on a block cut of the int8 backbone trains the
+    layers above that cut unless told otherwise (its ``top`` is the build's manifest).
+
+    >>> s = Settings(strategy={"name": "ar1"}, backbone_cut="block14", data_dir="d")
+    >>> strategy_options(s)["top"]
+    'd/backbone/efficientnet-lite0-block14/manifest.json'
+    """
+    options = dict(settings.strategy.options)
+    cut = settings.backbone_cut
+    if settings.strategy.name == "ar1" and settings.backbone == "onnx" and cut != "pooled":
+        from edgecl.backbones.build import build_dir
+
+        options.setdefault("top", str(build_dir(settings.backbone_path, cut) / "manifest.json"))
+    return options
+
+
 def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime:
     """A runtime as the settings describe it; ``durable`` adds the WAL and checkpoints
     under the data dir (``wal/``, ``checkpoints/``)."""
     backbone, pixels = make_backbone(settings)
-    strategy = strategies.create(settings.strategy.name, **settings.strategy.options)
+    strategy = strategies.create(settings.strategy.name, **strategy_options(settings))
     store = None
     if settings.store.kind is not None:
         options = {"seed": settings.seed, **settings.store.create_options()}
