@@ -40,12 +40,16 @@ COPY --from=build /opt/edgecl /opt/edgecl
 COPY --chmod=0755 scripts/docker-entrypoint.sh /usr/local/bin/edgecl-entrypoint
 # The root filesystem may be read-only (compose: read_only: true): bytecode was compiled at
 # build time, state goes to /data, scratch to a tmpfs /tmp.
+# MALLOC_ARENA_MAX=2: with glibc's default (up to 8 malloc arenas per core) the daemon's RSS
+# grew 13 to 17% from 100k to 1M learned samples, with 2 arenas under 5% (BENCHMARKS.md,
+# Memory soak).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     EDGECL_HOST=0.0.0.0 \
     EDGECL_PORT=8080 \
-    EDGECL_DATA_DIR=/data
+    EDGECL_DATA_DIR=/data \
+    MALLOC_ARENA_MAX=2
 USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]

@@ -34,6 +34,7 @@ fi
 if [[ $what == all || $what == service ]]; then
     step "$PY" -m benchmarks.service_load
     step "$PY" -m benchmarks.memory_soak
+    step "$PY" -m benchmarks.memory_soak --strategies ar1 ar1_cl --budget-s 300 --append
     step "$PY" -m benchmarks.startup
     step "$PY" -m benchmarks.learn_to_visible
 fi
