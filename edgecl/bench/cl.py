@@ -23,6 +23,7 @@ from edgecl.bench.streams import ClassIncrementalStream, Latents, PrecomputedBac
 from edgecl.learner import Learner
 from edgecl.replay.compress import item_nbytes
 from edgecl.strategies.gdumb import GDumb
+from edgecl.types import IntArray
 
 log = logging.getLogger("edgecl.bench")
 
@@ -116,7 +117,13 @@ def parse_spec(spec: str) -> Recipe:
 
 @dataclass
 class Result:
-    """Accuracy on the test samples of the classes seen so far, after each experience."""
+    """Accuracy on the test samples of the classes seen so far, after each experience;
+    ``by_experience[i][j]``: accuracy on experience ``j``'s classes after experience ``i``.
+
+    >>> r = Result("x", [1.0, 0.75], 1.0, 1, by_experience=[[1.0], [0.5, 1.0]])
+    >>> r.forgetting, r.bwt
+    (0.5, -0.5)
+    """
 
     label: str
     accuracies: list[float]
@@ -126,10 +133,27 @@ class Result:
     items: int = 0
     store_bytes: int = 0
     notes: list[str] = field(default_factory=list)
+    by_experience: list[list[float]] = field(default_factory=list)
 
     @property
     def final(self) -> float:
         return self.accuracies[-1]
+
+    @property
+    def forgetting(self) -> float:
+        """Mean over all but the last experience of its best accuracy before the end
+        minus its final accuracy (Chaudhry et al. 2018)."""
+        r = self.by_experience
+        drops = [max(r[i][j] for i in range(j, len(r) - 1)) - r[-1][j] for j in range(len(r) - 1)]
+        return float(np.mean(drops)) if drops else float("nan")
+
+    @property
+    def bwt(self) -> float:
+        """Backward transfer: mean over all but the last experience of its final accuracy
+        minus its accuracy right after it was learned (Lopez-Paz & Ranzato 2017)."""
+        r = self.by_experience
+        deltas = [r[-1][j] - r[j][j] for j in range(len(r) - 1)]
+        return float(np.mean(deltas)) if deltas else float("nan")
 
     @property
     def samples_per_s(self) -> float:
@@ -154,12 +178,24 @@ def store_budget(kind: str, encoding: str, shape: tuple[int, ...], items: int) -
 
 def accuracy(learner: Learner, data: Latents, chunk: int = 1000) -> float:
     """Fraction of ``data`` the learner labels right."""
-    correct = 0
+    return float(np.mean(hits(learner, data, chunk))) if len(data) else 0.0
+
+
+def hits(learner: Learner, data: Latents, chunk: int = 1000) -> np.ndarray[Any, Any]:
+    """Per sample of ``data``: whether the learner labels it right."""
+    out = []
     for start in range(0, len(data), chunk):
         proba = learner.predict_proba_latents(data.z[start : start + chunk])
         predicted = np.array([learner.labels.decode(int(i)) for i in proba.argmax(axis=1)])
-        correct += int(np.sum(predicted == data.y[start : start + chunk]))
-    return correct / max(len(data), 1)
+        out.append(predicted == data.y[start : start + chunk])
+    return np.concatenate(out) if out else np.zeros(0, dtype=bool)
+
+
+def by_experience(
+    correct: np.ndarray[Any, Any], y: IntArray, stream: ClassIncrementalStream, i: int
+) -> list[float]:
+    """Accuracy on each experience ``0..i``'s classes, from per-sample hits on its test."""
+    return [float(np.mean(correct[np.isin(y, stream.classes[j])])) for j in range(i + 1)]
 
 
 def build(recipe: Recipe, shape: tuple[int, ...], memory_items: int, seed: int) -> Learner:
@@ -189,6 +225,7 @@ def run(
     """Learn ``stream`` once with ``recipe``; accuracy on seen classes after each experience."""
     learner = build(recipe, stream.latent_shape, memory_items, seed)
     accuracies: list[float] = []
+    matrix: list[list[float]] = []
     seconds, samples, retrain_s = 0.0, 0, 0.0
     for i, exp in enumerate(stream.experiences()):
         start = time.perf_counter()
@@ -200,11 +237,14 @@ def run(
             retrain_s += time.perf_counter() - t
         seconds += time.perf_counter() - start
         samples += len(exp)
-        accuracies.append(accuracy(learner, stream.test_seen(i)))
+        test = stream.test_seen(i)
+        correct = hits(learner, test)
+        accuracies.append(float(np.mean(correct)))
+        matrix.append(by_experience(correct, test.y, stream, i))
         log.info("%s: experience %d accuracy %.4f", recipe.label, i + 1, accuracies[-1])
         if on_experience is not None:
             on_experience(i, accuracies[-1])
-    result = Result(recipe.label, accuracies, seconds, samples)
+    result = Result(recipe.label, accuracies, seconds, samples, by_experience=matrix)
     if recipe.note:
         result.notes.append(recipe.note)
     if learner.store is not None:
@@ -223,6 +263,7 @@ def joint(
     """The offline upper bound: a softmax head trained on every sample of the classes seen
     so far, after each experience (GDumb's trainer with the memory being all of it)."""
     accuracies: list[float] = []
+    matrix: list[list[float]] = []
     seconds = 0.0
     seen: list[Latents] = []
     for i, exp in enumerate(stream.experiences()):
@@ -236,8 +277,10 @@ def joint(
         head.load_state_dict(head.retrain(z, y, lambda fraction: True))
         seconds += time.perf_counter() - start
         test = stream.test_seen(i)
-        hits = head.predict_proba_many(test.z).argmax(axis=1) == test.y
-        accuracies.append(float(np.mean(hits)))
+        correct = head.predict_proba_many(test.z).argmax(axis=1) == test.y
+        accuracies.append(float(np.mean(correct)))
+        matrix.append(by_experience(correct, test.y, stream, i))
         log.info("joint: experience %d accuracy %.4f", i + 1, accuracies[-1])
     total = sum(len(e) for e in seen)
-    return Result("joint (offline)", accuracies, seconds, total, notes=[f"{epochs} epochs"])
+    notes = [f"{epochs} epochs"]
+    return Result("joint (offline)", accuracies, seconds, total, notes=notes, by_experience=matrix)

@@ -34,16 +34,18 @@ def _pct(value: float) -> str:
 
 
 def table(results: Sequence[Result], experiences: int) -> str:
-    """Rows: accuracy (%) on the seen classes after each experience, memory and speed.
+    """Rows: accuracy (%) on the seen classes after each experience, average forgetting and
+    backward transfer (points), memory and speed.
 
-    >>> r = Result("ncm", [0.9, 0.8], learn_seconds=2.0, samples=100)
+    >>> r = Result("ncm", [0.9, 0.8], 2.0, 100, by_experience=[[0.9], [0.7, 0.9]])
     >>> print(table([r], 2))
-    | strategy | memory | exp 1 | exp 2 (final) | learn samples/s | notes |
-    | --- | --- | ---: | ---: | ---: | --- |
-    | `ncm` | none | 90.0 | **80.0** | 50 |  |
+    | strategy | memory | exp 1 | exp 2 (final) | forgetting | BWT | learn samples/s | notes |
+    | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |
+    | `ncm` | none | 90.0 | **80.0** | 20.0 | -20.0 | 50 |  |
     """
     head = [f"exp {i + 1}" for i in range(experiences)]
     head[-1] += " (final)"
+    head += ["forgetting", "BWT"]
     lines = [
         "| strategy | memory | " + " | ".join(head) + " | learn samples/s | notes |",
         "| --- | --- | " + " | ".join("---:" for _ in head) + " | ---: | --- |",
@@ -55,6 +57,10 @@ def table(results: Sequence[Result], experiences: int) -> str:
             memory = f"`{r.store}`: {r.items} items, {r.bytes_per_item:.0f} B/item"
         accs = [_pct(a) for a in r.accuracies]
         accs[-1] = f"**{accs[-1]}**"
+        if r.by_experience:
+            accs += [_pct(r.forgetting), f"{100 * r.bwt:+.1f}"]
+        else:
+            accs += ["", ""]
         speed = "—" if r.label.startswith("joint") else f"{r.samples_per_s:.0f}"
         cells = [f"`{r.label}`", memory, *accs, speed, "; ".join(r.notes)]
         lines.append("| " + " | ".join(cells) + " |")

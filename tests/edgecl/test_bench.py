@@ -65,6 +65,12 @@ def test_replay_and_memory_beat_naive_fine_tuning(stream: ClassIncrementalStream
     assert naive < 0.35  # it forgets: mostly the last two classes are right
     for name in ("latent_replay", "gdumb", "ncm", "exstream"):
         assert results[name].final > naive + 0.2, name
+    # After experience i, one accuracy per experience so far; naive forgets the most.
+    for r in results.values():
+        assert [len(row) for row in r.by_experience] == [1, 2, 3, 4, 5]
+    assert results["naive"].forgetting > 0.5 and results["naive"].bwt < -0.5
+    for name in ("latent_replay", "gdumb", "ncm"):
+        assert results[name].forgetting < results["naive"].forgetting, name
     gdumb = results["gdumb"]
     assert gdumb.store == "class_balanced" and gdumb.items == 100
     assert gdumb.bytes_per_item == 49 + 4 + 8  # int8 codes, scale, label
