@@ -75,9 +75,11 @@ def cycle(path: str, bodies: list[bytes], ctype: str) -> Callable[[int], tuple[s
     return lambda k: (path, bodies[k % len(bodies)], ctype)
 
 
-def backbone_rate(manifest: Path, pngs: list[bytes], batch: int, seconds: float) -> float:
+def backbone_rate(
+    manifest: Path, pngs: list[bytes], batch: int, seconds: float, threads: int | None = None
+) -> float:
     """Images/s of OnnxBackbone.embed on the decoded images (resize and normalise included)."""
-    model = OnnxBackbone.from_manifest(manifest)
+    model = OnnxBackbone.from_manifest(manifest, intra_op_threads=threads)
     arrays = [decode_image(p) for p in pngs]
     model.embed(np.stack(arrays[:batch]))  # warm-up
     done, k, start = 0, 0, time.perf_counter()
@@ -127,10 +129,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     pngs, labels = images()
     out: dict[str, Any] = {"backbone": {}, "learn": [], "predict": [], "rss": {}}
     for batch in (1, 32):
-        out["backbone"][batch] = backbone_rate(manifest, pngs, batch, args.seconds)
+        out["backbone"][batch] = backbone_rate(
+            manifest, pngs, batch, args.seconds, args.backbone_threads
+        )
         print("backbone", batch, out["backbone"][batch], flush=True)  # noqa: T201
     for strategy in args.strategies:
-        env = daemon_env(folder, strategy__name=strategy)
+        threads = (
+            {}
+            if args.backbone_threads is None
+            else {"backbone_threads": str(args.backbone_threads)}
+        )
+        env = daemon_env(folder, strategy__name=strategy, **threads)
         with (
             tempfile.TemporaryDirectory(prefix=".service-load-", dir=Path.cwd()) as tmp,
             Daemon(Path(tmp) / "data", env) as daemon,
@@ -199,11 +208,17 @@ def predict_row(url: str, args: argparse.Namespace, load: float, conc: int,
             "p99": pct(lat, 0.99), "n": len(lat)}  # fmt: skip
 
 
+def threads_text(threads: int | None) -> str:
+    if threads is None:
+        return "its default ONNX Runtime threads (one per core)"
+    return f"{threads} ONNX Runtime thread{'s' if threads > 1 else ''} per run"
+
+
 def section(command: str, where: str, args: argparse.Namespace, r: dict[str, Any]) -> str:
     lines = [
         HEADING, "", f"Command: `{command}`", "", f"Machine: {where}.", "",
         "One daemon per strategy (`python -m service serve`, the int8 EfficientNet-Lite0 "
-        "backbone at its default ONNX Runtime threads, strategy as in the table, default "
+        f"backbone at {threads_text(args.backbone_threads)}, strategy as in the table, default "
         "store, probe and WAL fsync `always`). Inputs are the Fashion-MNIST fixture images as PNG "
         "(28x28, resized to 224 in the daemon), base64 in JSON or bytes in msgpack. "
         f"{args.clients} client threads post back to back for {args.seconds:.0f} s per row, "
@@ -259,6 +274,9 @@ def main() -> None:
         help="images/s of the learn load under /predict (0: back to back)",
     )
     parser.add_argument("--backbone-dir", type=Path, default=None)
+    parser.add_argument(
+        "--backbone-threads", type=int, default=None, help="ONNX Runtime threads (default: its own)"
+    )
     parser.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
     args = parser.parse_args()
     command = "nice -n 5 " + shlex.join(["python", "-m", "benchmarks.service_load", *sys.argv[1:]])
