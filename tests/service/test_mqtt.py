@@ -390,3 +390,48 @@ def test_settings_reject_topic_wildcards_and_half_a_client_certificate() -> None
         with pytest.raises(ValueError):
             Settings(**fields)
     assert Settings(mqtt_device_id="pi-7").mqtt_client_id_or_default == "edgecl-pi-7"
+
+
+def test_a_raw_image_store_learns_images_over_mqtt_and_keeps_them_across_a_restart(
+    broker: Mosquitto, tmp_path: Path, backbone_manifest: Path
+) -> None:
+    from edgecl.datasets import FASHION_CLASSES, load_fixture
+    from tests.service.test_serve_fashion import png as fashion_png
+
+    train, test = load_fixture()
+    dev = device()
+    t = Topics.under("edgecl", dev)
+    settings = mqtt_settings(
+        broker.port,
+        dev,
+        tmp_path,
+        backbone="onnx",
+        backbone_dir=backbone_manifest.parent.parent,
+        store={"kind": "class_balanced", "encoding": "lz4", "max_bytes": 4 << 20},
+    )
+    picked = [i for c in (1, 8) for i in (train.labels == c).nonzero()[0][:10]]
+    samples = [
+        {
+            "image": base64.b64encode(fashion_png(train.images[i])).decode(),
+            "label": FASHION_CLASSES[int(train.labels[i])],
+            "id": f"img-{i}",
+        }
+        for i in picked
+    ]
+    with Probe(broker.port, [t.status, t.error]) as probe, running(settings, True) as client:
+        probe.expect(t.status, is_payload(b"online"))
+        assert probe.publish(t.learn, learn_body(*samples))
+        # A feature vector has no image for the store to keep: an error, nothing learned.
+        features = {"features": [0.0] * 1280, "label": "x"}
+        assert probe.publish(t.learn, learn_body(features), correlation=b"features")
+        body = json.loads(probe.expect(t.error, correlated(b"features")).payload)
+        assert "keeps raw images" in body["detail"]
+        wait_until(lambda: learned(client) == len(samples), "the images learned")
+        store = client.get("/stats").json()["store"]
+        assert store["items"] == len(samples) and store["kind"] == "class_balanced"
+    with running(settings, True) as client:  # restored from the checkpoint
+        assert client.get("/stats").json()["store"]["items"] == len(samples)
+        held = test.classes([1, 8])
+        files = {"file": ("x.png", fashion_png(held.images[0]), "image/png")}
+        predicted = client.post("/predict", files=files).json()["predictions"][0]["label"]
+        assert predicted == FASHION_CLASSES[int(held.labels[0])]
