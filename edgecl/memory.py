@@ -38,8 +38,6 @@ def check_inputs(store: ReplayStore | None, x: Any, n: int | None) -> np.ndarray
     arr = np.asarray(x)
     if n is not None and len(arr) != n:
         raise ValueError(f"got {n} latents but {len(arr)} inputs")
-    if not np.all((arr >= 0) & (arr <= 255) & (arr == np.round(arr))):
-        raise ValueError("raw inputs must be integers in 0..255 (uint8 images)")
     values, _ = check_batch(arr, np.zeros(len(arr), np.int64), "lz4", getattr(store, "shape", None))
     return values
 
