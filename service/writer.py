@@ -129,9 +129,11 @@ class Writer:
             learn_record(job.z, job.labels, job.ids, job.source, part, job.inputs, keep)
             for part, (job, keep) in enumerate(pairs)
         ]
+        # The kept raw inputs as they are: the records hold them lz4-framed for the WAL.
+        raw = [job.inputs[keep] for job, keep in pairs if job.inputs is not None] or None
         try:
             if records:
-                self._store_and_apply(records)
+                self._store_and_apply(records, raw)
         except StorageUnavailableError as exc:
             self.counters["storage_errors"] += 1
             log.error("%s", exc)
@@ -150,7 +152,9 @@ class Writer:
             self.counters["duplicates"] += dups
             job.future.set_result(LearnResult(len(job.labels), dups, version, classes))
 
-    def _store_and_apply(self, records: list[dict[str, Any]]) -> None:
+    def _store_and_apply(
+        self, records: list[dict[str, Any]], raw: list[np.ndarray[Any, Any]] | None = None
+    ) -> None:
         """WAL append → learn → fsync; ``StorageUnavailableError`` says how far it got."""
         seq = self.applied_seq
         if self.wal is not None:
@@ -160,7 +164,7 @@ class Writer:
                 raise StorageUnavailableError(
                     f"the samples could not be stored, nothing was learned: {exc}"
                 ) from exc
-        self._apply(records, seq)
+        self._apply(records, seq, raw)
         if self.wal is not None:
             try:
                 self.wal.wait_durable(seq)
@@ -173,14 +177,23 @@ class Writer:
                 ) from exc
             self.unsynced.discard_many([i for r in records for i in r["ids"]])
 
-    def _apply(self, records: Sequence[dict[str, Any]], seq: int) -> None:
+    def _apply(
+        self,
+        records: Sequence[dict[str, Any]],
+        seq: int,
+        raw: list[np.ndarray[Any, Any]] | None = None,
+    ) -> None:
         """Learn the records' samples as one step, but none whose id was learned already
-        (a retry after a failed fsync, or that retry's record met again in replay)."""
+        (a retry after a failed fsync, or that retry's record met again in replay).
+        ``raw``: each record's raw inputs, when the caller still has them undecoded."""
         recent = self.recent
         keeps = [[k for k, i in enumerate(r["ids"]) if i not in recent] for r in records]
         z = np.concatenate([r["z"][keep] for r, keep in zip(records, keeps, strict=True)])
         labels = [r["labels"][k] for r, keep in zip(records, keeps, strict=True) for k in keep]
-        inputs = record_inputs(records, keeps)
+        if raw is None:
+            inputs = record_inputs(records, keeps)
+        else:
+            inputs = np.concatenate([x[keep] for x, keep in zip(raw, keeps, strict=True)])
         if labels:
             with self.lock:
                 if self.probe is None:
