@@ -176,11 +176,6 @@ def store_budget(kind: str, encoding: str, shape: tuple[int, ...], items: int) -
     return items * (per_item + extra)
 
 
-def accuracy(learner: Learner, data: Latents, chunk: int = 1000) -> float:
-    """Fraction of ``data`` the learner labels right."""
-    return float(np.mean(hits(learner, data, chunk))) if len(data) else 0.0
-
-
 def hits(learner: Learner, data: Latents, chunk: int = 1000) -> np.ndarray[Any, Any]:
     """Per sample of ``data``: whether the learner labels it right."""
     out = []
