@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from edgecl.strategies.base import frozen_predictor
+from edgecl.strategies.cholesky import precision
+from edgecl.strategies.lda_update import KeptPrecision, LowRankPrecision, running_means
 from edgecl.strategies.linear import (
     Float64Array,
     check_batch,
@@ -19,44 +21,9 @@ from edgecl.strategies.linear import (
 )
 from edgecl.types import FloatArray, IntArray, State
 
-_BLOCK = 32  # rows per block of the triangular solves
-
-
-class _Cholesky:
-    """Lower Cholesky factor ``L`` of a symmetric positive definite matrix, with solves.
-
-    NumPy has no triangular solve; by blocks of rows it becomes matrix products with the
-    inverted diagonal blocks, about as fast here as LAPACK's (SciPy is no dependency).
-    """
-
-    def __init__(self, a: Float64Array) -> None:
-        self.l = np.asarray(np.linalg.cholesky(a), dtype=np.float64)
-        n = len(a)
-        self.blocks = [(i, min(i + _BLOCK, n)) for i in range(0, n, _BLOCK)]
-        self.inv = [np.linalg.inv(self.l[i:j, i:j]) for i, j in self.blocks]
-
-    def solve_lower(self, b: Float64Array) -> Float64Array:
-        """``x`` with ``L x = b``."""
-        x = np.empty_like(b)
-        for (i, j), inv in zip(self.blocks, self.inv, strict=True):
-            x[i:j] = inv @ (b[i:j] - self.l[i:j, :i] @ x[:i])
-        return x
-
-    def solve_upper(self, b: Float64Array) -> Float64Array:
-        """``x`` with ``Lᵀ x = b``."""
-        x = np.empty_like(b)
-        for (i, j), inv in zip(reversed(self.blocks), reversed(self.inv), strict=True):
-            x[i:j] = inv.T @ (b[i:j] - self.l[j:, i:j].T @ x[j:])
-        return x
-
-    def inverse(self) -> Float64Array:
-        """``(L Lᵀ)⁻¹``, from ``L⁻¹`` (lower triangular: only its lower blocks are solved)."""
-        n = len(self.l)
-        linv = np.zeros((n, n))
-        for (i, j), inv in zip(self.blocks, self.inv, strict=True):
-            linv[i:j, :j] = -inv @ (self.l[i:j, :i] @ linv[:i, :j])
-            linv[i:j, i:j] += inv
-        return np.asarray(linv.T @ linv, dtype=np.float64)
+# A batch at least this large is folded into Σ and the precision factorised again:
+# its rank-one updates (O(D² m + D m²)) would cost more than one factorisation.
+_REFACTOR_BATCH = 256
 
 
 class StreamingLDA:
@@ -65,40 +32,36 @@ class StreamingLDA:
     For sample ``z`` of class ``y``, with ``t`` samples seen before it (the paper's
     update): ``Δ = t/(t+1) (z − μ_y)(z − μ_y)ᵀ``, ``Σ ← (t Σ + Δ)/(t+1)``, then ``μ_y``
     takes ``z`` into its running mean. A batch is folded in exactly as that sequence of
-    single updates, with one matrix product. Predictions use the precision
-    ``Λ = ((1 − ε) Σ + ε I)⁻¹`` (``ε = shrinkage``): scores ``W z + b`` with
-    ``W = Λ μ`` and ``b = −½ μᵀ Λ μ``, softmaxed.
+    single updates. Predictions use the precision ``Λ = ((1 − ε) Σ + ε I)⁻¹``
+    (``ε = shrinkage``): scores ``W z + b`` with ``W = Λ μ`` and ``b = −½ μᵀ Λ μ``,
+    softmaxed.
 
-    ``W`` and ``b`` come from a Cholesky factor ``L`` of the shrunk covariance: with
-    ``Y = L⁻¹ μ``, ``b = −½ |Y|²`` and ``W = L⁻ᵀ Y``; ``Λ`` itself is never formed (the
-    factor is half the arithmetic of an LU solve, a sixth of an explicit inverse). They
-    are recomputed once per change: when predicting, or already at the end of a
-    ``learn_many`` if the previous ones were used by a prediction, as the
-    :class:`~edgecl.Learner`'s test-then-train does before every learn. A prediction
-    right after learning then finds them ready, and a run of ``learn_many`` calls with
-    no prediction between them pays nothing.
-
-    An exact rank-one (Sherman–Morrison) update of the factor or of ``Λ`` does not
-    apply: each sample scales ``Σ`` by ``t/(t+1)`` while ``ε I`` stays, so the shrunk
-    matrix also changes by the full-rank ``ε I/(t+1)``. Only an eigendecomposition
-    follows both changes exactly, and it costs far more than the factor it would save.
+    With the scatter ``S = t Σ``: ``Λ = c (S + γ I)⁻¹``, ``c = t/(1 − ε)``,
+    ``γ = ε t/(1 − ε)``. Each sample adds a rank-one term to ``S``, which a
+    Sherman–Morrison update follows exactly in O(D²) (:class:`KeptPrecision`), and
+    ``Pμ`` is kept current with it; but ``γ`` grows with ``t`` (the shrinkage is
+    relative to the normalised covariance), a full-rank change. The kept
+    ``P = (S + γ₀ I)⁻¹`` is for the ``γ₀`` of its last factorisation, and predictions
+    correct it to first order, ``(S + γ I)⁻¹ ≈ P − δ P²`` with ``δ = γ − γ₀``. Every
+    eigenvalue of the precision used is then within a factor ``1 − (δ p)²`` of the
+    exact one, ``p ≤ ‖P‖₂``; when ``(δ ‖P‖₂)²`` (with a bound of ``‖P‖₂``) would pass
+    ``tolerance`` the precision is factorised again from ``Σ`` (a Cholesky factor),
+    exactly. A prediction costs one product with ``P`` per input (which the learn of
+    the same input then reuses) and O(DK) more; a learned sample O(D² + DK).
 
     ``covariance_samples``: ``None`` keeps the covariance plastic (updated by every
     sample); an integer stops updating it after that many samples, as the paper's
     fixed-covariance variant does after its base initialisation.
 
-    ``precision_refresh``: with 1 (the paper) every prediction after an update uses the
-    exact precision. With ``n > 1`` the precision ``Λ`` is formed, kept and reused until
-    ``n`` more samples have changed the covariance; the means stay exact (``W = Λ μ``
-    is only O(D²K)). A kept, stale precision is part of the state, so a restored head
-    predicts the same.
+    ``state_dict`` folds pending terms into ``Σ`` and drops the kept precision, so the
+    head and a copy restored from that state compute the same from then on.
 
     Differences from the paper's code: the first sample of a class has no mean to
     deviate from, so it adds nothing to ``Σ`` (the reference code compares it with a
     zero-initialised mean, which adds ``z zᵀ`` of every new class to the shared
-    covariance); the precision comes from a Cholesky factor rather than a
-    pseudo-inverse (the shrunk covariance is positive definite); a class never trained
-    scores ``−inf`` (probability 0).
+    covariance); the precision comes from a Cholesky factor and rank-one updates
+    rather than a pseudo-inverse (the shrunk covariance is positive definite); a class
+    never trained scores ``−inf`` (probability 0).
 
     >>> s = StreamingLDA()
     >>> s.add_classes(2)
@@ -115,7 +78,8 @@ class StreamingLDA:
         self,
         shrinkage: float = 1e-4,
         covariance_samples: int | None = None,
-        precision_refresh: int = 1,
+        tolerance: float = 1e-3,
+        precision_refresh: int | None = None,
     ) -> None:
         self.shrinkage = positive_float("shrinkage", shrinkage)
         if self.shrinkage > 1:
@@ -125,39 +89,46 @@ class StreamingLDA:
             if covariance_samples is None
             else positive_int("covariance_samples", covariance_samples)
         )
-        self.precision_refresh = positive_int("precision_refresh", precision_refresh)
+        self.tolerance = positive_float("tolerance", tolerance)
+        if precision_refresh is not None:  # named by checkpoints of earlier versions
+            positive_int("precision_refresh", precision_refresh)
         self.means = np.zeros((0, 0), dtype=np.float64)
         self.counts = np.zeros(0, dtype=np.int64)
-        self.sigma = np.zeros((0, 0), dtype=np.float64)
         self.n_updates = 0  # samples folded into sigma (the paper's t)
-        self._w: Float64Array | None = None
-        self._b: Float64Array | None = None
-        self._predicted = False  # W, b were used since the last learn_many
-        # Kept precision and the n_updates it was computed at (see precision_refresh).
-        self._lam: Float64Array | None = None
-        self._lam_at = 0
+        self._sigma = np.zeros((0, 0), dtype=np.float64)
+        self._sigma_at = 0  # n_updates that _sigma holds; the rest wait in _pending
+        self._pending: list[Float64Array] = []  # rows sqrt(w) d of later updates
+        self._few: LowRankPrecision | None = None  # exact while S has few terms
+        self._kept: KeptPrecision | None = None  # from then on
+        self._wp = np.zeros((0, 0), dtype=np.float64)  # rows P μ_c
+        self._last: tuple[Float64Array, Float64Array] | None = None  # (x, P x) predicted
+        self._predicted = False  # predicted since the last learn_many
 
     def options(self) -> dict[str, Any]:
         return {
             "shrinkage": self.shrinkage,
             "covariance_samples": self.covariance_samples,
-            "precision_refresh": self.precision_refresh,
+            "tolerance": self.tolerance,
         }
-
-    @property
-    def _keeps_precision(self) -> bool:
-        # Worth an explicit inverse only when it can be reused across updates.
-        return self.precision_refresh > 1 or self.covariance_samples is not None
 
     @property
     def dim(self) -> int:
         return int(self.means.shape[1])
 
+    @property
+    def sigma(self) -> Float64Array:
+        """The covariance ``Σ`` (pending rank-one terms folded in first)."""
+        if self._pending:
+            d = np.concatenate(self._pending)
+            self._sigma = (self._sigma_at * self._sigma + d.T @ d) / self.n_updates
+            self._pending, self._sigma_at = [], self.n_updates
+        return self._sigma
+
     def add_classes(self, n_classes: int) -> None:
         if n_classes > len(self.counts):
             self.means = grow_rows(self.means, n_classes)
             self.counts = grow_rows(self.counts, n_classes)
-            self._w = self._b = None
+            self._wp = grow_rows(self._wp, n_classes)  # P·0 for the new classes
 
     def learn_many(self, z: FloatArray, y: IntArray) -> None:
         x32, labels = check_batch(z, y, len(self.counts), self.dim)
@@ -166,115 +137,165 @@ class StreamingLDA:
         x = x32.astype(np.float64)
         if self.dim == 0:
             self.means = np.zeros((len(self.counts), x.shape[1]))
-            self.sigma = np.zeros((x.shape[1], x.shape[1]))
-        # Deviation of each sample from its class mean just before it, in batch order.
-        dev = np.zeros_like(x)
-        for c in np.unique(labels):
-            idx = np.flatnonzero(labels == c)
-            xc, n0 = x[idx], int(self.counts[c])
-            csum = np.cumsum(xc, axis=0)
-            before_sum = n0 * self.means[c] + np.vstack([np.zeros((1, x.shape[1])), csum[:-1]])
-            before_n = n0 + np.arange(len(idx))
-            dev[idx] = xc - before_sum / np.maximum(before_n, 1)[:, None]
-            dev[idx[before_n == 0]] = 0.0
-            self.means[c] = (n0 * self.means[c] + csum[-1]) / (n0 + len(idx))
-            self.counts[c] = n0 + len(idx)
-        self._update_sigma(dev)
-        self._w = self._b = None
+            self._sigma = np.zeros((x.shape[1], x.shape[1]))
+            self._wp = np.zeros_like(self.means)
+            self._few = LowRankPrecision(x.shape[1])
+        before, after = running_means(x, labels, self.means, self.counts)
+        dev = x - before
+        t0, m = self.n_updates, len(x)
+        limit = self.covariance_samples
+        n = m if limit is None else max(0, min(m, limit - t0))
+        t = t0 + np.arange(m, dtype=np.float64)
+        w = np.where(np.arange(m) < n, t / (t + 1.0), 0.0)
+        if n:
+            self._pending.append(dev[:n] * np.sqrt(w[:n])[:, None])
+            self.n_updates = t0 + n
+        if self.shrinkage < 1.0:  # with ε = 1, Λ = I whatever Σ is
+            self._follow(x, labels, dev, w, after)
+        self.means = after
+        self.counts = self.counts + np.bincount(labels, minlength=len(self.counts))
+        self._last = None
         if self._predicted:  # the next prediction is likely near: be ready for it
             self._predicted = False
-            self._weights()
+            self._ready()
 
-    def _update_sigma(self, dev: Float64Array) -> None:
-        limit = self.covariance_samples
-        n = len(dev) if limit is None else max(0, min(len(dev), limit - self.n_updates))
-        if n == 0:
+    def _follow(
+        self, x: Float64Array, labels: IntArray, dev: Float64Array, w: Float64Array, after: Any
+    ) -> None:
+        """Keep the precision current with this batch's rank-one terms."""
+        few, kept = self._few, self._kept
+        if few is not None:
+            terms = (w > 0.0) & dev.any(axis=1)
+            if len(few.d) + int(terms.sum()) > 2 * few.MAX_ROWS:
+                self._few = None  # many at once: factorise Σ when next needed
+                return
+            few.add(dev[terms] * np.sqrt(w[terms])[:, None])
+            if few.full:  # from now on an explicit matrix costs less
+                gamma = self._gamma(self.n_updates)
+                self._kept, self._few = KeptPrecision(few.matrix(gamma), gamma), None
+                self._wp = after @ self._kept.base
+        elif kept is not None and len(x) <= _REFACTOR_BATCH:
+            px = self._apply(x)
+            pbefore, pafter = running_means(px, labels, self._wp, self.counts)
+            u, beta = kept.update(dev, px - pbefore, w)
+            self._wp = pafter - ((after @ u.T) * beta) @ u
+        else:
+            self._kept = None  # a large batch: one factorisation costs less
+
+    def _gamma(self, n_updates: int) -> float:
+        """``γ = ε t/(1 − ε)``: the ridge of ``S`` that the shrinkage amounts to."""
+        return self.shrinkage * max(n_updates, 1) / (1.0 - self.shrinkage)
+
+    def _apply(self, x: Float64Array) -> Float64Array:
+        """``P x`` for each row, reusing the last prediction's product."""
+        last = self._last
+        if last is not None and last[0].shape == x.shape and np.array_equal(last[0], x):
+            return last[1]
+        assert self._kept is not None
+        return self._kept.apply(x)
+
+    def _scale(self) -> tuple[float, float]:
+        """``c`` and ``δ = γ − γ₀`` of ``Λ ≈ c (P − δ P²)`` now."""
+        assert self._kept is not None
+        c = max(self.n_updates, 1) / (1.0 - self.shrinkage)
+        return c, self._gamma(self.n_updates) - self._kept.gamma
+
+    def _ready(self) -> None:
+        """Factorise again if nothing is kept or the first-order term is out of bounds."""
+        if self._few is not None or self.shrinkage == 1.0:
             return
-        t0 = self.n_updates
-        t = t0 + np.arange(n, dtype=np.float64)
-        d = dev[:n]
-        weighted = d * (t / ((t + 1.0) * (t0 + n)))[:, None]
-        self.sigma *= t0 / (t0 + n)
-        self.sigma += weighted.T @ d
-        self.n_updates = t0 + n
+        if self._kept is None:
+            self._refactor()
+            return
+        _, delta = self._scale()
+        if (delta * self._kept.bound) ** 2 > self.tolerance:
+            self._refactor()
 
-    def _shrunk_sigma(self) -> Float64Array:
-        a = (1.0 - self.shrinkage) * self.sigma
-        a.flat[:: self.dim + 1] += self.shrinkage
-        return a
-
-    def _weights(self) -> tuple[Float64Array, Float64Array]:
-        if self._w is None or self._b is None:
-            mu = np.ascontiguousarray(self.means.T)
-            if not self._keeps_precision:
-                self._w, self._b = _solve_weights(self._shrunk_sigma(), mu)
-            else:
-                lam = self._lam
-                if lam is None or self.n_updates - self._lam_at >= self.precision_refresh:
-                    lam = _precision(self._shrunk_sigma())
-                    self._lam, self._lam_at = lam, self.n_updates
-                self._w = np.ascontiguousarray(lam @ mu)
-                self._b = -0.5 * np.sum(mu * self._w, axis=0)
-        return self._w, self._b
+    def _refactor(self) -> None:
+        sigma, dim = self.sigma, self.dim
+        a = (1.0 - self.shrinkage) / max(self.n_updates, 1)
+        shrunk = (1.0 - self.shrinkage) * sigma
+        shrunk.flat[:: dim + 1] += self.shrinkage
+        base = a * precision(shrunk)  # (S + γI)⁻¹ = a ((1 − ε) Σ + ε I)⁻¹
+        self._kept = KeptPrecision(base, self.shrinkage / a)
+        self._wp = self.means @ base
+        self._last = None
 
     def predict_proba_many(self, z: FloatArray) -> FloatArray:
-        x = check_latents(z, self.dim)
         trained = self.counts > 0
+        return masked_softmax(self.scores_many(z), trained)
+
+    def scores_many(self, z: FloatArray) -> Float64Array:
+        """The discriminant ``μ_cᵀ Λ z − ½ μ_cᵀ Λ μ_c`` of every class (softmaxed over
+        the trained classes, the probabilities)."""
+        x32 = check_latents(z, self.dim)
         if self.dim == 0:
-            return masked_softmax(np.zeros((len(x), len(self.counts))), trained)
-        w, b = self._weights()
+            return np.zeros((len(x32), len(self.counts)))
+        x = x32.astype(np.float64)
+        mu = self.means
+        if self.shrinkage == 1.0:
+            return np.asarray(x @ mu.T - 0.5 * np.sum(mu * mu, axis=1), dtype=np.float64)
+        if self._few is not None:  # exact: Λ = c (S + γ I)⁻¹, and c/γ = 1/ε
+            c = max(self.n_updates, 1) / (1.0 - self.shrinkage)
+            lam_mu = c * self._few.apply(mu, self._gamma(self.n_updates))
+            return np.asarray(x @ lam_mu.T - 0.5 * np.sum(mu * lam_mu, axis=1))
+        self._ready()
+        assert self._kept is not None
+        px = self._kept.apply(x)
+        self._last = (x, px)
         self._predicted = True
-        return masked_softmax(x.astype(np.float64) @ w + b, trained)
+        c, delta = self._scale()
+        wp = self._wp
+        scores = x @ wp.T - 0.5 * np.sum(mu * wp, axis=1)
+        if delta:
+            scores -= delta * (px @ wp.T - 0.5 * np.sum(wp * wp, axis=1))
+        return np.asarray(c * scores, dtype=np.float64)
 
     def predictor(self) -> Callable[[FloatArray], FloatArray]:
-        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_predictor`):
-        its weights are computed now, so the copy never touches the covariance."""
+        """The current head, frozen: a copy that shares only arrays this head replaces
+        rather than changes, made ready now, so it never factorises or sees later
+        learning."""
         if self.dim:
-            self._weights()
-        return frozen_predictor(self, "means", "counts")
+            self._ready()
+        clone = copy.copy(self)
+        clone._kept, clone._few = copy.copy(self._kept), copy.copy(self._few)
+        clone._pending = list(self._pending)
+        predict: Callable[[FloatArray], FloatArray] = clone.predict_proba_many
+        return predict
 
     def state_dict(self) -> State:
+        sigma, few = self.sigma, self._few
+        # What a restore recomputes, recomputed here too, so both go on alike.
+        self._kept, self._last = None, None
+        if few is not None:
+            few.gram = few.d @ few.d.T
+        upper = sigma[np.triu_indices(self.dim)] if self.dim else np.zeros(0)
         return {
             "means": self.means.copy(),
             "counts": self.counts.copy(),
-            "sigma": self.sigma.copy(),
+            "sigma_upper": upper,  # symmetric: the upper triangle is all of it
             "n_updates": self.n_updates,
-            # A stale kept precision cannot be recomputed from sigma: keep it.
-            "precision": None if self._lam is None or not self._stale else self._lam.copy(),
-            "precision_at": self._lam_at,
+            "few_rows": None if few is None else few.d.copy(),
         }
-
-    @property
-    def _stale(self) -> bool:
-        return self._lam_at != self.n_updates
 
     def load_state_dict(self, state: State) -> None:
         self.means = np.array(state["means"], dtype=np.float64)
         self.counts = np.array(state["counts"], dtype=np.int64)
-        self.sigma = np.array(state["sigma"], dtype=np.float64)
-        self.n_updates = int(state["n_updates"])
-        lam = state.get("precision")
-        self._lam = None if lam is None else np.array(lam, dtype=np.float64)
-        self._lam_at = int(state.get("precision_at", 0))
-        self._w = self._b = None
+        dim = self.means.shape[1] if self.means.ndim == 2 else 0
+        if "sigma_upper" in state:
+            sigma = np.zeros((dim, dim))
+            sigma[np.triu_indices(dim)] = np.asarray(state["sigma_upper"], dtype=np.float64)
+            sigma = np.triu(sigma) + np.triu(sigma, 1).T
+        else:  # checkpoints of earlier versions hold the whole matrix
+            sigma = np.array(state["sigma"], dtype=np.float64)
+        self._sigma = sigma
+        self.n_updates = self._sigma_at = int(state["n_updates"])
+        self._pending, self._kept, self._last = [], None, None
+        self._wp = np.zeros_like(self.means)
+        rows = state.get("few_rows")
+        self._few = None
+        if rows is not None:
+            self._few = LowRankPrecision(dim)
+            self._few.d = np.array(rows, dtype=np.float64).reshape(-1, dim)
+            self._few.gram = self._few.d @ self._few.d.T
         self._predicted = False
-
-
-def _solve_weights(a: Float64Array, mu: Float64Array) -> tuple[Float64Array, Float64Array]:
-    """``W = A⁻¹ μ`` and ``b = −½ diag(μᵀ A⁻¹ μ)`` for symmetric positive definite ``A``."""
-    try:
-        chol = _Cholesky(a)
-    except np.linalg.LinAlgError:
-        # Positive definite in exact arithmetic; rounding can break that for huge latents.
-        w = np.asarray(np.linalg.solve(a, mu), dtype=np.float64)
-        return w, -0.5 * np.sum(mu * w, axis=0)
-    y = chol.solve_lower(mu)
-    return chol.solve_upper(y), -0.5 * np.einsum("ij,ij->j", y, y)
-
-
-def _precision(a: Float64Array) -> Float64Array:
-    """``A⁻¹`` for symmetric positive definite ``A``."""
-    try:
-        return _Cholesky(a).inverse()
-    except np.linalg.LinAlgError:
-        return np.asarray(np.linalg.inv(a), dtype=np.float64)

@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecl import Learner, codec, replay, strategies
+from edgecl import Learner, replay, strategies
 from edgecl.backbones import IdentityBackbone
 from edgecl.strategies.cwr_star import CWRStar
 from edgecl.strategies.latent_replay import LatentReplay
 from edgecl.strategies.linear import sgd_softmax
 from edgecl.strategies.ncm import NCM
-from edgecl.strategies.slda import StreamingLDA, _precision, _solve_weights
 from edgecl.types import FloatArray, IntArray
 
 
@@ -23,144 +22,6 @@ def stream(n: int, dim: int, n_classes: int, seed: int = 0) -> tuple[FloatArray,
     y = rng.integers(0, n_classes, size=n)
     z = (centres[y] + rng.normal(scale=0.5, size=(n, dim))).astype(np.float32)
     return z, y.astype(np.int64)
-
-
-# -- SLDA -------------------------------------------------------------------------------
-def paper_slda(z: FloatArray, y: IntArray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hayes & Kanan's per-sample update, written out literally (first sample: no deviation)."""
-    dim = z.shape[1]
-    mu, counts, sigma = np.zeros((n_classes, dim)), np.zeros(n_classes), np.zeros((dim, dim))
-    for t, (x, c) in enumerate(zip(z.astype(np.float64), y, strict=True)):
-        d = x - mu[c] if counts[c] else np.zeros(dim)
-        sigma = (t * sigma + t / (t + 1) * np.outer(d, d)) / (t + 1)
-        mu[c] += (x - mu[c]) / (counts[c] + 1)
-        counts[c] += 1
-    return mu, sigma
-
-
-def test_slda_batches_equal_the_papers_sample_by_sample_update() -> None:
-    z, y = stream(60, 5, 3)
-    s = StreamingLDA()
-    s.add_classes(3)
-    for start in (0, 1, 17, 40):  # uneven batches, a class's first sample mid-batch
-        stop = {0: 1, 1: 17, 17: 40, 40: 60}[start]
-        s.learn_many(z[start:stop], y[start:stop])
-    mu, sigma = paper_slda(z, y, 3)
-    np.testing.assert_allclose(s.means, mu, atol=1e-10)
-    np.testing.assert_allclose(s.sigma, sigma, atol=1e-10)
-    assert s.n_updates == 60
-
-
-def test_slda_predicts_with_the_shrunk_precision() -> None:
-    z, y = stream(50, 4, 3)
-    s = StreamingLDA(shrinkage=0.1)
-    s.add_classes(3)
-    s.learn_many(z, y)
-    lam = np.linalg.pinv(0.9 * s.sigma + 0.1 * np.eye(4))
-    scores = z.astype(np.float64) @ lam @ s.means.T - 0.5 * np.sum(s.means @ lam * s.means, 1)
-    expected = np.exp(scores - scores.max(1, keepdims=True))
-    expected /= expected.sum(1, keepdims=True)
-    np.testing.assert_allclose(s.predict_proba_many(z), expected, atol=1e-5)
-
-
-def test_slda_recomputes_the_weights_once_per_update() -> None:
-    z, y = stream(20, 4, 2)
-    s = StreamingLDA()
-    s.add_classes(2)
-    s.learn_many(z, y)
-    s.learn_many(z[:3], y[:3])
-    assert s._w is None  # lazy: nothing computed while only learning
-    s.predict_proba_many(z[:1])
-    cached = s._w
-    s.predict_proba_many(z[1:2])
-    assert s._w is cached
-    s.learn_many(z[:1], y[:1])  # predicted before: recomputed at once, ready for the next
-    assert s._w is not None and s._w is not cached
-    ready = s._w
-    s.predict_proba_many(z[:1])
-    assert s._w is ready
-    s.add_classes(3)
-    assert s._w is None
-
-
-def test_slda_weights_equal_the_explicit_inverse_on_random_data() -> None:
-    """The Cholesky path (block solves, a partial last block) against ``np.linalg.inv``:
-    few samples in many dimensions (a rank-deficient covariance, so the default shrinkage
-    1e-4 sets the smallest eigenvalues) and more samples than dimensions."""
-    rng = np.random.default_rng(5)
-    dim = 300
-    for n in (120, 900):
-        y = rng.integers(0, 6, size=n)
-        protos = rng.normal(size=(6, dim))
-        z = np.maximum(protos[y] + rng.normal(size=(n, dim)), 0).astype(np.float32)
-        for options in ({}, {"precision_refresh": 7}):
-            s = StreamingLDA(**options)
-            s.add_classes(6)
-            for start in range(0, n, 50):
-                s.learn_many(z[start : start + 50], y[start : start + 50])
-            lam = np.linalg.inv(0.9999 * s.sigma + 1e-4 * np.eye(dim))
-            scores = z.astype(np.float64) @ lam @ s.means.T
-            scores -= 0.5 * np.sum(s.means @ lam * s.means, axis=1)
-            expected = np.exp(scores - scores.max(axis=1, keepdims=True))
-            expected /= expected.sum(axis=1, keepdims=True)
-            np.testing.assert_allclose(s.predict_proba_many(z), expected, atol=1e-6)
-            w, b = s._weights()
-            np.testing.assert_allclose(w, lam @ s.means.T, rtol=1e-8, atol=1e-8 * abs(w).max())
-            np.testing.assert_allclose(b, -0.5 * np.sum(s.means @ lam * s.means, 1), rtol=1e-8)
-
-
-def test_slda_falls_back_to_a_general_solve_when_cholesky_fails() -> None:
-    indefinite = np.array([[1.0, 2.0], [2.0, 1.0]])  # rounding can do this to a huge sigma
-    mu = np.array([[1.0], [0.5]])
-    w, b = _solve_weights(indefinite, mu)
-    np.testing.assert_allclose(w, np.linalg.solve(indefinite, mu))
-    np.testing.assert_allclose(b, -0.5 * mu[:, 0] @ w[:, 0])
-    np.testing.assert_allclose(_precision(indefinite), np.linalg.inv(indefinite))
-
-
-def test_slda_covariance_freezes_after_covariance_samples() -> None:
-    z, y = stream(30, 4, 2)
-    plastic, frozen = StreamingLDA(), StreamingLDA(covariance_samples=10)
-    for s in (plastic, frozen):
-        s.add_classes(2)
-        s.learn_many(z[:10], y[:10])
-    np.testing.assert_array_equal(plastic.sigma, frozen.sigma)
-    sigma_10 = frozen.sigma.copy()
-    for s in (plastic, frozen):
-        s.learn_many(z[10:], y[10:])
-    np.testing.assert_array_equal(frozen.sigma, sigma_10)
-    assert not np.allclose(plastic.sigma, sigma_10)
-    np.testing.assert_array_equal(frozen.means, plastic.means)  # means stay plastic
-
-
-def test_slda_precision_refresh_reuses_the_precision_and_restores_it() -> None:
-    z, y = stream(40, 4, 2)
-    lazy, exact = StreamingLDA(precision_refresh=10), StreamingLDA()
-    for s in (lazy, exact):
-        s.add_classes(2)
-        s.learn_many(z[:20], y[:20])
-    np.testing.assert_allclose(lazy.predict_proba_many(z), exact.predict_proba_many(z), atol=1e-6)
-    kept = lazy._lam
-    for i in range(20, 29):  # nine updates: the kept precision is reused, means are fresh
-        lazy.learn_many(z[i : i + 1], y[i : i + 1])
-        lazy.predict_proba_many(z[:1])
-        assert lazy._lam is kept
-    assert lazy._lam is not None
-    expected_w = lazy._lam @ lazy.means.T
-    np.testing.assert_allclose(lazy._weights()[0], expected_w)
-    restored = StreamingLDA(**lazy.options())
-    restored.load_state_dict(codec.roundtrip(lazy.state_dict()))
-    np.testing.assert_array_equal(restored.predict_proba_many(z), lazy.predict_proba_many(z))
-    lazy.learn_many(z[29:30], y[29:30])  # the tenth: refreshed on the next prediction
-    lazy.predict_proba_many(z[:1])
-    assert lazy._lam is not kept
-
-
-def test_slda_rejects_shrinkage_outside_0_1() -> None:
-    with pytest.raises(ValueError, match="shrinkage"):
-        StreamingLDA(shrinkage=1.5)
-    with pytest.raises(ValueError, match="shrinkage"):
-        StreamingLDA(shrinkage=0)
 
 
 # -- NCM --------------------------------------------------------------------------------

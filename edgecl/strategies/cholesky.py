@@ -1,0 +1,66 @@
+"""Cholesky factor with block triangular solves, in NumPy (SciPy is no dependency)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecl.strategies.linear import Float64Array
+
+_BLOCK = 32  # rows per block of the triangular solves
+
+
+class Cholesky:
+    """Lower Cholesky factor ``L`` of a symmetric positive definite matrix, with solves.
+
+    NumPy has no triangular solve; by blocks of rows it becomes matrix products with the
+    inverted diagonal blocks, about as fast here as LAPACK's (SciPy is no dependency).
+    """
+
+    def __init__(self, a: Float64Array) -> None:
+        self.l = np.asarray(np.linalg.cholesky(a), dtype=np.float64)
+        n = len(a)
+        self.blocks = [(i, min(i + _BLOCK, n)) for i in range(0, n, _BLOCK)]
+        self.inv = [np.linalg.inv(self.l[i:j, i:j]) for i, j in self.blocks]
+
+    def solve_lower(self, b: Float64Array) -> Float64Array:
+        """``x`` with ``L x = b``."""
+        x = np.empty_like(b)
+        for (i, j), inv in zip(self.blocks, self.inv, strict=True):
+            x[i:j] = inv @ (b[i:j] - self.l[i:j, :i] @ x[:i])
+        return x
+
+    def solve_upper(self, b: Float64Array) -> Float64Array:
+        """``x`` with ``Lᵀ x = b``."""
+        x = np.empty_like(b)
+        for (i, j), inv in zip(reversed(self.blocks), reversed(self.inv), strict=True):
+            x[i:j] = inv.T @ (b[i:j] - self.l[j:, i:j].T @ x[j:])
+        return x
+
+    def inverse(self) -> Float64Array:
+        """``(L Lᵀ)⁻¹``, from ``L⁻¹`` (lower triangular: only its lower blocks are solved)."""
+        n = len(self.l)
+        linv = np.zeros((n, n))
+        for (i, j), inv in zip(self.blocks, self.inv, strict=True):
+            linv[i:j, :j] = -inv @ (self.l[i:j, :i] @ linv[:i, :j])
+            linv[i:j, i:j] += inv
+        return np.asarray(linv.T @ linv, dtype=np.float64)
+
+
+def solve_weights(a: Float64Array, mu: Float64Array) -> tuple[Float64Array, Float64Array]:
+    """``W = A⁻¹ μ`` and ``b = −½ diag(μᵀ A⁻¹ μ)`` for symmetric positive definite ``A``."""
+    try:
+        chol = Cholesky(a)
+    except np.linalg.LinAlgError:
+        # Positive definite in exact arithmetic; rounding can break that for huge latents.
+        w = np.asarray(np.linalg.solve(a, mu), dtype=np.float64)
+        return w, -0.5 * np.sum(mu * w, axis=0)
+    y = chol.solve_lower(mu)
+    return chol.solve_upper(y), -0.5 * np.einsum("ij,ij->j", y, y)
+
+
+def precision(a: Float64Array) -> Float64Array:
+    """``A⁻¹`` for symmetric positive definite ``A``."""
+    try:
+        return Cholesky(a).inverse()
+    except np.linalg.LinAlgError:
+        return np.asarray(np.linalg.inv(a), dtype=np.float64)
