@@ -159,6 +159,25 @@ def filesystem(path: Path) -> str:
     return kind
 
 
+# The instruction-set flags that change NumPy's and ONNX Runtime's kernels (x86, then Arm).
+SPEED_FLAGS = (
+    "avx2 fma avx512f avx512bw avx512_vnni avx_vnni amx_int8 asimd asimddp i8mm sve"
+).split()
+
+
+def cpu_flags() -> str:
+    """The :data:`SPEED_FLAGS` this CPU has, as ``/proc/cpuinfo`` lists them."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    have = set()
+    for line in text.splitlines():
+        if line.split(":", 1)[0].strip() in ("flags", "Features"):
+            have.update(line.split(":", 1)[1].split())
+    return " ".join(f for f in SPEED_FLAGS if f in have) or "none of " + " ".join(SPEED_FLAGS)
+
+
 def machine() -> str:
     model = next(
         (
@@ -171,8 +190,8 @@ def machine() -> str:
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     return (
         f"{model}, {os.cpu_count()} logical cores, {platform.machine()}, "
-        f"Python {platform.python_version()}, NumPy {np.__version__}, "
-        f"load average at start {load}"
+        f"CPU flags {cpu_flags()}, Python {platform.python_version()}, "
+        f"NumPy {np.__version__}, load average at start {load}"
     )
 
 

@@ -212,12 +212,17 @@ class StreamingLDA:
             self._refactor()
 
     def _refactor(self) -> None:
-        sigma, dim = self.sigma, self.dim
-        a = (1.0 - self.shrinkage) / max(self.n_updates, 1)
+        sigma, dim, t = self.sigma, self.dim, max(self.n_updates, 1)
+        # Factorised for the γ the stream will reach a little later, so the first-order
+        # term spans growth on both sides of it (half as many factorisations); not when
+        # the covariance is frozen and γ stays.
+        frozen = self.covariance_samples is not None and t >= self.covariance_samples
+        gamma = self._gamma(t) * (1.0 if frozen else 1.0 + self.tolerance**0.5)
+        a = (1.0 - self.shrinkage) / t
         shrunk = (1.0 - self.shrinkage) * sigma
-        shrunk.flat[:: dim + 1] += self.shrinkage
-        base = a * precision(shrunk)  # (S + γI)⁻¹ = a ((1 − ε) Σ + ε I)⁻¹
-        self._kept = KeptPrecision(base, self.shrinkage / a)
+        shrunk.flat[:: dim + 1] += a * gamma
+        base = a * precision(shrunk)  # (S + γI)⁻¹ = a ((1 − ε) Σ + a γ I)⁻¹, S = t Σ
+        self._kept = KeptPrecision(base, gamma)
         self._wp = self.means @ base
         self._last = None
 
