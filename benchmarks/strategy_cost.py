@@ -39,7 +39,7 @@ HEADING = "## Strategy cost on 1280-d latents (foundation)"
 DIM, N_CLASSES = 1280, 10
 STRATEGIES = (
     "slda",
-    "slda:precision_refresh=100",
+    "slda:tolerance=1e-6",
     "ncm",
     "cwr_star",
     "latent_replay",
@@ -73,7 +73,7 @@ def timed(fn: object, n: int, budget: float) -> tuple[int, float, list[float]]:
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, object]]:
-    """``"slda:precision_refresh=100"`` to ``("slda", {"precision_refresh": 100})``."""
+    """``"slda:tolerance=1e-6"`` to ``("slda", {"tolerance": 1e-06})``."""
     name, _, rest = spec.partition(":")
     options = {}
     for item in filter(None, rest.split(",")):
@@ -156,16 +156,14 @@ def section(results: dict[str, dict[str, float]], command: str, where: str) -> s
             "noise), through `Learner` with `IdentityBackbone(1280)`, default options "
             "unless the row names some. "
             "`learn_one` includes the learner's test-then-train prediction of each sample "
-            "before learning it (for SLDA that needs new weights after every sample: a "
-            "Cholesky factor of the 1280x1280 shrunk covariance and solves for the class "
-            "means, computed at the end of the previous `learn_one`); *update only* is the "
+            "before learning it (for SLDA one product with its kept 1280x1280 precision, "
+            "reused by the update; see *`slda` learning speed*); *update only* is the "
             "strategy's own one-sample `learn_many` with no prediction between them. "
             "`latent_replay` replays from a class-balanced int8 store. *Held-out accuracy* "
             "is a sanity check on 1000 fresh samples right after the warm-up stream "
             "(the same samples for every strategy). Timings on a machine shared with "
             "other work vary by a factor of about two between runs. *Head state* is the "
-            "strategy's msgpack state (SLDA: the float64 covariance, and "
-            "with `precision_refresh` > 1 a kept, stale precision too).",
+            "strategy's msgpack state (SLDA: the upper triangle of the float64 covariance).",
             "",
             *rows,
             "",
