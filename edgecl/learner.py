@@ -157,6 +157,7 @@ class Learner:
         if self.store is not None and self.strategy.replay_size > 0 and len(self.store):
             zr, yr = self.store.sample(self.strategy.replay_size, self._rng)
             zb, yb = np.concatenate([z, self.embed_stored(zr)]), np.concatenate([y, yr])
+            del zr  # a decoded copy as large as the batch: free it before training
         self.strategy.learn_many(zb, yb)
         if self.store is not None:
             self.store.add_many(z if raw is None else raw, y)

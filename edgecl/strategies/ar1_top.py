@@ -16,6 +16,10 @@ from torch import nn
 
 from edgecl.types import AnyArray, FloatArray, IntArray, State
 
+# Latents per forward and backward pass in training: block15's expanded activations of a
+# whole minibatch of 128 are most of AR1's peak memory, and the gradient is the same.
+TRAIN_CHUNK = 8
+
 
 def _freeze_batchnorm(module: nn.Module) -> None:
     for m in module.modules():
@@ -130,8 +134,7 @@ class TrainableTop:
             order = torch.from_numpy(rng.permutation(len(x)))
             for s in range(0, len(x), batch_size):
                 idx = order[s : s + batch_size]
-                loss = F.cross_entropy(self._forward(xt[idx]) @ w.T, yt[idx])
-                grads = torch.autograd.grad(loss, [*params, w])
+                grads = self._minibatch_grads(xt[idx], yt[idx], [*params, w])
                 with torch.no_grad():
                     for k, p in enumerate(params):
                         g = grads[k] + weight_decay * p + 2.0 * si_lambda * big[k] * (p - star[k])
@@ -149,6 +152,24 @@ class TrainableTop:
                 self.theta_star[name] = p.detach().numpy().copy()
         out: FloatArray = w.detach().numpy()
         return out
+
+    def _minibatch_grads(
+        self, x: torch.Tensor, y: torch.Tensor, wrt: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """Gradients of the minibatch's mean cross-entropy, summed over chunks of
+        :data:`TRAIN_CHUNK` latents: batch normalisation is frozen, so no latent's loss
+        depends on another's and the sum is the minibatch's gradient, while only one
+        chunk's activations are alive at a time."""
+        total: list[torch.Tensor] | None = None
+        for s in range(0, len(x), TRAIN_CHUNK):
+            logits = self._forward(x[s : s + TRAIN_CHUNK]) @ wrt[-1].T
+            loss = F.cross_entropy(logits, y[s : s + TRAIN_CHUNK], reduction="sum") / len(x)
+            grads = torch.autograd.grad(loss, wrt)
+            total = (
+                list(grads) if total is None else [a + g for a, g in zip(total, grads, strict=True)]
+            )
+        assert total is not None
+        return total
 
     def state_dict(self) -> State:
         tensors: dict[str, Any] = {}

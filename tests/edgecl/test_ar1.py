@@ -180,3 +180,23 @@ def test_options_are_checked() -> None:
         AR1(momentum=1.0)
     with pytest.raises(ValueError, match="hidden"):
         AR1(top=__file__, hidden=3)
+
+
+def test_training_in_chunks_gives_the_whole_minibatchs_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Activations are kept for a few latents at a time; the update is the minibatch's."""
+    from edgecl.strategies import ar1_top
+
+    z, y = blobs([0, 1, 2], 32, dim=12)
+    states = []
+    for chunk in (128, 8, 5):  # one pass, exact chunks, a ragged last chunk
+        monkeypatch.setattr(ar1_top, "TRAIN_CHUNK", chunk)
+        s = AR1(hidden=16, lr=0.05, top_lr=0.01, batch_size=32, epochs=2)
+        s.add_classes(3)
+        s.learn_many(z, y)
+        states.append(s.state_dict())
+    for other in states[1:]:
+        np.testing.assert_allclose(other["cw"], states[0]["cw"], rtol=1e-5, atol=1e-6)
+        for name, tensor in states[0]["net"]["tensors"].items():
+            np.testing.assert_allclose(other["net"]["tensors"][name], tensor, atol=1e-6)
