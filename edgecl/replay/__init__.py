@@ -6,13 +6,25 @@ from collections.abc import Callable
 from typing import Any
 
 from edgecl.protocols import ReplayStore
-
-_REGISTRY: dict[str, Callable[..., ReplayStore]] = {}
-_BUILTIN_LOADED = False
+from edgecl.registry import Registry
 
 
-def register(name: str, factory: Callable[..., ReplayStore]) -> None:
-    _REGISTRY[name] = factory
+def _builtin() -> list[Callable[..., ReplayStore]]:
+    from edgecl.replay.class_balanced import ClassBalancedStore
+    from edgecl.replay.exstream import ExStreamStore
+    from edgecl.replay.latent import LatentReplayStore
+    from edgecl.replay.pq import PQStore
+    from edgecl.replay.reservoir import ReservoirStore
+
+    return [ReservoirStore, ClassBalancedStore, ExStreamStore, LatentReplayStore, PQStore]
+
+
+REGISTRY: Registry[ReplayStore] = Registry("replay store", _builtin)
+
+
+def register(factory: Callable[..., ReplayStore], name: str | None = None) -> None:
+    """Add a store class (under its ``name`` attribute unless ``name`` is given)."""
+    REGISTRY.register(factory, name)
 
 
 def names() -> list[str]:
@@ -21,21 +33,12 @@ def names() -> list[str]:
     >>> {"class_balanced", "reservoir"} <= set(names())
     True
     """
-    _load_builtin()
-    return sorted(_REGISTRY)
+    return REGISTRY.names()
 
 
 def create(name: str, **options: Any) -> ReplayStore:
     """Build the store registered as ``name`` with ``options`` (``max_bytes`` at least)."""
-    _load_builtin()
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown replay store {name!r}; choose one of {names()}") from None
-    try:
-        return factory(**options)
-    except TypeError as exc:
-        raise ValueError(f"bad options for store {name!r}: {exc}") from exc
+    return REGISTRY.create(name, **options)
 
 
 def holds_inputs(store: ReplayStore | None) -> bool:
@@ -47,22 +50,3 @@ def holds_inputs(store: ReplayStore | None) -> bool:
     False
     """
     return getattr(store, "holds", "latents") == "inputs"
-
-
-def _load_builtin() -> None:
-    # A flag, not "is the registry empty": a store registered first must not hide these.
-    global _BUILTIN_LOADED
-    if _BUILTIN_LOADED:
-        return
-    _BUILTIN_LOADED = True
-    from edgecl.replay.class_balanced import ClassBalancedStore
-    from edgecl.replay.exstream import ExStreamStore
-    from edgecl.replay.latent import LatentReplayStore
-    from edgecl.replay.pq import PQStore
-    from edgecl.replay.reservoir import ReservoirStore
-
-    _REGISTRY.setdefault("reservoir", ReservoirStore)
-    _REGISTRY.setdefault("class_balanced", ClassBalancedStore)
-    _REGISTRY.setdefault("exstream", ExStreamStore)
-    _REGISTRY.setdefault("latent_replay", LatentReplayStore)
-    _REGISTRY.setdefault("pq", PQStore)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecl.registry import Configurable
 from edgecl.replay.compress import check_batch, check_encoding
 from edgecl.replay.table import EncodedItems
 from edgecl.types import AnyArray, FloatArray, IntArray, State
@@ -39,7 +40,7 @@ def set_rng_state(rng: np.random.Generator, state: State) -> None:
     rng.bit_generator.state = {**state, "state": inner}
 
 
-class EncodedStore(ABC):
+class EncodedStore(Configurable, ABC):
     """The basics every built-in store shares; a subclass adds its policy in ``add_many``.
 
     ``evictions`` counts held items dropped to make room (items of one ``add_many`` batch
@@ -63,9 +64,6 @@ class EncodedStore(ABC):
         self.evictions = 0
         self._rng = np.random.default_rng(self.seed)
         self._items = EncodedItems(self.encoding, self.max_bytes, self.extra_nbytes)
-
-    def options(self) -> dict[str, Any]:
-        return {"max_bytes": self.max_bytes, "encoding": self.encoding, "seed": self.seed}
 
     @property
     def holds(self) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 
@@ -143,9 +141,6 @@ class ExStreamStore(EncodedStore):
         self._counts = np.zeros(0, dtype=np.int64)
         self._classes: list[int] = []  # in order of arrival
         self._neighbours: dict[int, _Neighbours] = {}
-
-    def options(self) -> dict[str, Any]:
-        return {**super().options(), "class_capacity": self.class_capacity}
 
     @property
     def counts(self) -> IntArray:

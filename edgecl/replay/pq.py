@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecl import replay
+from edgecl.registry import Configurable
 from edgecl.replay.base import check_int, rng_state, set_rng_state
 from edgecl.replay.compress import CODES, check_batch, check_encoding
 from edgecl.types import AnyArray, FloatArray, IntArray, State
@@ -104,7 +105,7 @@ def _nearest(parts: FloatArray, centres: FloatArray) -> IntArray:
     return out
 
 
-class PQStore:
+class PQStore(Configurable):
     """A replay policy (``policy``) holding product-quantized latents: ``M`` bytes per item.
 
     Until ``warmup`` items have been offered the policy store holds them as ``encoding``
@@ -160,17 +161,6 @@ class PQStore:
         self.quantizer: ProductQuantizer | None = None
         self._rng = np.random.default_rng([self.seed, 1])
         self._inner: Any = None
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "max_bytes": self.max_bytes,
-            "policy": self.policy,
-            "subvectors": self.subvectors,
-            "centroids": self.centroids,
-            "warmup": self.warmup,
-            "encoding": self.encoding,
-            "seed": self.seed,
-        }
 
     def _codebook_nbytes(self, shape: tuple[int, ...]) -> tuple[int, int]:
         """``(centroids, codebook bytes)`` for items of ``shape``."""

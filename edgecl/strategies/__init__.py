@@ -6,13 +6,30 @@ from collections.abc import Callable
 from typing import Any
 
 from edgecl.protocols import Strategy
-
-_REGISTRY: dict[str, Callable[..., Strategy]] = {}
-_BUILTIN_LOADED = False
+from edgecl.registry import Registry
 
 
-def register(name: str, factory: Callable[..., Strategy]) -> None:
-    _REGISTRY[name] = factory
+def _builtin() -> list[Callable[..., Strategy]]:
+    # Imported on first use so that importing edgecl stays light; these heads are NumPy
+    # only, and a torch-based strategy imports torch only when built.
+    from edgecl.strategies.ar1 import AR1
+    from edgecl.strategies.cwr_star import CWRStar
+    from edgecl.strategies.exstream import ExStream
+    from edgecl.strategies.gdumb import GDumb
+    from edgecl.strategies.latent_replay import LatentReplay
+    from edgecl.strategies.naive import Naive
+    from edgecl.strategies.ncm import NCM
+    from edgecl.strategies.slda import StreamingLDA
+
+    return [StreamingLDA, NCM, CWRStar, LatentReplay, Naive, ExStream, GDumb, AR1]
+
+
+REGISTRY: Registry[Strategy] = Registry("strategy", _builtin)
+
+
+def register(factory: Callable[..., Strategy], name: str | None = None) -> None:
+    """Add a strategy class (under its ``name`` attribute unless ``name`` is given)."""
+    REGISTRY.register(factory, name)
 
 
 def names() -> list[str]:
@@ -21,8 +38,7 @@ def names() -> list[str]:
     >>> {"slda", "ncm", "cwr_star", "latent_replay", "naive"} <= set(names())
     True
     """
-    _load_builtin()
-    return sorted(_REGISTRY)
+    return REGISTRY.names()
 
 
 def create(name: str, **options: Any) -> Strategy:
@@ -35,39 +51,4 @@ def create(name: str, **options: Any) -> Strategy:
     ...
     ValueError: shrinkage must be a finite number > 0, got -1
     """
-    _load_builtin()
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {names()}") from None
-    try:
-        return factory(**options)
-    except TypeError as exc:
-        raise ValueError(f"bad options for strategy {name!r}: {exc}") from exc
-
-
-def _load_builtin() -> None:
-    # A flag, not "is the registry empty": a strategy registered first must not hide these.
-    global _BUILTIN_LOADED
-    if _BUILTIN_LOADED:
-        return
-    _BUILTIN_LOADED = True
-    # Imported on first use so that importing edgecl stays light; these heads are NumPy
-    # only, and a torch-based strategy must import torch only when built.
-    from edgecl.strategies.ar1 import AR1
-    from edgecl.strategies.cwr_star import CWRStar
-    from edgecl.strategies.exstream import ExStream
-    from edgecl.strategies.gdumb import GDumb
-    from edgecl.strategies.latent_replay import LatentReplay
-    from edgecl.strategies.naive import Naive
-    from edgecl.strategies.ncm import NCM
-    from edgecl.strategies.slda import StreamingLDA
-
-    _REGISTRY.setdefault("slda", StreamingLDA)
-    _REGISTRY.setdefault("ncm", NCM)
-    _REGISTRY.setdefault("cwr_star", CWRStar)
-    _REGISTRY.setdefault("latent_replay", LatentReplay)
-    _REGISTRY.setdefault("naive", Naive)
-    _REGISTRY.setdefault("exstream", ExStream)
-    _REGISTRY.setdefault("gdumb", GDumb)
-    _REGISTRY.setdefault("ar1", AR1)
+    return REGISTRY.create(name, **options)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from edgecl.registry import Configurable
 from edgecl.strategies.cwr_star import consolidate
 from edgecl.strategies.linear import (
+    SGD,
     check_batch,
     check_latents,
     grow_rows,
@@ -33,7 +34,7 @@ def _check_top(top: object) -> str | None:
     return str(top)
 
 
-class AR1:
+class AR1(Configurable):
     """AR1*: CWR* on the output layer, Synaptic Intelligence on the layers above the latent cut,
     and latent replay at the cut.
 
@@ -111,41 +112,17 @@ class AR1:
         if self.top is not None and self.hidden:
             raise ValueError("hidden adds a layer when there is no top; give one or the other")
         self.replay_size = positive_int("replay_size", replay_size, minimum=0)
-        self.lr = positive_float("lr", lr)
+        self.sgd = SGD(lr, epochs, batch_size, weight_decay, momentum, seed)
         self.top_lr = positive_float("top_lr", top_lr)
-        self.momentum = positive_float("momentum", momentum, allow_zero=True)
-        if self.momentum >= 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        self.weight_decay = positive_float("weight_decay", weight_decay, allow_zero=True)
-        self.epochs = positive_int("epochs", epochs)
-        self.batch_size = positive_int("batch_size", batch_size)
         self.si_lambda = positive_float("si_lambda", si_lambda, allow_zero=True)
         self.si_xi = positive_float("si_xi", si_xi)
         self.threads = positive_int("threads", threads)
-        self.seed = positive_int("seed", seed, minimum=0)
         from edgecl.strategies.ar1_top import TrainableTop
 
-        self.net = TrainableTop(self.top, self.hidden, self.threads, self.seed)
+        self.net = TrainableTop(self.top, self.hidden, self.threads, self.sgd.seed)
         self.cw = np.zeros((0, 0), dtype=np.float32)
         self.past = np.zeros(0, dtype=np.int64)
         self.calls = 0
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "top": self.top,
-            "hidden": self.hidden,
-            "replay_size": self.replay_size,
-            "lr": self.lr,
-            "top_lr": self.top_lr,
-            "momentum": self.momentum,
-            "weight_decay": self.weight_decay,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "si_lambda": self.si_lambda,
-            "si_xi": self.si_xi,
-            "threads": self.threads,
-            "seed": self.seed,
-        }
 
     def add_classes(self, n_classes: int) -> None:
         self.cw = grow_rows(self.cw, n_classes)
@@ -164,15 +141,11 @@ class AR1:
             x,
             np.searchsorted(classes, labels),
             tw,
-            lr=self.lr,
+            self.sgd,
             top_lr=self.top_lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
             si_lambda=self.si_lambda,
             si_xi=self.si_xi,
-            rng=np.random.default_rng([self.seed, self.calls]),
+            rng=self.sgd.rng(self.calls),
         )
         consolidate(self.cw, self.past, classes, cur, tw[:-1])
         self.calls += 1

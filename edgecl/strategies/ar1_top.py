@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from edgecl.strategies.linear import SGD
 from edgecl.types import AnyArray, FloatArray, IntArray, State
 
 # Latents per forward and backward pass in training: block15's expanded activations of a
@@ -108,18 +109,16 @@ class TrainableTop:
         x: FloatArray,
         y: IntArray,
         tw: FloatArray,
+        sgd: SGD,
         *,
-        lr: float,
         top_lr: float,
-        momentum: float,
-        weight_decay: float,
-        epochs: int,
-        batch_size: int,
         si_lambda: float,
         si_xi: float,
         rng: np.random.Generator,
     ) -> FloatArray:
         """SGD on the module and output weights ``tw`` (rows: classes of ``y``); SI update."""
+        lr, momentum, weight_decay = sgd.lr, sgd.momentum, sgd.weight_decay
+        epochs, batch_size = sgd.epochs, sgd.batch_size
         named = self._trainable()
         params = [p for _, p in named]
         big = [torch.from_numpy(self.omega[n]) for n, _ in named]

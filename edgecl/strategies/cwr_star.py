@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
+from edgecl.registry import Configurable
 from edgecl.strategies.base import frozen_predictor
 from edgecl.strategies.linear import (
+    SGD,
     check_batch,
     check_latents,
     grow_rows,
     masked_softmax,
-    positive_float,
-    positive_int,
     sgd_softmax,
 )
 from edgecl.types import FloatArray, IntArray, State
@@ -38,7 +37,7 @@ def consolidate(
     past[classes] += cur
 
 
-class CWRStar:
+class CWRStar(Configurable):
     """Copy-Weight-with-Reinit*: consolidated weights ``cw``, temporary weights ``tw``.
 
     For each batch with classes ``B`` (``cur[j]`` samples of class ``j``): ``tw[j]`` starts
@@ -79,23 +78,10 @@ class CWRStar:
         weight_decay: float = 0.0,
         seed: int = 0,
     ) -> None:
-        self.lr = positive_float("lr", lr)
-        self.epochs = positive_int("epochs", epochs)
-        self.batch_size = positive_int("batch_size", batch_size)
-        self.weight_decay = positive_float("weight_decay", weight_decay, allow_zero=True)
-        self.seed = positive_int("seed", seed, minimum=0)
+        self.sgd = SGD(lr, epochs, batch_size, weight_decay, seed=seed)
         self.cw = np.zeros((0, 0), dtype=np.float32)
         self.past = np.zeros(0, dtype=np.int64)
         self.calls = 0
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "lr": self.lr,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "weight_decay": self.weight_decay,
-            "seed": self.seed,
-        }
 
     def add_classes(self, n_classes: int) -> None:
         self.cw = grow_rows(self.cw, n_classes)
@@ -117,11 +103,8 @@ class CWRStar:
             None,
             x,
             np.searchsorted(classes, labels),
-            lr=self.lr,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            weight_decay=self.weight_decay,
-            rng=np.random.default_rng([self.seed, self.calls]),
+            self.sgd,
+            self.sgd.rng(self.calls),
         )
         consolidate(self.cw, self.past, classes, cur, tw[:-1])
         self.calls += 1

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from edgecl.registry import Configurable
 from edgecl.strategies.linear import (
+    SGD,
     BoolArray,
     Float64Array,
     check_batch,
@@ -17,7 +18,6 @@ from edgecl.strategies.linear import (
     grow_rows,
     masked_softmax,
     positive_float,
-    positive_int,
     sgd_softmax,
 )
 from edgecl.types import FloatArray, IntArray, State
@@ -43,7 +43,7 @@ class _Head:
         )
 
 
-class GDumb:
+class GDumb(Configurable):
     """GDumb: the memory is the model's only teacher; the head is retrained on request.
 
     GDumb is two halves. The memory half is the ``class_balanced`` store
@@ -95,30 +95,15 @@ class GDumb:
         temperature: float = 1.0,
         seed: int = 0,
     ) -> None:
-        self.lr = positive_float("lr", lr)
+        self.sgd = SGD(lr, epochs, batch_size, weight_decay, seed=seed)
         self.min_lr = positive_float("min_lr", min_lr, allow_zero=True)
-        if self.min_lr > self.lr:
+        if self.min_lr > self.sgd.lr:
             raise ValueError(f"min_lr must be at most lr={lr}, got {min_lr!r}")
-        self.epochs = positive_int("epochs", epochs)
-        self.batch_size = positive_int("batch_size", batch_size)
-        self.weight_decay = positive_float("weight_decay", weight_decay, allow_zero=True)
         self.temperature = positive_float("temperature", temperature)
-        self.seed = positive_int("seed", seed, minimum=0)
         self.means = np.zeros((0, 0), dtype=np.float64)
         self.counts = np.zeros(0, dtype=np.int64)
         self.retrains = 0
         self._head: _Head | None = None
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "lr": self.lr,
-            "min_lr": self.min_lr,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "weight_decay": self.weight_decay,
-            "temperature": self.temperature,
-            "seed": self.seed,
-        }
 
     @property
     def dim(self) -> int:
@@ -156,21 +141,20 @@ class GDumb:
         b = np.zeros(k, dtype=np.float32)
         cols = np.unique(labels)
         ww, bb, local = w[cols], b[cols], np.searchsorted(cols, labels)
-        rng = np.random.default_rng([self.seed, self.retrains])
-        for epoch in range(self.epochs):
-            cosine = 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+        rng = self.sgd.rng(self.retrains)
+        for epoch in range(self.sgd.epochs):
+            cosine = 0.5 * (1.0 + math.cos(math.pi * epoch / self.sgd.epochs))
             sgd_softmax(
                 ww,
                 bb,
                 x,
                 local,
-                lr=self.min_lr + (self.lr - self.min_lr) * cosine,
+                self.sgd,
+                rng,
+                lr=self.min_lr + (self.sgd.lr - self.min_lr) * cosine,
                 epochs=1,
-                batch_size=self.batch_size,
-                weight_decay=self.weight_decay,
-                rng=rng,
             )
-            if not on_progress((epoch + 1) / self.epochs):
+            if not on_progress((epoch + 1) / self.sgd.epochs):
                 break
         w[cols], b[cols] = ww, bb
         trained = np.zeros(k, dtype=bool)

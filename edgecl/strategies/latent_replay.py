@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from edgecl.strategies.linear import SoftmaxHead
 
 
@@ -43,6 +41,3 @@ class LatentReplay(SoftmaxHead):
             seed=seed,
             replay_size=replay_size,
         )
-
-    def options(self) -> dict[str, Any]:
-        return {**super().options(), "replay_size": self.replay_size}

@@ -8,11 +8,13 @@ While no class has been trained at all, the probabilities are uniform.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from edgecl.registry import Configurable
 from edgecl.strategies.base import flat, frozen_predictor
 from edgecl.types import FloatArray, IntArray, State
 
@@ -121,29 +123,75 @@ def masked_softmax(scores: npt.NDArray[Any], trained: BoolArray) -> FloatArray:
 
 
 # -- training ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SGD:
+    """Minibatch SGD hyper-parameters of a head, checked once.
+
+    Heads take them as plain constructor arguments (so settings and checkpoints name
+    ``lr``, ``epochs``, ...) and keep them as one value, ``self.sgd``, which
+    :func:`~edgecl.registry.constructor_options` reads them back from.
+
+    >>> SGD(lr=0.1, epochs=2).batch_size
+    32
+    >>> SGD(lr=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: lr must be a finite number > 0, got 0
+    """
+
+    lr: float = 0.01
+    epochs: int = 3
+    batch_size: int = 32
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checked = {
+            "lr": positive_float("lr", self.lr),
+            "epochs": positive_int("epochs", self.epochs),
+            "batch_size": positive_int("batch_size", self.batch_size),
+            "weight_decay": positive_float("weight_decay", self.weight_decay, allow_zero=True),
+            "momentum": positive_float("momentum", self.momentum, allow_zero=True),
+            "seed": positive_int("seed", self.seed, minimum=0),
+        }
+        if checked["momentum"] >= 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    def rng(self, step: int) -> np.random.Generator:
+        """Minibatch order for the ``step``-th training run: a fresh generator from
+        ``(seed, step)`` keeps the state plain integers."""
+        return np.random.default_rng([self.seed, step])
+
+
 def sgd_softmax(
     w: FloatArray,
     b: FloatArray | None,
     x: FloatArray,
     y: IntArray,
-    *,
-    lr: float,
-    epochs: int,
-    batch_size: int,
-    weight_decay: float,
+    sgd: SGD,
     rng: np.random.Generator,
+    *,
+    lr: float | None = None,
+    epochs: int | None = None,
 ) -> None:
     """Minibatch SGD on softmax cross-entropy, updating ``w`` (K, D) and ``b`` in place.
 
-    ``y`` indexes rows of ``w``; ``b`` may be ``None`` for a head without bias.
+    ``y`` indexes rows of ``w``; ``b`` may be ``None`` for a head without bias. ``lr``
+    and ``epochs`` override ``sgd``'s (a schedule's step).
 
     >>> w = np.zeros((2, 2), np.float32)
     >>> x = np.array([[1, 0], [0, 1]], np.float32)
-    >>> sgd_softmax(w, None, x, np.array([0, 1]), lr=1.0, epochs=5, batch_size=2,
-    ...             weight_decay=0.0, rng=np.random.default_rng(0))
+    >>> sgd_softmax(w, None, x, np.array([0, 1]), SGD(lr=1.0, epochs=5, batch_size=2),
+    ...             np.random.default_rng(0))
     >>> (x @ w.T).argmax(axis=1).tolist()
     [0, 1]
     """
+    lr = sgd.lr if lr is None else lr
+    epochs = sgd.epochs if epochs is None else epochs
+    batch_size, weight_decay = sgd.batch_size, sgd.weight_decay
     n = len(x)
     for _ in range(epochs):
         order = rng.permutation(n)
@@ -166,7 +214,7 @@ def sgd_softmax(
                 b -= (lr * g.sum(axis=0)).astype(b.dtype)
 
 
-class SoftmaxHead:
+class SoftmaxHead(Configurable):
     """A linear softmax head ``W z + b`` trained by a few epochs of SGD on each batch.
 
     The base of ``naive`` (the batch only) and ``latent_replay`` (the learner mixes
@@ -191,26 +239,13 @@ class SoftmaxHead:
         seed: int = 0,
         replay_size: int = 0,
     ) -> None:
-        self.lr = positive_float("lr", lr)
-        self.epochs = positive_int("epochs", epochs)
-        self.batch_size = positive_int("batch_size", batch_size)
-        self.weight_decay = positive_float("weight_decay", weight_decay, allow_zero=True)
-        self.seed = positive_int("seed", seed, minimum=0)
+        self.sgd = SGD(lr, epochs, batch_size, weight_decay, seed=seed)
         self.replay_size = positive_int("replay_size", replay_size, minimum=0)
         self.w = np.zeros((0, 0), dtype=np.float32)
         self.b = np.zeros(0, dtype=np.float32)
         # Samples trained on per class (replayed ones included): tells trained classes.
         self.counts = np.zeros(0, dtype=np.int64)
         self.calls = 0
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "lr": self.lr,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "weight_decay": self.weight_decay,
-            "seed": self.seed,
-        }
 
     def add_classes(self, n_classes: int) -> None:
         self.w = grow_rows(self.w, n_classes)
@@ -227,19 +262,7 @@ class SoftmaxHead:
         cols = np.flatnonzero(self.counts > 0)
         local = np.searchsorted(cols, labels)
         w, b = self.w[cols], self.b[cols]
-        # A fresh generator per call from (seed, calls) keeps the state plain integers.
-        rng = np.random.default_rng([self.seed, self.calls])
-        sgd_softmax(
-            w,
-            b,
-            x,
-            local,
-            lr=self.lr,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            weight_decay=self.weight_decay,
-            rng=rng,
-        )
+        sgd_softmax(w, b, x, local, self.sgd, self.sgd.rng(self.calls))
         self.w[cols], self.b[cols] = w, b
         self.calls += 1
 

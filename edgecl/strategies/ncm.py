@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
+from edgecl.registry import Configurable
 from edgecl.strategies.base import frozen_predictor
 from edgecl.strategies.linear import (
     check_batch,
@@ -18,7 +18,7 @@ from edgecl.strategies.linear import (
 from edgecl.types import FloatArray, IntArray, State
 
 
-class NCM:
+class NCM(Configurable):
     """Nearest class mean on latents; scores are a softmax over negative distances.
 
     Classes never trained score ``-inf`` (probability 0).
@@ -37,9 +37,6 @@ class NCM:
         self.temperature = positive_float("temperature", temperature)
         self.means = np.zeros((0, 0), dtype=np.float64)
         self.counts = np.zeros(0, dtype=np.int64)
-
-    def options(self) -> dict[str, Any]:
-        return {"temperature": self.temperature}
 
     def add_classes(self, n_classes: int) -> None:
         self.means = grow_rows(self.means, n_classes)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecl.registry import Configurable
 from edgecl.strategies.cholesky import precision
 from edgecl.strategies.lda_update import KeptPrecision, LowRankPrecision, running_means
 from edgecl.strategies.linear import (
@@ -26,7 +27,7 @@ from edgecl.types import FloatArray, IntArray, State
 _REFACTOR_BATCH = 256
 
 
-class StreamingLDA:
+class StreamingLDA(Configurable):
     """Running class means and one shared covariance, updated one sample at a time.
 
     For sample ``z`` of class ``y``, with ``t`` samples seen before it (the paper's
@@ -90,8 +91,12 @@ class StreamingLDA:
             else positive_int("covariance_samples", covariance_samples)
         )
         self.tolerance = positive_float("tolerance", tolerance)
-        if precision_refresh is not None:  # named by checkpoints of earlier versions
-            positive_int("precision_refresh", precision_refresh)
+        # Named by checkpoints of earlier versions; the precision is always current now.
+        self.precision_refresh = (
+            None
+            if precision_refresh is None
+            else positive_int("precision_refresh", precision_refresh)
+        )
         self.means = np.zeros((0, 0), dtype=np.float64)
         self.counts = np.zeros(0, dtype=np.int64)
         self.n_updates = 0  # samples folded into sigma (the paper's t)
@@ -103,13 +108,6 @@ class StreamingLDA:
         self._wp = np.zeros((0, 0), dtype=np.float64)  # rows P μ_c
         self._last: tuple[Float64Array, Float64Array] | None = None  # (x, P x) predicted
         self._predicted = False  # predicted since the last learn_many
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "shrinkage": self.shrinkage,
-            "covariance_samples": self.covariance_samples,
-            "tolerance": self.tolerance,
-        }
 
     @property
     def dim(self) -> int:

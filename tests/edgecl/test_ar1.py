@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_importance_is_the_path_integral_over_the_squared_change() -> None:
     s.learn_many(np.zeros((1, 3), np.float32), np.array([0]))  # fixes the latent size
     s.net.omega = {k: np.zeros_like(v) for k, v in s.net.omega.items()}
     before = params(s)
-    s.epochs, s.batch_size = 1, 64
+    s.sgd = dataclasses.replace(s.sgd, epochs=1, batch_size=64)
     s.learn_many(*blobs([0, 1], 10, dim=3))
     after = params(s)
     for name in ("0.weight", "0.bias"):

@@ -146,11 +146,10 @@ def test_the_retrain_state_swaps_only_the_head() -> None:
 
 # -- the daemon: POST /retrain -----------------------------------------------------------
 class GatedGDumb(GDumb):
-    """GDumb whose every retrain epoch waits for ``gate``: the test decides when it ends."""
+    """GDumb whose every retrain epoch waits for ``gate``: the test decides when it ends.
+    (Set after construction: the constructor's parameters are the options.)"""
 
-    def __init__(self, gate: threading.Event, **options: Any) -> None:
-        super().__init__(**options)
-        self.gate = gate
+    gate: threading.Event
 
     def retrain(self, z: FloatArray, y: IntArray, on_progress: Callable[[float], bool]) -> State:
         def gated(fraction: float) -> bool:
@@ -169,7 +168,9 @@ def gated() -> Iterator[tuple[TestClient, threading.Event]]:
     """A started daemon on GatedGDumb + class_balanced that learned "a" and "b"."""
     gate = threading.Event()
     store = replay.create("class_balanced", max_bytes=64 << 10)
-    learner = Learner(IdentityBackbone(DIM), GatedGDumb(gate, epochs=5), store)
+    strategy = GatedGDumb(epochs=5)
+    strategy.gate = gate
+    learner = Learner(IdentityBackbone(DIM), strategy, store)
     runtime = LearnerRuntime(learner, max_wait_ms=1.0)
     with TestClient(create_app(make_settings(strategy={"name": "gdumb"}), runtime)) as client:
         samples = [{**features(c), "label": name} for c, name in ((0, "a"), (1, "b"))] * 3

@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 from edgecl import codec, replay
 from edgecl.protocols import ReplayStore
+from edgecl.registry import Registry
 from edgecl.replay.class_balanced import ClassBalancedStore
 from edgecl.replay.compress import (
     ENCODINGS,
@@ -411,7 +412,6 @@ def test_sample_is_without_replacement_and_caps_at_len() -> None:
 def test_registering_a_store_first_does_not_hide_the_builtin_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(replay, "_REGISTRY", {})
-    monkeypatch.setattr(replay, "_BUILTIN_LOADED", False)
-    replay.register("mine", ReservoirStore)
+    monkeypatch.setattr(replay, "REGISTRY", Registry("replay store", replay._builtin))
+    replay.register(ReservoirStore, "mine")
     assert {"class_balanced", "mine", "reservoir"} <= set(replay.names())

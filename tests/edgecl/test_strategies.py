@@ -11,7 +11,7 @@ from edgecl import Learner, replay, strategies
 from edgecl.backbones import IdentityBackbone
 from edgecl.strategies.cwr_star import CWRStar
 from edgecl.strategies.latent_replay import LatentReplay
-from edgecl.strategies.linear import sgd_softmax
+from edgecl.strategies.linear import SGD, sgd_softmax
 from edgecl.strategies.ncm import NCM
 from edgecl.types import FloatArray, IntArray
 
@@ -52,11 +52,8 @@ def test_cwr_star_consolidates_with_the_papers_formula() -> None:
             None,
             z,
             y,
-            lr=0.1,
-            epochs=2,
-            batch_size=8,
-            weight_decay=0.0,
-            rng=np.random.default_rng([0, call]),
+            SGD(lr=0.1, epochs=2, batch_size=8),
+            np.random.default_rng([0, call]),
         )
         tw = tw[:-1] - tw[:-1].mean()
         wpast = np.sqrt(past[classes] / cur)[:, None]
