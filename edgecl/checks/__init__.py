@@ -1,0 +1,18 @@
+"""Conformance checks every strategy and store must pass (as ``river.checks``).
+
+Each check takes the class (any factory called with options) and raises
+``AssertionError`` with a sentence when the promise does not hold; shipped with the
+library so a strategy or store written elsewhere can be checked the same way::
+
+    for check in checks.strategy_checks():
+        check(MyStrategy)
+
+The test suite runs every check over every registered strategy and store.
+"""
+
+from __future__ import annotations
+
+from edgecl.checks.store import store_checks
+from edgecl.checks.strategy import strategy_checks
+
+__all__ = ["store_checks", "strategy_checks"]
