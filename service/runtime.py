@@ -119,6 +119,7 @@ class LearnerRuntime:
         self.started_at = time.time()
         self.observer = Observer()  # the app puts its Telemetry here
         self._thread: threading.Thread | None = None
+        self._restored = False
 
     @property
     def learner(self) -> Learner:
@@ -134,11 +135,18 @@ class LearnerRuntime:
         """Started (state restored) and accepting work."""
         return self.queue.accepting
 
+    def restore(self) -> None:
+        """Load the newest checkpoint and replay the WAL after it (once);
+        :class:`service.checkpoints.RestoreError` when that would lose acknowledged samples."""
+        if not self._restored:
+            self.writer.restore()
+            self._restored = True
+
     def start(self) -> None:
-        """Restore state (checkpoint + WAL replay), then start the writer thread."""
+        """Restore state (unless :meth:`restore` ran), then start the writer thread."""
         if self._thread is not None:
             return
-        self.writer.restore()
+        self.restore()
         self.writer.last_checkpoint = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="edgecl-writer", daemon=True)
         self._thread.start()

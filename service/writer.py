@@ -33,6 +33,7 @@ class WriteAheadLogLike(Protocol):
     def append_many(self, records: list[dict[str, Any]]) -> int: ...
     def wait_durable(self, seq: int) -> None: ...
     def replay(self, after_seq: int) -> Any: ...
+    def covers(self, first: int, last: int) -> bool: ...
     def remove_before(self, seq: int) -> None: ...
     def close(self) -> None: ...
 
@@ -41,7 +42,9 @@ class CheckpointsLike(Protocol):
     last_size_bytes: int
 
     def save(self, state: dict[str, Any], wal_seq: int) -> Any: ...
-    def load_latest(self) -> tuple[dict[str, Any], int] | None: ...
+    def load_latest(
+        self, covered: Callable[[int, int], bool] | None = None
+    ) -> tuple[dict[str, Any], int] | None: ...
 
 
 @dataclass(frozen=True)
@@ -258,7 +261,9 @@ class Writer:
         """
         loaded = None
         if self.checkpoints is not None:
-            loaded = self.checkpoints.load_latest()
+            # A damaged checkpoint may be skipped only if the WAL still holds what it held.
+            covered = self.wal.covers if self.wal is not None else _nothing_needed
+            loaded = self.checkpoints.load_latest(covered)
             if loaded is not None:
                 state, seq = loaded
                 self._load(state, reembed)
@@ -333,3 +338,7 @@ class Writer:
         self.recent = RecentIds(self.recent.capacity, state.get("recent_ids", []))
         if self.probe is not None and state.get("probe") is not None:
             self.probe.load_state_dict(state["probe"])
+
+
+def _nothing_needed(first: int, last: int) -> bool:
+    return first > last

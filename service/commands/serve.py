@@ -66,7 +66,11 @@ def serve(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(settings, build_runtime(settings))
+    runtime = build_runtime(settings)
+    # Before uvicorn: a state that cannot be restored is a one-sentence error and exit 2
+    # (service/__main__.py), not a traceback; a signal meanwhile simply ends the process.
+    runtime.restore()
+    app = create_app(settings, runtime)
     config = uvicorn.Config(
         app,
         host=settings.host,
