@@ -15,6 +15,7 @@ import numpy as np
 from edgecl.learner import Learner
 from edgecl.types import FloatArray, Label
 from service.batching import MicroBatchQueue, NotAcceptingError, QueueFullError
+from service.errors import outcome
 from service.figures import runtime_stats
 from service.inputs import Embedder, SampleInput
 from service.retrain import Retrainable, RetrainJob, RetrainJobs, snapshot_memory
@@ -304,12 +305,4 @@ class LearnerRuntime:
 
 def _reason(exc: BaseException) -> str:
     """The ``reason`` label of a rejected sample."""
-    if isinstance(exc, ValueError):
-        return "invalid"
-    if isinstance(exc, QueueFullError):
-        return "queue_full"
-    if isinstance(exc, NotAcceptingError):
-        return "not_accepting"
-    if isinstance(exc, StorageUnavailableError):
-        return "storage_unavailable"
-    return "error"
+    return outcome(exc).reason

@@ -54,9 +54,6 @@ def _label(value: Any) -> Label:
         raise _fail(str(exc)) from None
     if isinstance(label, str) and len(label) > 256:
         raise _fail("label is longer than 256 characters")
-    if isinstance(label, int) and not _INT64[0] <= label <= _INT64[1]:
-        # State and the WAL are msgpack, which carries 64-bit integers at most.
-        raise _fail("integer label is outside the signed 64-bit range")
     return label
 
 

@@ -12,10 +12,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgecl import codec
 from edgecl.learner import Learner
 from edgecl.probe import ProbeSet
-from edgecl.types import FloatArray, Label
+from edgecl.types import FloatArray, Label, check_label
 from service.heads import PublishedHead, freeze
+from service.inputs import SampleError
 from service.records import learn_record, record_inputs
 from service.sample_ids import RecentIds
 
@@ -125,7 +127,13 @@ class Writer:
         return keep_all
 
     def learn_batch(self, jobs: Sequence[LearnJob]) -> None:
-        """Learn several requests at once and resolve their futures (never raises)."""
+        """Learn several requests at once and resolve their futures (never raises).
+
+        A request that cannot be stored or learned fails alone, never the others of its
+        micro-batch (they may come from other clients)."""
+        jobs = [job for job in jobs if self._admit(job)]
+        if not jobs:
+            return
         keeps = self._fresh(jobs)
         pairs = [(job, keep) for job, keep in zip(jobs, keeps, strict=True) if keep]
         records = [
@@ -134,6 +142,7 @@ class Writer:
         ]
         # The kept raw inputs as they are: the records hold them lz4-framed for the WAL.
         raw = [job.inputs[keep] for job, keep in pairs if job.inputs is not None] or None
+        appended = self.wal.last_seq if self.wal is not None else 0
         try:
             if records:
                 self._store_and_apply(records, raw)
@@ -144,6 +153,12 @@ class Writer:
                 job.future.set_exception(exc)
             return
         except Exception as exc:  # a bug must fail the requests, not kill the writer
+            if len(jobs) > 1 and (self.wal is None or self.wal.last_seq == appended):
+                # Nothing was stored: learn each request alone, so only the bad one fails.
+                log.warning("a batch of %d requests failed (%s); one at a time", len(jobs), exc)
+                for job in jobs:
+                    self.learn_batch([job])
+                return
             log.exception("learning a batch failed")
             for job in jobs:
                 job.future.set_exception(exc)
@@ -154,6 +169,17 @@ class Writer:
             dups = len(job.labels) - len(keep)
             self.counters["duplicates"] += dups
             job.future.set_result(LearnResult(len(job.labels), dups, version, classes))
+
+    def _admit(self, job: LearnJob) -> bool:
+        """Check what a request's WAL record must carry; a bad one fails alone here."""
+        for i, (label, sample_id) in enumerate(zip(job.labels, job.ids, strict=True)):
+            try:
+                check_label(label)
+                codec.packb([label, sample_id])
+            except (ValueError, TypeError, OverflowError) as exc:
+                job.future.set_exception(SampleError(i, f"cannot be stored: {exc}"))
+                return False
+        return True
 
     def _store_and_apply(
         self, records: list[dict[str, Any]], raw: list[np.ndarray[Any, Any]] | None = None

@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
+from service.errors import outcome
 from service.runtime import LearnerRuntime
 from service.schemas import ErrorItem, ErrorReply, describe
 from service.settings import Settings
@@ -113,6 +114,16 @@ Ready = Annotated[LearnerRuntime, Depends(require_ready)]
 
 def retry_after(request: Request) -> dict[str, str]:
     return {"Retry-After": str(settings(request).retry_after_s)}
+
+
+def failed(request: Request, exc: Exception) -> ApiError:
+    """The reply to a failure, as service/errors.py says; a bug is raised again (500,
+    logged with its traceback)."""
+    result = outcome(exc)
+    if result.status >= 500 and result.status not in (503, 507):
+        raise exc
+    headers = retry_after(request) if result.retry_after else None
+    return ApiError(result.status, str(exc), headers=headers)
 
 
 async def _form(request: Request, with_label: bool) -> dict[str, Any]:
