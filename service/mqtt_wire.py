@@ -113,6 +113,29 @@ class Rejected(Exception):
         self.detail, self.errors, self.ids = detail, errors, ids
 
 
+def check_response_topic(message: Inbound) -> None:
+    """``Rejected`` unless the message's response topic (if any) can be published to.
+
+    >>> check_response_topic(Inbound("t", b"", 1, 1, 1, response_topic="replies/#"))
+    Traceback (most recent call last):
+    ...
+    service.mqtt_wire.Rejected: response topic 'replies/#' is not a topic one can publish to: \
+it must be non-empty, without wildcards (+, #) or NUL, at most 65535 bytes
+    """
+    topic = message.response_topic
+    if topic is None:
+        return
+    if (
+        not topic
+        or any(c in topic for c in "+#\0")
+        or len(topic.encode("utf-8", "replace")) > 65535
+    ):
+        raise Rejected(
+            f"response topic {topic[:200]!r} is not a topic one can publish to: it must be "
+            "non-empty, without wildcards (+, #) or NUL, at most 65535 bytes"
+        )
+
+
 def decode(message: Inbound) -> Any:
     """The payload as plain data; ``Rejected`` when it is not valid JSON or msgpack.
 
