@@ -20,6 +20,7 @@ from edgecl.backbones import IdentityBackbone
 from edgecl.probe import ProbeSet
 from edgecl.protocols import Backbone
 from edgecl.replay import holds_inputs
+from service.budget import Budget
 from service.routes import ApiError, dashboard, health, learn, metrics, predict, retrain, stats
 from service.runtime import LearnerRuntime
 from service.schemas import ErrorItem, LearnRequest, PredictRequest, where
@@ -155,6 +156,8 @@ def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime
         checkpoints=checkpoints,
         checkpoint_every_samples=settings.checkpoint_every_samples,
         checkpoint_every_s=settings.checkpoint_every_s,
+        decode_pixels=settings.decode_pixels,
+        max_pixels_per_request=settings.max_pixels_per_request,
     )
     if settings.probe_share > 0:
         runtime.writer.probe = ProbeSet(
@@ -246,6 +249,8 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
     )
     app.state.settings = settings
     app.state.runtime = runtime
+    # Bodies parsed at once (HTTP): at most one of the largest size.
+    app.state.body_budget = Budget(settings.max_body_bytes)
     app.state.telemetry = telemetry = Telemetry(runtime, backbone=settings.backbone)
     runtime.observer = telemetry
     series = TimeSeries(settings.dashboard_points)

@@ -209,7 +209,7 @@ class Handlers:
                 f"payload of {len(message.payload)} bytes is larger than the limit of "
                 f"{self.max_bytes} bytes"
             )
-        return decode(message)
+        return decode(message, self.max_samples)
 
     def reject(
         self,

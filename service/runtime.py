@@ -15,10 +15,12 @@ import numpy as np
 from edgecl.learner import Learner
 from edgecl.types import FloatArray, Label
 from service.batching import MicroBatchQueue, NotAcceptingError, QueueFullError
+from service.budget import Budget
 from service.errors import outcome
 from service.figures import runtime_stats
 from service.inputs import Embedder, SampleInput
 from service.retrain import Retrainable, RetrainJob, RetrainJobs, snapshot_memory
+from service.settings import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS
 from service.telemetry import Observer
 from service.writer import (
     CheckpointsLike,
@@ -102,9 +104,16 @@ class LearnerRuntime:
         checkpoints: CheckpointsLike | None = None,
         checkpoint_every_samples: int = 1000,
         checkpoint_every_s: float = 60.0,
+        decode_pixels: int = DEFAULT_DECODE_PIXELS,
+        max_pixels_per_request: int = DEFAULT_REQUEST_PIXELS,
     ) -> None:
         # The embedder only uses the backbone, which a restore keeps.
-        self.embedder = Embedder(learner, pixels)
+        self.embedder = Embedder(
+            learner,
+            pixels,
+            budget=Budget(decode_pixels),
+            max_request_pixels=max_pixels_per_request,
+        )
         self.writer = Writer(
             learner,
             recent_ids=recent_ids,

@@ -16,6 +16,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+#: Defaults of ``decode_pixels`` and ``max_pixels_per_request`` (also the Embedder's).
+DEFAULT_DECODE_PIXELS = 4_000_000
+DEFAULT_REQUEST_PIXELS = 64_000_000
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "edgecl_config_file", default=None
 )
@@ -77,6 +80,18 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     max_body_bytes: int = Field(default=8 << 20, ge=1024)
     max_samples_per_request: int = Field(default=256, ge=1)
+    decode_pixels: int = Field(
+        default=DEFAULT_DECODE_PIXELS,
+        ge=1_000_000,
+        description="Pixels decoded at full size at once, over all requests: a PNG, WebP or "
+        "BMP image with more is refused (422), a JPEG is decoded reduced. Bounds the memory "
+        "of decoding (a lossless WebP takes about 16 bytes per pixel).",
+    )
+    max_pixels_per_request: int = Field(
+        default=DEFAULT_REQUEST_PIXELS,
+        ge=1_000_000,
+        description="Pixels the images of one request may decode to in all (422 past it).",
+    )
 
     # Model.
     backbone: Literal["onnx", "identity"] = "onnx"

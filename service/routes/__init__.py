@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-import json
+import re
 import secrets
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import msgpack
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
+from service.bodies import BodyError, parse, validate
+from service.budget import Budget
 from service.errors import outcome
 from service.runtime import LearnerRuntime
-from service.schemas import ErrorItem, ErrorReply, describe
+from service.schemas import ErrorItem, ErrorReply
 from service.settings import Settings
 
 MSGPACK = "application/msgpack"
 Model = TypeVar("Model", bound=BaseModel)
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -132,6 +137,9 @@ async def _form(request: Request, with_label: bool) -> dict[str, Any]:
     files = form.getlist("file")
     if not files or not all(isinstance(f, UploadFile) for f in files):
         raise ApiError(422, "file: give one or more image files as form field 'file'")
+    limit = settings(request).max_samples_per_request
+    if len(files) > limit:
+        raise ApiError(413, f"too many samples: {len(files)} in one request, the limit is {limit}")
     images = [await f.read() for f in files if isinstance(f, UploadFile)]
     body: dict[str, Any] = {"samples": [{"image": image} for image in images]}
     if with_label:
@@ -148,40 +156,62 @@ async def _form(request: Request, with_label: bool) -> dict[str, Any]:
                 sample["id"] = ids[i]
     top_k = form.get("top_k")
     if top_k is not None:
-        if not isinstance(top_k, str) or not top_k.isdigit():
+        # isdigit() alone admits "²", which int() refuses.
+        if not isinstance(top_k, str) or not re.fullmatch(r"[0-9]{1,9}", top_k):
             raise ApiError(422, "top_k: must be a positive integer")
         body["top_k"] = int(top_k)
     return body
 
 
 async def read_samples(request: Request, model: type[Model], with_label: bool) -> Model:
-    """Decode a JSON, msgpack or multipart body and validate it (all or nothing)."""
+    """Decode a JSON, msgpack or multipart body and validate it (all or nothing), in a
+    worker thread: a big body must not stall the event loop (and /health/live). Bodies
+    being parsed at once share a byte budget, which bounds the memory they expand into."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    limit = settings(request).max_samples_per_request
     if kind == "multipart/form-data":
         payload = await _form(request, with_label)
-    elif kind in ("application/json", MSGPACK, "application/x-msgpack"):
+        return await _off_loop(request, 0, validate, model, payload, limit)
+    if kind in ("application/json", MSGPACK, "application/x-msgpack"):
         raw = await request.body()
-        try:
-            payload = json.loads(raw) if kind == "application/json" else msgpack.unpackb(raw)
-        except (ValueError, msgpack.UnpackException) as exc:
-            name = "JSON" if kind == "application/json" else "msgpack"
-            raise ApiError(422, f"body is not valid {name}: {exc}") from None
-    else:
-        raise ApiError(
-            415,
-            f"content type {kind or '(none)'!r} is not supported; send application/json, "
-            f"{MSGPACK} or multipart/form-data",
-        )
+        form = "json" if kind == "application/json" else "msgpack"
+        return await _off_loop(request, len(raw), parse, model, raw, form, limit)
+    raise ApiError(
+        415,
+        f"content type {kind or '(none)'!r} is not supported; send application/json, "
+        f"{MSGPACK} or multipart/form-data",
+    )
+
+
+async def _off_loop(request: Request, size: int, work: Callable[..., Model], *args: Any) -> Model:
+    budget: Budget = request.app.state.body_budget
+
+    def run() -> Model:
+        with budget.take(size):
+            return work(*args)
+
     try:
-        parsed = model.model_validate(payload)
-    except ValidationError as exc:
-        summary, items = describe(exc)
-        raise ApiError(422, summary, items) from None
-    limit = settings(request).max_samples_per_request
-    count = len(getattr(parsed, "samples", ()))
-    if count > limit:
-        raise ApiError(413, f"too many samples: {count} in one request, the limit is {limit}")
-    return parsed
+        return await in_worker(run)
+    except BodyError as exc:
+        raise ApiError(exc.status, exc.detail, exc.errors) from None
+
+
+async def in_worker(work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)`` in a worker thread. A ``ValueError`` (bad input) comes back without
+    the worker's frames: they can hold a whole body or decoded images, and a reference
+    cycle through the thread pool would keep them alive until a full garbage collection."""
+
+    def run() -> tuple[T | None, ValueError | None]:
+        try:
+            return work(*args), None
+        except ValueError as exc:
+            exc.__context__ = exc.__cause__ = None
+            return None, exc.with_traceback(None)
+
+    value, error = await run_in_threadpool(run)
+    if error is not None:
+        raise error
+    return value  # type: ignore[return-value]
 
 
 def reply(request: Request, body: BaseModel, status: int = 200) -> Response:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from service.routes import (
     Ready,
     errors,
     failed,
+    in_worker,
     msgpack_too,
     read_samples,
     reply,
@@ -49,7 +49,7 @@ async def learn(request: Request, rt: Ready) -> Response:
     ids = [s.id for s in body.samples]
     try:
         try:
-            z, raw = await run_in_threadpool(rt.embed_for_learning, inputs)
+            z, raw = await in_worker(rt.embed_for_learning, inputs)
         except ValueError:
             request.app.state.telemetry.rejected("http", "invalid", len(inputs))
             raise
