@@ -21,7 +21,17 @@ from edgecl.probe import ProbeSet
 from edgecl.protocols import Backbone
 from edgecl.replay import holds_inputs
 from service.budget import Budget
-from service.routes import ApiError, dashboard, health, learn, metrics, predict, retrain, stats
+from service.routes import (
+    ApiError,
+    dashboard,
+    docs,
+    health,
+    learn,
+    metrics,
+    predict,
+    retrain,
+    stats,
+)
 from service.runtime import LearnerRuntime
 from service.schemas import ErrorItem, LearnRequest, PredictRequest, where
 from service.settings import Settings
@@ -246,6 +256,10 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
         version=edgecl.__version__,
         description="Streaming edge continual learning: learn new classes while predicting.",
         lifespan=lifespan,
+        # Served by service/routes/docs.py, behind the token.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.runtime = runtime
@@ -260,7 +274,7 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
         from service.mqtt import MqttBridge
 
         app.state.mqtt = MqttBridge(settings, runtime, observer=telemetry)
-    for module in (learn, predict, retrain, health, stats, metrics, dashboard):
+    for module in (learn, predict, retrain, health, stats, metrics, dashboard, docs):
         app.include_router(module.router)
     _install_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
