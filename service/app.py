@@ -11,8 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgecl import Learner, replay, strategies
@@ -168,6 +169,7 @@ def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime
         checkpoint_every_s=settings.checkpoint_every_s,
         decode_pixels=settings.decode_pixels,
         max_pixels_per_request=settings.max_pixels_per_request,
+        max_classes=settings.max_classes,
     )
     if settings.probe_share > 0:
         runtime.writer.probe = ProbeSet(
@@ -217,6 +219,13 @@ def _install_handlers(app: FastAPI) -> None:
         detail = "; ".join(f"{i.loc}: {i.msg}" for i in items)
         return ApiError(422, detail, items).response()
 
+    async def disconnected(request: Request, exc: Exception) -> Response:
+        # Routine on a flaky network: one line, not a traceback at ERROR.
+        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        log.info("%s went away before sending its whole request to %s", client, request.url.path)
+        return Response(status_code=400)  # never sent: the connection is gone
+
+    app.add_exception_handler(ClientDisconnect, disconnected)
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -106,6 +106,7 @@ class LearnerRuntime:
         checkpoint_every_s: float = 60.0,
         decode_pixels: int = DEFAULT_DECODE_PIXELS,
         max_pixels_per_request: int = DEFAULT_REQUEST_PIXELS,
+        max_classes: int | None = None,
     ) -> None:
         # The embedder only uses the backbone, which a restore keeps.
         self.embedder = Embedder(
@@ -121,6 +122,7 @@ class LearnerRuntime:
             checkpoints=checkpoints,
             checkpoint_every_samples=checkpoint_every_samples,
             checkpoint_every_s=checkpoint_every_s,
+            max_classes=max_classes,
         )
         self.queue = MicroBatchQueue[LearnJob | _Control](
             queue_size, max_batch, max_wait_ms / 1000.0, _size

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
         default=None, ge=0, description="ONNX Runtime intra-op threads; unset: its default."
     )
     latent_dim: int = Field(default=16, ge=1)  # identity backbone only
+    max_classes: int = Field(
+        default=4096,
+        ge=1,
+        description="Most classes the model may hold: a sample with a new label past it is "
+        "refused (422). Head size, checkpoints and learning time grow with the classes.",
+    )
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     seed: int = 0

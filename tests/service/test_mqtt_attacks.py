@@ -86,3 +86,29 @@ def test_learning_goes_on_after_100_wildcard_response_topics(
         assert probe.publish(t.learn, learn_body(sample("b", 1, sid="ok")), response_topic="r/ok")
         wait_until(lambda: learned(client) == 1, "an honest sample learned after the attack")
         assert bridge(client).counters["acknowledged"] == 102
+
+
+def test_a_new_class_past_the_limit_and_a_million_samples_are_errors(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    dev = device()
+    t = Topics.under("edgecl", dev)
+    settings = mqtt_settings(broker.port, dev, tmp_path, max_classes=2)
+    with Probe(broker.port, [t.status, t.error]) as probe, running(settings) as client:
+        probe.expect(t.status, is_payload(b"online"))
+        assert probe.publish(t.learn, learn_body(sample("a", 0), sample("b", 1)))
+        wait_until(lambda: learned(client) == 2, "two classes learned")
+        assert probe.publish(t.learn, learn_body(sample("c", 2, sid="c1")), correlation=b"c")
+        error = json.loads(probe.expect(t.error, correlated(b"c")).payload)
+        assert (
+            "would be a new class, but the model holds the most classes it may" in (error["detail"])
+        )
+        assert error["ids"] == ["c1"]
+        million = b'{"samples": [' + b"{}," * 1_000_000 + b"{}]}"
+        assert probe.publish(t.learn, million, correlation=b"m")
+        error = json.loads(probe.expect(t.error, correlated(b"m")).payload)
+        assert error["detail"].startswith("too many samples") and len(error["detail"]) < 300
+        assert probe.publish(t.learn, learn_body(sample("a", 0)))
+        wait_until(lambda: learned(client) == 3, "a known class still learned")
+        mqtt = bridge(client)
+        wait_until(lambda: mqtt.counters["acknowledged"] == 4, "every message acknowledged")
