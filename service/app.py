@@ -14,13 +14,13 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgecl import Learner, replay, strategies
 from edgecl.backbones import IdentityBackbone
 from edgecl.probe import ProbeSet
 from edgecl.protocols import Backbone
 from edgecl.replay import holds_inputs
+from service.body_limit import BodyLimit
 from service.budget import Budget
 from service.routes import (
     ApiError,
@@ -40,56 +40,6 @@ from service.telemetry import RequestMetrics, Telemetry
 from service.timeseries import Sampler, TimeSeries
 
 log = logging.getLogger("edgecl.app")
-
-
-class BodyTooLargeError(HTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body is larger than the limit of {limit} bytes")
-
-
-class BodyLimit:
-    """Pure ASGI middleware: 413 once a body passes ``max_bytes``, counted while it streams
-    (a declared Content-Length over the limit is refused before reading anything)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
-            return
-        seen = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLargeError(self.max_bytes)
-            return message
-
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watched)
-        except BodyTooLargeError:
-            if started:
-                raise
-            await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = BodyTooLargeError(self.max_bytes)
-        await JSONResponse({"detail": error.detail}, 413)(scope, receive, send)
 
 
 def make_backbone(settings: Settings) -> tuple[Backbone, Literal["image", "vector"]]:
@@ -286,7 +236,9 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
     for module in (learn, predict, retrain, health, stats, metrics, dashboard, docs):
         app.include_router(module.router)
     _install_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     app.add_middleware(RequestMetrics, telemetry=telemetry)
 
     def openapi() -> dict[str, Any]:

@@ -16,9 +16,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-#: Defaults of ``decode_pixels`` and ``max_pixels_per_request`` (also the Embedder's).
-DEFAULT_DECODE_PIXELS = 4_000_000
-DEFAULT_REQUEST_PIXELS = 64_000_000
+from service.settings_http import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS, HttpSettings
+
+__all__ = ["DEFAULT_DECODE_PIXELS", "DEFAULT_REQUEST_PIXELS", "Settings", "load_settings"]
+
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "edgecl_config_file", default=None
 )
@@ -59,7 +60,7 @@ class StoreSettings(BaseModel):
         return out
 
 
-class Settings(BaseSettings):
+class Settings(HttpSettings, BaseSettings):
     """Everything the daemon can be told; unknown keys are errors.
 
     >>> s = Settings(port=9000, strategy={"name": "ncm"})
@@ -71,27 +72,8 @@ class Settings(BaseSettings):
         env_prefix="EDGECL_", env_nested_delimiter="__", extra="forbid", validate_default=True
     )
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
     data_dir: Path = Path("edgecl-data")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
-
-    # Security and limits.
-    api_token: SecretStr | None = None
-    max_body_bytes: int = Field(default=8 << 20, ge=1024)
-    max_samples_per_request: int = Field(default=256, ge=1)
-    decode_pixels: int = Field(
-        default=DEFAULT_DECODE_PIXELS,
-        ge=1_000_000,
-        description="Pixels decoded at full size at once, over all requests: a PNG, WebP or "
-        "BMP image with more is refused (422), a JPEG is decoded reduced. Bounds the memory "
-        "of decoding (a lossless WebP takes about 16 bytes per pixel).",
-    )
-    max_pixels_per_request: int = Field(
-        default=DEFAULT_REQUEST_PIXELS,
-        ge=1_000_000,
-        description="Pixels the images of one request may decode to in all (422 past it).",
-    )
 
     # Model.
     backbone: Literal["onnx", "identity"] = "onnx"
@@ -225,13 +207,6 @@ class Settings(BaseSettings):
     @property
     def mqtt_client_id_or_default(self) -> str:
         return self.mqtt_client_id or f"edgecl-{self.mqtt_device}"
-
-    @model_validator(mode="after")
-    def _token_not_blank(self) -> Settings:
-        # An empty token would match an empty "Bearer " header: that is no auth at all.
-        if self.api_token is not None and not self.api_token.get_secret_value().strip():
-            raise ValueError("api_token is empty; unset EDGECL_API_TOKEN to turn auth off")
-        return self
 
     @model_validator(mode="after")
     def _mqtt_tls_pair(self) -> Settings:

@@ -62,6 +62,7 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from service.app import build_runtime, create_app
+    from service.server import uvicorn_config
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -71,15 +72,7 @@ def serve(settings: Settings) -> int:
     # (service/__main__.py), not a traceback; a signal meanwhile simply ends the process.
     runtime.restore()
     app = create_app(settings, runtime)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=2,
-        access_log=settings.log_level == "debug",
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, settings))
     received: list[int] = []
 
     def note(sig: int, frame: FrameType | None) -> None:
