@@ -224,7 +224,7 @@ INTRO = " ".join(
         "checkpoint write*: a checkpoint's temporary file existed at the kill. *Replies lost /",
         "duplicates*: requests whose reply died with the daemon, and samples their retries found",
         "learned already (acknowledged, not learned again). In the `--big` rows the store is",
-        "first grown to 3,400 samples of 8192-d float32 latents (over 100 MiB, one array), so",
+        "first grown to 3,600 samples of 8192-d float32 latents (over 100 MiB, one array), so",
         "every checkpoint written, read back and restored holds an array over 100 MiB.",
     ]
 )
