@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.batching import NotAcceptingError, QueueFullError
-from service.writer import StorageUnavailableError
+from service.writer import ClassLimitError, StorageUnavailableError
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ _TABLE: tuple[tuple[type[BaseException], Outcome], ...] = (
     (QueueFullError, Outcome(503, "queue_full", ack=False, retry_after=True)),
     (NotAcceptingError, Outcome(503, "not_accepting", ack=False, retry_after=True)),
     (StorageUnavailableError, Outcome(507, "storage_unavailable", ack=False)),
+    (ClassLimitError, Outcome(422, "class_limit", ack=True)),
     (ValueError, Outcome(422, "invalid", ack=True)),  # the request itself is bad
 )
 #: Anything else is a bug: it fails that request alone and is never redelivered.
