@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgpack
 
 from benchmarks.bench_common import backbone_dir, daemon_env, machine_line, pct, write_section
 from service.settings import DEFAULT_DECODE_PIXELS
@@ -90,6 +91,7 @@ def attack(url: str, pid: int, seconds: float, only: set[str] | None = None) -> 
 
     bombs = {"samples": [{"image": b64(bomb), "label": "bomb"}] * 4}
     empty = empty_samples(8 << 20)
+    lists = msgpack.packb({"samples": [[]] * ((8 << 20) - 16)})  # one byte per list
     clients: dict[str, Callable[[httpx.Client, int], httpx.Response]] = {
         "bomb /learn": lambda h, n: h.post("/learn", json=bombs),
         "bomb /predict": lambda h, n: h.post("/predict", files=[("file", ("b.webp", bomb))] * 4),
@@ -99,6 +101,9 @@ def attack(url: str, pid: int, seconds: float, only: set[str] | None = None) -> 
         ),
         "8 MiB empty samples": lambda h, n: h.post(
             "/learn", content=empty, headers={"content-type": "application/json"}
+        ),
+        "8 MiB msgpack lists": lambda h, n: h.post(
+            "/learn", content=lists, headers={"content-type": "application/msgpack"}
         ),
         "honest /learn": lambda h, n: h.post(
             "/learn", json={"samples": [{"image": b64(small), "label": "grey", "id": f"h-{n}"}]}
@@ -171,7 +176,8 @@ Machine: {where}.
 {(__doc__ or "").split(chr(10) + chr(10))[0].replace(chr(10), " ")} The daemon runs the int8
 backbone with `MALLOC_ARENA_MAX=2`; a bomb request carries 4 images of {BOMB_SIDE}x{BOMB_SIDE}
 (refused from their header: over the decode budget), an under-budget request 2 images of
-{BIG_SIDE}x{BIG_SIDE} decoded whole (learned), an empty-samples body is 8 MiB of `{{}}`. One
+{BIG_SIDE}x{BIG_SIDE} decoded whole (learned), an empty-samples body is 8 MiB of `{{}}`
+(JSON), a lists body 8 MiB of `[]` (msgpack, one byte each). One
 client per row below (two for bomb /learn), back to back, for {figures["seconds"]:.0f} s.
 
 | figure | value |

@@ -37,8 +37,10 @@ def empty_samples(size: int) -> bytes:
         (empty_samples(8 << 20), JSON),  # 2.8M items, just under the body limit
         (b'{"samples": [' + b"0," * 1_000_000 + b"0]}", JSON),
         (msgpack.packb({"samples": [{}] * 1_000_000}), MSGPACK),
+        (b'{"samples": [' + b"[]," * 2_700_000 + b"[]]}", JSON),
+        (msgpack.packb({"samples": [[]] * 8_000_000}), MSGPACK),  # 8 MB: 1 byte per list
     ],
-    ids=["1M-empty", "8MiB-empty", "1M-numbers", "1M-empty-msgpack"],
+    ids=["1M-empty", "8MiB-empty", "1M-numbers", "1M-empty-msgpack", "json-lists", "msgpack-lists"],
 )
 def test_a_million_samples_are_refused_before_they_are_built(
     client: TestClient, path: str, body: bytes, headers: dict[str, str]

@@ -40,6 +40,7 @@ def test_rss_and_liveness_under_bombs_and_an_8_mib_body(
         "bomb /predict 422",
         "under-budget /learn 200",
         "8 MiB empty samples 413",
+        "8 MiB msgpack lists 413",
         "honest /learn 200",
     }, replies
     assert replies["under-budget /learn 200"] > 0 and replies["honest /learn 200"] > 0, replies
