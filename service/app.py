@@ -21,7 +21,7 @@ from edgecl.probe import ProbeSet
 from edgecl.protocols import Backbone
 from edgecl.replay import holds_inputs
 from service.body_limit import BodyLimit
-from service.budget import Budget
+from service.budget import AsyncBudget
 from service.routes import (
     ApiError,
     dashboard,
@@ -222,8 +222,8 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
     )
     app.state.settings = settings
     app.state.runtime = runtime
-    # Bodies parsed at once (HTTP): at most one of the largest size.
-    app.state.body_budget = Budget(settings.max_body_bytes)
+    # Bodies read and parsed at once (HTTP): up to four of the largest size.
+    app.state.body_budget = AsyncBudget(4 * settings.max_body_bytes)
     app.state.telemetry = telemetry = Telemetry(runtime, backbone=settings.backbone)
     runtime.observer = telemetry
     series = TimeSeries(settings.dashboard_points)

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from service.bodies import BodyError, parse, validate
-from service.budget import Budget
+from service.budget import AsyncBudget
 from service.errors import outcome
 from service.runtime import LearnerRuntime
 from service.schemas import ErrorItem, ErrorReply
@@ -164,36 +164,33 @@ async def _form(request: Request, with_label: bool) -> dict[str, Any]:
 
 
 async def read_samples(request: Request, model: type[Model], with_label: bool) -> Model:
-    """Decode a JSON, msgpack or multipart body and validate it (all or nothing), in a
-    worker thread: a big body must not stall the event loop (and /health/live). Bodies
-    being parsed at once share a byte budget, which bounds the memory they expand into."""
+    """Read a JSON, msgpack or multipart body and validate it (all or nothing).
+
+    Bodies read and parsed at once share a byte budget (a share of the declared length,
+    taken before reading), so many clients cannot make the daemon hold many bodies and
+    what they expand into; a body waiting for its share stays in its socket. Parsing and
+    validation run in a worker thread: a big body must not stall the event loop."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("multipart/form-data", "application/json", MSGPACK, "application/x-msgpack"):
+        raise ApiError(
+            415,
+            f"content type {kind or '(none)'!r} is not supported; send application/json, "
+            f"{MSGPACK} or multipart/form-data",
+        )
     limit = settings(request).max_samples_per_request
-    if kind == "multipart/form-data":
-        payload = await _form(request, with_label)
-        return await _off_loop(request, 0, validate, model, payload, limit)
-    if kind in ("application/json", MSGPACK, "application/x-msgpack"):
-        raw = await request.body()
-        form = "json" if kind == "application/json" else "msgpack"
-        return await _off_loop(request, len(raw), parse, model, raw, form, limit)
-    raise ApiError(
-        415,
-        f"content type {kind or '(none)'!r} is not supported; send application/json, "
-        f"{MSGPACK} or multipart/form-data",
-    )
-
-
-async def _off_loop(request: Request, size: int, work: Callable[..., Model], *args: Any) -> Model:
-    budget: Budget = request.app.state.body_budget
-
-    def run() -> Model:
-        with budget.take(size):
-            return work(*args)
-
-    try:
-        return await in_worker(run)
-    except BodyError as exc:
-        raise ApiError(exc.status, exc.detail, exc.errors) from None
+    declared = request.headers.get("content-length", "")
+    size = min(int(declared), settings(request).max_body_bytes) if declared.isdigit() else 0
+    gate: AsyncBudget = request.app.state.body_budget
+    async with gate.take(size or settings(request).max_body_bytes):
+        try:
+            if kind == "multipart/form-data":
+                payload = await _form(request, with_label)
+                return await in_worker(validate, model, payload, limit)
+            raw = await request.body()
+            form = "json" if kind == "application/json" else "msgpack"
+            return await in_worker(parse, model, raw, form, limit)
+        except BodyError as exc:
+            raise ApiError(exc.status, exc.detail, exc.errors) from None
 
 
 async def in_worker(work: Callable[..., T], *args: Any) -> T:
