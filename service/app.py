@@ -222,8 +222,8 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
     )
     app.state.settings = settings
     app.state.runtime = runtime
-    # Bodies read and parsed at once (HTTP): up to four of the largest size.
-    app.state.body_budget = AsyncBudget(4 * settings.max_body_bytes)
+    # Bodies read and parsed at once (HTTP): up to two of the largest size.
+    app.state.body_budget = AsyncBudget(2 * settings.max_body_bytes)
     app.state.telemetry = telemetry = Telemetry(runtime, backbone=settings.backbone)
     runtime.observer = telemetry
     series = TimeSeries(settings.dashboard_points)

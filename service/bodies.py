@@ -27,8 +27,9 @@ Model = TypeVar("Model", bound=BaseModel)
 Kind = Literal["json", "msgpack"]
 #: Maps a sample may hold (itself and a packed array), and some for the envelope.
 _MAPS_PER_SAMPLE, _MAPS_SPARE = 4, 16
-#: Arrays one body may hold: nested-list images of 20 RGB 224x224 samples fit; about 60 MB.
-MAX_ARRAYS = 1_000_000
+#: Arrays one body may hold (about 15 MB of lists): 256 grayscale 224x224 images as nested
+#: lists fit, or 5 RGB ones; larger inputs travel as image bytes or packed arrays.
+MAX_ARRAYS = 250_000
 
 
 class BodyError(ValueError):
