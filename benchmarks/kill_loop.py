@@ -188,6 +188,7 @@ def run(kills: int, big: bool, root: Path, load_s: float, seed: int = 7) -> dict
         "restored_from_checkpoint": len(re.findall(r"restored checkpoint at WAL seq [1-9]", text)),
         "tracebacks": text.count("Traceback"),
         "errors": len(re.findall(r" ERROR ", text)),
+        "error_lines": sorted({line for line in text.splitlines() if " ERROR " in line})[:5],
         "minutes": (time.monotonic() - began) / 60,
         "load_s": load_s,
     }
