@@ -5,7 +5,7 @@
 #     benchmarks/run_all.sh              # everything (about 1.5 h on 2 cores, most of it the
 #                                        # quality runs: bench cl and nic, ar1 above all)
 #     benchmarks/run_all.sh service      # only the service benchmarks (throughput, memory,
-#                                        # start-up, learn-to-visible)
+#                                        # start-up, learn-to-visible, hostile load, kill -9)
 #
 # PYTHON picks the interpreter (default: python). The mqtt row needs mosquitto on PATH.
 set -euo pipefail
@@ -37,4 +37,8 @@ if [[ $what == all || $what == service ]]; then
     step "$PY" -m benchmarks.memory_soak --strategies ar1 ar1_cl --budget-s 300 --append
     step "$PY" -m benchmarks.startup
     step "$PY" -m benchmarks.learn_to_visible
+    step "$PY" -m benchmarks.hostile_load
+    step "$PY" -m benchmarks.kill_loop --kills 100
+    step "$PY" -m benchmarks.kill_loop --kills 100 --big --append
+    step "$PY" -m benchmarks.kill_loop --kills 100 --big --load-s 4 --append
 fi

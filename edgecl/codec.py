@@ -14,6 +14,8 @@ import numpy as np
 from edgecl.types import State
 
 _ND_EXT = 42
+#: Upper bound of an array's packed ``[dtype, shape]`` head (64 dimensions fit in 1 KiB).
+_HEAD_BYTES = 4096
 #: dtypes allowed in serialised arrays (object arrays would need pickle).
 _DTYPES = {
     "bool",
@@ -49,9 +51,14 @@ def _default(obj: Any) -> Any:
 def _ext_hook(code: int, data: bytes) -> Any:
     if code != _ND_EXT:
         return msgpack.ExtType(code, data)
-    unpacker = msgpack.Unpacker(raw=False)
-    unpacker.feed(data)
-    dtype, shape = next(unpacker)
+    # Only the small [dtype, shape] head goes through an Unpacker: feeding it the whole
+    # array would copy it and trip its 100 MiB default buffer limit.
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=_HEAD_BYTES)
+    unpacker.feed(data[:_HEAD_BYTES])
+    try:
+        dtype, shape = next(unpacker)
+    except (StopIteration, ValueError, TypeError) as exc:
+        raise ValueError("serialised array has a malformed header") from exc
     if dtype not in _DTYPES:
         raise ValueError(f"serialised array has unsupported dtype {dtype!r}")
     offset = unpacker.tell()

@@ -34,4 +34,14 @@ def check_label(label: object) -> Label:
         )
     if isinstance(label, str) and not label:
         raise ValueError("label is an empty string; labels must be non-empty")
+    if isinstance(label, str) and not label.isascii():
+        try:
+            label.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate: state and the WAL are msgpack, which only carries UTF-8.
+            raise ValueError(
+                "label is not valid Unicode text (it holds a lone surrogate)"
+            ) from None
+    if isinstance(label, (int, np.integer)) and not -(2**63) <= int(label) < 2**63:
+        raise ValueError("integer label is outside the signed 64-bit range")
     return int(label) if isinstance(label, np.integer) else label

@@ -11,16 +11,28 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.requests import ClientDisconnect
 
 from edgecl import Learner, replay, strategies
 from edgecl.backbones import IdentityBackbone
 from edgecl.probe import ProbeSet
 from edgecl.protocols import Backbone
 from edgecl.replay import holds_inputs
-from service.routes import ApiError, dashboard, health, learn, metrics, predict, retrain, stats
+from service.body_limit import BodyLimit
+from service.budget import AsyncBudget
+from service.routes import (
+    ApiError,
+    dashboard,
+    docs,
+    health,
+    learn,
+    metrics,
+    predict,
+    retrain,
+    stats,
+)
 from service.runtime import LearnerRuntime
 from service.schemas import ErrorItem, LearnRequest, PredictRequest, where
 from service.settings import Settings
@@ -28,56 +40,6 @@ from service.telemetry import RequestMetrics, Telemetry
 from service.timeseries import Sampler, TimeSeries
 
 log = logging.getLogger("edgecl.app")
-
-
-class BodyTooLargeError(HTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body is larger than the limit of {limit} bytes")
-
-
-class BodyLimit:
-    """Pure ASGI middleware: 413 once a body passes ``max_bytes``, counted while it streams
-    (a declared Content-Length over the limit is refused before reading anything)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
-            return
-        seen = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLargeError(self.max_bytes)
-            return message
-
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watched)
-        except BodyTooLargeError:
-            if started:
-                raise
-            await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = BodyTooLargeError(self.max_bytes)
-        await JSONResponse({"detail": error.detail}, 413)(scope, receive, send)
 
 
 def make_backbone(settings: Settings) -> tuple[Backbone, Literal["image", "vector"]]:
@@ -155,6 +117,9 @@ def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime
         checkpoints=checkpoints,
         checkpoint_every_samples=settings.checkpoint_every_samples,
         checkpoint_every_s=settings.checkpoint_every_s,
+        decode_pixels=settings.decode_pixels,
+        max_pixels_per_request=settings.max_pixels_per_request,
+        max_classes=settings.max_classes,
     )
     if settings.probe_share > 0:
         runtime.writer.probe = ProbeSet(
@@ -204,6 +169,13 @@ def _install_handlers(app: FastAPI) -> None:
         detail = "; ".join(f"{i.loc}: {i.msg}" for i in items)
         return ApiError(422, detail, items).response()
 
+    async def disconnected(request: Request, exc: Exception) -> Response:
+        # Routine on a flaky network: one line, not a traceback at ERROR.
+        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        log.info("%s went away before sending its whole request to %s", client, request.url.path)
+        return Response(status_code=400)  # never sent: the connection is gone
+
+    app.add_exception_handler(ClientDisconnect, disconnected)
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
@@ -243,9 +215,15 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
         version=edgecl.__version__,
         description="Streaming edge continual learning: learn new classes while predicting.",
         lifespan=lifespan,
+        # Served by service/routes/docs.py, behind the token.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.runtime = runtime
+    # Bodies read and parsed at once (HTTP): up to two of the largest size.
+    app.state.body_budget = AsyncBudget(2 * settings.max_body_bytes)
     app.state.telemetry = telemetry = Telemetry(runtime, backbone=settings.backbone)
     runtime.observer = telemetry
     series = TimeSeries(settings.dashboard_points)
@@ -255,10 +233,12 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
         from service.mqtt import MqttBridge
 
         app.state.mqtt = MqttBridge(settings, runtime, observer=telemetry)
-    for module in (learn, predict, retrain, health, stats, metrics, dashboard):
+    for module in (learn, predict, retrain, health, stats, metrics, dashboard, docs):
         app.include_router(module.router)
     _install_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     app.add_middleware(RequestMetrics, telemetry=telemetry)
 
     def openapi() -> dict[str, Any]:

@@ -70,7 +70,9 @@ class MicroBatchQueue(Generic[T]):
                 raise NotAcceptingError("the service is not accepting work (starting or stopping)")
             if bounded and self._queue.qsize() >= self.capacity:
                 self.rejected += 1
-                raise QueueFullError(f"the learn queue is full ({self.capacity} requests)")
+                raise QueueFullError(
+                    f"the learn queue is full ({self.capacity} requests); retry later"
+                )
             self._queue.put(item)
 
     def take(self, idle_timeout: float = 0.5) -> list[T] | None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from edgecl.backbones.preprocess import check_image, decode_image
+from edgecl.backbones.preprocess import check_image
 from edgecl.learner import Learner
 from edgecl.types import FloatArray
+from service.budget import Budget
+from service.decoding import decode
+from service.settings import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS
 
 InputKind = Literal["image", "array", "features"]
 
@@ -47,6 +50,10 @@ class Embedder:
     decoded to RGB arrays, arrays must be images), ``"vector"`` for the identity backbone
     (images are decoded to grayscale and flattened, arrays are flattened).
 
+    Memory stays bounded whatever a request holds: images are decoded one at a time
+    within ``budget`` (see :mod:`service.decoding`) and resized to the backbone's input
+    at once, and a request may decode at most ``max_request_pixels`` pixels in all.
+
     >>> from edgecl import strategies
     >>> from edgecl.backbones import IdentityBackbone
     >>> embedder = Embedder(Learner(IdentityBackbone(2), strategies.create("ncm")), "vector")
@@ -55,34 +62,85 @@ class Embedder:
     [[1.0, 2.0], [3.0, 4.0]]
     """
 
-    def __init__(self, learner: Learner, pixels: Literal["image", "vector"]) -> None:
+    def __init__(
+        self,
+        learner: Learner,
+        pixels: Literal["image", "vector"],
+        *,
+        budget: Budget | None = None,
+        max_request_pixels: int = DEFAULT_REQUEST_PIXELS,
+    ) -> None:
         self.learner = learner
         self.pixels = pixels
+        self.budget = budget if budget is not None else Budget(DEFAULT_DECODE_PIXELS)
+        self.max_request_pixels = max_request_pixels
+        backbone = learner.backbone
+        size = getattr(backbone, "input_size", None)
+        # Images may be reduced while decoded as long as they stay at least this long.
+        self.fit = max(size) if isinstance(size, tuple) and pixels == "image" else None
+        self.resizes = pixels == "image" and callable(getattr(backbone, "prepare", None))
 
-    def _prepare(self, sample: SampleInput) -> np.ndarray[Any, Any]:
-        if isinstance(sample.value, bytes):
-            pixels = decode_image(sample.value)
-            if self.pixels == "vector":
-                gray: np.ndarray[Any, Any] = pixels.mean(axis=2, dtype=np.float32) / 255.0
-                return gray.reshape(-1)
-            return pixels
-        arr = np.asarray(sample.value)
-        if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
-            raise ValueError(f"array must hold numbers, got dtype {arr.dtype}")
+    def _decode(self, data: bytes) -> tuple[np.ndarray[Any, Any], int]:
         if self.pixels == "vector":
-            return arr.reshape(-1)
-        if arr.dtype.kind in "iu":
-            # JSON has no uint8: integer pixels arrive as int64.
-            if arr.size and (arr.min() < 0 or arr.max() > 255):
-                raise ValueError("integer pixel values must lie in 0..255")
-            arr = arr.astype(np.uint8)
-        return check_image(arr)
+            # The identity backbone takes images of exactly its latent size: no larger one
+            # is worth decoding.
+            size = int(np.prod(self.learner.latent_shape))
+            pixels, n = decode(data, self.budget, max_pixels=size)
+            gray: np.ndarray[Any, Any] = pixels.mean(axis=2, dtype=np.float32) / 255.0
+            return gray.reshape(-1), n
+        return decode(data, self.budget, fit=self.fit)
+
+    def _prepare(self, sample: SampleInput) -> tuple[np.ndarray[Any, Any], int]:
+        """One sample as the backbone takes it, and the pixels decoded for it. An image
+        backbone's own resize is applied at once: a request holds small images only."""
+        decoded = 0
+        if isinstance(sample.value, bytes):
+            arr, decoded = self._decode(sample.value)
+            if self.pixels == "vector":
+                return arr, decoded
+        else:
+            arr = np.asarray(sample.value)
+            if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
+                raise ValueError(f"array must hold numbers, got dtype {arr.dtype}")
+            if self.pixels == "vector":
+                return arr.reshape(-1), 0
+            if arr.dtype.kind in "iu":
+                # JSON has no uint8: integer pixels arrive as int64.
+                if arr.size and (arr.min() < 0 or arr.max() > 255):
+                    raise ValueError("integer pixel values must lie in 0..255")
+                arr = arr.astype(np.uint8)
+            arr = check_image(arr)
+        if self.resizes:
+            arr = self.learner.prepare_inputs(arr[None, ...])[0]
+        return arr, decoded
+
+    def _each(
+        self, samples: Sequence[SampleInput], latents: FloatArray | None = None
+    ) -> Iterator[tuple[int, np.ndarray[Any, Any]]]:
+        """``(index, prepared)`` of the samples, one at a time, in order; ``features``
+        are checked into ``latents`` instead."""
+        spent = 0
+        for i, sample in enumerate(samples):
+            try:
+                if sample.kind == "features" and latents is not None:
+                    latents[i] = self.learner.check_latents(np.asarray(sample.value)[None])[0]
+                    continue
+                arr, decoded = self._prepare(sample)
+            except ValueError as exc:
+                raise SampleError(i, str(exc)) from None
+            spent += decoded
+            if spent > self.max_request_pixels:
+                raise SampleError(
+                    i,
+                    f"the images of this request decode to more than {self.max_request_pixels}"
+                    " pixels in all; send fewer or smaller images per request",
+                )
+            yield i, arr
 
     def embed_kept(self, samples: Sequence[SampleInput]) -> tuple[FloatArray, np.ndarray[Any, Any]]:
         """Latents and the prepared uint8 inputs a raw-input store keeps (no ``features``)."""
         if not samples:
             raise ValueError("give at least one sample")
-        kept = []
         for i, sample in enumerate(samples):
             if sample.kind == "features":
                 raise SampleError(
@@ -90,8 +148,10 @@ class Embedder:
                     "the replay store keeps raw images, so learn images or pixel arrays, "
                     "not features",
                 )
+        kept = []
+        for i, arr in self._each(samples):
             try:
-                kept.append(self.learner.prepare_inputs(self._prepare(sample)[None, ...])[0])
+                kept.append(arr if self.resizes else self.learner.prepare_inputs(arr[None])[0])
             except ValueError as exc:
                 raise SampleError(i, str(exc)) from None
         raw = np.stack(kept)
@@ -104,14 +164,7 @@ class Embedder:
         out = np.empty((len(samples), *self.learner.latent_shape), dtype=np.float32)
         groups: dict[tuple[tuple[int, ...], str], list[int]] = {}
         prepared: dict[int, np.ndarray[Any, Any]] = {}
-        for i, sample in enumerate(samples):
-            try:
-                if sample.kind == "features":
-                    out[i] = self.learner.check_latents(np.asarray(sample.value)[None, ...])[0]
-                    continue
-                arr = self._prepare(sample)
-            except ValueError as exc:
-                raise SampleError(i, str(exc)) from None
+        for i, arr in self._each(samples, out):
             prepared[i] = arr
             groups.setdefault((arr.shape, arr.dtype.str), []).append(i)
         # Same-shaped inputs are embedded as one batch.

@@ -279,7 +279,11 @@ class MqttBridge:
                 props.CorrelationData = correlation
             if content_type is not None:
                 props.ContentType = content_type
-        info = client.publish(topic, payload, qos=self.qos, retain=retain, properties=props)
+        try:
+            info = client.publish(topic, payload, qos=self.qos, retain=retain, properties=props)
+        except (ValueError, TypeError) as exc:  # e.g. a topic with wildcards: never raise
+            log.warning("MQTT: could not publish on %r: %s", topic[:200], exc)
+            return
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             log.warning("MQTT: could not publish on %s: %s", topic, paho.error_string(info.rc))
 

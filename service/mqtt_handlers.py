@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from edgecl.learner import NotFittedError
+from service.errors import outcome
 from service.inputs import SampleError
 from service.mqtt_wire import (
     JSON,
@@ -22,6 +23,7 @@ from service.mqtt_wire import (
     Outbox,
     Rejected,
     Topics,
+    check_response_topic,
     decode,
     encode,
     parse,
@@ -79,6 +81,7 @@ class Handlers:
         try:
             data = self._decode(message)
             ids = sample_ids(data)
+            check_response_topic(message)
             body = parse(LearnRequest, data, self.max_samples)
             z, raw = self.runtime.embed_for_learning([s.to_input() for s in body.samples])
             labels = [s.label for s in body.samples]
@@ -123,6 +126,9 @@ class Handlers:
     def _learned(self, message: Inbound, ids: list[str], future: Future[LearnResult]) -> None:
         exc = future.exception()
         if exc is None:
+            # The samples are in the WAL: acknowledge first, so a reply that cannot be
+            # sent never holds the message (nor its in-flight slot).
+            self.outbox.finish(message, ack=True)
             if message.response_topic:  # the same reply as POST /learn, for who asks
                 result = future.result()
                 reply = LearnReply(
@@ -137,15 +143,20 @@ class Handlers:
                     correlation=message.correlation,
                     content_type=message.encoding,
                 )
-            self.outbox.finish(message, ack=True)
+            return
+        if outcome(exc).ack:  # a bad sample: it would fail again on every redelivery
+            self.reject(message, str(exc), ids=ids)
             return
         # Not acknowledged: the broker delivers it again after the next reconnect.
-        self._publish_error(message, f"not stored, kept unacknowledged: {exc}", None, ids)
-        self.outbox.finish(message, ack=False)
+        try:
+            self._publish_error(message, f"not stored, kept unacknowledged: {exc}", None, ids)
+        finally:
+            self.outbox.finish(message, ack=False)
 
     # -- predict ----------------------------------------------------------------------
     def predict(self, message: Inbound) -> None:
         try:
+            check_response_topic(message)
             body = parse(PredictRequest, self._decode(message), self.max_samples)
             if not self.runtime.has_classes:
                 raise Rejected(NOTHING_LEARNED)
@@ -198,7 +209,7 @@ class Handlers:
                 f"payload of {len(message.payload)} bytes is larger than the limit of "
                 f"{self.max_bytes} bytes"
             )
-        return decode(message)
+        return decode(message, self.max_samples)
 
     def reject(
         self,
@@ -209,8 +220,10 @@ class Handlers:
     ) -> None:
         """Report on ``error`` and acknowledge: a bad message never becomes good."""
         self.rejected += 1
-        self._publish_error(message, detail, errors, ids)
-        self.outbox.finish(message, ack=True)
+        try:
+            self._publish_error(message, detail, errors, ids)
+        finally:
+            self.outbox.finish(message, ack=True)
 
     def _publish_error(
         self,

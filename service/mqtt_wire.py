@@ -12,9 +12,10 @@ import msgpack
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from service.schemas import ErrorItem, describe
+from service.bodies import BodyError, loads, validate
+from service.schemas import ErrorItem
 from service.settings import Settings
 
 Encoding = Literal["application/json", "application/msgpack"]
@@ -113,19 +114,42 @@ class Rejected(Exception):
         self.detail, self.errors, self.ids = detail, errors, ids
 
 
-def decode(message: Inbound) -> Any:
-    """The payload as plain data; ``Rejected`` when it is not valid JSON or msgpack.
+def check_response_topic(message: Inbound) -> None:
+    """``Rejected`` unless the message's response topic (if any) can be published to.
+
+    >>> check_response_topic(Inbound("t", b"", 1, 1, 1, response_topic="replies/#"))
+    Traceback (most recent call last):
+    ...
+    service.mqtt_wire.Rejected: response topic 'replies/#' is not a topic one can publish to: \
+it must be non-empty, without wildcards (+, #) or NUL, at most 65535 bytes
+    """
+    topic = message.response_topic
+    if topic is None:
+        return
+    if (
+        not topic
+        or any(c in topic for c in "+#\0")
+        or len(topic.encode("utf-8", "replace")) > 65535
+    ):
+        raise Rejected(
+            f"response topic {topic[:200]!r} is not a topic one can publish to: it must be "
+            "non-empty, without wildcards (+, #) or NUL, at most 65535 bytes"
+        )
+
+
+def decode(message: Inbound, max_samples: int = 256) -> Any:
+    """The payload as plain data; ``Rejected`` when it is not valid JSON or msgpack, or
+    holds more than ``max_samples`` samples could (see :func:`service.bodies.loads`).
 
     >>> decode(Inbound("t", b'{"a": 1}', 1, 1, 1))
     {'a': 1}
     """
     try:
-        if message.encoding == JSON:
-            return json.loads(message.payload)
-        return msgpack.unpackb(message.payload)
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        name = "JSON" if message.encoding == JSON else "msgpack"
-        raise Rejected(f"payload is not valid {name}: {exc}") from None
+        return loads(
+            message.payload, "json" if message.encoding == JSON else "msgpack", max_samples
+        )
+    except BodyError as exc:
+        raise Rejected(exc.detail.replace("request", "message")) from None
 
 
 def encode(body: dict[str, Any], encoding: Encoding) -> bytes:
@@ -138,14 +162,9 @@ def encode(body: dict[str, Any], encoding: Encoding) -> bytes:
 def parse(model: type[Model], data: Any, max_samples: int) -> Model:
     """Validate with the same models as HTTP (all or nothing)."""
     try:
-        parsed = model.model_validate(data)
-    except ValidationError as exc:
-        summary, items = describe(exc)
-        raise Rejected(summary, items) from None
-    count = len(getattr(parsed, "samples", ()))
-    if count > max_samples:
-        raise Rejected(f"too many samples: {count} in one message, the limit is {max_samples}")
-    return parsed
+        return validate(model, data, max_samples)
+    except BodyError as exc:
+        raise Rejected(exc.detail.replace("request", "message"), exc.errors) from None
 
 
 def sample_count(data: Any) -> int:

@@ -15,9 +15,12 @@ import numpy as np
 from edgecl.learner import Learner
 from edgecl.types import FloatArray, Label
 from service.batching import MicroBatchQueue, NotAcceptingError, QueueFullError
+from service.budget import Budget
+from service.errors import outcome
 from service.figures import runtime_stats
 from service.inputs import Embedder, SampleInput
 from service.retrain import Retrainable, RetrainJob, RetrainJobs, snapshot_memory
+from service.settings import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS
 from service.telemetry import Observer
 from service.writer import (
     CheckpointsLike,
@@ -101,9 +104,17 @@ class LearnerRuntime:
         checkpoints: CheckpointsLike | None = None,
         checkpoint_every_samples: int = 1000,
         checkpoint_every_s: float = 60.0,
+        decode_pixels: int = DEFAULT_DECODE_PIXELS,
+        max_pixels_per_request: int = DEFAULT_REQUEST_PIXELS,
+        max_classes: int | None = None,
     ) -> None:
         # The embedder only uses the backbone, which a restore keeps.
-        self.embedder = Embedder(learner, pixels)
+        self.embedder = Embedder(
+            learner,
+            pixels,
+            budget=Budget(decode_pixels),
+            max_request_pixels=max_pixels_per_request,
+        )
         self.writer = Writer(
             learner,
             recent_ids=recent_ids,
@@ -111,6 +122,7 @@ class LearnerRuntime:
             checkpoints=checkpoints,
             checkpoint_every_samples=checkpoint_every_samples,
             checkpoint_every_s=checkpoint_every_s,
+            max_classes=max_classes,
         )
         self.queue = MicroBatchQueue[LearnJob | _Control](
             queue_size, max_batch, max_wait_ms / 1000.0, _size
@@ -119,6 +131,7 @@ class LearnerRuntime:
         self.started_at = time.time()
         self.observer = Observer()  # the app puts its Telemetry here
         self._thread: threading.Thread | None = None
+        self._restored = False
 
     @property
     def learner(self) -> Learner:
@@ -134,11 +147,18 @@ class LearnerRuntime:
         """Started (state restored) and accepting work."""
         return self.queue.accepting
 
+    def restore(self) -> None:
+        """Load the newest checkpoint and replay the WAL after it (once);
+        :class:`service.checkpoints.RestoreError` when that would lose acknowledged samples."""
+        if not self._restored:
+            self.writer.restore()
+            self._restored = True
+
     def start(self) -> None:
-        """Restore state (checkpoint + WAL replay), then start the writer thread."""
+        """Restore state (unless :meth:`restore` ran), then start the writer thread."""
         if self._thread is not None:
             return
-        self.writer.restore()
+        self.restore()
         self.writer.last_checkpoint = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="edgecl-writer", daemon=True)
         self._thread.start()
@@ -296,12 +316,4 @@ class LearnerRuntime:
 
 def _reason(exc: BaseException) -> str:
     """The ``reason`` label of a rejected sample."""
-    if isinstance(exc, ValueError):
-        return "invalid"
-    if isinstance(exc, QueueFullError):
-        return "queue_full"
-    if isinstance(exc, NotAcceptingError):
-        return "not_accepting"
-    if isinstance(exc, StorageUnavailableError):
-        return "storage_unavailable"
-    return "error"
+    return outcome(exc).reason

@@ -54,9 +54,6 @@ def _label(value: Any) -> Label:
         raise _fail(str(exc)) from None
     if isinstance(label, str) and len(label) > 256:
         raise _fail("label is longer than 256 characters")
-    if isinstance(label, int) and not _INT64[0] <= label <= _INT64[1]:
-        # State and the WAL are msgpack, which carries 64-bit integers at most.
-        raise _fail("integer label is outside the signed 64-bit range")
     return label
 
 
@@ -258,13 +255,19 @@ def where(loc: tuple[int | str, ...]) -> str:
     return out or "body"
 
 
+#: Problems listed one by one in an error reply; the summary counts the rest.
+MAX_ERROR_ITEMS = 20
+
+
 def describe(exc: ValidationError) -> tuple[str, list[ErrorItem]]:
-    """A one-line summary and one item per problem, each naming field and sample index."""
+    """A one-line summary and one item per problem (the first :data:`MAX_ERROR_ITEMS`),
+    each naming field and sample index."""
+    errors = exc.errors(include_url=False)
     items = []
-    for err in exc.errors(include_url=False):
+    for err in errors[:MAX_ERROR_ITEMS]:
         msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        items.append(ErrorItem(loc=where(tuple(err["loc"])), msg=msg))
+        items.append(ErrorItem(loc=where(tuple(err["loc"]))[:200], msg=msg[:200]))
     summary = "; ".join(f"{i.loc}: {i.msg}" for i in items[:5])
-    if len(items) > 5:
-        summary += f"; and {len(items) - 5} more"
+    if len(errors) > 5:
+        summary += f"; and {len(errors) - 5} more"
     return summary, items

@@ -16,6 +16,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from service.settings_http import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS, HttpSettings
+
+__all__ = ["DEFAULT_DECODE_PIXELS", "DEFAULT_REQUEST_PIXELS", "Settings", "load_settings"]
+
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "edgecl_config_file", default=None
 )
@@ -56,7 +60,7 @@ class StoreSettings(BaseModel):
         return out
 
 
-class Settings(BaseSettings):
+class Settings(HttpSettings, BaseSettings):
     """Everything the daemon can be told; unknown keys are errors.
 
     >>> s = Settings(port=9000, strategy={"name": "ncm"})
@@ -68,15 +72,8 @@ class Settings(BaseSettings):
         env_prefix="EDGECL_", env_nested_delimiter="__", extra="forbid", validate_default=True
     )
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
     data_dir: Path = Path("edgecl-data")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
-
-    # Security and limits.
-    api_token: SecretStr | None = None
-    max_body_bytes: int = Field(default=8 << 20, ge=1024)
-    max_samples_per_request: int = Field(default=256, ge=1)
 
     # Model.
     backbone: Literal["onnx", "identity"] = "onnx"
@@ -92,6 +89,12 @@ class Settings(BaseSettings):
         default=None, ge=0, description="ONNX Runtime intra-op threads; unset: its default."
     )
     latent_dim: int = Field(default=16, ge=1)  # identity backbone only
+    max_classes: int = Field(
+        default=4096,
+        ge=1,
+        description="Most classes the model may hold: a sample with a new label past it is "
+        "refused (422). Head size, checkpoints and learning time grow with the classes.",
+    )
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     seed: int = 0
@@ -204,13 +207,6 @@ class Settings(BaseSettings):
     @property
     def mqtt_client_id_or_default(self) -> str:
         return self.mqtt_client_id or f"edgecl-{self.mqtt_device}"
-
-    @model_validator(mode="after")
-    def _token_not_blank(self) -> Settings:
-        # An empty token would match an empty "Bearer " header: that is no auth at all.
-        if self.api_token is not None and not self.api_token.get_secret_value().strip():
-            raise ValueError("api_token is empty; unset EDGECL_API_TOKEN to turn auth off")
-        return self
 
     @model_validator(mode="after")
     def _mqtt_tls_pair(self) -> Settings:

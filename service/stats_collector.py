@@ -114,6 +114,18 @@ _PER_CLASS = (
 _FAMILY = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
 
 
+def printable(label: str) -> str:
+    r"""A label value with control characters written as ``\xNN``: prometheus_client
+    escapes only backslash, quote and newline, and a raw NUL breaks scrapers.
+
+    >>> printable("cat\x00\t"), printable("Zoë")
+    ('cat\\x00\\x09', 'Zoë')
+    """
+    if label.isprintable():
+        return label
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in label)
+
+
 def _at(stats: dict[str, Any], path: str) -> Any:
     value: Any = stats
     for key in path.split("."):
@@ -175,6 +187,6 @@ class StatsCollector(Collector):
             for label in chosen:
                 value = entries.get(label, {}).get(key)
                 if value is not None:
-                    family.add_metric([label], value)
+                    family.add_metric([printable(str(label))], value)
             if section == "classes" or s.get("probe") is not None:
                 yield family

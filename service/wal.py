@@ -269,6 +269,20 @@ class WriteAheadLog:
             if next_first is None or next_first - 1 > after_seq:
                 yield from read_segment(self._path(first), first, after_seq, next_first)
 
+    def covers(self, first: int, last: int) -> bool:
+        """Whether records ``first..last`` are all still here (none were compacted away);
+        true when there is nothing to hold (``first > last``).
+
+        >>> import tempfile
+        >>> wal = WriteAheadLog(Path(tempfile.mkdtemp()))
+        >>> wal.covers(1, 0), wal.covers(1, 1), wal.append_many([{}]), wal.covers(1, 1)
+        (True, False, 1, True)
+        """
+        with self._cond:
+            if first > last:
+                return True
+            return bool(self._segments) and self._segments[0] <= first and self.last_seq >= last
+
     def remove_before(self, seq: int) -> None:
         """Delete whole segments whose records all have seq <= ``seq`` (never the newest)."""
         with self._cond:

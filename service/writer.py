@@ -12,10 +12,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgecl import codec
 from edgecl.learner import Learner
 from edgecl.probe import ProbeSet
-from edgecl.types import FloatArray, Label
+from edgecl.types import FloatArray, Label, check_label
 from service.heads import PublishedHead, freeze
+from service.inputs import SampleError
 from service.records import learn_record, record_inputs
 from service.sample_ids import RecentIds
 
@@ -26,6 +28,10 @@ class StorageUnavailableError(RuntimeError):
     """The write-ahead log could not store or sync the samples (disk full, read-only)."""
 
 
+class ClassLimitError(SampleError):
+    """A sample's label would be one class more than the daemon may hold."""
+
+
 class WriteAheadLogLike(Protocol):
     last_seq: int
     bytes_written: int
@@ -33,6 +39,7 @@ class WriteAheadLogLike(Protocol):
     def append_many(self, records: list[dict[str, Any]]) -> int: ...
     def wait_durable(self, seq: int) -> None: ...
     def replay(self, after_seq: int) -> Any: ...
+    def covers(self, first: int, last: int) -> bool: ...
     def remove_before(self, seq: int) -> None: ...
     def close(self) -> None: ...
 
@@ -41,7 +48,9 @@ class CheckpointsLike(Protocol):
     last_size_bytes: int
 
     def save(self, state: dict[str, Any], wal_seq: int) -> Any: ...
-    def load_latest(self) -> tuple[dict[str, Any], int] | None: ...
+    def load_latest(
+        self, covered: Callable[[int, int], bool] | None = None
+    ) -> tuple[dict[str, Any], int] | None: ...
 
 
 @dataclass(frozen=True)
@@ -84,8 +93,10 @@ class Writer:
         checkpoints: CheckpointsLike | None = None,
         checkpoint_every_samples: int = 1000,
         checkpoint_every_s: float = 60.0,
+        max_classes: int | None = None,
     ) -> None:
         self.learner = learner
+        self.max_classes = max_classes  # None: no limit
         self.lock = threading.Lock()
         self.recent = RecentIds(recent_ids)
         # Learned, but their WAL fsync failed (507): a retry is stored again, not re-learned.
@@ -122,7 +133,14 @@ class Writer:
         return keep_all
 
     def learn_batch(self, jobs: Sequence[LearnJob]) -> None:
-        """Learn several requests at once and resolve their futures (never raises)."""
+        """Learn several requests at once and resolve their futures (never raises).
+
+        A request that cannot be stored or learned fails alone, never the others of its
+        micro-batch (they may come from other clients)."""
+        new: set[tuple[type, Label]] = set()  # classes the admitted requests bring
+        jobs = [job for job in jobs if self._admit(job, new)]
+        if not jobs:
+            return
         keeps = self._fresh(jobs)
         pairs = [(job, keep) for job, keep in zip(jobs, keeps, strict=True) if keep]
         records = [
@@ -131,6 +149,7 @@ class Writer:
         ]
         # The kept raw inputs as they are: the records hold them lz4-framed for the WAL.
         raw = [job.inputs[keep] for job, keep in pairs if job.inputs is not None] or None
+        appended = self.wal.last_seq if self.wal is not None else 0
         try:
             if records:
                 self._store_and_apply(records, raw)
@@ -141,6 +160,12 @@ class Writer:
                 job.future.set_exception(exc)
             return
         except Exception as exc:  # a bug must fail the requests, not kill the writer
+            if len(jobs) > 1 and (self.wal is None or self.wal.last_seq == appended):
+                # Nothing was stored: learn each request alone, so only the bad one fails.
+                log.warning("a batch of %d requests failed (%s); one at a time", len(jobs), exc)
+                for job in jobs:
+                    self.learn_batch([job])
+                return
             log.exception("learning a batch failed")
             for job in jobs:
                 job.future.set_exception(exc)
@@ -151,6 +176,33 @@ class Writer:
             dups = len(job.labels) - len(keep)
             self.counters["duplicates"] += dups
             job.future.set_result(LearnResult(len(job.labels), dups, version, classes))
+
+    def _admit(self, job: LearnJob, new: set[tuple[type, Label]]) -> bool:
+        """Check what a request's WAL record must carry, and that its new classes fit
+        beside ``new`` (those of requests admitted before it); a bad one fails alone."""
+        known, mine = self.learner.labels, set[tuple[type, Label]]()
+        for i, (label, sample_id) in enumerate(zip(job.labels, job.ids, strict=True)):
+            try:
+                check_label(label)
+                codec.packb([label, sample_id])
+            except (ValueError, TypeError, OverflowError) as exc:
+                job.future.set_exception(SampleError(i, f"cannot be stored: {exc}"))
+                return False
+            key = (type(label), label)
+            if self.max_classes is None or key in new or key in mine or label in known:
+                continue
+            if len(known) + len(new) + len(mine) >= self.max_classes:
+                job.future.set_exception(
+                    ClassLimitError(
+                        i,
+                        f"label {str(label)[:100]!r} would be a new class, but the model holds "
+                        f"the most classes it may ({self.max_classes}, max_classes)",
+                    )
+                )
+                return False
+            mine.add(key)
+        new |= mine
+        return True
 
     def _store_and_apply(
         self, records: list[dict[str, Any]], raw: list[np.ndarray[Any, Any]] | None = None
@@ -250,86 +302,8 @@ class Writer:
             self.wal.remove_before(int(keep_from))
 
     def restore(self, reembed: bool = False) -> None:
-        """Load the newest checkpoint, then replay the WAL records after it.
+        """Load the newest checkpoint, then replay the WAL records after it
+        (:func:`service.restore.restore`)."""
+        from service.restore import restore
 
-        ``reembed``: the model was learned on another backbone; the raw inputs its store
-        and WAL keep are embedded through the current one and a new head learns them
-        (see :func:`edgecl.reembed.reembed`); records without raw inputs are skipped.
-        """
-        loaded = None
-        if self.checkpoints is not None:
-            loaded = self.checkpoints.load_latest()
-            if loaded is not None:
-                state, seq = loaded
-                self._load(state, reembed)
-                self.applied_seq = seq
-                log.info("restored checkpoint at WAL seq %d", seq)
-        if self.wal is None:
-            return
-        advance = getattr(self.wal, "advance_to", None)
-        if advance is not None:
-            advance(self.applied_seq)  # seqs never go backwards, even if the WAL was lost
-        batch: list[dict[str, Any]] = []
-        for seq, record in self.wal.replay(self.applied_seq):
-            if record.get("part", 0) == 0:  # a new micro-batch (or a record without parts)
-                self._replay(batch)
-            if record.get("kind") == "learn":
-                if reembed:
-                    record = self._reembedded(record)
-                if record:
-                    batch.append(record)
-            self.applied_seq = seq
-        self._replay(batch)
-        if self.counters["replayed"]:
-            log.info("replayed %d samples from the WAL", self.counters["replayed"])
-        self.published = freeze(self.learner)
-        if self.checkpoints is not None and loaded is None and self.applied_seq == 0:
-            # A new data dir: record the backbone it belongs to before any sample arrives,
-            # so a WAL replayed later on another backbone is refused, not mislearned.
-            self.since_checkpoint = max(self.since_checkpoint, 1)
-            self.maybe_checkpoint(force=True)
-
-    def _replay(self, batch: list[dict[str, Any]]) -> None:
-        """Learn one replayed micro-batch (and empty ``batch``)."""
-        if not batch:
-            return
-        try:
-            self._apply(batch, self.applied_seq)
-        except ValueError as exc:
-            log.error(
-                "skipping WAL records up to %d that cannot be learned: %s", self.applied_seq, exc
-            )
-        self.counters["replayed"] += sum(len(r.get("labels", ())) for r in batch)
-        batch.clear()
-
-    def _reembedded(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The record with latents from the current backbone ({} without raw inputs)."""
-        inputs = record_inputs([record], [list(range(len(record["labels"])))])
-        if inputs is None:
-            self.reembed_skipped += len(record["labels"])
-            return {}
-        return {**record, "z": self.learner.embed(inputs)}
-
-    def _load(self, state: dict[str, Any], reembed: bool = False) -> None:
-        saved = state["learner"]
-        current = self.learner
-        want = (current.strategy.name, None if current.store is None else current.store.name)
-        store = saved["store"]
-        got = (saved["strategy"]["name"], None if store is None else store["name"])
-        if want != got:
-            raise ValueError(
-                f"the data dir holds a model with strategy {got[0]!r} and store {got[1]!r}, "
-                f"but the settings ask for {want[0]!r} and {want[1]!r}; use another data dir "
-                "or change the settings"
-            )
-        if reembed:
-            from edgecl.reembed import reembed as reembed_state
-
-            # The probe's held latents are the old backbone's: it starts collecting again.
-            self.learner = reembed_state(saved, current.backbone)
-            state = {**state, "probe": None}
-        else:
-            self.learner = Learner.from_state(saved, backbone=current.backbone)
-        self.recent = RecentIds(self.recent.capacity, state.get("recent_ids", []))
-        if self.probe is not None and state.get("probe") is not None:
-            self.probe.load_state_dict(state["probe"])
+        restore(self, reembed)

@@ -62,20 +62,17 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from service.app import build_runtime, create_app
+    from service.server import uvicorn_config
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(settings, build_runtime(settings))
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=2,
-        access_log=settings.log_level == "debug",
-    )
-    server = uvicorn.Server(config)
+    runtime = build_runtime(settings)
+    # Before uvicorn: a state that cannot be restored is a one-sentence error and exit 2
+    # (service/__main__.py), not a traceback; a signal meanwhile simply ends the process.
+    runtime.restore()
+    app = create_app(settings, runtime)
+    server = uvicorn.Server(uvicorn_config(app, settings))
     received: list[int] = []
 
     def note(sig: int, frame: FrameType | None) -> None:

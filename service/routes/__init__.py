@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import json
+import re
 import secrets
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import msgpack
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
+from service.bodies import BodyError, parse, validate
+from service.budget import AsyncBudget
+from service.errors import outcome
 from service.runtime import LearnerRuntime
-from service.schemas import ErrorItem, ErrorReply, describe
+from service.schemas import ErrorItem, ErrorReply
 from service.settings import Settings
 
 MSGPACK = "application/msgpack"
 Model = TypeVar("Model", bound=BaseModel)
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -115,12 +121,25 @@ def retry_after(request: Request) -> dict[str, str]:
     return {"Retry-After": str(settings(request).retry_after_s)}
 
 
+def failed(request: Request, exc: Exception) -> ApiError:
+    """The reply to a failure, as service/errors.py says; a bug is raised again (500,
+    logged with its traceback)."""
+    result = outcome(exc)
+    if result.status >= 500 and result.status not in (503, 507):
+        raise exc
+    headers = retry_after(request) if result.retry_after else None
+    return ApiError(result.status, str(exc), headers=headers)
+
+
 async def _form(request: Request, with_label: bool) -> dict[str, Any]:
     """multipart/form-data (``curl -F file=@x.png -F label=sneaker``) as the JSON shape."""
     form = await request.form()
     files = form.getlist("file")
     if not files or not all(isinstance(f, UploadFile) for f in files):
         raise ApiError(422, "file: give one or more image files as form field 'file'")
+    limit = settings(request).max_samples_per_request
+    if len(files) > limit:
+        raise ApiError(413, f"too many samples: {len(files)} in one request, the limit is {limit}")
     images = [await f.read() for f in files if isinstance(f, UploadFile)]
     body: dict[str, Any] = {"samples": [{"image": image} for image in images]}
     if with_label:
@@ -137,40 +156,59 @@ async def _form(request: Request, with_label: bool) -> dict[str, Any]:
                 sample["id"] = ids[i]
     top_k = form.get("top_k")
     if top_k is not None:
-        if not isinstance(top_k, str) or not top_k.isdigit():
+        # isdigit() alone admits "²", which int() refuses.
+        if not isinstance(top_k, str) or not re.fullmatch(r"[0-9]{1,9}", top_k):
             raise ApiError(422, "top_k: must be a positive integer")
         body["top_k"] = int(top_k)
     return body
 
 
 async def read_samples(request: Request, model: type[Model], with_label: bool) -> Model:
-    """Decode a JSON, msgpack or multipart body and validate it (all or nothing)."""
+    """Read a JSON, msgpack or multipart body and validate it (all or nothing).
+
+    Bodies read and parsed at once share a byte budget (a share of the declared length,
+    taken before reading), so many clients cannot make the daemon hold many bodies and
+    what they expand into; a body waiting for its share stays in its socket. Parsing and
+    validation run in a worker thread: a big body must not stall the event loop."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "multipart/form-data":
-        payload = await _form(request, with_label)
-    elif kind in ("application/json", MSGPACK, "application/x-msgpack"):
-        raw = await request.body()
-        try:
-            payload = json.loads(raw) if kind == "application/json" else msgpack.unpackb(raw)
-        except (ValueError, msgpack.UnpackException) as exc:
-            name = "JSON" if kind == "application/json" else "msgpack"
-            raise ApiError(422, f"body is not valid {name}: {exc}") from None
-    else:
+    if kind not in ("multipart/form-data", "application/json", MSGPACK, "application/x-msgpack"):
         raise ApiError(
             415,
             f"content type {kind or '(none)'!r} is not supported; send application/json, "
             f"{MSGPACK} or multipart/form-data",
         )
-    try:
-        parsed = model.model_validate(payload)
-    except ValidationError as exc:
-        summary, items = describe(exc)
-        raise ApiError(422, summary, items) from None
     limit = settings(request).max_samples_per_request
-    count = len(getattr(parsed, "samples", ()))
-    if count > limit:
-        raise ApiError(413, f"too many samples: {count} in one request, the limit is {limit}")
-    return parsed
+    declared = request.headers.get("content-length", "")
+    size = min(int(declared), settings(request).max_body_bytes) if declared.isdigit() else 0
+    gate: AsyncBudget = request.app.state.body_budget
+    async with gate.take(size or settings(request).max_body_bytes):
+        try:
+            if kind == "multipart/form-data":
+                payload = await _form(request, with_label)
+                return await in_worker(validate, model, payload, limit)
+            raw = await request.body()
+            form = "json" if kind == "application/json" else "msgpack"
+            return await in_worker(parse, model, raw, form, limit)
+        except BodyError as exc:
+            raise ApiError(exc.status, exc.detail, exc.errors) from None
+
+
+async def in_worker(work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)`` in a worker thread. A ``ValueError`` (bad input) comes back without
+    the worker's frames: they can hold a whole body or decoded images, and a reference
+    cycle through the thread pool would keep them alive until a full garbage collection."""
+
+    def run() -> tuple[T | None, ValueError | None]:
+        try:
+            return work(*args), None
+        except ValueError as exc:
+            exc.__context__ = exc.__cause__ = None
+            return None, exc.with_traceback(None)
+
+    value, error = await run_in_threadpool(run)
+    if error is not None:
+        raise error
+    return value  # type: ignore[return-value]
 
 
 def reply(request: Request, body: BaseModel, status: int = 200) -> Response:

@@ -5,25 +5,18 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from service.inputs import SampleError
 from service.routes import (
-    ApiError,
     Ready,
     errors,
+    failed,
+    in_worker,
     msgpack_too,
     read_samples,
     reply,
     request_body,
     require_token,
-    retry_after,
-)
-from service.runtime import (
-    NotAcceptingError,
-    QueueFullError,
-    StorageUnavailableError,
 )
 from service.schemas import LearnReply, LearnRequest
 
@@ -52,25 +45,18 @@ async def learn(request: Request, rt: Ready) -> Response:
     but not learned again. Multipart: ``curl -F file=@x.png -F label=sneaker``."""
     body = await read_samples(request, LearnRequest, with_label=True)
     inputs = [s.to_input() for s in body.samples]
-    try:
-        z, raw = await run_in_threadpool(rt.embed_for_learning, inputs)
-    except SampleError as exc:
-        request.app.state.telemetry.rejected("http", "invalid", len(inputs))
-        raise ApiError(422, str(exc)) from None
     labels = [s.label for s in body.samples]
     ids = [s.id for s in body.samples]
     try:
+        try:
+            z, raw = await in_worker(rt.embed_for_learning, inputs)
+        except ValueError:
+            request.app.state.telemetry.rejected("http", "invalid", len(inputs))
+            raise
         future = rt.submit_learn(z, labels, ids, source="http", inputs=raw)
-    except QueueFullError as exc:
-        raise ApiError(503, f"{exc}; retry later", headers=retry_after(request)) from None
-    except NotAcceptingError as exc:
-        raise ApiError(503, str(exc), headers=retry_after(request)) from None
-    except ValueError as exc:  # the runtime's own checks; the schema should catch these first
-        raise ApiError(422, str(exc)) from None
-    try:
         result = await asyncio.wrap_future(future)
-    except StorageUnavailableError as exc:
-        raise ApiError(507, str(exc)) from None
+    except Exception as exc:
+        raise failed(request, exc) from None
     out = LearnReply(
         accepted=result.accepted,
         duplicates=result.duplicates,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from edgecl.learner import NotFittedError
@@ -11,6 +10,7 @@ from service.routes import (
     ApiError,
     Ready,
     errors,
+    in_worker,
     msgpack_too,
     read_samples,
     reply,
@@ -46,8 +46,8 @@ async def predict(request: Request, rt: Ready) -> Response:
         raise ApiError(409, _NOTHING_LEARNED)
     inputs = [s.to_input() for s in body.samples]
     try:
-        z = await run_in_threadpool(rt.embed, inputs)
-        result = await run_in_threadpool(rt.predict, z, body.top_k)
+        z = await in_worker(rt.embed, inputs)
+        result = await in_worker(rt.predict, z, body.top_k)
     except ValueError as exc:  # SampleError names the sample
         raise ApiError(422, str(exc)) from None
     except NotFittedError:

@@ -170,6 +170,9 @@ def test_bearer_token(client_for: Callable[..., TestClient]) -> None:
         ("get", "/metrics"),
         ("post", "/retrain"),
         ("get", "/retrain/x"),
+        ("get", "/openapi.json"),
+        ("get", "/docs"),
+        ("get", "/redoc"),
     ]:
         for headers in ({}, {"authorization": "Bearer wrong"}):
             response = client.request(method.upper(), path, headers=headers)
@@ -180,6 +183,10 @@ def test_bearer_token(client_for: Callable[..., TestClient]) -> None:
     response = client.post("/learn", json={"samples": [sample("a", 0)]}, headers=good)
     assert response.status_code == 200
     assert client.get("/stats", headers=good).json()["samples_learned"] == 1
+    assert "/learn" in client.get("/openapi.json", headers=good).json()["paths"]
+    for page in ("/docs", "/redoc"):
+        response = client.get(page, headers=good)
+        assert response.status_code == 200 and "/openapi.json" in response.text
 
 
 def test_retrain_unsupported_strategy_is_409(client: TestClient) -> None:

@@ -137,6 +137,12 @@ CASES = [
         json={"samples": [{"features": [0, -1e300, 0, 0]}]},
     ),
     Bad(
+        "label with a lone surrogate",
+        422,
+        "samples[0].label: label is not valid Unicode text (it holds a lone surrogate)",
+        content=b'{"samples": [{"features": [1, 0, 0, 0], "label": "\\ud800"}]}',
+    ),
+    Bad(
         "integer label beyond 64 bits",
         422,
         "samples[0].label: integer label is outside",

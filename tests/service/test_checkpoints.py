@@ -13,7 +13,7 @@ import pytest
 
 from edgecl import Learner, persistence, strategies
 from edgecl.backbones import IdentityBackbone
-from service.checkpoints import Checkpoints
+from service.checkpoints import Checkpoints, RestoreError
 from service.wal import StorageError
 from tests.tmpfs import small_tmpfs
 
@@ -86,16 +86,49 @@ def test_empty_newest_falls_back(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     assert any("checkpoint-000000000020.ckpt" in m and "empty" in m for m in warnings(caplog))
 
 
-def test_corrupt_newest_is_pruned_before_the_valid_one(tmp_path: Path) -> None:
+def covered(first: int, last: int) -> bool:
+    return True
+
+
+def test_corrupt_newest_is_set_aside_when_the_wal_covers_it(tmp_path: Path) -> None:
     ckpts = Checkpoints(tmp_path)
     ckpts.save(state(1), 10)
     damage(ckpts.save(state(2), 20))
-    assert_state(ckpts.load_latest(), 1, 10)
+    assert_state(ckpts.load_latest(covered), 1, 10)
     assert ckpts.oldest_kept_seq == 10
-    ckpts.save(state(3), 30)
-    # The valid fallback stays as the second generation; the damaged file goes.
-    assert names(tmp_path) == ["checkpoint-000000000010.ckpt", "checkpoint-000000000030.ckpt"]
-    assert ckpts.oldest_kept_seq == 10
+    ckpts.save(state(3), 20)  # the same seq again: it must not replace the damaged file
+    ckpts.save(state(4), 30)
+    # The damaged file is kept aside, never pruned nor overwritten.
+    assert names(tmp_path) == [
+        "checkpoint-000000000020.ckpt",
+        "checkpoint-000000000020.ckpt.unreadable",
+        "checkpoint-000000000030.ckpt",
+    ]
+    assert ckpts.oldest_kept_seq == 20
+
+
+def test_a_damaged_checkpoint_the_wal_does_not_cover_refuses_to_start(tmp_path: Path) -> None:
+    ckpts = Checkpoints(tmp_path)
+    ckpts.save(state(1), 10)
+    damage(ckpts.save(state(2), 20))
+    asked: list[tuple[int, int]] = []
+
+    def wal_from_15(first: int, last: int) -> bool:
+        asked.append((first, last))
+        return first >= 15
+
+    with pytest.raises(RestoreError, match="checkpoint-000000000020.ckpt cannot be read") as exc:
+        ckpts.load_latest(wal_from_15)
+    assert "refusing to start" in str(exc.value) and asked == [(11, 20)]
+    # Nothing was changed: the next start finds the same files.
+    assert names(tmp_path) == ["checkpoint-000000000010.ckpt", "checkpoint-000000000020.ckpt"]
+
+
+def test_a_checkpoint_that_cannot_be_read_at_all_refuses_to_start(tmp_path: Path) -> None:
+    Checkpoints(tmp_path).save(state(1), 10)
+    (tmp_path / "checkpoint-000000000020.ckpt").mkdir()  # read_bytes: IsADirectoryError
+    with pytest.raises(RestoreError, match="cannot read checkpoint .*20.ckpt"):
+        Checkpoints(tmp_path).load_latest(covered)
 
 
 def test_no_valid_checkpoint_gives_none(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -109,7 +142,8 @@ def test_no_valid_checkpoint_gives_none(tmp_path: Path, caplog: pytest.LogCaptur
     messages = warnings(caplog)
     assert len(messages) == 4
     assert "empty" in messages[0] and "bad header" in messages[1]
-    assert "checkpoint-000000000001.ckpt" in messages[2] and "no valid checkpoint" in messages[3]
+    assert "checkpoint-000000000001.ckpt" in messages[2] and "no readable" in messages[3]
+    assert len(names(tmp_path)) == 4  # without a WAL to check, nothing is set aside
 
 
 def test_wal_seq_inside_the_file_is_trusted(
