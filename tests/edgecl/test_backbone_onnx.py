@@ -90,7 +90,7 @@ def test_manifest_describes_a_small_int8_model(backbone_manifest: Path) -> None:
     ops = {node.op_type for node in graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
     int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
-    assert len(int8_weights) >= 49  # every convolution's weights
+    assert len(int8_weights) >= 48  # every convolution but the stem
 
 
 def test_int8_latents_match_fp32_on_fashion_mnist(latents: Latents) -> None:
@@ -104,7 +104,7 @@ def test_int8_latents_match_fp32_on_natural_photos(
     photos = heldout_photos()  # not among the calibration images
     assert len(photos) >= 5
     sims = cosine(int8.embed(photos), fp32_twin(backbone_manifest).embed(photos))
-    assert sims.mean() >= 0.98
+    assert sims.mean() >= 0.98 and sims.min() >= 0.95
 
 
 def slda_accuracy(latents: Latents, kind: str, shrinkage: float) -> float:
