@@ -25,7 +25,7 @@ until curl -fs "http://127.0.0.1:$port/health/ready" >"$work/ready" 2>/dev/null;
   kill -0 "$pid" 2>/dev/null || { cat "$work/log" >&2; exit 1; }
 done
 ready=$(date +%s.%N)
-daemon=$(pgrep -f "edgecl serve" -n -P "$(pgrep -P "$pid" -n)" || pgrep -f "$work/repo/.venv-run/bin/edgecl serve" -n)
+daemon=$(pgrep -n -f "\.venv-run/bin/edgecl serve")
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$daemon/status")
 python3 - "$start" "$installed" "$ready" "$rss" "$torch" "$work/ready" <<'PY'
 import json, sys
