@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,6 @@ SCHEME: dict[str, Any] = {
 #: cannot (255 * 64 * 2 = 32640). Full 8-bit weights gave cosine 0.905 (min 0.760) against
 #: fp32 on such a CPU, and 0.997 with ONNX Runtime's graph optimisations off.
 REDUCE_RANGE = True
-WEIGHT_QMAX = 64 if REDUCE_RANGE else 127
 
 
 def _session(model: Any, threads: int = 1) -> Any:
@@ -174,8 +174,27 @@ def float_nodes(model: Any, input_name: str) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv" and n.input[0] == input_name]
 
 
-def quantize(fp32_path: Path, int8_path: Path, calibration: FloatArray, input_name: str) -> None:
-    """Write the int8 QDQ model for ``fp32_path`` to ``int8_path``."""
+@dataclass(frozen=True)
+class Format:
+    """A quantization format; the default is what builds use (``SCHEME``). Benchmarks
+    compare others (``benchmarks/backbone_formats.py``)."""
+
+    quant_format: str = "QDQ"  # or "QOperator"
+    activations: str = "uint8"  # or "int8"
+    weights: str = "int8"  # or "uint8"
+    reduce_range: bool = REDUCE_RANGE
+    float_stem: bool = True
+    float_nodes: tuple[str, ...] = ()  # further convolutions kept in float, by node name
+
+
+def quantize(
+    fp32_path: Path,
+    int8_path: Path,
+    calibration: FloatArray,
+    input_name: str,
+    fmt: Format = Format(),
+) -> None:
+    """Write the int8 model for ``fp32_path`` to ``int8_path`` (QDQ, ``SCHEME``, by default)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -187,24 +206,27 @@ def quantize(fp32_path: Path, int8_path: Path, calibration: FloatArray, input_na
 
     if len(calibration) == 0:
         raise ValueError("no calibration images")
+    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     with tempfile.TemporaryDirectory(prefix="edgecl-quant-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared))
         model = onnx.load(str(prepared))
-        keep = float_nodes(model, input_name)
-        n = correct_biases(model, calibration, input_name, skip=keep, qmax=WEIGHT_QMAX)
-        log.info("bias correction applied to %d convolutions", n)
+        keep = [*(float_nodes(model, input_name) if fmt.float_stem else []), *fmt.float_nodes]
+        qmax = 64 if fmt.reduce_range else 127
+        if fmt.weights == "int8":  # ORT's uint8 weights are asymmetric: int8_weights differs
+            n = correct_biases(model, calibration, input_name, skip=keep, qmax=qmax)
+            log.info("bias correction applied to %d convolutions", n)
         corrected = Path(tmp) / "corrected.onnx"
         onnx.save(model, str(corrected))
         quantize_static(
             str(corrected),
             str(int8_path),
             _Reader(calibration, input_name),
-            quant_format=QuantFormat.QDQ,
+            quant_format=QuantFormat.QDQ if fmt.quant_format == "QDQ" else QuantFormat.QOperator,
             per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
+            activation_type=types[fmt.activations],
+            weight_type=types[fmt.weights],
             calibrate_method=CalibrationMethod.MinMax,
-            reduce_range=REDUCE_RANGE,
+            reduce_range=fmt.reduce_range,
             nodes_to_exclude=keep,
         )
