@@ -72,7 +72,8 @@ def load_digits(test_every: int = 4) -> tuple[Split, Split]:
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError:
-        raise RuntimeError("the digits stream needs scikit-learn: pip install scikit-learn") from None
+        hint = "the digits stream needs scikit-learn: pip install scikit-learn"
+        raise RuntimeError(hint) from None
     data = sklearn_digits()
     images = np.rint(np.asarray(data.images) * (255.0 / 16.0)).astype(np.uint8)
     labels = np.asarray(data.target, dtype=np.int64)

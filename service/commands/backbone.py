@@ -60,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     for flag in ("--data-dir", "--backbone-dir"):
         action = next(a for a in build._actions if flag in a.option_strings)
-        install.add_argument(flag, type=action.type, default=action.default, help=action.help)
+        install.add_argument(flag, type=Path, default=action.default, help=action.help)
     install.set_defaults(run=run_install)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from edgecl.bench.cl import RECIPES, Recipe, Result, joint, parse_spec, run
 from edgecl.bench.report import comparisons, machine, table, write_section
-from edgecl.bench.streams import STREAMS, SPLIT_FASHION, ClassIncrementalStream, fashion_latents
+from edgecl.bench.streams import SPLIT_FASHION, STREAMS, ClassIncrementalStream, fashion_latents
 
 DEFAULT_STRATEGIES = "naive,latent_replay,cwr_star,ar1,exstream,gdumb,slda,ncm"
 
