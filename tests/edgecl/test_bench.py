@@ -203,3 +203,13 @@ def test_the_nic_bench_covers_every_strategy_on_a_small_stream(
         row = rf"^\| `{name}` \| {number} \| {number} \| [+-]\d+\.\d% \| \d+ \|$"
         assert re.search(row, text, re.M), name
     assert re.search(rf"^\| joint \(offline\) \| {number} \| \| \| \|$", text, re.M)
+
+
+def test_digits_stream_splits_sklearns_bundled_digits() -> None:
+    pytest.importorskip("sklearn")
+    from edgecl.datasets import load_digits
+
+    train, test = load_digits()
+    assert len(train.labels) + len(test.labels) == 1797 and len(test.labels) == 450
+    assert train.images.dtype == np.uint8 and train.images.shape[1:] == (8, 8)
+    assert train.images.max() == 255 and set(test.labels.tolist()) == set(range(10))
