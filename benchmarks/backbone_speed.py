@@ -39,19 +39,17 @@ HEADING = "## Backbone speed (int8 vs fp32 vs torch)"
 Key = tuple[str, int, bool]  # engine, batch size, preprocessing included
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = """\
-Notes. The int8 model is static QDQ: weights int8, symmetric, per output channel; activations
-uint8, asymmetric, per tensor (MinMax over the calibration images); all 49 convolutions are
-quantized, after ONNX Runtime's pre-processing has folded BatchNorm and the TensorFlow-style
-"same" padding into them (torch eager runs that padding as separate ZeroPad2d copies). What
-was tried while building it, in exploratory runs on this machine: signed int8 activations
-ran about 4x slower than uint8 at batch 1 (ORT's x86 kernels are U8S8); Percentile and
-Entropy calibration moved the Fashion-MNIST int8/fp32 cosine by under 0.02 for a 3-4x longer
-build; the accuracy limit was the rounding of the depthwise weights, which bias correction
-(in `edgecl/backbones/quantize.py`) fixes in the mean (cosine 0.966 to 0.990 on Fashion-MNIST,
-0.986 to 0.997 on photos). Keeping the depthwise convolutions in float gained little, and ORT
-1.32's graph optimisations (level basic and up) computed that mixed graph wrongly (cosine
-0.74), so every convolution stays int8. Threads: one per engine here, because with two on
-this shared, loaded machine OpenMP's spinning collapses torch to under 1 image/s."""
+Notes. The int8 model is static QDQ: weights int8 in 7 bits (-64..64, ONNX Runtime's
+`reduce_range`), symmetric, per output channel; activations uint8, asymmetric, per tensor
+(MinMax over the calibration photos); 48 of the 49 convolutions are quantized, the stem (3
+input channels) stays in float, after ONNX Runtime's pre-processing has folded BatchNorm and
+the TensorFlow-style "same" padding into them (torch eager runs that padding as separate
+ZeroPad2d copies). Bias correction (in `edgecl/backbones/quantize.py`) removes the mean error
+of the rounded depthwise weights. Why 7 bits: see *Backbone formats*; x86 CPUs without VNNI
+saturate 8-bit weights. Keeping the depthwise convolutions in float gained little and ran
+slower, and ONNX Runtime 1.32's graph optimisations computed that mixed graph wrongly
+(cosine 0.86 with 7-bit weights, 0.74 with 8-bit). Threads: one per engine here, because with
+two on this shared, loaded machine OpenMP's spinning collapses torch to under 1 image/s."""
 
 
 Rate = tuple[float, float]  # images/s by the wall clock (median), images per CPU-second
