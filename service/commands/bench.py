@@ -118,8 +118,9 @@ def describe(
 ) -> str:
     """The paragraph above the table: command, data, machine, what each column means."""
     command = f"edgecl bench cl --strategies {','.join(r.label for r in recipes)}"
-    if args.stream != "fashion":
-        command += f" --stream {args.stream}"
+    name = getattr(args, "stream", "fashion")
+    if name != "fashion":
+        command += f" --stream {name}"
     if args.memory_items != 1500:
         command += f" --memory-items {args.memory_items}"
     for flag in ("limit_train", "limit_test"):
@@ -132,7 +133,7 @@ def describe(
         f"Command: `OPENBLAS_NUM_THREADS=1 {command} --out BENCHMARKS.md`\n\n"
         f"Machine: {started}.\n\n"
         f"Stream: {len(stream.train)} training and {len(stream.test)} test images of "
-        f"{STREAMS[args.stream]} as 5 experiences of 2 new classes (class order 0..9), each sample "
+        f"{STREAMS[name]} as 5 experiences of 2 new classes (class order 0..9), each sample "
         "learned once, embedded once by the int8 EfficientNet-Lite0 backbone (pooled 1280-d "
         "latents unless the notes say otherwise). Columns *exp k*: accuracy (%) on the test "
         "images of every class seen after experience *k*; the last is over all ten classes. "

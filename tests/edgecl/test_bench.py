@@ -161,6 +161,12 @@ def test_describe_names_the_batches() -> None:
         args, [cl.parse_spec("exstream")], ClassIncrementalStream(train, train, ((0, 1),)), "here"
     )
     assert "`exstream` 1" in text and "Machine: here." in text
+    assert "images of Fashion-MNIST" in text
+    args.stream = "digits"
+    text = describe(
+        args, [cl.parse_spec("slda")], ClassIncrementalStream(train, train, ((0, 1),)), ""
+    )
+    assert "--stream digits" in text and "handwritten digits" in text
 
 
 def test_nic_forgetting_and_bwt_leave_the_last_class_out() -> None:
