@@ -190,7 +190,8 @@ CPUs (widening NEON multiplies, or `udot`/`sdot`, into 32 bits; see *Backbone on
 do not saturate, so there both widths should give what the *reference* column shows (not
 measured here: no such CPU was available). The daemon ships one format for every CPU, the
 default, at a cost of about 0.004 of cosine against 8-bit weights where those are safe. No
-format reaches 1.8x the fp32 rate on this CPU; the default is the fastest faithful one. On a
+format reaches 1.8x the fp32 rate on this CPU; the faithful ones run 1.3x to 1.65x, their
+order changing with the machine's load from run to run. On a
 machine with VNNI the 8-bit QDQ model ran 2.4x fp32 at batch 1 (measured before this change);
 7-bit weights run the same kernels there, so about the same ratio is expected, not measured.
 Where the start-up self-check finds a CPU's fused kernels off (below cosine 0.95), the daemon
