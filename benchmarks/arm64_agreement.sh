@@ -70,6 +70,7 @@ print(f"versions {platform.machine()} {onnxruntime.__version__} {np.__version__}
 PY
 rows=()
 for cpu in a72 a76; do
+  # shellcheck disable=SC2016 # $1 and $@ are the inner shell's
   out=$(unshare -m sh -c 'mount --bind "$1" /proc/cpuinfo && shift && exec "$@"' sh "$work/$cpu" \
     qemu-aarch64-static -cpu "cortex-$cpu" -L "$rootfs" \
     -E "PYTHONPATH=$rootfs/opt/site:$root" "$rootfs/usr/bin/python3.11" \
