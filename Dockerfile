@@ -8,20 +8,17 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-# PyPI's torch is the CUDA build (several GB, on amd64 and arm64); torch alone comes from
-# PyTorch's CPU index. Empty: pip's own indexes (then `pip check` refuses a CUDA build).
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 WORKDIR /src
 # Dependencies first: this layer is rebuilt only when requirements change.
 COPY requirements/ requirements/
 COPY scripts/image-build-env.sh scripts/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    TORCH_INDEX_URL="${TORCH_INDEX_URL}" sh scripts/image-build-env.sh deps /opt/venv
+    sh scripts/image-build-env.sh deps /opt/venv
 COPY pyproject.toml README.md ./
 COPY edgecl/ edgecl/
 COPY service/ service/
-# Installs edgecl, runs `pip check` and builds the int8 backbone into /opt/edgecl/backbone,
-# so the first boot needs no network and no build.
+# Installs edgecl, runs `pip check` and copies the int8 backbone that ships in the package
+# into /opt/edgecl/backbone: no torch in the image, no network or build at first boot.
 RUN --mount=type=cache,target=/root/.cache/pip \
     sh scripts/image-build-env.sh project /opt/venv /opt/edgecl
 

@@ -1,10 +1,14 @@
-# One venv for everything. torch is installed first and pinned to its CPU build: an
-# unpinned torch pulls a multi-GB CUDA build.
+# Two venvs. RUN_VENV holds the daemon alone, without torch: the default int8 backbone
+# ships prebuilt in the package. VENV adds what tests, benchmarks and `edgecl backbone
+# build` need; torch is installed first and pinned to its CPU build: an unpinned torch
+# pulls a multi-GB CUDA build.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+RUN_VENV ?= .venv-run
+RUN_STAMP := $(RUN_VENV)/.installed
 
 .PHONY: setup run demo test lint bench clean
 
@@ -16,12 +20,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The daemon on its default int8 backbone (built into ./edgecl-data on first start).
-run: setup
-	$(BIN)/edgecl serve
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_VENV)/bin/pip install -q -e .
+	touch $(RUN_STAMP)
 
-demo: setup
-	$(BIN)/edgecl demo
+# The daemon on its default int8 backbone (copied from the package into ./edgecl-data on
+# first start); no torch.
+run: $(RUN_STAMP)
+	$(RUN_VENV)/bin/edgecl serve
+
+demo: $(RUN_STAMP)
+	$(RUN_VENV)/bin/edgecl demo
 
 lint: setup
 	$(BIN)/ruff check .
@@ -39,4 +49,4 @@ bench: setup
 	PYTHON=$(BIN)/python benchmarks/run_all.sh
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(RUN_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -20,10 +20,6 @@ variable "L4T_RELEASE" {
   default = "r36.4"
 }
 
-variable "TORCH_INDEX_URL" {
-  default = "https://download.pytorch.org/whl/cpu"
-}
-
 group "default" {
   targets = ["edgecl"]
 }
@@ -37,9 +33,6 @@ target "edgecl" {
   dockerfile = "Dockerfile"
   target     = "runtime"
   platforms  = ["linux/amd64", "linux/arm64"]
-  args = {
-    TORCH_INDEX_URL = TORCH_INDEX_URL
-  }
   tags = ["${REGISTRY}edgecl:${TAG}"]
 }
 

@@ -25,7 +25,7 @@ if [[ $what == all ]]; then
     else
         echo "== skipped mqtt_vs_http: no mosquitto" >&2
     fi
-    step "$PY" benchmarks/backbone_speed.py
+    step "$PY" -m benchmarks.backbone_speed
     step "$PY" -m service bench cl --out BENCHMARKS.md --strategies \
         naive,latent_replay,cwr_star,ar1,exstream,gdumb,slda,ncm,latent_replay@float32,gdumb@float32,gdumb@pq,latent_replay@pq
     step "$PY" -m edgecl.bench.nic --out BENCHMARKS.md

@@ -13,8 +13,9 @@
 #   edgecl.service            systemd unit, enabled and (re)started; logs: journalctl -u edgecl
 #
 # An upgrade keeps /var/lib/edgecl and /etc/edgecl as they are: the learned state and the
-# backbone it was learned on stay together. TORCH_INDEX_URL picks where torch comes from
-# (default PyTorch's CPU index; PyPI's torch is a CUDA build).
+# backbone it was learned on stay together. No torch is installed: the default backbone
+# ships in the package (for `edgecl backbone build`, run `sh scripts/image-build-env.sh
+# deps-build /opt/edgecl/venv` with TORCH_INDEX_URL set to PyTorch's CPU index on x86_64).
 set -euo pipefail
 
 prefix=/opt/edgecl
@@ -96,9 +97,8 @@ tar -C "$src" -cf - pyproject.toml README.md requirements scripts/image-build-en
   edgecl service | tar -C "$build" -xf -
 (
   cd "$build"
-  export TORCH_INDEX_URL=${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}
   PYTHON=python3 sh scripts/image-build-env.sh deps "$venv"
-  # Builds the backbone into the build dir: the one in $state is never replaced here.
+  # Copies the backbone into the build dir: the one in $state is never replaced here.
   sh scripts/image-build-env.sh project "$venv" "$build/data"
 )
 if ! compgen -G "$state/backbone/*/manifest.json" >/dev/null; then

@@ -65,6 +65,22 @@ def _read_idx(path: Path) -> npt.NDArray[np.uint8]:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+def load_digits(test_every: int = 4) -> tuple[Split, Split]:
+    """scikit-learn's bundled handwritten digits (1797 images of 8x8, 10 classes; ships in
+    the scikit-learn package, no download), as uint8 0..255; every ``test_every``-th image
+    is in the test split."""
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError:
+        hint = "the digits stream needs scikit-learn: pip install scikit-learn"
+        raise RuntimeError(hint) from None
+    data = sklearn_digits()
+    images = np.rint(np.asarray(data.images) * (255.0 / 16.0)).astype(np.uint8)
+    labels = np.asarray(data.target, dtype=np.int64)
+    test = np.arange(len(labels)) % test_every == 0
+    return Split(images[~test], labels[~test]), Split(images[test], labels[test])
+
+
 def load_full(directory: Path = FULL_DIR) -> tuple[Split, Split]:
     """The full Fashion-MNIST set (60k train, 10k test) from ``directory``."""
     if not (directory / "train-images-idx3-ubyte.gz").exists():

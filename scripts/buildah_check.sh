@@ -4,13 +4,12 @@
 # python:3.11-slim-bookworm, then run the image and wait for /health/ready.
 # Measured here: debootstrap about 2 min, build about 3.5 min (vfs storage, ~3 GB of disk).
 # Needs root, Debian's buildah and debootstrap, and network to the Debian and PyPI mirrors.
-# Torch comes from a local wheel folder (WHEELS, default /opt/wheels) served as a tiny index.
+# The image installs no torch (the default backbone ships prebuilt in the package).
 #
 # usage: sudo scripts/buildah_check.sh          (KEEP=1 keeps the work dir and images)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-wheels=${WHEELS:-/opt/wheels}
 work=$(mktemp -d "${TMPDIR:-/tmp}/edgecl-buildah.XXXXXX")
 export STORAGE_DRIVER=vfs
 ctr=
@@ -42,21 +41,13 @@ buildah umount "$base" >/dev/null
 buildah commit -q "$base" localhost/python:3.11-slim-bookworm >/dev/null
 buildah rm "$base" >/dev/null
 
-# A one-package index for torch, and this machine's CA bundle and pip settings for RUN steps.
-torch=$(find "$wheels" -maxdepth 1 -name 'torch-*+cpu-*.whl' -printf '%f\n' | head -1)
-[[ -n $torch ]] || {
-  log "no torch-*+cpu-*.whl in $wheels (set WHEELS=)"
-  exit 1
-}
-mkdir -p "$work/index/torch" "$work/pip"
-printf '<a href="file:///wheels/%s">%s</a>\n' "$torch" "$torch" >"$work/index/torch/index.html"
+# This machine's CA bundle and pip settings for RUN steps.
+mkdir -p "$work/pip"
 printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$work/pip/pip.conf"
 
 log "buildah build --isolation chroot"
 buildah build --isolation chroot --layers=false --format docker \
   --build-arg PYTHON_IMAGE=localhost/python:3.11-slim-bookworm \
-  --build-arg TORCH_INDEX_URL=file:///torchindex \
-  -v "$wheels:/wheels:ro" -v "$work/index:/torchindex:ro" \
   -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
   -v "$work/pip/pip.conf:/etc/pip.conf:ro" \
   -f "$root/Dockerfile" -t localhost/edgecl:buildah-check "$root" >"$work/build.log" 2>&1 || {

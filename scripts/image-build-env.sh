@@ -3,22 +3,24 @@
 # Raspberry Pi installer and scripts/image_env_check.sh, so none of them can drift apart.
 # Run from the source root:
 #
-#   sh scripts/image-build-env.sh deps VENV            new venv + the pinned requirements/*.txt
+#   sh scripts/image-build-env.sh deps VENV            new venv + the pinned runtime requirements
+#                                                      (requirements/tools.txt, runtime.txt)
+#   sh scripts/image-build-env.sh deps-build VENV      adds the build extra to VENV: torch (CPU)
+#                                                      and build.txt, for `edgecl backbone build`
 #   sh scripts/image-build-env.sh deps-jetson VENV     new venv over the L4T image's torch,
 #                                                      numpy and onnxruntime-gpu (Dockerfile.jetson)
 #   sh scripts/image-build-env.sh project VENV DIR     edgecl itself, `pip check`, and the int8
-#                                                      backbone built into DIR/backbone
+#                                                      backbone that ships in it, in DIR/backbone
 #
 # PYTHON picks the interpreter (default python3); pip's own PIP_* variables apply.
-# TORCH_INDEX_URL: the only index torch is taken from (the Dockerfile and the Pi installer
-# give PyTorch's CPU index: PyPI's torch is the CUDA build on amd64 and arm64). Unset: pip's
-# configured indexes, as in CI, where a local CPU wheel is found first.
+# TORCH_INDEX_URL (deps-build only): the only index torch is taken from (PyTorch's CPU index:
+# PyPI's torch is the CUDA build on amd64 and arm64). Unset: pip's configured indexes.
 # EDGECL_PIP_CHECK=warn reports `pip check` problems without failing (Jetson bases carry
 # packages of their own whose metadata we do not control).
 set -eu
 
 usage() {
-  echo "usage: $0 deps VENV | deps-jetson VENV | project VENV DATA_DIR" >&2
+  echo "usage: $0 deps VENV | deps-build VENV | deps-jetson VENV | project VENV DATA_DIR" >&2
   exit 2
 }
 
@@ -37,8 +39,13 @@ deps)
   "${PYTHON:-python3}" -m venv "$venv"
   pip install --no-deps -r requirements/tools.txt
   # Every package is pinned in these files: --no-deps keeps pip from adding anything else,
-  # and `pip check` in the project phase proves nothing is missing.
-  pip install --no-deps -r requirements/runtime.txt -r requirements/build.txt
+  # and `pip check` in the project phase proves nothing is missing. No torch: the default
+  # backbone ships prebuilt in the package.
+  pip install --no-deps -r requirements/runtime.txt
+  ;;
+deps-build)
+  [ $# -eq 2 ] || usage
+  pip install --no-deps -r requirements/build.txt
   if [ -n "${TORCH_INDEX_URL:-}" ]; then
     pip install --no-deps --index-url "$TORCH_INDEX_URL" -r requirements/torch.txt
   else
@@ -66,9 +73,9 @@ project)
       exit 1
     fi
   fi
-  # Both paths given: an EDGECL_BACKBONE_DIR in the environment must not redirect the build.
-  "$venv/bin/edgecl" backbone build --data-dir "$3" --backbone-dir "$3/backbone"
-  # The build is written private (mkdtemp); the image's non-root user must read it.
+  # Both paths given: an EDGECL_BACKBONE_DIR in the environment must not redirect it.
+  "$venv/bin/edgecl" backbone install --data-dir "$3" --backbone-dir "$3/backbone"
+  # The copy is written private (mkdtemp); the image's non-root user must read it.
   chmod -R a+rX "$3/backbone"
   ;;
 *)

@@ -45,8 +45,9 @@ DESCRIPTIONS: dict[str, str] = {
     "max_body_bytes": "Larger request bodies are refused with 413.",
     "max_samples_per_request": "Most samples one `/learn` or `/predict` request may carry.",
     "backbone": "`onnx`: the int8 image backbone; `identity`: inputs are latent vectors.",
-    "backbone_dir": "Folder of backbone builds; unset: `<data_dir>/backbone`. A missing build "
-    "is made there on first start (needs torch); the image copies its own into a new volume.",
+    "backbone_dir": "Folder of backbone builds; unset: `<data_dir>/backbone`. A missing "
+    "default (`pooled`) build is copied there from the package on first start; other cuts are "
+    "built there (needs torch); the image copies its own into a new volume.",
     "latent_dim": "Vector length for the `identity` backbone.",
     "strategy.name": "Head strategy: {strategies}.",
     "strategy.options": "Keyword options of the strategy, as JSON.",

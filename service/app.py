@@ -43,15 +43,17 @@ log = logging.getLogger("edgecl.app")
 
 
 def make_backbone(settings: Settings) -> tuple[Backbone, Literal["image", "vector"]]:
-    """The backbone and what it eats; the int8 ONNX one is built into the data dir once."""
+    """The backbone and what it eats; the int8 ONNX one is installed into the data dir once
+    and self-checked at every start (``edgecl.backbones.selfcheck``)."""
     if settings.backbone == "identity":
         return IdentityBackbone(settings.latent_dim), "vector"
     from edgecl.backbones.build import ensure_backbone
-    from edgecl.backbones.onnx import OnnxBackbone
+    from edgecl.backbones.selfcheck import open_checked
 
     manifest = ensure_backbone(settings.backbone_path, settings.backbone_cut)
-    backbone = OnnxBackbone.from_manifest(
+    backbone = open_checked(
         manifest,
+        settings.backbone_check_min_cosine,
         providers=settings.backbone_providers,
         intra_op_threads=settings.backbone_threads,
     )

@@ -42,6 +42,7 @@ def runtime_stats(runtime: LearnerRuntime) -> dict[str, Any]:
                 for t, p, n in pq.top_confusions(10)
             ],
             "probe": None if probe is None else probe.report(names),
+            "backbone_check": getattr(learner.backbone, "check", None),
         }
     out["uptime_s"] = time.time() - runtime.started_at
     out["queue"] = {"depth": len(runtime.queue), "capacity": runtime.queue.capacity}

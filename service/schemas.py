@@ -229,8 +229,32 @@ class RetrainStatus(BaseModel):
     finished: float | None = None
 
 
+class BackboneCheck(BaseModel):
+    """The start-up self-check of the int8 backbone against the build's fp32 latents."""
+
+    passed: bool = Field(description="the session serving now reached the threshold")
+    session: str = Field(
+        description="`optimized`: ONNX Runtime's fused int8 kernels; `reference`: they failed "
+        "the check, graph optimisations are off"
+    )
+    images: int
+    mean_cosine: float
+    min_cosine: float
+    threshold: float
+    reason: str | None = Field(default=None, description="why the session was switched")
+    optimized: dict[str, Any] | None = Field(
+        default=None, description="the optimized session's figures, when it was switched"
+    )
+
+
 class Health(BaseModel):
     status: str
+
+
+class Ready(Health):
+    backbone_check: BackboneCheck | None = Field(
+        default=None, description="the int8 backbone's start-up self-check (absent: none ran)"
+    )
 
 
 class ErrorItem(BaseModel):

@@ -88,6 +88,14 @@ class Settings(HttpSettings, BaseSettings):
     backbone_threads: int | None = Field(
         default=None, ge=0, description="ONNX Runtime intra-op threads; unset: its default."
     )
+    backbone_check_min_cosine: float = Field(
+        default=0.95,
+        ge=0.0,
+        le=1.0,
+        description="Start-up self-check: lowest cosine between this CPU's int8 latents and the "
+        "build's fp32 ones on its check photos; below it the backbone runs with ONNX Runtime's "
+        "graph optimisations off (slower, the same on every CPU).",
+    )
     latent_dim: int = Field(default=16, ge=1)  # identity backbone only
     max_classes: int = Field(
         default=4096,

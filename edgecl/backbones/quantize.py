@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,17 @@ log = logging.getLogger(__name__)
 #: What ``quantize`` does, recorded in the manifest.
 SCHEME: dict[str, Any] = {
     "format": "QDQ",
-    "weights": "int8, symmetric, per output channel",
+    "weights": "int8 reduced to 7 bits (-64..64), symmetric, per output channel",
     "activations": "uint8, asymmetric, per tensor",
+    "float_layers": "the convolutions on the model input (the stem)",
     "calibration_method": "MinMax",
     "bias_correction": True,
 }
+#: Weights in -64..64: x86 CPUs without VNNI multiply uint8 by int8 with ``vpmaddubsw``,
+#: whose pairwise int16 sums saturate when 255 * 127 * 2 > 32767; with 7-bit weights they
+#: cannot (255 * 64 * 2 = 32640). Full 8-bit weights gave cosine 0.905 (min 0.760) against
+#: fp32 on such a CPU, and 0.997 with ONNX Runtime's graph optimisations off.
+REDUCE_RANGE = True
 
 
 def _session(model: Any, threads: int = 1) -> Any:
@@ -47,16 +54,17 @@ def _session(model: Any, threads: int = 1) -> Any:
     )
 
 
-def int8_weights(w: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Round-trip weights through symmetric per-output-channel int8, as ORT quantizes them.
+def int8_weights(w: npt.NDArray[np.float32], qmax: int = 127) -> npt.NDArray[np.float32]:
+    """Round-trip weights through symmetric per-output-channel int8, as ORT quantizes them
+    (``qmax`` 63 with ``reduce_range``).
 
     >>> [round(float(v), 4) for v in int8_weights(np.array([[1.0, 0.3]], dtype=np.float32))[0]]
     [1.0, 0.2992]
     """
     flat = w.reshape(w.shape[0], -1).astype(np.float64)
-    scale = np.abs(flat).max(axis=1) / 127.0
+    scale = np.abs(flat).max(axis=1) / float(qmax)
     scale[scale == 0] = 1.0
-    q = np.clip(np.rint(flat / scale[:, None]), -127, 127) * scale[:, None]
+    q = np.clip(np.rint(flat / scale[:, None]), -qmax, qmax) * scale[:, None]
     out: npt.NDArray[np.float32] = q.reshape(w.shape).astype(np.float32)
     return out
 
@@ -85,7 +93,11 @@ def _tap_means(
 
 
 def correct_biases(
-    model: Any, calibration: FloatArray, input_name: str, skip: Collection[str] = ()
+    model: Any,
+    calibration: FloatArray,
+    input_name: str,
+    skip: Collection[str] = (),
+    qmax: int = 127,
 ) -> int:
     """Fold the expected int8 weight error of every Conv into its bias, in place.
 
@@ -124,7 +136,7 @@ def correct_biases(
     for node in convs:
         w = numpy_helper.to_array(inits[node.input[1]])
         groups = next((int(a.i) for a in node.attribute if a.name == "group"), 1)
-        err = (int8_weights(w) - w).astype(np.float64)
+        err = (int8_weights(w, qmax) - w).astype(np.float64)
         mean_in = sums[node.name] / len(calibration)
         if groups == 1:
             shift = np.einsum("oikl,ikl->o", err, mean_in)
@@ -153,8 +165,36 @@ class _Reader:
         return None if i is None else {self._name: self._data[i : i + 1]}
 
 
-def quantize(fp32_path: Path, int8_path: Path, calibration: FloatArray, input_name: str) -> None:
-    """Write the int8 QDQ model for ``fp32_path`` to ``int8_path``."""
+def float_nodes(model: Any, input_name: str) -> list[str]:
+    """The convolutions kept in float: those reading the model input (the stem).
+
+    With 3 input channels the int8 stem runs slower than the float one here, and its
+    7-bit weights cost most of the remaining error (cosine 0.990 to 0.994 on the held-out
+    photos with it in float)."""
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.input[0] == input_name]
+
+
+@dataclass(frozen=True)
+class Format:
+    """A quantization format; the default is what builds use (``SCHEME``). Benchmarks
+    compare others (``benchmarks/backbone_formats.py``)."""
+
+    quant_format: str = "QDQ"  # or "QOperator"
+    activations: str = "uint8"  # or "int8"
+    weights: str = "int8"  # or "uint8"
+    reduce_range: bool = REDUCE_RANGE
+    float_stem: bool = True
+    float_nodes: tuple[str, ...] = ()  # further convolutions kept in float, by node name
+
+
+def quantize(
+    fp32_path: Path,
+    int8_path: Path,
+    calibration: FloatArray,
+    input_name: str,
+    fmt: Format = Format(),
+) -> None:
+    """Write the int8 model for ``fp32_path`` to ``int8_path`` (QDQ, ``SCHEME``, by default)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -166,21 +206,27 @@ def quantize(fp32_path: Path, int8_path: Path, calibration: FloatArray, input_na
 
     if len(calibration) == 0:
         raise ValueError("no calibration images")
+    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     with tempfile.TemporaryDirectory(prefix="edgecl-quant-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared))
         model = onnx.load(str(prepared))
-        n = correct_biases(model, calibration, input_name)
-        log.info("bias correction applied to %d convolutions", n)
+        keep = [*(float_nodes(model, input_name) if fmt.float_stem else []), *fmt.float_nodes]
+        qmax = 64 if fmt.reduce_range else 127
+        if fmt.weights == "int8":  # ORT's uint8 weights are asymmetric: int8_weights differs
+            n = correct_biases(model, calibration, input_name, skip=keep, qmax=qmax)
+            log.info("bias correction applied to %d convolutions", n)
         corrected = Path(tmp) / "corrected.onnx"
         onnx.save(model, str(corrected))
         quantize_static(
             str(corrected),
             str(int8_path),
             _Reader(calibration, input_name),
-            quant_format=QuantFormat.QDQ,
+            quant_format=QuantFormat.QDQ if fmt.quant_format == "QDQ" else QuantFormat.QOperator,
             per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
+            activation_type=types[fmt.activations],
+            weight_type=types[fmt.weights],
             calibrate_method=CalibrationMethod.MinMax,
+            reduce_range=fmt.reduce_range,
+            nodes_to_exclude=keep,
         )

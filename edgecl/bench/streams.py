@@ -100,6 +100,13 @@ def subset(n_total: int, limit: int | None) -> IntArray:
     return np.arange(n, dtype=np.int64)
 
 
+#: Image streams ``edgecl bench cl --stream`` knows: name -> what it is.
+STREAMS = {
+    "fashion": "Fashion-MNIST (Debian's dataset-fashion-mnist)",
+    "digits": "scikit-learn's handwritten digits (8x8, shipped in its package)",
+}
+
+
 def fashion_latents(
     cache_dir: str | os.PathLike[str],
     backbone_dir: str | os.PathLike[str],
@@ -108,21 +115,27 @@ def fashion_latents(
     limit_train: int | None = None,
     limit_test: int | None = None,
     threads: int = 1,
+    stream: str = "fashion",
 ) -> tuple[Latents, Latents, Path]:
-    """Full Fashion-MNIST latents at ``cut`` (built and cached as needed) and the manifest.
+    """Latents of a stream's images at ``cut`` (built and cached as needed) and the manifest:
+    the full Fashion-MNIST by default, or another of ``STREAMS``.
 
     The first ``limit_train`` / ``limit_test`` images of each split are used when given
     (the sets are in random class order, so a prefix stays about class-balanced).
     """
     from edgecl.backbones.build import ensure_backbone
     from edgecl.bench.latents import backbone_cache
-    from edgecl.datasets import load_full
+    from edgecl.datasets import load_digits, load_full
 
+    if stream not in STREAMS:
+        raise ValueError(f"unknown stream {stream!r}; choose one of {sorted(STREAMS)}")
     manifest = ensure_backbone(backbone_dir, cut)
-    train, test = load_full()
+    train, test = load_full() if stream == "fashion" else load_digits()
     cache, _ = backbone_cache(cache_dir, manifest, threads)
+    prefix = "" if stream == "fashion" else f"{stream}-"
     out = []
     for name, split, limit in (("train", train, limit_train), ("test", test, limit_test)):
         idx = subset(len(split.labels), limit)
-        out.append(Latents(cache.latents(name, split.images, idx), split.labels[idx]))
+        z = cache.latents(prefix + name, split.images, idx)
+        out.append(Latents(z, split.labels[idx]))
     return out[0], out[1], manifest

@@ -51,6 +51,26 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--keep-fp32", action="store_true", help="also keep the fp32 ONNX model (for comparison)"
     )
     build.set_defaults(run=run_build)
+    install = actions.add_parser(
+        "install",
+        help="copy the prebuilt default backbone from the package into the backbone folder",
+        description="Copy the int8 EfficientNet-Lite0 (pooled cut) that ships prebuilt in the "
+        "package into BACKBONE_DIR/efficientnet-lite0-pooled/, unless an intact build is "
+        "already there (what the daemon does on first start). Needs no torch.",
+    )
+    for flag in ("--data-dir", "--backbone-dir"):
+        action = next(a for a in build._actions if flag in a.option_strings)
+        install.add_argument(flag, type=Path, default=action.default, help=action.help)
+    install.set_defaults(run=run_install)
+
+
+def run_install(args: argparse.Namespace) -> int:
+    from edgecl.backbones.build import ensure_backbone
+
+    root = Path(args.backbone_dir) if args.backbone_dir else args.data_dir / "backbone"
+    manifest = ensure_backbone(root)
+    sys.stdout.write(f"backbone ready: {manifest}\n")
+    return 0
 
 
 def run_build(args: argparse.Namespace) -> int:

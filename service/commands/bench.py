@@ -11,7 +11,7 @@ from typing import Any
 
 from edgecl.bench.cl import RECIPES, Recipe, Result, joint, parse_spec, run
 from edgecl.bench.report import comparisons, machine, table, write_section
-from edgecl.bench.streams import SPLIT_FASHION, ClassIncrementalStream, fashion_latents
+from edgecl.bench.streams import SPLIT_FASHION, STREAMS, ClassIncrementalStream, fashion_latents
 
 DEFAULT_STRATEGIES = "naive,latent_replay,cwr_star,ar1,exstream,gdumb,slda,ncm"
 
@@ -46,6 +46,12 @@ def add_parser(sub: Any) -> None:
     cl.add_argument("--backbone-dir", type=Path, default=None, help="default: DATA_DIR/backbone")
     cl.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for embedding")
     cl.add_argument("--seed", type=int, default=0)
+    cl.add_argument(
+        "--stream",
+        choices=sorted(STREAMS),
+        default="fashion",
+        help="images: " + "; ".join(f"{k}: {v}" for k, v in STREAMS.items()),
+    )
     cl.set_defaults(run=run_cl)
 
 
@@ -71,6 +77,7 @@ def run_cl(args: argparse.Namespace) -> int:
                 limit_train=args.limit_train,
                 limit_test=args.limit_test,
                 threads=args.threads,
+                stream=args.stream,
             )
             streams[cut] = ClassIncrementalStream(train, test, SPLIT_FASHION, args.seed), manifest
         return streams[cut]
@@ -111,6 +118,9 @@ def describe(
 ) -> str:
     """The paragraph above the table: command, data, machine, what each column means."""
     command = f"edgecl bench cl --strategies {','.join(r.label for r in recipes)}"
+    name = getattr(args, "stream", "fashion")
+    if name != "fashion":
+        command += f" --stream {name}"
     if args.memory_items != 1500:
         command += f" --memory-items {args.memory_items}"
     for flag in ("limit_train", "limit_test"):
@@ -123,7 +133,7 @@ def describe(
         f"Command: `OPENBLAS_NUM_THREADS=1 {command} --out BENCHMARKS.md`\n\n"
         f"Machine: {started}.\n\n"
         f"Stream: {len(stream.train)} training and {len(stream.test)} test images of "
-        "Fashion-MNIST as 5 experiences of 2 new classes (class order 0..9), each sample "
+        f"{STREAMS[name]} as 5 experiences of 2 new classes (class order 0..9), each sample "
         "learned once, embedded once by the int8 EfficientNet-Lite0 backbone (pooled 1280-d "
         "latents unless the notes say otherwise). Columns *exp k*: accuracy (%) on the test "
         "images of every class seen after experience *k*; the last is over all ten classes. "

@@ -234,12 +234,21 @@
     box.replaceChildren(...items);
   }
 
+  // The int8 backbone's start-up self-check: which session serves, and how close to fp32.
+  function backboneCheck(c) {
+    if (!c) return [];
+    const text = (c.passed ? "ok" : "FAILED") + ", " + c.session + ", cosine ≥ " + c.min_cosine.toFixed(3);
+    const attrs = { id: "backbone-check", title: c.reason || "int8 latents agree with fp32 on the check photos" };
+    if (!c.passed || c.session !== "optimized") attrs.class = "warn";
+    return [" · backbone check ", el("b", attrs, text)];
+  }
+
   function render(d) {
     const s = d.stats;
     const head = document.getElementById("headline");
     head.replaceChildren("strategy ", el("b", {}, s.strategy.name), " · store ",
       el("b", {}, s.store.kind || "none"), " · model ", el("b", {}, "v" + s.model_version),
-      " · up ", el("b", {}, duration(s.uptime_s)));
+      " · up ", el("b", {}, duration(s.uptime_s)), ...backboneCheck(s.backbone_check));
     drawKpis(s);
     drawClasses(s);
     drawConfusions(s);

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from service.routes import ERRORS, runtime, settings
-from service.schemas import Health
+from service.schemas import Health, Ready
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -18,7 +20,7 @@ async def live() -> Health:
 
 @router.get(
     "/ready",
-    response_model=Health,
+    response_model=Ready,
     summary="Backbone loaded, state restored (and the MQTT broker, when required)",
     responses={503: ERRORS[503]},
 )
@@ -28,4 +30,8 @@ async def ready(request: Request) -> JSONResponse:
     mqtt = getattr(request.app.state, "mqtt", None)
     if mqtt is not None and settings(request).mqtt_required and not mqtt.connected:
         return JSONResponse({"detail": "not connected to the MQTT broker (mqtt_required)"}, 503)
-    return JSONResponse({"status": "ready"})
+    body: dict[str, Any] = {"status": "ready"}
+    check = getattr(runtime(request).learner.backbone, "check", None)
+    if check is not None:  # the int8 backbone's start-up self-check
+        body["backbone_check"] = check
+    return JSONResponse(body)

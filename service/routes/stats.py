@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from service.routes import errors, require_token, runtime
+from service.schemas import BackboneCheck
 
 router = APIRouter(tags=["monitoring"], dependencies=[Depends(require_token)])
 
@@ -99,6 +100,9 @@ class Stats(BaseModel):
     )
     probe: ProbeStats | None = Field(
         default=None, description="held-back samples re-scored over all classes (null: off)"
+    )
+    backbone_check: BackboneCheck | None = Field(
+        default=None, description="the int8 backbone's start-up self-check (null: none ran)"
     )
 
 

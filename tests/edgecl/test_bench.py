@@ -161,6 +161,12 @@ def test_describe_names_the_batches() -> None:
         args, [cl.parse_spec("exstream")], ClassIncrementalStream(train, train, ((0, 1),)), "here"
     )
     assert "`exstream` 1" in text and "Machine: here." in text
+    assert "images of Fashion-MNIST" in text
+    args.stream = "digits"
+    text = describe(
+        args, [cl.parse_spec("slda")], ClassIncrementalStream(train, train, ((0, 1),)), ""
+    )
+    assert "--stream digits" in text and "handwritten digits" in text
 
 
 def test_nic_forgetting_and_bwt_leave_the_last_class_out() -> None:
@@ -203,3 +209,13 @@ def test_the_nic_bench_covers_every_strategy_on_a_small_stream(
         row = rf"^\| `{name}` \| {number} \| {number} \| [+-]\d+\.\d% \| \d+ \|$"
         assert re.search(row, text, re.M), name
     assert re.search(rf"^\| joint \(offline\) \| {number} \| \| \| \|$", text, re.M)
+
+
+def test_digits_stream_splits_sklearns_bundled_digits() -> None:
+    pytest.importorskip("sklearn")
+    from edgecl.datasets import load_digits
+
+    train, test = load_digits()
+    assert len(train.labels) + len(test.labels) == 1797 and len(test.labels) == 450
+    assert train.images.dtype == np.uint8 and train.images.shape[1:] == (8, 8)
+    assert train.images.max() == 255 and set(test.labels.tolist()) == set(range(10))

@@ -41,6 +41,7 @@ def backbone_folder(manifest: Path, root: Path, model: str) -> Path:
     build = root / manifest.parent.name
     build.mkdir(parents=True)
     shutil.copy(manifest.parent / model, build / model)
+    shutil.copy(manifest.parent / "selfcheck.npz", build / "selfcheck.npz")
     spec = json.loads(manifest.read_text())
     path = build / model
     spec["model"] = {"file": model, "sha256": sha256_file(path), "bytes": path.stat().st_size}
