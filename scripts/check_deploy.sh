@@ -184,7 +184,10 @@ else
 fi
 
 step "README settings table"
-"$python" scripts/settings_table.py --check "${SETTINGS_TABLE_FILE:-README.md}"
+# The table imports the daemon's settings (and so edgecl): the project's venv has what they need.
+table_python=.venv/bin/python
+[[ -x $table_python ]] || table_python=$python
+"$table_python" scripts/settings_table.py --check "${SETTINGS_TABLE_FILE:-README.md}"
 ok settings-table
 
 if ((quick)); then
