@@ -10,14 +10,12 @@ refused from their header, before any pixel is decoded.
 
 from __future__ import annotations
 
-import io
-import warnings
 from typing import Any
 
 import numpy as np
 from PIL import ExifTags, Image
 
-from edgecl.backbones.preprocess import DEFAULT_MAX_PIXELS, FORMATS
+from edgecl.backbones.preprocess import DEFAULT_MAX_PIXELS, opened_image
 from service.budget import Budget
 
 #: EXIF orientation → the transpose that shows the image upright (as ImageOps does).
@@ -45,6 +43,7 @@ def decode(
     backbone's input side); ``None`` keeps it whole. ``max_pixels``: the largest image
     accepted (a JPEG decoded at a reduced scale may be this large).
 
+    >>> import io
     >>> from PIL import Image
     >>> buf = io.BytesIO()
     >>> Image.new("RGB", (1000, 600), (9, 8, 7)).save(buf, format="PNG")
@@ -52,39 +51,25 @@ def decode(
     >>> pixels.shape, decoded
     ((300, 500, 3), 600000)
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError(f"expected image bytes, got {type(data).__name__}")
-    if len(data) == 0:
-        raise ValueError("image bytes are empty")
-    undecodable = f"cannot decode image bytes ({len(data)} bytes); expected JPEG, PNG, BMP or WebP"
-    with warnings.catch_warnings():
-        # Our own limits apply; Pillow's bomb warning would only be noise.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with opened_image(data) as (img, undecodable):
+        width, height = img.size
+        _check(width, height, max_pixels, "")
+        if fit is not None and img.format == "JPEG":
+            img.draft("RGB", (fit, fit))  # decoded at 1/2, 1/4 or 1/8 scale
+        width, height = img.size
+        _check(width, height, budget.units, f" for a {img.format} image")
         try:
-            img = Image.open(io.BytesIO(data), formats=FORMATS)
-        except Image.DecompressionBombError as exc:
-            raise ValueError(f"image is over the pixel limit: {exc}") from None
-        except (OSError, SyntaxError, ValueError):
-            raise ValueError(undecodable) from None
-        with img:
-            width, height = img.size
-            _check(width, height, max_pixels, "")
-            if fit is not None and img.format == "JPEG":
-                img.draft("RGB", (fit, fit))  # decoded at 1/2, 1/4 or 1/8 scale
-            width, height = img.size
-            _check(width, height, budget.units, f" for a {img.format} image")
-            try:
-                orientation = int(img.getexif().get(ExifTags.Base.Orientation, 1))
-                with budget.take(width * height):
-                    img.load()
-                    k = 1 if fit is None else max(1, min(width // fit, height // fit))
-                    small = img.reduce(k) if k > 1 else img
-                    upright = (
-                        small.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else small
-                    )
-                    rgb = np.asarray(upright.convert("RGB"), dtype=np.uint8)
-            except Exception as exc:  # Pillow raises many kinds on damaged files
-                raise ValueError(f"{undecodable}: {exc}") from None
+            orientation = int(img.getexif().get(ExifTags.Base.Orientation, 1))
+            with budget.take(width * height):
+                img.load()
+                k = 1 if fit is None else max(1, min(width // fit, height // fit))
+                small = img.reduce(k) if k > 1 else img
+                upright = (
+                    small.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else small
+                )
+                rgb = np.asarray(upright.convert("RGB"), dtype=np.uint8)
+        except Exception as exc:  # Pillow raises many kinds on damaged files
+            raise ValueError(f"{undecodable}: {exc}") from None
     return rgb, width * height
 
 

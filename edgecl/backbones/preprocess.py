@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -37,6 +38,28 @@ def _check_size(height: int, width: int, max_pixels: int) -> None:
         )
 
 
+@contextmanager
+def opened_image(data: object) -> Iterator[tuple[Image.Image, str]]:
+    """Image bytes opened (not decoded yet) by Pillow, with the sentence to raise if decoding
+    fails; ``ValueError`` with a sentence when they are not an image of :data:`FORMATS`.
+    Pillow's decompression-bomb warning is silenced inside: the callers' limits apply."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"expected image bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        raise ValueError("image bytes are empty")
+    undecodable = f"cannot decode image bytes ({len(data)} bytes); expected JPEG, PNG, BMP or WebP"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
+        except Image.DecompressionBombError as exc:
+            raise ValueError(f"image is over the pixel limit: {exc}") from None
+        except (OSError, SyntaxError, ValueError):
+            raise ValueError(undecodable) from None
+        with img:
+            yield img, undecodable
+
+
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> UInt8Image:
     """Decode JPEG/PNG/BMP/WebP bytes to an RGB ``uint8`` array ``(H, W, 3)``.
 
@@ -51,27 +74,13 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> UInt8I
     ...
     ValueError: cannot decode image bytes (12 bytes); expected JPEG, PNG, BMP or WebP
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError(f"expected image bytes, got {type(data).__name__}")
-    if len(data) == 0:
-        raise ValueError("image bytes are empty")
-    undecodable = f"cannot decode image bytes ({len(data)} bytes); expected JPEG, PNG, BMP or WebP"
-    with warnings.catch_warnings():
-        # Our own limit applies; Pillow's bomb warning would only be noise.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with opened_image(data) as (img, undecodable):
+        _check_size(img.height, img.width, max_pixels)
         try:
-            img = Image.open(io.BytesIO(data), formats=FORMATS)
-        except Image.DecompressionBombError as exc:
-            raise ValueError(f"image is over the pixel limit: {exc}") from None
-        except (OSError, SyntaxError, ValueError):
-            raise ValueError(undecodable) from None
-        with img:
-            _check_size(img.height, img.width, max_pixels)
-            try:
-                img.load()
-                rgb = ImageOps.exif_transpose(img).convert("RGB")
-            except (OSError, SyntaxError, ValueError) as exc:
-                raise ValueError(f"{undecodable}: {exc}") from None
+            img.load()
+            rgb = ImageOps.exif_transpose(img).convert("RGB")
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ValueError(f"{undecodable}: {exc}") from None
     return np.asarray(rgb, dtype=np.uint8)
 
 

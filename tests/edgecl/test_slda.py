@@ -14,14 +14,7 @@ from edgecl.strategies import slda as slda_module
 from edgecl.strategies.cholesky import precision, solve_weights
 from edgecl.strategies.slda import StreamingLDA
 from edgecl.types import FloatArray, IntArray
-
-
-def stream(n: int, dim: int, n_classes: int, seed: int = 0) -> tuple[FloatArray, IntArray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(n_classes, dim))
-    y = rng.integers(0, n_classes, size=n)
-    z = (centres[y] + rng.normal(scale=0.5, size=(n, dim))).astype(np.float32)
-    return z, y.astype(np.int64)
+from tests.edgecl.test_strategies import stream
 
 
 def relu_stream(n: int, dim: int, n_classes: int, seed: int) -> tuple[FloatArray, IntArray]:
