@@ -14,7 +14,7 @@ def runtime_stats(runtime: LearnerRuntime) -> dict[str, Any]:
     learner holds is read under the writer's lock."""
     with runtime.writer.lock:
         learner = runtime.learner
-        pq, store, probe = learner.prequential, learner.store, runtime.writer.probe
+        pq, store, probe = learner.prequential, learner.store, learner.probe
         names = learner.labels.labels
         classes = {
             str(label): {"samples": learner.class_counts[i], "accuracy": pq.class_accuracy(i)}

@@ -3,7 +3,7 @@
 After every change the writer freezes the head (a copy of the arrays learning changes in
 place) and publishes it with its labels and model version. A prediction takes the latest
 published head and never waits behind a learning step; a strategy that cannot freeze its
-head (no ``predictor()``) is read under the writer's lock instead.
+head (not :class:`edgecl.protocols.Freezable`) is read under the writer's lock instead.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgecl.learner import Learner
+from edgecl.protocols import Freezable
 from edgecl.types import FloatArray, Label
 
 
@@ -38,7 +39,7 @@ class PublishedHead:
 def freeze(learner: Learner) -> PublishedHead | None:
     """The learner's head as it is now (call under the writer's lock); None if its strategy
     cannot freeze it or nothing was learned yet."""
-    make = getattr(learner.strategy, "predictor", None)
-    if not callable(make) or not len(learner.labels):
+    strategy = learner.strategy
+    if not isinstance(strategy, Freezable) or not len(learner.labels):
         return None
-    return PublishedHead(make(), list(learner.labels.labels), learner.model_version)
+    return PublishedHead(strategy.predictor(), list(learner.labels.labels), learner.model_version)

@@ -104,12 +104,14 @@ def _load(writer: Writer, state: dict[str, Any], reembed: bool = False) -> None:
 
         # The probe's held latents are the old backbone's: it starts collecting again.
         writer.learner = reembed_state(saved, current.backbone)
+        writer.learner.probe = current.probe
         state = {**state, "probe": None}
     else:
-        writer.learner = Learner.from_state(saved, backbone=current.backbone)
+        writer.learner = Learner.from_state(saved, current.backbone, current.probe)
     writer.recent = RecentIds(writer.recent.capacity, state.get("recent_ids", []))
-    if writer.probe is not None and state.get("probe") is not None:
-        writer.probe.load_state_dict(state["probe"])
+    probe = writer.learner.probe
+    if probe is not None and state.get("probe") is not None:
+        probe.load_state_dict(state["probe"])
 
 
 def _nothing_needed(first: int, last: int) -> bool:

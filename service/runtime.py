@@ -5,31 +5,31 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from edgecl.learner import Learner
+from edgecl.protocols import Retrainable
 from edgecl.types import FloatArray, Label
-from service.batching import MicroBatchQueue, NotAcceptingError, QueueFullError
+from service.batching import MicroBatchQueue
 from service.budget import Budget
-from service.errors import outcome
+from service.errors import (
+    NotAcceptingError,
+    QueueFullError,
+    RetrainUnsupportedError,
+    StorageUnavailableError,
+)
 from service.figures import runtime_stats
 from service.inputs import Embedder, SampleInput
-from service.retrain import Retrainable, RetrainJob, RetrainJobs, snapshot_memory
+from service.retrain import RetrainJob, RetrainJobs, snapshot_memory
 from service.settings import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS
 from service.telemetry import Observer
-from service.writer import (
-    CheckpointsLike,
-    LearnJob,
-    LearnResult,
-    StorageUnavailableError,
-    WriteAheadLogLike,
-    Writer,
-)
+from service.writer import CheckpointsLike, LearnJob, LearnResult, WriteAheadLogLike, Writer
 
 __all__ = [
     "LearnResult",
@@ -45,10 +45,6 @@ __all__ = [
 log = logging.getLogger("edgecl.runtime")
 
 
-class RetrainUnsupportedError(RuntimeError):
-    """The strategy cannot retrain from memory, or there is nothing to retrain from."""
-
-
 @dataclass(frozen=True)
 class Prediction:
     label: Label
@@ -60,6 +56,15 @@ class Prediction:
 class PredictResult:
     predictions: list[Prediction]
     model_version: int
+
+
+@dataclass(frozen=True)
+class Reembedded:
+    """What :meth:`LearnerRuntime.reembed` did: WAL samples replayed, and those left out
+    because their record kept no raw input."""
+
+    replayed: int
+    skipped: int
 
 
 @dataclass
@@ -110,7 +115,7 @@ class LearnerRuntime:
     ) -> None:
         # The embedder only uses the backbone, which a restore keeps.
         self.embedder = Embedder(
-            learner,
+            learner.backbone,
             pixels,
             budget=Budget(decode_pixels),
             max_request_pixels=max_pixels_per_request,
@@ -185,31 +190,22 @@ class LearnerRuntime:
         source: str = "http",
         inputs: np.ndarray[Any, Any] | None = None,
     ) -> Future[LearnResult]:
-        """Queue latents to learn; the future resolves once they are learned (and durable).
+        """Check and queue latents to learn; the future resolves once they are learned (and
+        durable). ``ValueError`` for a bad batch, ``QueueFullError``, ``NotAcceptingError``.
 
         ``inputs``: the prepared raw inputs, when the store keeps them (see
         :meth:`embed_for_learning`)."""
-        try:
-            z = self.learner.check_latents(z)
-            checked = self.learner.check_labels(labels, len(z))
-            if len(ids) != len(z):
-                raise ValueError(f"got {len(z)} samples but {len(ids)} ids")
-            if self.learner.keeps_inputs:
-                inputs = self.learner.check_inputs(inputs, len(z))
-            job = LearnJob(z, checked, list(ids), source, inputs)
-            self.queue.put(job)
-        except (ValueError, QueueFullError, NotAcceptingError) as exc:
-            self.observer.rejected(source, _reason(exc), len(ids))
-            raise
-        job.future.add_done_callback(lambda f: self._count(f, source, len(ids)))
+        batch = self.learner.check_batch(z, labels, inputs)
+        if len(ids) != len(batch):
+            raise ValueError(f"got {len(batch)} samples but {len(ids)} ids")
+        job = LearnJob(batch, list(ids), source)
+        self.queue.put(job)
         return job.future
 
-    def _count(self, future: Future[LearnResult], source: str, n: int) -> None:
-        exc = future.exception()
-        if exc is None:
-            self.observer.ingested(source, n)
-        else:
-            self.observer.rejected(source, _reason(exc), n)
+    @property
+    def has_room(self) -> bool:
+        """Whether the learn queue would take one more request now."""
+        return len(self.queue) < self.queue.capacity
 
     def embed(self, samples: Sequence[SampleInput]) -> FloatArray:
         """Latents for decoded samples (call from a worker thread; runs beside learning)."""
@@ -295,25 +291,44 @@ class LearnerRuntime:
             state = strategy.retrain(z, y, job.report)
             if job.cancelled:
                 return
-
-            def apply() -> None:
-                # Classes learned during the retrain keep their (fresh) slots.
-                strategy.load_state_dict(state)
-                strategy.add_classes(len(self.learner.labels))
-                self.learner.model_version += 1
-
-            control = _Control(apply)
+            # Classes learned during the retrain keep their (fresh) slots.
+            control = _Control(lambda: self.learner.swap_head(state))
             self.queue.put(control, bounded=False)
             control.future.result()
 
         return self.jobs.start(work)
 
+    def job(self, job_id: str) -> RetrainJob | None:
+        """A retrain job by id (the last few are remembered)."""
+        return self.jobs.get(job_id)
+
+    # -- maintenance ------------------------------------------------------------------
+    @contextmanager
+    def exclusive(self) -> Iterator[Learner]:
+        """Hold the learner still: nothing learns or swaps heads while the block runs."""
+        with self.writer.lock:
+            yield self.learner
+
+    def latest_checkpoint(self) -> dict[str, Any] | None:
+        """The newest checkpoint's saved state, without loading it (None: none yet)."""
+        checkpoints = self.writer.checkpoints
+        loaded = None if checkpoints is None else checkpoints.load_latest()
+        return None if loaded is None else loaded[0]
+
+    def reembed(self) -> Reembedded:
+        """Move a stopped daemon's model to the configured backbone: restore it with its raw
+        inputs embedded again (:func:`service.restore.restore`), then checkpoint it;
+        ``StorageUnavailableError`` when that checkpoint cannot be written."""
+        writer = self.writer
+        writer.restore(reembed=True)
+        self._restored = True
+        writer.since_checkpoint = max(writer.since_checkpoint, 1)
+        writer.maybe_checkpoint(force=True)
+        if writer.checkpoint_failing:
+            raise StorageUnavailableError("the new checkpoint could not be written")
+        return Reembedded(writer.counters["replayed"], writer.reembed_skipped)
+
     # -- statistics -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """A consistent snapshot of the learner's figures, as plain data (``/stats``)."""
         return runtime_stats(self)
-
-
-def _reason(exc: BaseException) -> str:
-    """The ``reason`` label of a rejected sample."""
-    return outcome(exc).reason
