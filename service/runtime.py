@@ -18,53 +18,19 @@ from edgecl.protocols import Retrainable
 from edgecl.types import FloatArray, Label
 from service.batching import MicroBatchQueue
 from service.budget import Budget
-from service.errors import (
-    NotAcceptingError,
-    QueueFullError,
-    RetrainUnsupportedError,
-    StorageUnavailableError,
-)
+from service.errors import NotAcceptingError, RetrainUnsupportedError
 from service.figures import runtime_stats
+from service.heads import PredictResult, rank
 from service.inputs import Embedder, SampleInput
+from service.restore import Reembedded, reembed, restore
 from service.retrain import RetrainJob, RetrainJobs, snapshot_memory
 from service.settings import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS
 from service.telemetry import Observer
 from service.writer import CheckpointsLike, LearnJob, LearnResult, WriteAheadLogLike, Writer
 
-__all__ = [
-    "LearnResult",
-    "LearnerRuntime",
-    "NotAcceptingError",
-    "PredictResult",
-    "Prediction",
-    "QueueFullError",
-    "RetrainUnsupportedError",
-    "StorageUnavailableError",
-]
+__all__ = ["LearnResult", "LearnerRuntime", "PredictResult", "Reembedded"]
 
 log = logging.getLogger("edgecl.runtime")
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: Label
-    score: float
-    top_k: list[tuple[Label, float]]
-
-
-@dataclass(frozen=True)
-class PredictResult:
-    predictions: list[Prediction]
-    model_version: int
-
-
-@dataclass(frozen=True)
-class Reembedded:
-    """What :meth:`LearnerRuntime.reembed` did: WAL samples replayed, and those left out
-    because their record kept no raw input."""
-
-    replayed: int
-    skipped: int
 
 
 @dataclass
@@ -156,7 +122,7 @@ class LearnerRuntime:
         """Load the newest checkpoint and replay the WAL after it (once);
         :class:`service.checkpoints.RestoreError` when that would lose acknowledged samples."""
         if not self._restored:
-            self.writer.restore()
+            restore(self.writer)
             self._restored = True
 
     def start(self) -> None:
@@ -264,13 +230,7 @@ class LearnerRuntime:
                 labels = self.learner.labels.labels
                 version = self.learner.model_version
         self.observer.predicted(time.perf_counter() - start, len(z))
-        k = max(1, min(top_k, len(labels)))
-        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
-        predictions = []
-        for row, best in zip(proba, order, strict=True):
-            ranked = [(labels[int(i)], float(row[int(i)])) for i in best]
-            predictions.append(Prediction(ranked[0][0], ranked[0][1], ranked))
-        return PredictResult(predictions, version)
+        return rank(proba, labels, version, top_k)
 
     # -- retraining -------------------------------------------------------------------
     def start_retrain(self) -> RetrainJob:
@@ -319,14 +279,8 @@ class LearnerRuntime:
         """Move a stopped daemon's model to the configured backbone: restore it with its raw
         inputs embedded again (:func:`service.restore.restore`), then checkpoint it;
         ``StorageUnavailableError`` when that checkpoint cannot be written."""
-        writer = self.writer
-        writer.restore(reembed=True)
         self._restored = True
-        writer.since_checkpoint = max(writer.since_checkpoint, 1)
-        writer.maybe_checkpoint(force=True)
-        if writer.checkpoint_failing:
-            raise StorageUnavailableError("the new checkpoint could not be written")
-        return Reembedded(writer.counters["replayed"], writer.reembed_skipped)
+        return reembed(self.writer)
 
     # -- statistics -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""What the writer thread does: dedup → WAL → learn → durable → reply; checkpoints; restore."""
+"""What the writer thread does: dedup → WAL → learn → durable → reply; checkpoints."""
 
 from __future__ import annotations
 
@@ -253,7 +253,7 @@ class Writer:
         # Not in the WAL: only a checkpoint keeps it, so one is due now.
         self.since_checkpoint = max(self.since_checkpoint + 1, self.every_samples)
 
-    # -- checkpoints and restore ------------------------------------------------------
+    # -- checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "learner": self.learner.state_dict(),
@@ -288,10 +288,3 @@ class Writer:
             # Keep the WAL records every kept checkpoint generation still needs.
             keep_from = getattr(self.checkpoints, "oldest_kept_seq", self.applied_seq)
             self.wal.remove_before(int(keep_from))
-
-    def restore(self, reembed: bool = False) -> None:
-        """Load the newest checkpoint, then replay the WAL records after it
-        (:func:`service.restore.restore`)."""
-        from service.restore import restore
-
-        restore(self, reembed)
