@@ -102,30 +102,33 @@ def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         wal = WriteAheadLog(
             settings.data_dir / "wal",
-            fsync=settings.wal_fsync,
-            group_ms=settings.wal_group_ms,
-            segment_bytes=settings.wal_segment_bytes,
+            fsync=settings.durability.wal_fsync,
+            group_ms=settings.durability.wal_group_ms,
+            segment_bytes=settings.durability.wal_segment_bytes,
             exclusive=True,
         )
-        checkpoints = Checkpoints(settings.data_dir / "checkpoints", keep=settings.checkpoint_keep)
+        checkpoints = Checkpoints(
+            settings.data_dir / "checkpoints", keep=settings.durability.checkpoint_keep
+        )
     runtime = LearnerRuntime(
         learner,
         pixels=pixels,
-        queue_size=settings.queue_size,
-        max_batch=settings.max_batch,
-        max_wait_ms=settings.max_wait_ms,
-        recent_ids=settings.recent_ids,
+        queue_size=settings.queue.size,
+        max_batch=settings.queue.max_batch,
+        max_wait_ms=settings.queue.max_wait_ms,
+        recent_ids=settings.queue.recent_ids,
         wal=wal,
         checkpoints=checkpoints,
-        checkpoint_every_samples=settings.checkpoint_every_samples,
-        checkpoint_every_s=settings.checkpoint_every_s,
+        checkpoint_every_samples=settings.durability.checkpoint_every_samples,
+        checkpoint_every_s=settings.durability.checkpoint_every_s,
         decode_pixels=settings.decode_pixels,
         max_pixels_per_request=settings.max_pixels_per_request,
         max_classes=settings.max_classes,
     )
-    if settings.probe_share > 0:
+    probe = settings.probe
+    if probe.share > 0:
         runtime.writer.probe = ProbeSet(
-            settings.probe_share, settings.probe_max_bytes, settings.probe_every, seed=settings.seed
+            probe.share, probe.max_bytes, probe.every, seed=settings.seed
         )
     return runtime
 
@@ -207,7 +210,7 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
             sampler.stop()
             if mqtt is not None:  # first: nothing may be acknowledged once the runtime stops
                 await run_in_threadpool(mqtt.stop)
-            await run_in_threadpool(runtime.stop, settings.shutdown_timeout_s)
+            await run_in_threadpool(runtime.stop, settings.durability.shutdown_timeout_s)
             log.info("stopped after draining the queue")
 
     import edgecl
@@ -231,7 +234,7 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
     series = TimeSeries(settings.dashboard_points)
     app.state.sampler = sampler = Sampler(runtime, telemetry, series, settings.dashboard_interval_s)
     app.state.mqtt = None
-    if settings.mqtt_host is not None:
+    if settings.mqtt.host is not None:
         from service.mqtt import MqttBridge
 
         app.state.mqtt = MqttBridge(settings, runtime, observer=telemetry)
