@@ -110,27 +110,21 @@ def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime
         checkpoints = Checkpoints(
             settings.data_dir / "checkpoints", keep=settings.durability.checkpoint_keep
         )
-    runtime = LearnerRuntime(
+    probe = settings.probe
+    return LearnerRuntime(
         learner,
         pixels=pixels,
-        queue_size=settings.queue.size,
-        max_batch=settings.queue.max_batch,
-        max_wait_ms=settings.queue.max_wait_ms,
-        recent_ids=settings.queue.recent_ids,
+        queue=settings.queue,
+        durability=settings.durability,
         wal=wal,
         checkpoints=checkpoints,
-        checkpoint_every_samples=settings.durability.checkpoint_every_samples,
-        checkpoint_every_s=settings.durability.checkpoint_every_s,
+        probe=None
+        if probe.share == 0
+        else ProbeSet(probe.share, probe.max_bytes, probe.every, seed=settings.seed),
         decode_pixels=settings.decode_pixels,
         max_pixels_per_request=settings.max_pixels_per_request,
         max_classes=settings.max_classes,
     )
-    probe = settings.probe
-    if probe.share > 0:
-        runtime.writer.probe = ProbeSet(
-            probe.share, probe.max_bytes, probe.every, seed=settings.seed
-        )
-    return runtime
 
 
 def _openapi(app: FastAPI, latent_shape: tuple[int, ...]) -> dict[str, Any]:

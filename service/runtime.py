@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edgecl.learner import Learner
+from edgecl.probe import ProbeSet
 from edgecl.types import FloatArray, Label
 from service.batching import MicroBatchQueue, NotAcceptingError, QueueFullError
 from service.budget import Budget
@@ -20,7 +21,12 @@ from service.errors import outcome
 from service.figures import runtime_stats
 from service.inputs import Embedder, SampleInput
 from service.retrain import Retrainable, RetrainJob, RetrainJobs, snapshot_memory
-from service.settings import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS
+from service.settings import (
+    DEFAULT_DECODE_PIXELS,
+    DEFAULT_REQUEST_PIXELS,
+    DurabilitySettings,
+    QueueSettings,
+)
 from service.telemetry import Observer
 from service.writer import (
     CheckpointsLike,
@@ -43,6 +49,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("edgecl.runtime")
+
+_QUEUE, _DURABILITY = QueueSettings(), DurabilitySettings()  # defaults, only read
 
 
 class RetrainUnsupportedError(RuntimeError):
@@ -77,7 +85,8 @@ def _size(item: LearnJob | _Control) -> int:
 class LearnerRuntime:
     """Owns one Learner: a writer thread learns micro-batches from a bounded queue.
 
-    Without ``wal`` and ``checkpoints`` everything stays in memory.
+    Without ``wal`` and ``checkpoints`` everything stays in memory; ``queue`` sizes the
+    writer's queue and batches, ``durability`` says when to checkpoint.
 
     >>> from edgecl import strategies
     >>> from edgecl.backbones import IdentityBackbone
@@ -96,14 +105,11 @@ class LearnerRuntime:
         learner: Learner,
         *,
         pixels: Literal["image", "vector"] = "vector",
-        queue_size: int = 64,
-        max_batch: int = 64,
-        max_wait_ms: float = 5.0,
-        recent_ids: int = 10_000,
+        queue: QueueSettings = _QUEUE,
+        durability: DurabilitySettings = _DURABILITY,
         wal: WriteAheadLogLike | None = None,
         checkpoints: CheckpointsLike | None = None,
-        checkpoint_every_samples: int = 1000,
-        checkpoint_every_s: float = 60.0,
+        probe: ProbeSet | None = None,
         decode_pixels: int = DEFAULT_DECODE_PIXELS,
         max_pixels_per_request: int = DEFAULT_REQUEST_PIXELS,
         max_classes: int | None = None,
@@ -117,15 +123,15 @@ class LearnerRuntime:
         )
         self.writer = Writer(
             learner,
-            recent_ids=recent_ids,
+            durability=durability,
             wal=wal,
             checkpoints=checkpoints,
-            checkpoint_every_samples=checkpoint_every_samples,
-            checkpoint_every_s=checkpoint_every_s,
+            probe=probe,
+            recent_ids=queue.recent_ids,
             max_classes=max_classes,
         )
         self.queue = MicroBatchQueue[LearnJob | _Control](
-            queue_size, max_batch, max_wait_ms / 1000.0, _size
+            queue.size, queue.max_batch, queue.max_wait_ms / 1000.0, _size
         )
         self.jobs = RetrainJobs()
         self.started_at = time.time()

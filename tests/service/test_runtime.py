@@ -17,6 +17,7 @@ from edgecl.types import FloatArray, IntArray
 from service.app import create_app
 from service.checkpoints import Checkpoints
 from service.runtime import LearnerRuntime, QueueFullError, StorageUnavailableError
+from service.settings import DurabilitySettings, QueueSettings
 from service.wal import StorageError, WriteAheadLog
 from tests.service.conftest import DIM, make_settings, ncm_runtime, sample, stats_counts
 
@@ -45,7 +46,7 @@ def z(n: int, value: float = 1.0) -> FloatArray:
 
 
 def test_queued_requests_are_learned_as_one_micro_batch() -> None:
-    rt, strategy = gated_runtime(max_batch=64, max_wait_ms=50.0)
+    rt, strategy = gated_runtime(queue=QueueSettings(max_batch=64, max_wait_ms=50.0))
     rt.start()
     first = rt.submit_learn(z(1), ["a"], [None])
     assert strategy.entered.wait(5.0)
@@ -59,7 +60,7 @@ def test_queued_requests_are_learned_as_one_micro_batch() -> None:
 
 
 def test_queue_full_is_refused_and_counted() -> None:
-    rt, strategy = gated_runtime(queue_size=2)
+    rt, strategy = gated_runtime(queue=QueueSettings(size=2))
     rt.start()
     running = rt.submit_learn(z(1), ["a"], [None])
     assert strategy.entered.wait(5.0)
@@ -75,7 +76,7 @@ def test_queue_full_is_refused_and_counted() -> None:
 
 def test_queue_full_is_503_with_retry_after() -> None:
     settings = make_settings(queue_size=1, retry_after_s=3)
-    rt, strategy = gated_runtime(queue_size=1)
+    rt, strategy = gated_runtime(queue=QueueSettings(size=1))
     with TestClient(create_app(settings, rt)) as client:
         body = {"samples": [sample("a", 0)]}
         replies: list[int] = []
@@ -192,7 +193,7 @@ def test_wal_is_replayed_after_a_crash(tmp_path: Path) -> None:
 
 
 def test_checkpoint_every_n_samples(tmp_path: Path) -> None:
-    rt = durable_runtime(tmp_path, checkpoint_every_samples=2)
+    rt = durable_runtime(tmp_path, durability=DurabilitySettings(checkpoint_every_samples=2))
     rt.start()
     for i in range(4):
         rt.submit_learn(z(1, float(i)), ["a"], [None]).result(5.0)
@@ -223,7 +224,7 @@ def test_predictions_do_not_wait_for_a_learning_step() -> None:
 
 
 def test_stop_drains_the_queue() -> None:
-    rt, strategy = gated_runtime(queue_size=8)
+    rt, strategy = gated_runtime(queue=QueueSettings(size=8))
     rt.start()
     futures = [rt.submit_learn(z(1), ["a"], [None])]
     assert strategy.entered.wait(5.0)
