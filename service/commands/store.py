@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run_reembed(args: argparse.Namespace) -> int:
     from edgecl.backbones import BackboneChangedError, check_same
-    from service.app import build_runtime
+    from service.bootstrap import build_runtime
 
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
     settings = load_settings(args.config, data_dir=args.data_dir)

@@ -17,7 +17,8 @@ from edgecl import Learner, strategies
 from edgecl.backbones import IdentityBackbone
 from edgecl.strategies.ncm import NCM
 from edgecl.types import FloatArray, IntArray, State
-from service.app import build_runtime, create_app
+from service.app import create_app
+from service.bootstrap import build_runtime
 from service.runtime import LearnerRuntime
 from service.settings import QueueSettings, Settings
 

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import build_runtime
 from service.batching import QueueFullError
+from service.bootstrap import build_runtime
 from service.stats_collector import CLASS_SERIES_LIMIT
 from tests.service.conftest import DIM, make_settings, png, sample
 

@@ -20,7 +20,8 @@ import msgpack
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import build_runtime, create_app
+from service.app import create_app
+from service.bootstrap import build_runtime
 from service.mqtt import MqttBridge
 from service.mqtt_wire import Topics
 from service.settings import MqttSettings, Settings
