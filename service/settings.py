@@ -81,11 +81,15 @@ class StoreSettings(BaseModel):
 
 
 class Settings(HttpSettings, BaseSettings):
-    """Everything the daemon can be told; unknown keys are errors.
+    """Everything the daemon can be told; unknown keys are errors. Grouped settings are
+    given by their flat names (``mqtt_host``) or nested (``mqtt={"host": ...}``).
 
     >>> s = Settings(port=9000, strategy={"name": "ncm"})
     >>> s.host, s.port, s.strategy.name, s.max_body_bytes
     ('127.0.0.1', 9000, 'ncm', 8388608)
+    >>> s = Settings.model_validate({"mqtt_host": "broker", "queue_size": 8})
+    >>> s.mqtt.host, s.mqtt.port, s.queue.size
+    ('broker', 1883, 8)
     """
 
     model_config = SettingsConfigDict(
