@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from service.settings import Settings  # noqa: E402
+from service.settings_groups import FLAT_NAMES, GROUPS  # noqa: E402
 
 START = "<!-- settings-table:start -->"
 END = "<!-- settings-table:end -->"
@@ -169,7 +170,12 @@ def image_env(dockerfile: Path) -> dict[str, str]:
 def _fields(model: type[BaseModel], env: str, path: str) -> Iterator[tuple[str, str, FieldInfo]]:
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if model is Settings and name in GROUPS:
+            # A group's settings keep their flat names: EDGECL_MQTT_HOST, mqtt_host.
+            for inner, inner_field in GROUPS[name].model_fields.items():
+                flat = FLAT_NAMES[(name, inner)]
+                yield f"{env}{flat.upper()}", f"{path}{flat}", inner_field
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
             yield from _fields(annotation, f"{env}{name.upper()}{NESTED}", f"{path}{name}.")
         else:
             yield f"{env}{name.upper()}", f"{path}{name}", field

@@ -24,13 +24,20 @@ from service.heads import PredictResult, rank
 from service.inputs import Embedder, SampleInput
 from service.restore import Reembedded, reembed, restore
 from service.retrain import RetrainJob, RetrainJobs, snapshot_memory
-from service.settings import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS
+from service.settings import (
+    DEFAULT_DECODE_PIXELS,
+    DEFAULT_REQUEST_PIXELS,
+    DurabilitySettings,
+    QueueSettings,
+)
 from service.telemetry import Observer
 from service.writer import CheckpointsLike, LearnJob, LearnResult, WriteAheadLogLike, Writer
 
 __all__ = ["LearnResult", "LearnerRuntime", "PredictResult", "Reembedded"]
 
 log = logging.getLogger("edgecl.runtime")
+
+_QUEUE, _DURABILITY = QueueSettings(), DurabilitySettings()  # defaults, only read
 
 
 @dataclass
@@ -48,7 +55,8 @@ def _size(item: LearnJob | _Control) -> int:
 class LearnerRuntime:
     """Owns one Learner: a writer thread learns micro-batches from a bounded queue.
 
-    Without ``wal`` and ``checkpoints`` everything stays in memory.
+    Without ``wal`` and ``checkpoints`` everything stays in memory; ``queue`` sizes the
+    writer's queue and batches, ``durability`` says when to checkpoint.
 
     >>> from edgecl import strategies
     >>> from edgecl.backbones import IdentityBackbone
@@ -67,14 +75,10 @@ class LearnerRuntime:
         learner: Learner,
         *,
         pixels: Literal["image", "vector"] = "vector",
-        queue_size: int = 64,
-        max_batch: int = 64,
-        max_wait_ms: float = 5.0,
-        recent_ids: int = 10_000,
+        queue: QueueSettings = _QUEUE,
+        durability: DurabilitySettings = _DURABILITY,
         wal: WriteAheadLogLike | None = None,
         checkpoints: CheckpointsLike | None = None,
-        checkpoint_every_samples: int = 1000,
-        checkpoint_every_s: float = 60.0,
         decode_pixels: int = DEFAULT_DECODE_PIXELS,
         max_pixels_per_request: int = DEFAULT_REQUEST_PIXELS,
         max_classes: int | None = None,
@@ -88,15 +92,14 @@ class LearnerRuntime:
         )
         self.writer = Writer(
             learner,
-            recent_ids=recent_ids,
+            durability=durability,
             wal=wal,
             checkpoints=checkpoints,
-            checkpoint_every_samples=checkpoint_every_samples,
-            checkpoint_every_s=checkpoint_every_s,
+            recent_ids=queue.recent_ids,
             max_classes=max_classes,
         )
         self.queue = MicroBatchQueue[LearnJob | _Control](
-            queue_size, max_batch, max_wait_ms / 1000.0, _size
+            queue.size, queue.max_batch, queue.max_wait_ms / 1000.0, _size
         )
         self.jobs = RetrainJobs()
         self.started_at = time.time()

@@ -20,8 +20,11 @@ from service.errors import ClassLimitError, SampleError, StorageUnavailableError
 from service.heads import PublishedHead, freeze
 from service.records import learn_record, record_inputs
 from service.sample_ids import RecentIds
+from service.settings_groups import DurabilitySettings
 
 log = logging.getLogger("edgecl.runtime")
+
+_DURABILITY = DurabilitySettings()  # the default, only read
 
 
 class WriteAheadLogLike(Protocol):
@@ -82,11 +85,10 @@ class Writer:
         self,
         learner: Learner,
         *,
-        recent_ids: int = 10_000,
+        durability: DurabilitySettings = _DURABILITY,
         wal: WriteAheadLogLike | None = None,
         checkpoints: CheckpointsLike | None = None,
-        checkpoint_every_samples: int = 1000,
-        checkpoint_every_s: float = 60.0,
+        recent_ids: int = 10_000,
         max_classes: int | None = None,
     ) -> None:
         self.learner = learner
@@ -96,7 +98,8 @@ class Writer:
         # Learned, but their WAL fsync failed (507): a retry is stored again, not re-learned.
         self.unsynced = RecentIds(recent_ids)
         self.wal, self.checkpoints = wal, checkpoints
-        self.every_samples, self.every_s = checkpoint_every_samples, checkpoint_every_s
+        self.every_samples = durability.checkpoint_every_samples
+        self.every_s = durability.checkpoint_every_s
         self.counters = {"duplicates": 0, "storage_errors": 0, "checkpoints": 0, "replayed": 0}
         self.applied_seq = 0
         self.learned_here = 0  # samples learned by this process (not restored or replayed)

@@ -23,6 +23,7 @@ from edgecl.backbones import BackboneChangedError, IdentityBackbone
 from service.checkpoints import Checkpoints
 from service.errors import StorageUnavailableError
 from service.runtime import LearnerRuntime
+from service.settings import DurabilitySettings
 from service.wal import WriteAheadLog
 from tests.service.conftest import ncm_runtime
 from tests.service.daemon import ForkedDaemon, ForkServer, identity_env
@@ -436,7 +437,7 @@ def test_retry_after_a_failed_fsync_is_stored_again_but_learned_once(
 
 
 def test_a_change_outside_the_wal_is_checkpointed_next(tmp_path: Path) -> None:
-    rt = durable_runtime(tmp_path, checkpoint_every_samples=1000)
+    rt = durable_runtime(tmp_path, durability=DurabilitySettings(checkpoint_every_samples=1000))
     rt.start()
     first = rt.stats()["events"]["checkpoints"]  # a new data dir's, naming its backbone
     rt.submit_learn(np.eye(4, dtype=np.float32)[:2], ["a", "b"], [None, None]).result(5.0)
