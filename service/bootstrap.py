@@ -9,6 +9,9 @@ from edgecl.backbones import IdentityBackbone
 from edgecl.probe import ProbeSet
 from edgecl.protocols import Backbone
 from edgecl.replay import holds_inputs
+from service.budget import Budget
+from service.embed_batching import EmbedBatcher
+from service.inputs import Embedder
 from service.runtime import LearnerRuntime
 from service.settings import Settings
 
@@ -106,12 +109,29 @@ def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime
         checkpoints = Checkpoints(settings.data_dir / "checkpoints", keep=d.checkpoint_keep)
     return LearnerRuntime(
         learner,
-        pixels=pixels,
         queue=settings.queue,
         durability=settings.durability,
         wal=wal,
         checkpoints=checkpoints,
-        decode_pixels=settings.decode_pixels,
-        max_pixels_per_request=settings.max_pixels_per_request,
         max_classes=settings.max_classes,
+        embedder=make_embedder(settings, learner.backbone, pixels),
+    )
+
+
+def make_embedder(
+    settings: Settings, backbone: Backbone, pixels: Literal["image", "vector"]
+) -> Embedder:
+    """What turns request inputs into latents: bounded decoding, and concurrent requests'
+    images batched into shared backbone runs (unless ``embed_batching`` is off)."""
+    batcher = None
+    if settings.embed_batching:
+        batcher = EmbedBatcher(
+            backbone.embed, wait_ms=settings.embed_wait_ms, max_batch=settings.embed_max_batch
+        )
+    return Embedder(
+        backbone,
+        pixels,
+        budget=Budget(settings.decode_pixels),
+        max_request_pixels=settings.max_pixels_per_request,
+        batcher=batcher,
     )

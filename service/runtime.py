@@ -82,9 +82,10 @@ class LearnerRuntime:
         decode_pixels: int = DEFAULT_DECODE_PIXELS,
         max_pixels_per_request: int = DEFAULT_REQUEST_PIXELS,
         max_classes: int | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         # The embedder only uses the backbone, which a restore keeps.
-        self.embedder = Embedder(
+        self.embedder = embedder or Embedder(
             learner.backbone,
             pixels,
             budget=Budget(decode_pixels),
@@ -149,6 +150,7 @@ class LearnerRuntime:
                 log.error("the writer did not finish draining within %.1f s", timeout)
         if self.wal is not None:
             self.wal.close()
+        self.embedder.close()
 
     # -- learning ---------------------------------------------------------------------
     def submit_learn(

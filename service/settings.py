@@ -120,6 +120,20 @@ class Settings(HttpSettings, BaseSettings):
         "build's fp32 ones on its check photos; below it the backbone runs with ONNX Runtime's "
         "graph optimisations off (slower, the same on every CPU).",
     )
+    embed_batching: bool = Field(
+        default=True,
+        description="Run the images of concurrent requests through the backbone as one batch.",
+    )
+    embed_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="With embed batching: how long a request's images may wait for others "
+        "to share a backbone run (those arriving while it is busy wait for no timer).",
+    )
+    embed_max_batch: int = Field(
+        default=32, ge=1, le=1024, description="Most images in one batched backbone run."
+    )
     latent_dim: int = Field(default=16, ge=1)  # identity backbone only
     max_classes: int = Field(
         default=4096,
