@@ -67,10 +67,16 @@ DESCRIPTIONS: dict[str, str] = {
     "retry_after_s": "`Retry-After` seconds sent with a 503.",
     "wal_fsync": "`always`: fsync each WAL write before answering; `group`: batch fsyncs.",
     "wal_group_ms": "Longest delay of a grouped WAL fsync.",
-    "checkpoint_every_samples": "Checkpoint after this many learned samples.",
-    "checkpoint_every_s": "Checkpoint at least this often while learning.",
+    "checkpoint_wal_ratio": "Checkpoint once the WAL since the last checkpoint holds this "
+    "many times that checkpoint's bytes (flash writes stay near the WAL's own).",
+    "checkpoint_min_wal_bytes": "...and at least this many WAL bytes (bounds a restart's replay).",
+    "checkpoint_every_samples": "Also checkpoint after this many learned samples (unset: off).",
+    "checkpoint_every_s": "Also checkpoint this long after a change (unset: off).",
+    "checkpoint_on_stop": "Checkpoint on every stop, due or not (a shorter replay at the next "
+    "start, one more checkpoint's flash writes per stop).",
     "checkpoint_keep": "Checkpoints kept on disk.",
-    "shutdown_timeout_s": "On SIGTERM: time to drain the queue and write the last checkpoint.",
+    "shutdown_timeout_s": "On SIGTERM: time to drain the queue (and write a checkpoint if one "
+    "is due; the WAL keeps the rest).",
 }
 
 

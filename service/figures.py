@@ -48,13 +48,14 @@ def runtime_stats(runtime: LearnerRuntime) -> dict[str, Any]:
     out["queue"] = {"depth": len(runtime.queue), "capacity": runtime.queue.capacity}
     out["events"] = {"queue_full": runtime.queue.rejected, **runtime.writer.counters}
     if runtime.wal is not None:
-        w = runtime.writer
-        written = runtime.wal.bytes_written + w.checkpoint_bytes_written
+        w, c = runtime.writer, runtime.writer.checkpointer
+        ckpt = 0 if c is None else c.bytes_written
+        written = runtime.wal.bytes_written + ckpt
         out["durability"] = {
             "wal_bytes": runtime.wal.bytes_written,
-            "checkpoint_bytes": w.checkpoint_bytes_written,
-            "last_checkpoint_s": w.checkpoint_s if w.checkpoint_bytes else None,
-            "last_checkpoint_bytes": w.checkpoint_bytes or None,
+            "checkpoint_bytes": ckpt,
+            "last_checkpoint_s": c.seconds if c is not None and c.last_bytes else None,
+            "last_checkpoint_bytes": (c.last_bytes if c is not None else 0) or None,
         }
         if w.learned_here:  # flash wear per sample learned since this process started
             out["bytes_written_per_sample"] = written / w.learned_here

@@ -18,6 +18,7 @@ from edgecl.protocols import Retrainable
 from edgecl.types import FloatArray, Label
 from service.batching import MicroBatchQueue
 from service.budget import Budget
+from service.checkpointing import CheckpointsLike
 from service.errors import NotAcceptingError, RetrainUnsupportedError
 from service.figures import runtime_stats
 from service.heads import PredictResult, rank
@@ -31,7 +32,7 @@ from service.settings import (
     QueueSettings,
 )
 from service.telemetry import Observer
-from service.writer import CheckpointsLike, LearnJob, LearnResult, WriteAheadLogLike, Writer
+from service.writer import LearnJob, LearnResult, WriteAheadLogLike, Writer
 
 __all__ = ["LearnResult", "LearnerRuntime", "PredictResult", "Reembedded"]
 
@@ -102,6 +103,7 @@ class LearnerRuntime:
         self.queue = MicroBatchQueue[LearnJob | _Control](
             queue.size, queue.max_batch, queue.max_wait_ms / 1000.0, _size
         )
+        self.checkpoint_on_stop = durability.checkpoint_on_stop
         self.jobs = RetrainJobs()
         self.started_at = time.time()
         self.observer = Observer()  # the app puts its Telemetry here
@@ -134,7 +136,8 @@ class LearnerRuntime:
         if self._thread is not None:
             return
         self.restore()
-        self.writer.last_checkpoint = time.monotonic()
+        if self.writer.checkpointer is not None:  # the age trigger counts from the start
+            self.writer.checkpointer.last_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="edgecl-writer", daemon=True)
         self._thread.start()
         self.queue.open()
@@ -209,7 +212,9 @@ class LearnerRuntime:
                         self._checkpoint(force=True)
                         item.future.set_result(None)
             self._checkpoint()
-        self._checkpoint(force=True)
+        # Stopping: the WAL keeps what no checkpoint holds, so only a due one is written
+        # (without a WAL nothing else would keep it).
+        self._checkpoint(force=self.wal is None or self.checkpoint_on_stop)
 
     def _checkpoint(self, force: bool = False) -> None:
         done, start = self.writer.counters["checkpoints"], time.perf_counter()

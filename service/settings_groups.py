@@ -107,10 +107,31 @@ class DurabilitySettings(BaseModel):
     wal_segment_bytes: int = Field(
         default=16 << 20, ge=4096, description="A WAL segment file rotates at this size."
     )
-    checkpoint_every_samples: int = Field(default=1000, ge=1)
-    checkpoint_every_s: float = Field(default=60.0, gt=0)
+    checkpoint_wal_ratio: float = Field(
+        default=1.0,
+        gt=0,
+        description="Checkpoint once the WAL since the last checkpoint holds this many times "
+        "that checkpoint's bytes (flash writes stay near the WAL's own).",
+    )
+    checkpoint_min_wal_bytes: int = Field(
+        default=16 << 20,
+        ge=0,
+        description="...and at least this many WAL bytes: a restart replays at most about "
+        "this much (or the ratio's worth).",
+    )
+    checkpoint_every_samples: int | None = Field(
+        default=None, ge=1, description="Also checkpoint after this many samples; unset: off."
+    )
+    checkpoint_every_s: float | None = Field(
+        default=None, gt=0, description="Also checkpoint this long after a change; unset: off."
+    )
+    checkpoint_on_stop: bool = Field(
+        default=False,
+        description="Checkpoint on every stop, due or not: a shorter replay at the next "
+        "start, for one more checkpoint's flash writes per stop.",
+    )
     checkpoint_keep: int = Field(default=2, ge=1)
-    shutdown_timeout_s: float = Field(default=6.0, gt=0)  # drain + checkpoint on SIGTERM
+    shutdown_timeout_s: float = Field(default=6.0, gt=0)  # drain (+ a due checkpoint) on SIGTERM
 
 
 class ProbeSettings(BaseModel):

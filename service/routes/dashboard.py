@@ -77,7 +77,7 @@ def _settings_view(request: Request) -> dict[str, Any]:
         "queue_size": s.queue.size,
         "max_batch": s.queue.max_batch,
         "wal_fsync": s.durability.wal_fsync,
-        "checkpoint_every_samples": s.durability.checkpoint_every_samples,
+        "checkpoint_wal_ratio": s.durability.checkpoint_wal_ratio,
         "mqtt": s.mqtt.host or "off",
     }
 
