@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.net import free_port
 from tests.service.conftest import sample
-from tests.service.daemon import Daemon, free_port
+from tests.service.daemon import Daemon
 
 
 @pytest.fixture
