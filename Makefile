@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 RUN_VENV ?= .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed
 
-.PHONY: setup run demo test lint bench clean
+.PHONY: setup run demo test test-slow lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,10 +40,21 @@ lint: setup
 	$(BIN)/lint-imports --no-cache
 
 # pytest exits 5 when it collected nothing; that is a failure of the suite, not a pass,
-# but it must not be confused with a crash either: report it and fail.
+# but it must not be confused with a crash either: report it and fail. With a -m selection
+# it is also what a selection that matches no test gives. $(1): arguments, $(2): which tests.
+define run_pytest
+	$(BIN)/python -m pytest $(1); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no $(2) tests" >&2; fi; exit $$rc
+endef
+
+# `make test` leaves out the tests marked slow (daemons killed in loops, full-dataset and
+# stress runs); `make test-slow` runs only those. CI (.ci/run) runs both; plain `pytest`
+# runs everything.
 test: lint
-	$(BIN)/python -m pytest; rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
+	$(call run_pytest,-m "not slow",default)
+
+test-slow: setup
+	$(call run_pytest,-m slow,slow)
 
 # Every benchmark; each writes its own section of BENCHMARKS.md (bounded in time, loopback only).
 bench: setup

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import backbone_formats
+from benchmarks.bench_common import write_section
 from edgecl.backbones.build import (
     calibration_files,
     default_calibration_dir,
@@ -267,19 +268,6 @@ def cpu_flags() -> str:
     return "unknown"
 
 
-def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md", heading: str = HEADING) -> None:
-    """Replace one benchmark's section (only it) in BENCHMARKS.md, or append it."""
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    if heading in current:
-        before, rest = current.split(heading, 1)
-        nxt = rest.find("\n## ")
-        after = "" if nxt < 0 else rest[nxt + 1 :]
-        current = before + text + ("\n" + after if after else "")
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    path.write_text(current)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one timed block")
@@ -304,8 +292,8 @@ def main() -> None:
     formats = backbone_formats.section(rows, layers, machine)
     print(formats + "\n" + text)
     if not args.no_write:
-        write_section(formats, heading=formats.splitlines()[0])
-        write_section(text)
+        write_section(ROOT / "BENCHMARKS.md", formats.splitlines()[0], formats)
+        write_section(ROOT / "BENCHMARKS.md", HEADING, text)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
-"""Helpers shared by the service benchmarks (service_load, memory_soak, startup,
-learn_to_visible): daemon environment, the int8 backbone, percentiles, process memory and
-writing one section of BENCHMARKS.md.
+"""Helpers shared by the benchmarks: the machine they ran on, daemon environment, the int8
+backbone, percentiles, process memory and writing one section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -17,13 +17,13 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from benchmarks.wal_bench import machine
-
 __all__ = [
     "MSGPACK",
     "backbone_dir",
+    "cpu_flags",
     "daemon_env",
     "features_body",
+    "machine",
     "machine_line",
     "pct",
     "png",
@@ -34,6 +34,43 @@ __all__ = [
 
 MSGPACK = "application/msgpack"
 BACKBONE_CACHE = Path(tempfile.gettempdir()) / "edgecl-bench-backbone"
+
+
+# The instruction-set flags that change NumPy's and ONNX Runtime's kernels (x86, then Arm).
+SPEED_FLAGS = (
+    "avx2 fma avx512f avx512bw avx512_vnni avx_vnni amx_int8 asimd asimddp i8mm sve"
+).split()
+
+
+def cpu_flags() -> str:
+    """The :data:`SPEED_FLAGS` this CPU has, as ``/proc/cpuinfo`` lists them."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    have = set()
+    for line in text.splitlines():
+        if line.split(":", 1)[0].strip() in ("flags", "Features"):
+            have.update(line.split(":", 1)[1].split())
+    return " ".join(f for f in SPEED_FLAGS if f in have) or "none of " + " ".join(SPEED_FLAGS)
+
+
+def machine() -> str:
+    """CPU model, cores, speed flags, Python, NumPy and load average now."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (
+        f"{model}, {os.cpu_count()} logical cores, {platform.machine()}, "
+        f"CPU flags {cpu_flags()}, Python {platform.python_version()}, "
+        f"NumPy {np.__version__}, load average at start {load}"
+    )
 
 
 def machine_line() -> str:

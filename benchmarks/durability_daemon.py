@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import signal
 import socket
@@ -32,7 +31,8 @@ import httpx
 import msgpack
 import numpy as np
 
-from benchmarks.wal_bench import DIM, filesystem, latents, machine
+from benchmarks.bench_common import machine, write_section
+from benchmarks.wal_bench import DIM, filesystem, latents
 
 HEADING = "## Durability through the daemon"
 MSGPACK = "application/msgpack"
@@ -248,17 +248,6 @@ def section(command: str, where: str, fs: str, rates: list[Any], ckpts: list[Any
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    # Re-read right before writing: other sections are edited by other scripts.
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text + "\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path.cwd(), help="where the data dir goes")
@@ -279,7 +268,7 @@ def main() -> None:
             rows = checkpoints(Path(tmp) / f"c-{strategy}", strategy)
             ckpts += rows
             print(rows, flush=True)  # noqa: T201
-    write_section(args.output, section(command, where, fs, rates, ckpts))
+    write_section(args.output, HEADING, section(command, where, fs, rates, ckpts))
     print(f"wrote {HEADING!r} in {args.output}")  # noqa: T201
 
 

@@ -35,6 +35,7 @@ import msgpack
 
 from benchmarks.bench_common import backbone_dir, daemon_env, machine_line, pct, write_section
 from service.settings import DEFAULT_DECODE_PIXELS
+from tests.net import free_port
 
 HEADING = "## Hostile load: memory and liveness"
 BOMB_SIDE = 6300  # 39.7 MP: under the 40 MP image limit
@@ -153,7 +154,7 @@ def main() -> None:
     env = daemon_env(backbone_dir(args.backbone_dir), probe_share="0")
     env["MALLOC_ARENA_MAX"] = "2"
     with tempfile.TemporaryDirectory(prefix=".hostile-") as tmp:
-        port = _free_port()
+        port = free_port()
         args_ = ["serve", "--port", str(port), "--data-dir", f"{tmp}/data"]
         daemon = subprocess.Popen([sys.executable, "-m", "service", *args_], env=env)
         try:
@@ -193,15 +194,6 @@ client per row below (two for bomb /learn), back to back, for {figures["seconds"
 """
     write_section(args.output, HEADING, text)
     print(f"wrote {HEADING!r} in {args.output}")  # noqa: T201
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _wait_ready(url: str, timeout: float = 300.0) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bench_common import write_section  # noqa: E402
 from tests.mosquitto import Mosquitto  # noqa: E402
 from tests.service.daemon import Daemon  # noqa: E402
 
@@ -231,17 +231,6 @@ def section(rows: list[dict[str, Any]], where: str, base_messages: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section (up to the next ``## ``) or append it."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text + "\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -255,7 +244,7 @@ def main() -> None:
     args = parser.parse_args()
     where = machine()
     rows = measure(args.messages)
-    write_section(args.output, section(rows, where, args.messages))
+    write_section(args.output, HEADING, section(rows, where, args.messages))
     print(f"wrote {HEADING!r} in {args.output}")
 
 

@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.bench_common import write_section
+from benchmarks.bench_common import machine, write_section
 from benchmarks.strategy_cost import make_latents
-from benchmarks.wal_bench import machine
 from edgecl import Learner
 from edgecl.backbones import IdentityBackbone
 from edgecl.strategies import slda as slda_module

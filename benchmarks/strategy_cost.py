@@ -22,7 +22,6 @@ import ast
 import copy
 import os
 import platform
-import re
 import shlex
 import sys
 import time
@@ -33,6 +32,10 @@ import numpy as np
 from edgecl import Learner, codec, replay, strategies
 from edgecl.backbones import IdentityBackbone
 from edgecl.protocols import ReplayStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+
+from benchmarks.bench_common import write_section  # noqa: E402
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 HEADING = "## Strategy cost on 1280-d latents (foundation)"
@@ -171,16 +174,6 @@ def section(results: dict[str, dict[str, float]], command: str, where: str) -> s
     )
 
 
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text + "\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -209,7 +202,7 @@ def main() -> None:
             f"acc {r['accuracy']:.3f}",
             flush=True,
         )
-    write_section(args.output, section(results, command, where))
+    write_section(args.output, HEADING, section(results, command, where))
     print(f"wrote {HEADING!r} in {args.output}")
 
 

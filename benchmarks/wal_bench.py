@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import re
 import shlex
 import statistics
 import sys
@@ -30,6 +28,10 @@ from edgecl import Learner, replay, strategies
 from edgecl.backbones import IdentityBackbone
 from service.checkpoints import Checkpoints
 from service.wal import WriteAheadLog
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+
+from benchmarks.bench_common import machine, write_section  # noqa: E402
 
 HEADING = "## Durability: WAL and checkpoints"
 DIM, N_CLASSES = 1280, 10
@@ -159,42 +161,6 @@ def filesystem(path: Path) -> str:
     return kind
 
 
-# The instruction-set flags that change NumPy's and ONNX Runtime's kernels (x86, then Arm).
-SPEED_FLAGS = (
-    "avx2 fma avx512f avx512bw avx512_vnni avx_vnni amx_int8 asimd asimddp i8mm sve"
-).split()
-
-
-def cpu_flags() -> str:
-    """The :data:`SPEED_FLAGS` this CPU has, as ``/proc/cpuinfo`` lists them."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    have = set()
-    for line in text.splitlines():
-        if line.split(":", 1)[0].strip() in ("flags", "Features"):
-            have.update(line.split(":", 1)[1].split())
-    return " ".join(f for f in SPEED_FLAGS if f in have) or "none of " + " ".join(SPEED_FLAGS)
-
-
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown CPU",
-    )
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (
-        f"{model}, {os.cpu_count()} logical cores, {platform.machine()}, "
-        f"CPU flags {cpu_flags()}, Python {platform.python_version()}, "
-        f"NumPy {np.__version__}, load average at start {load}"
-    )
-
-
 def section(
     command: str, where: str, fs: str, args: argparse.Namespace, rates: list[Any], sizes: Any
 ) -> str:
@@ -268,17 +234,6 @@ def section(
     )
 
 
-def write_section(path: Path, text: str) -> None:
-    # Re-read right before writing: other sections are edited by other scripts.
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text + "\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> None:
     global _fsync_delay_s
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -310,7 +265,7 @@ def main() -> None:
             sizes["checkpoints"].append(((strategy, n), r))
             print(f"checkpoint {strategy} {n}: {r}", flush=True)
     os.fsync = _real_fsync
-    write_section(args.output, section(command, where, fs, args, rates, sizes))
+    write_section(args.output, HEADING, section(command, where, fs, args, rates, sizes))
     print(f"wrote {HEADING!r} in {args.output}")
 
 

@@ -9,11 +9,17 @@ nothing changed reuses it; a fresh checkout (CI) builds it once, in about 10-20 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+
+# One BLAS thread per process. On a loaded 2-core machine OpenBLAS's spinning worker threads
+# made BLAS-heavy tests (slda on 784-d pixels) tens of times slower. pytest imports this
+# file before collection imports numpy; daemon subprocesses inherit it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 _BUILD_SOURCES = ("build.py", "quantize.py", "preprocess.py", "onnx.py")
 _PACKAGES = ("torch", "onnx", "onnxruntime", "numpy", "pillow", "efficientnet-lite-pytorch")

@@ -141,6 +141,9 @@ def check_gdumb(
             assert held <= -(-capacity // max(len(before), 1))
 
 
+# The same invariants over 10k adds by default (the store fills and evicts many times over)
+# and over 100k in the slow run.
+@pytest.mark.parametrize("n_total", [10_000, pytest.param(100_000, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", sorted(STORES))
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @settings(max_examples=2, deadline=None)
@@ -150,12 +153,12 @@ def check_gdumb(
     max_batch=st.integers(16, 300),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_stores_never_exceed_budget_through_100k_mixed_adds(
-    name: str, encoding: str, capacity: int, n_classes: int, max_batch: int, seed: int
-) -> None:
+def test_stores_never_exceed_budget_through_long_mixed_streams(
+    n_total: int, name: str, encoding: str, capacity: int, n_classes: int, max_batch: int,
+    seed: int,
+) -> None:  # fmt: skip
     rng = np.random.default_rng(seed)
     shape = (4, 4) if encoding == "lz4" else (8,)
-    n_total = 100_000
     items, labels = make_items(rng, n_total, encoding, shape), mixed_labels(rng, n_total, n_classes)
     per_item = item_nbytes(encoding, shape, 16 * 16) + 8  # room for a poorly compressed frame
     store = STORES[name](

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +13,7 @@ from types import TracebackType
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.net import free_port
 
 
 class Daemon:
@@ -249,22 +243,29 @@ class ForkedDaemon(Daemon):
         self.stop()
 
 
+def edgecl_env(**settings: str) -> dict[str, str]:
+    """The environment of a test daemon: this process's, without its ``EDGECL_*``
+    variables, plus ``settings`` as ``EDGECL_<NAME>`` (``backbone_dir="/x"`` sets
+    ``EDGECL_BACKBONE_DIR``), and one BLAS thread."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECL_")}
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    env.update({f"EDGECL_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
 def identity_env(dim: int, **settings: str) -> dict[str, str]:
     """The environment of a fast test daemon: identity backbone on ``dim``-d features, ncm,
     a small reservoir store, no probe (it holds acknowledged samples back from the
     counts), info logs; ``settings`` are ``EDGECL_<NAME>`` overrides (``probe_share="0.1"``).
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECL_")}
-    env.update(
-        OPENBLAS_NUM_THREADS="1",
-        EDGECL_BACKBONE="identity",
-        EDGECL_LATENT_DIM=str(dim),
-        EDGECL_STRATEGY__NAME="ncm",
-        EDGECL_STORE__KIND="reservoir",
-        EDGECL_STORE__MAX_BYTES=str(256 << 10),
-        EDGECL_MAX_WAIT_MS="1",
-        EDGECL_LOG_LEVEL="info",
-        EDGECL_PROBE_SHARE="0",
-    )
-    env.update({f"EDGECL_{name.upper()}": value for name, value in settings.items()})
-    return env
+    defaults = {
+        "backbone": "identity",
+        "latent_dim": str(dim),
+        "strategy__name": "ncm",
+        "store__kind": "reservoir",
+        "store__max_bytes": str(256 << 10),
+        "max_wait_ms": "1",
+        "log_level": "info",
+        "probe_share": "0",
+    }
+    return edgecl_env(**{**defaults, **settings})

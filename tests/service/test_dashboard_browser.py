@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.service.daemon import Daemon
+from tests.service.daemon import Daemon, edgecl_env
 
 log = logging.getLogger(__name__)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -121,19 +121,17 @@ def wait_for_points(url: str, points: int) -> None:
 
 @pytest.fixture
 def daemon_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECL_")}
-    env.update(
-        EDGECL_BACKBONE="identity",
-        EDGECL_LATENT_DIM="4",
-        EDGECL_STRATEGY__NAME="slda",
-        EDGECL_STORE__KIND="class_balanced",
-        EDGECL_LOG_LEVEL="warning",
-        EDGECL_WAL_FSYNC="group",
-        EDGECL_DASHBOARD_INTERVAL_S="0.2",
-        EDGECL_PROBE_SHARE="0.1",
-        EDGECL_PROBE_EVERY="50",
+    return edgecl_env(
+        backbone="identity",
+        latent_dim="4",
+        strategy__name="slda",
+        store__kind="class_balanced",
+        log_level="warning",
+        wal_fsync="group",
+        dashboard_interval_s="0.2",
+        probe_share="0.1",
+        probe_every="50",
     )
-    return env
 
 
 def test_dashboard_shows_what_stats_reports(

@@ -5,28 +5,21 @@ under 400 MB and /health/live answers within 1 s; honest requests keep being lea
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 
 import httpx
 import pytest
 
 from benchmarks.hostile_load import attack, webp
-from tests.service.daemon import Daemon
+from tests.service.daemon import Daemon, edgecl_env
 
 
 @pytest.mark.slow
 def test_rss_and_liveness_under_bombs_and_an_8_mib_body(
     tmp_path: Path, built_backbone: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECL_")}
-    env.update(
-        EDGECL_BACKBONE_DIR=str(built_backbone),
-        EDGECL_LOG_LEVEL="warning",
-        EDGECL_PROBE_SHARE="0",
-        MALLOC_ARENA_MAX="2",  # as deployed (systemd unit, image)
-        OPENBLAS_NUM_THREADS="1",
-    )
+    env = edgecl_env(backbone_dir=str(built_backbone), log_level="warning", probe_share="0")
+    env["MALLOC_ARENA_MAX"] = "2"  # as deployed (systemd unit, image)
     with Daemon(tmp_path / "data", env) as daemon:
         first = {"samples": [{"image": base64.b64encode(webp(64)).decode(), "label": "g"}]}
         assert httpx.post(f"{daemon.url}/learn", json=first, timeout=60).status_code == 200

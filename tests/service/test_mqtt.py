@@ -27,7 +27,7 @@ from service.mqtt_wire import Topics
 from service.settings import MqttSettings, Settings
 from tests.mosquitto import Mosquitto, Probe, available
 from tests.service.conftest import make_settings, sample
-from tests.service.daemon import Daemon
+from tests.service.daemon import Daemon, identity_env
 
 # CI installs mosquitto (.ci/run): there a missing broker fails instead of skipping.
 pytestmark = pytest.mark.skipif(
@@ -205,20 +205,14 @@ def test_sample_ids_of_a_rejected_message_are_reported(broker: Mosquitto, tmp_pa
 
 
 def _env(port: int, dev: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECL_")}
-    env.update(
-        EDGECL_BACKBONE="identity",
-        EDGECL_LATENT_DIM="4",
-        EDGECL_STRATEGY__NAME="ncm",
-        EDGECL_STORE__KIND="reservoir",
-        EDGECL_LOG_LEVEL="warning",
-        EDGECL_MQTT_HOST="127.0.0.1",
-        EDGECL_MQTT_PORT=str(port),
-        EDGECL_MQTT_DEVICE_ID=dev,
-        EDGECL_MQTT_KEEPALIVE="5",
-        EDGECL_PROBE_SHARE="0",
+    return identity_env(
+        4,
+        log_level="warning",
+        mqtt_host="127.0.0.1",
+        mqtt_port=str(port),
+        mqtt_device_id=dev,
+        mqtt_keepalive="5",
     )
-    return env
 
 
 @pytest.mark.slow

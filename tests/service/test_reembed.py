@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 
 from edgecl.backbones.onnx import sha256_file
 from edgecl.datasets import FASHION_CLASSES, load_fixture
-from tests.service.daemon import Daemon
+from tests.service.daemon import Daemon, edgecl_env
 from tests.service.test_serve_fashion import png
 
 FIRST, THEN = (1, 8), (0, 7)
@@ -83,9 +82,7 @@ def test_store_reembed_moves_a_daemon_to_a_new_backbone(
     config = tmp_path / "edgecl.yaml"
     config.write_text(CONFIG)
     data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECL_")}
-    old_env = {**env, "EDGECL_BACKBONE_DIR": str(old)}
-    new_env = {**env, "EDGECL_BACKBONE_DIR": str(new)}
+    old_env, new_env = edgecl_env(backbone_dir=str(old)), edgecl_env(backbone_dir=str(new))
     args = ["--config", str(config), "--data-dir", str(data)]
 
     with Daemon(data, old_env, ["--config", str(config)]) as daemon:

@@ -3,7 +3,6 @@ restores."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,29 +12,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.net import free_port
 from tests.service.conftest import sample
-from tests.service.daemon import Daemon, free_port
+from tests.service.daemon import Daemon, identity_env
 
 
-@pytest.fixture
-def identity_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECL_")}
-    env.update(
-        EDGECL_BACKBONE="identity",
-        EDGECL_LATENT_DIM="4",
-        EDGECL_STRATEGY__NAME="ncm",
-        EDGECL_STORE__KIND="reservoir",
-        EDGECL_LOG_LEVEL="warning",
-    )
-    return env
+def env() -> dict[str, str]:
+    return identity_env(4, log_level="warning")
 
 
 @pytest.mark.slow
-def test_sigterm_drains_checkpoints_and_restart_restores(
-    tmp_path: Path, identity_env: dict[str, str]
-) -> None:
+def test_sigterm_drains_checkpoints_and_restart_restores(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    with Daemon(data, identity_env) as daemon:
+    with Daemon(data, env()) as daemon:
         body = {"samples": [sample("a", 0, sid="k1"), sample("b", 1)]}
         assert httpx.post(f"{daemon.url}/learn", json=body).json()["accepted"] == 2
         assert httpx.get(f"{daemon.url}/stats").json()["bytes_written_per_sample"] > 0
@@ -45,7 +34,7 @@ def test_sigterm_drains_checkpoints_and_restart_restores(
         assert time.monotonic() - started < 10
     assert list((data / "checkpoints").glob("checkpoint-*.ckpt"))
 
-    with Daemon(data, identity_env) as daemon:
+    with Daemon(data, env()) as daemon:
         stats = httpx.get(f"{daemon.url}/stats").json()
         assert stats["samples_learned"] == 2 and set(stats["classes"]) == {"a", "b"}
         again = httpx.post(f"{daemon.url}/learn", json={"samples": [sample("a", 0, sid="k1")]})
@@ -53,13 +42,13 @@ def test_sigterm_drains_checkpoints_and_restart_restores(
 
 
 @pytest.mark.slow
-def test_port_taken_fails_with_nonzero_exit(tmp_path: Path, identity_env: dict[str, str]) -> None:
-    with Daemon(tmp_path / "one", identity_env) as daemon:
+def test_port_taken_fails_with_nonzero_exit(tmp_path: Path) -> None:
+    with Daemon(tmp_path / "one", env()) as daemon:
         port = daemon.port
         out = subprocess.run(
             [sys.executable, "-m", "service", "serve", "--port", str(port),
              "--data-dir", str(tmp_path / "two")],
-            env=identity_env, capture_output=True, text=True, timeout=60,
+            env=env(), capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert out.returncode != 0
 

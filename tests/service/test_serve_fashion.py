@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 from PIL import Image
 
 from edgecl.datasets import FASHION_CLASSES, load_fixture
-from tests.service.daemon import Daemon
+from tests.service.daemon import Daemon, edgecl_env
 
 FIRST, THEN = (1, 8), (0, 7)  # trouser, bag; then t-shirt, sneaker
 PER_CLASS = 100
@@ -53,9 +52,8 @@ def test_daemon_learns_fashion_mnist_on_the_int8_backbone(
     tmp_path: Path, built_backbone: Path
 ) -> None:
     train, test = load_fixture()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECL_")}
-    env.update(EDGECL_BACKBONE_DIR=str(built_backbone), EDGECL_LOG_LEVEL="warning")
-    env.update(EDGECL_PROBE_SHARE="0")  # the test counts learned samples: hold none back
+    # probe_share 0: the test counts learned samples, so hold none back.
+    env = edgecl_env(backbone_dir=str(built_backbone), log_level="warning", probe_share="0")
     with Daemon(tmp_path / "data", env) as daemon:
         url = daemon.url
         rng = np.random.default_rng(0)
