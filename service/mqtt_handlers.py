@@ -196,10 +196,10 @@ class Handlers:
         """What the retained ``model`` topic says."""
         stats = self.runtime.stats()
         return {
-            "model_version": stats["model_version"],
-            "classes": list(stats["classes"]),
-            "samples_learned": stats["samples_learned"],
-            "strategy": stats["strategy"]["name"],
+            "model_version": stats.model_version,
+            "classes": list(stats.classes),
+            "samples_learned": stats.samples_learned,
+            "strategy": stats.strategy["name"],
         }
 
     # -- errors -----------------------------------------------------------------------

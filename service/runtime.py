@@ -17,11 +17,12 @@ from edgecl.types import FloatArray, Label
 from service.batching import MicroBatchQueue, NotAcceptingError, QueueFullError
 from service.budget import Budget
 from service.errors import outcome
-from service.figures import runtime_stats
 from service.inputs import Embedder, SampleInput
+from service.observability.metrics import Observer
+from service.observability.stats import Stats
 from service.retrain import Retrainable, RetrainJob, RetrainJobs, snapshot_memory
+from service.runtime_stats import read_stats
 from service.settings import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS
-from service.telemetry import Observer
 from service.writer import (
     CheckpointsLike,
     LearnJob,
@@ -107,6 +108,7 @@ class LearnerRuntime:
         decode_pixels: int = DEFAULT_DECODE_PIXELS,
         max_pixels_per_request: int = DEFAULT_REQUEST_PIXELS,
         max_classes: int | None = None,
+        observer: Observer | None = None,
     ) -> None:
         # The embedder only uses the backbone, which a restore keeps.
         self.embedder = Embedder(
@@ -129,7 +131,7 @@ class LearnerRuntime:
         )
         self.jobs = RetrainJobs()
         self.started_at = time.time()
-        self.observer = Observer()  # the app puts its Telemetry here
+        self.observer = observer if observer is not None else Observer()
         self._thread: threading.Thread | None = None
         self._restored = False
 
@@ -309,9 +311,9 @@ class LearnerRuntime:
         return self.jobs.start(work)
 
     # -- statistics -------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        """A consistent snapshot of the learner's figures, as plain data (``/stats``)."""
-        return runtime_stats(self)
+    def stats(self) -> Stats:
+        """A consistent snapshot of the learner's figures (``/stats``)."""
+        return read_stats(self.writer, self.queue, self.started_at)
 
 
 def _reason(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import build_runtime
 from service.batching import QueueFullError
-from service.stats_collector import CLASS_SERIES_LIMIT
+from service.observability.collector import CLASS_SERIES_LIMIT
 from tests.service.conftest import DIM, make_settings, png, sample
 
 GRAFANA = Path(__file__).parents[2] / "deploy/grafana/provisioning/dashboards/edgecl.json"
