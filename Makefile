@@ -37,6 +37,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # pytest exits 5 when it collected nothing; that is a failure of the suite, not a pass,
 # but it must not be confused with a crash either: report it and fail.

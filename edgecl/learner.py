@@ -10,12 +10,14 @@ import numpy as np
 
 from edgecl import memory, persistence
 from edgecl.backbones import check_same, from_spec
+from edgecl.batch import Batch, labels_of, latents, numeric
 from edgecl.labels import LabelMap
 from edgecl.metrics import Prequential
-from edgecl.protocols import Backbone, ReplayStore, Strategy
+from edgecl.probe import ProbeSet
+from edgecl.protocols import Backbone, ReplayStore, Retrainable, Strategy
 from edgecl.replay import holds_inputs
 from edgecl.replay.base import rng_state, set_rng_state
-from edgecl.types import FloatArray, IntArray, Label, State, check_label
+from edgecl.types import FloatArray, IntArray, Label, State
 
 
 class NotFittedError(RuntimeError):
@@ -44,6 +46,7 @@ class Learner:
         *,
         seed: int = 0,
         window: int = 500,
+        probe: ProbeSet | None = None,
     ) -> None:
         self.backbone = backbone
         self.strategy = strategy
@@ -55,36 +58,18 @@ class Learner:
         self.prequential = Prequential(window)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
+        self.probe = probe  # holds back a share of samples, never learned (edgecl.probe)
 
     # -- validation -------------------------------------------------------------------
     @property
     def latent_shape(self) -> tuple[int, ...]:
         return tuple(self.backbone.latent_shape)
 
-    @staticmethod
-    def _check_batch(x: Any) -> np.ndarray[Any, Any]:
-        arr = np.asarray(x)
-        if arr.dtype == object or arr.dtype.kind not in "biuf":
-            raise ValueError(f"inputs must be a numeric array, got dtype {arr.dtype}")
-        if arr.ndim == 0 or arr.shape[0] == 0:
-            raise ValueError("the batch is empty; give at least one sample")
-        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-            raise ValueError("inputs contain NaN or infinite values")
-        return arr
+    _check_batch = staticmethod(numeric)
 
     def check_latents(self, z: Any) -> FloatArray:
         """Validate a latent batch ``(N, *latent_shape)`` and return it as float32."""
-        arr = self._check_batch(z)
-        if tuple(arr.shape[1:]) != self.latent_shape:
-            raise ValueError(
-                f"latent dimension mismatch: expected samples of shape {self.latent_shape}, "
-                f"got {tuple(arr.shape[1:])}"
-            )
-        out = np.ascontiguousarray(arr, dtype=np.float32)
-        # Checked again after the cast: 1e308 is finite as float64 but inf as float32.
-        if not np.all(np.isfinite(out)):
-            raise ValueError("values overflow float32 (|x| > 3.4e38)")
-        return out
+        return latents(z, self.latent_shape)
 
     def embed(self, x: Any) -> FloatArray:
         """Latents for a batch of inputs; ``ValueError`` for bad inputs."""
@@ -115,13 +100,7 @@ class Learner:
             return items
         return self.embed(np.asarray(items).astype(np.uint8))
 
-    @staticmethod
-    def check_labels(labels: Sequence[object], n: int) -> list[Label]:
-        if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
-            raise ValueError("labels must be a sequence of str or int, one per sample")
-        if len(labels) != n:
-            raise ValueError(f"got {n} samples but {len(labels)} labels")
-        return [check_label(label) for label in labels]
+    check_labels = staticmethod(labels_of)
 
     # -- learning ---------------------------------------------------------------------
     def learn_one(self, x: Any, label: Label) -> None:
@@ -137,18 +116,35 @@ class Learner:
         else:
             self.learn_latents(self.embed(arr), checked)
 
-    def learn_latents(self, z: Any, labels: Sequence[Label], *, inputs: Any | None = None) -> None:
-        """Learn latents directly (bypassing the backbone); validates before any change.
-
-        A store that keeps raw inputs also needs ``inputs``: the prepared uint8 inputs the
-        latents came from (see :meth:`prepare_inputs`), which is what it stores.
-        """
+    def check_batch(self, z: Any, labels: Sequence[object], inputs: Any | None = None) -> Batch:
+        """Validate latents, labels and (for a raw-input store) the prepared inputs the
+        latents came from (see :meth:`prepare_inputs`); ``ValueError`` names the problem."""
         z = self.check_latents(z)
         checked = self.check_labels(labels, len(z))
         raw = self.check_inputs(inputs, len(z)) if self.keeps_inputs else None
-        # Validation is done: from here on the state changes.
+        return Batch(z, checked, raw)
+
+    def learn_latents(self, z: Any, labels: Sequence[Label], *, inputs: Any | None = None) -> None:
+        """Learn latents directly (bypassing the backbone); validates before any change.
+
+        A store that keeps raw inputs also needs ``inputs`` (see :meth:`check_batch`)."""
+        self.learn_batch(self.check_batch(z, labels, inputs))
+
+    def learn_batch(self, batch: Batch) -> int:
+        """Learn a checked batch; with a probe, a share is held back instead (and the probe
+        re-scored when due). Returns how many samples were learned."""
+        if self.probe is not None:
+            batch = batch.select(self.probe.divert(self, batch.z, batch.labels))
+        if len(batch):
+            self._learn(batch)
+        if self.probe is not None:
+            self.probe.learned(self, len(batch))
+        return len(batch)
+
+    def _learn(self, batch: Batch) -> None:
+        z, raw = batch.z, batch.inputs
         before = len(self.labels)
-        y = np.asarray(self.labels.encode_many(checked), dtype=np.int64)
+        y = np.asarray(self.labels.encode_many(batch.labels), dtype=np.int64)
         self._test_then_train(z, y, before)
         if len(self.labels) > before:
             self.strategy.add_classes(len(self.labels))
@@ -187,9 +183,9 @@ class Learner:
         stops, nothing changes and this returns False. Do not learn while it runs: the
         daemon snapshots the memory under its writer lock instead.
         """
-        retrain = getattr(self.strategy, "retrain", None)
-        if not callable(retrain):
-            raise ValueError(f"strategy {self.strategy.name!r} does not retrain from memory")
+        strategy = self.strategy
+        if not isinstance(strategy, Retrainable):
+            raise ValueError(f"strategy {strategy.name!r} does not retrain from memory")
         if self.store is None or not len(self.store):
             raise ValueError("the replay memory is empty; learn some samples first")
         z, y = self.memory_latents()
@@ -199,13 +195,20 @@ class Learner:
                 progress(fraction)
             return cancel is None or not cancel()
 
-        state = retrain(z, y, on_progress)
+        state = strategy.retrain(z, y, on_progress)
         if cancel is not None and cancel():
             return False
+        self.swap_head(state)
+        return True
+
+    def swap_head(self, state: State) -> None:
+        """Put a head trained off to the side (a retrain's result) in place of the live one.
+
+        Classes learned since the retrain began keep fresh slots in it; the version goes up.
+        """
         self.strategy.load_state_dict(state)
         self.strategy.add_classes(len(self.labels))
         self.model_version += 1
-        return True
 
     # -- prediction -------------------------------------------------------------------
     def predict_proba_latents(self, z: Any) -> FloatArray:
@@ -256,7 +259,10 @@ class Learner:
         }
 
     @classmethod
-    def from_state(cls, state: State, backbone: Backbone | None = None) -> Learner:
+    def from_state(
+        cls, state: State, backbone: Backbone | None = None, probe: ProbeSet | None = None
+    ) -> Learner:
+        """A learner from :meth:`state_dict` (``probe``: one to attach; its state is apart)."""
         from edgecl import replay, strategies
 
         if backbone is None:
@@ -270,7 +276,7 @@ class Learner:
         if state["store"] is not None:
             store = replay.create(state["store"]["name"], **state["store"]["options"])
             store.load_state_dict(state["store"]["state"])
-        learner = cls(backbone, strategy, store, seed=int(state["seed"]))
+        learner = cls(backbone, strategy, store, seed=int(state["seed"]), probe=probe)
         learner.load_bookkeeping(state)
         return learner
 
@@ -281,11 +287,7 @@ class Learner:
         self.samples_learned = int(state["samples_learned"])
         self.model_version = int(state["model_version"])
         self.prequential.load_state_dict(state["prequential"])
-        saved = state["rng"]
-        if "bit_generator" not in saved:  # the flat PCG64 fields of early checkpoints
-            inner = {"state": saved["state"], "inc": saved["inc"]}
-            saved = {**saved, "bit_generator": "PCG64", "state": inner}
-        set_rng_state(self._rng, saved)
+        set_rng_state(self._rng, state["rng"])
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the whole learner atomically to ``path``."""

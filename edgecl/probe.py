@@ -11,12 +11,12 @@ the best it ever was, and the difference, forgetting.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from edgecl.learner import Learner
+from edgecl.labels import LabelMap
 from edgecl.replay.base import rng_state, set_rng_state
 from edgecl.replay.class_balanced import ClassBalancedStore
 from edgecl.replay.compress import item_nbytes
@@ -27,13 +27,24 @@ BoolArray = npt.NDArray[np.bool_]
 _ENCODINGS = ("int8", "float16", "float32")
 
 
+class Scored(Protocol):
+    """What the probe reads of the learner that owns it (:class:`edgecl.Learner`)."""
+
+    labels: LabelMap
+    class_counts: list[int]
+    samples_learned: int
+
+    def predict_proba_latents(self, z: Any) -> FloatArray: ...
+
+
 class ProbeSet:
     """A class-balanced, byte-bounded share of labelled latents held back from learning.
 
-    :meth:`learn` stands in for ``learner.learn_latents``: about ``share`` of the samples
-    of classes the learner already knows are held back (a class's first ``warmup`` samples
-    are always learned, so every held class is one the head has learned), the rest are
-    learned, and after every ``every`` learned samples the held items are re-scored over
+    A :class:`edgecl.Learner` given a probe passes each batch through it: about ``share``
+    of the samples of classes the learner already knows are held back (a class's first
+    ``warmup`` samples are always learned, so every held class is one the head has
+    learned), the rest are learned, and after every ``every`` learned samples the held
+    items are re-scored over
     all classes.
     A sample is held only if the class-balanced store keeps it (GDumb's rule: while there
     is room, or while its class holds less than its share), so nothing is dropped unseen;
@@ -44,12 +55,12 @@ class ProbeSet:
 
     >>> from edgecl import Learner, strategies
     >>> from edgecl.backbones import IdentityBackbone
-    >>> learner = Learner(IdentityBackbone(2), strategies.create("ncm"))
     >>> probe = ProbeSet(share=0.5, every=4, warmup=1, seed=0)
+    >>> learner = Learner(IdentityBackbone(2), strategies.create("ncm"), probe=probe)
     >>> z = np.array([[1, 0], [0, 1]] * 10, np.float32)
-    >>> probe.learn(learner, z[:2], ["a", "b"])  # new classes: always learned
+    >>> learner.learn_batch(learner.check_batch(z[:2], ["a", "b"]))  # new classes: learned
     2
-    >>> probe.learn(learner, z, ["a", "b"] * 10) + probe.held
+    >>> learner.learn_batch(learner.check_batch(z, ["a", "b"] * 10)) + probe.held
     20
     >>> report = probe.report(learner.labels.labels)
     >>> report["accuracy"], report["classes"]["a"]["forgetting"]
@@ -96,7 +107,7 @@ class ProbeSet:
         classes = len(counts) + (y not in counts)
         return counts.get(y, 0) * classes < len(store)
 
-    def divert(self, learner: Learner, z: FloatArray, labels: Sequence[Label]) -> BoolArray:
+    def divert(self, learner: Scored, z: FloatArray, labels: Sequence[Label]) -> BoolArray:
         """Hold back some samples; returns the mask of those left to learn."""
         keep = np.ones(len(labels), dtype=bool)
         if self.share == 0.0:
@@ -114,29 +125,14 @@ class ProbeSet:
                 self.diverted += 1
         return keep
 
-    def learn(
-        self, learner: Learner, z: Any, labels: Sequence[Label], inputs: Any | None = None
-    ) -> int:
-        """Hold back a share, learn the rest, re-score when due; returns how many learned.
-
-        ``inputs``: the raw inputs of a learner whose store keeps them (held-back samples
-        keep only their latents)."""
-        z = learner.check_latents(z)
-        checked = learner.check_labels(labels, len(z))
-        if learner.keeps_inputs:
-            inputs = learner.check_inputs(inputs, len(z))
-        keep = self.divert(learner, z, checked)
-        n = int(keep.sum())
-        if n:
-            kept = None if inputs is None else inputs[keep]
-            learner.learn_latents(z[keep], [checked[i] for i in np.flatnonzero(keep)], inputs=kept)
-            self.since += n
-            if self.since >= self.every:
-                self.rescore(learner)
-        return n
+    def learned(self, learner: Scored, n: int) -> None:
+        """The learner learned ``n`` samples (those :meth:`divert` left); re-score when due."""
+        self.since += n
+        if n and self.since >= self.every:
+            self.rescore(learner)
 
     # -- scoring ----------------------------------------------------------------------
-    def rescore(self, learner: Learner) -> None:
+    def rescore(self, learner: Scored) -> None:
         """Score every held item with the current head, over all classes."""
         self.since = 0
         self.evaluated_at = learner.samples_learned

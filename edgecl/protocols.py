@@ -1,7 +1,9 @@
-"""The three roles a learner is built from. Interfaces only, no logic."""
+"""The three roles a learner is built from, and the optional capabilities a strategy may
+have (:class:`Retrainable`, :class:`Freezable`). Interfaces only, no logic."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -82,3 +84,25 @@ class Strategy(Protocol):
     def state_dict(self) -> State: ...
 
     def load_state_dict(self, state: State) -> None: ...
+
+
+@runtime_checkable
+class Retrainable(Protocol):
+    """A strategy that can rebuild its head from the replay memory (e.g. GDumb).
+
+    ``retrain`` trains a fresh head on ``(z, y)`` without touching the live one and returns
+    its state (for :meth:`edgecl.Learner.swap_head`); ``on_progress(fraction)`` returns
+    False once the caller gave up, and the strategy should then return promptly.
+    """
+
+    def retrain(
+        self, z: FloatArray, y: IntArray, on_progress: Callable[[float], bool]
+    ) -> State: ...
+
+
+@runtime_checkable
+class Freezable(Protocol):
+    """A strategy that can hand out a frozen copy of its head: a function of latents that
+    later learning does not change (predictions read it without waiting for learning)."""
+
+    def predictor(self) -> Callable[[FloatArray], FloatArray]: ...

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgecl.learner import Learner
-from edgecl.protocols import Backbone
+from edgecl.protocols import Backbone, Retrainable, Strategy
 from edgecl.replay import holds_inputs
 from edgecl.types import State
 
@@ -54,28 +54,27 @@ def reembed(state: State, backbone: Backbone, *, epochs: int = 1, batch_size: in
     strategy = strategies.create(spec["name"], **spec["options"])
     learner = Learner(backbone, strategy, store, seed=int(state["seed"]))
     learner.load_bookkeeping(state)
-    learner.model_version += 1
     if len(learner.labels):
         strategy.add_classes(len(learner.labels))
+    if len(store) and isinstance(strategy, Retrainable):
+        z, y = learner.memory_latents()
+        learner.swap_head(strategy.retrain(z, y, lambda _fraction: True))
+        return learner
     if len(store):
         z, y = learner.memory_latents()
         _train(strategy, z, y, epochs, batch_size, np.random.default_rng(learner.seed))
-        strategy.add_classes(len(learner.labels))
+    learner.model_version += 1
     return learner
 
 
 def _train(
-    strategy: Any,
+    strategy: Strategy,
     z: np.ndarray[Any, Any],
     y: np.ndarray[Any, Any],
     epochs: int,
     size: int,
     rng: np.random.Generator,
 ) -> None:
-    retrain = getattr(strategy, "retrain", None)
-    if callable(retrain):
-        strategy.load_state_dict(retrain(z, y, lambda _fraction: True))
-        return
     for _ in range(epochs):
         order = rng.permutation(len(y))
         for start in range(0, len(y), size):

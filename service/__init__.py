@@ -1,0 +1,35 @@
+"""The edgecl daemon: HTTP and MQTT around one continual learner.
+
+How one ``POST /learn`` travels (an MQTT ``learn`` message takes the same path from step 2)::
+
+    transport        routes/learn.py          mqtt_handlers.py
+      decode           routes/__init__.read_samples   mqtt_wire.decode/parse
+                       (bodies.py: bounded JSON/msgpack/multipart → schemas.LearnRequest)
+      │
+      ▼
+    use case         usecases.UseCases.learn
+      embed            runtime.embed_for_learning → inputs.Embedder (decoding.py, budget.py)
+      check + queue    runtime.submit_learn → Learner.check_batch → batching.MicroBatchQueue
+      │
+      ▼
+    writer thread    runtime._run → writer.Writer.learn_batch
+      dedup, WAL       sample_ids.RecentIds, records.learn_record → wal.WriteAheadLog
+      learn            Learner.learn_batch (probe, strategy, store); heads.freeze publishes
+      durable          wal fsync, then the future resolves; checkpoints.Checkpoints now and then
+      │
+      ▼
+    reply            usecases → schemas.LearnReply → transport encodes (JSON, msgpack, MQTT)
+
+A failure anywhere is an exception from :mod:`service.errors`, whose one table gives the HTTP
+status, whether an MQTT message is acknowledged, and the metrics reason. ``/predict`` is
+``UseCases.predict``: embed, then score the published head without waiting for the writer.
+``/retrain`` is ``UseCases.retrain``: a background job (retrain.py) whose head the writer
+swaps in (``Learner.swap_head``).
+
+Who owns what: ``bootstrap``/``app`` build the runtime from settings and wire transports to
+the use cases; the runtime (``runtime.LearnerRuntime``) is the only door to the writer, the
+WAL, checkpoints, the probe and retrain jobs; transports never import those.
+
+A new transport decodes into the request models of ``schemas``, calls ``UseCases`` and maps
+failures with ``errors.outcome``: one module, as ``mqtt_handlers`` shows.
+"""

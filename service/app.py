@@ -38,6 +38,7 @@ from service.routes import (
 from service.runtime import LearnerRuntime
 from service.schemas import ErrorItem, LearnRequest, PredictRequest, where
 from service.settings import Settings
+from service.usecases import UseCases
 
 log = logging.getLogger("edgecl.app")
 
@@ -91,8 +92,18 @@ def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime
             "a store with encoding lz4 keeps raw images, which needs the image backbone "
             "(backbone: onnx), not the identity backbone"
         )
+    probe = None
+    if settings.probe_share > 0:
+        probe = ProbeSet(
+            settings.probe_share, settings.probe_max_bytes, settings.probe_every, seed=settings.seed
+        )
     learner = Learner(
-        backbone, strategy, store, seed=settings.seed, window=settings.prequential_window
+        backbone,
+        strategy,
+        store,
+        seed=settings.seed,
+        window=settings.prequential_window,
+        probe=probe,
     )
     wal = checkpoints = None
     if durable:
@@ -124,10 +135,6 @@ def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime
         max_classes=settings.max_classes,
         observer=Telemetry(),
     )
-    if settings.probe_share > 0:
-        runtime.writer.probe = ProbeSet(
-            settings.probe_share, settings.probe_max_bytes, settings.probe_every, seed=settings.seed
-        )
     return runtime
 
 
@@ -232,13 +239,14 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
         telemetry = runtime.observer = Telemetry()
     telemetry.watch(runtime, backbone=settings.backbone)
     app.state.telemetry = telemetry
+    app.state.usecases = cases = UseCases(runtime, telemetry)
     series = TimeSeries(settings.dashboard_points)
     app.state.sampler = sampler = Sampler(runtime, telemetry, series, settings.dashboard_interval_s)
     app.state.mqtt = None
     if settings.mqtt_host is not None:
         from service.mqtt import MqttBridge
 
-        app.state.mqtt = MqttBridge(settings, runtime, observer=telemetry)
+        app.state.mqtt = MqttBridge(settings, cases, observer=telemetry)
     for module in (learn, predict, retrain, health, stats, metrics, dashboard, docs):
         app.include_router(module.router)
     _install_handlers(app)

@@ -8,16 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar, cast
 
+from service.errors import NotAcceptingError, QueueFullError
+
 T = TypeVar("T")
 _STOP = object()
-
-
-class QueueFullError(RuntimeError):
-    """The queue holds ``capacity`` items; the client should retry later."""
-
-
-class NotAcceptingError(RuntimeError):
-    """The queue is not open: the service is starting or stopping."""
 
 
 class MicroBatchQueue(Generic[T]):

@@ -8,27 +8,18 @@ from typing import Any, Literal
 
 import numpy as np
 
+from edgecl import memory
 from edgecl.backbones.preprocess import check_image
-from edgecl.learner import Learner
+from edgecl.batch import latents as checked_latents
+from edgecl.batch import numeric
+from edgecl.protocols import Backbone
 from edgecl.types import FloatArray
 from service.budget import Budget
 from service.decoding import decode
+from service.errors import SampleError
 from service.settings import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS
 
 InputKind = Literal["image", "array", "features"]
-
-
-class SampleError(ValueError):
-    """A sample of a request is unusable; ``index`` says which one.
-
-    >>> str(SampleError(3, "image bytes are empty"))
-    'samples[3]: image bytes are empty'
-    """
-
-    def __init__(self, index: int, message: str) -> None:
-        super().__init__(f"samples[{index}]: {message}")
-        self.index = index
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -44,7 +35,8 @@ class SampleInput:
 
 
 class Embedder:
-    """Turns sample inputs into latents with the learner's backbone.
+    """Turns sample inputs into latents with a backbone (the learner's, which a restore
+    keeps).
 
     ``pixels`` says what the backbone eats: ``"image"`` for image backbones (images are
     decoded to RGB arrays, arrays must be images), ``"vector"`` for the identity backbone
@@ -54,9 +46,8 @@ class Embedder:
     within ``budget`` (see :mod:`service.decoding`) and resized to the backbone's input
     at once, and a request may decode at most ``max_request_pixels`` pixels in all.
 
-    >>> from edgecl import strategies
     >>> from edgecl.backbones import IdentityBackbone
-    >>> embedder = Embedder(Learner(IdentityBackbone(2), strategies.create("ncm")), "vector")
+    >>> embedder = Embedder(IdentityBackbone(2), "vector")
     >>> embedder.embed([SampleInput("array", np.array([1, 2])),
     ...                 SampleInput("features", np.array([3.0, 4.0]))]).tolist()
     [[1.0, 2.0], [3.0, 4.0]]
@@ -64,27 +55,34 @@ class Embedder:
 
     def __init__(
         self,
-        learner: Learner,
+        backbone: Backbone,
         pixels: Literal["image", "vector"],
         *,
         budget: Budget | None = None,
         max_request_pixels: int = DEFAULT_REQUEST_PIXELS,
     ) -> None:
-        self.learner = learner
+        self.backbone = backbone
+        self.latent_shape = tuple(backbone.latent_shape)
         self.pixels = pixels
         self.budget = budget if budget is not None else Budget(DEFAULT_DECODE_PIXELS)
         self.max_request_pixels = max_request_pixels
-        backbone = learner.backbone
         size = getattr(backbone, "input_size", None)
         # Images may be reduced while decoded as long as they stay at least this long.
         self.fit = max(size) if isinstance(size, tuple) and pixels == "image" else None
         self.resizes = pixels == "image" and callable(getattr(backbone, "prepare", None))
 
+    def _prepared(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Inputs as a raw-input store keeps them (the store checks its item shape)."""
+        return memory.prepare(self.backbone, None, numeric(x))
+
+    def _embed(self, x: np.ndarray[Any, Any]) -> FloatArray:
+        return checked_latents(self.backbone.embed(numeric(x)), self.latent_shape)
+
     def _decode(self, data: bytes) -> tuple[np.ndarray[Any, Any], int]:
         if self.pixels == "vector":
             # The identity backbone takes images of exactly its latent size: no larger one
             # is worth decoding.
-            size = int(np.prod(self.learner.latent_shape))
+            size = int(np.prod(self.latent_shape))
             pixels, n = decode(data, self.budget, max_pixels=size)
             gray: np.ndarray[Any, Any] = pixels.mean(axis=2, dtype=np.float32) / 255.0
             return gray.reshape(-1), n
@@ -111,7 +109,7 @@ class Embedder:
                 arr = arr.astype(np.uint8)
             arr = check_image(arr)
         if self.resizes:
-            arr = self.learner.prepare_inputs(arr[None, ...])[0]
+            arr = self._prepared(arr[None, ...])[0]
         return arr, decoded
 
     def _each(
@@ -123,7 +121,8 @@ class Embedder:
         for i, sample in enumerate(samples):
             try:
                 if sample.kind == "features" and latents is not None:
-                    latents[i] = self.learner.check_latents(np.asarray(sample.value)[None])[0]
+                    value = np.asarray(sample.value)[None]
+                    latents[i] = checked_latents(value, self.latent_shape)[0]
                     continue
                 arr, decoded = self._prepare(sample)
             except ValueError as exc:
@@ -151,17 +150,17 @@ class Embedder:
         kept = []
         for i, arr in self._each(samples):
             try:
-                kept.append(arr if self.resizes else self.learner.prepare_inputs(arr[None])[0])
+                kept.append(arr if self.resizes else self._prepared(arr[None])[0])
             except ValueError as exc:
                 raise SampleError(i, str(exc)) from None
         raw = np.stack(kept)
-        return self.learner.embed(raw), raw
+        return self._embed(raw), raw
 
     def embed(self, samples: Sequence[SampleInput]) -> FloatArray:
         """Latents ``(N, *latent_shape)``; ``SampleError`` names the first bad sample."""
         if not samples:
             raise ValueError("give at least one sample")
-        out = np.empty((len(samples), *self.learner.latent_shape), dtype=np.float32)
+        out = np.empty((len(samples), *self.latent_shape), dtype=np.float32)
         groups: dict[tuple[tuple[int, ...], str], list[int]] = {}
         prepared: dict[int, np.ndarray[Any, Any]] = {}
         for i, arr in self._each(samples, out):
@@ -170,7 +169,7 @@ class Embedder:
         # Same-shaped inputs are embedded as one batch.
         for indices in groups.values():
             try:
-                out[indices] = self.learner.embed(np.stack([prepared[i] for i in indices]))
+                out[indices] = self._embed(np.stack([prepared[i] for i in indices]))
             except ValueError as exc:
                 raise SampleError(indices[0], str(exc)) from None
         return out

@@ -36,8 +36,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from service.mqtt_handlers import Handlers
 from service.mqtt_wire import JSON, Inbound, Topics, new_client, properties
-from service.runtime import LearnerRuntime
 from service.settings import Settings
+from service.usecases import UseCases
 
 __all__ = ["MqttBridge", "MqttObserver", "Topics"]
 
@@ -45,21 +45,22 @@ log = logging.getLogger("edgecl.mqtt")
 
 
 class MqttObserver(Protocol):
-    """What the bridge reports (the app's Telemetry): connection state, and learn samples
-    it turns away before the runtime sees them (the runtime counts the rest)."""
+    """What the bridge reports (the app's Telemetry): the connection state (the use cases
+    count samples in and out)."""
 
     def set_mqtt_connected(self, connected: bool) -> None: ...
-    def rejected(self, source: str, reason: str, samples: int) -> None: ...
 
 
 class MqttBridge:
-    """Connects one LearnerRuntime to a broker; :meth:`start` returns at once and the
-    client keeps (re)connecting in the background.
+    """Connects the use cases of one runtime to a broker; :meth:`start` returns at once and
+    the client keeps (re)connecting in the background.
 
     >>> from edgecl import Learner, strategies
     >>> from edgecl.backbones import IdentityBackbone
+    >>> from service.runtime import LearnerRuntime
     >>> rt = LearnerRuntime(Learner(IdentityBackbone(2), strategies.create("ncm")))
-    >>> bridge = MqttBridge(Settings(mqtt_host="localhost", mqtt_device_id="pi-7"), rt)
+    >>> settings = Settings(mqtt_host="localhost", mqtt_device_id="pi-7")
+    >>> bridge = MqttBridge(settings, UseCases(rt))
     >>> bridge.topics.learn, bridge.client_id, bridge.connected
     ('edgecl/pi-7/learn', 'edgecl-pi-7', False)
     """
@@ -67,23 +68,22 @@ class MqttBridge:
     def __init__(
         self,
         settings: Settings,
-        runtime: LearnerRuntime,
+        cases: UseCases,
         observer: MqttObserver | None = None,
     ) -> None:
         if settings.mqtt_host is None:
             raise ValueError("mqtt_host is not set")
-        self.settings, self.runtime, self.host = settings, runtime, settings.mqtt_host
+        self.settings, self.cases, self.host = settings, cases, settings.mqtt_host
         self.topics = Topics.under(settings.mqtt_prefix, settings.mqtt_device)
         self.client_id = settings.mqtt_client_id_or_default
         self.qos = settings.mqtt_qos
         self.window = settings.mqtt_receive_maximum
         self.handlers = Handlers(
-            runtime,
+            cases,
             self.topics,
             self,
             max_bytes=settings.max_body_bytes,
             max_samples=settings.max_samples_per_request,
-            on_rejected=self._rejected,
         )
         self.observer = observer
         self.counters = dict.fromkeys(
@@ -246,10 +246,6 @@ class MqttBridge:
                 self._lock.wait(0.5)
 
     # -- what handlers call -----------------------------------------------------------
-    def _rejected(self, samples: int) -> None:
-        if self.observer is not None:
-            self.observer.rejected("mqtt", "invalid", samples)
-
     def finish(self, message: Inbound, *, ack: bool) -> None:
         """The message is done with; acknowledge it on the connection it came on."""
         with self._lock:
@@ -305,7 +301,7 @@ class MqttBridge:
                 log.exception("MQTT: could not publish the model state")
 
     def publish_model(self) -> None:
-        version = self.runtime.learner.model_version
+        version = self.cases.runtime.learner.model_version
         if not self._connected or version == self._model_sent:
             return
         body = self.handlers.model_state()

@@ -1,7 +1,8 @@
-"""MQTT messages → the runtime: decode, validate with the HTTP schema, call, encode.
+"""MQTT messages → the use cases: decode, validate with the HTTP schema, call, encode.
 
 The bridge (service/mqtt.py) owns the connection; this module only turns one received
-message into runtime calls and replies, and says when the message may be acknowledged.
+message into a call of :mod:`service.usecases` and a reply, and says when the message may
+be acknowledged (the table in :mod:`service.errors` says which failures can never succeed).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from edgecl.learner import NotFittedError
-from service.errors import outcome
-from service.inputs import SampleError
+from pydantic import BaseModel
+
+from service.errors import BUG, NotAcceptingError, QueueFullError, outcome
 from service.mqtt_wire import (
     JSON,
     Inbound,
@@ -30,20 +31,10 @@ from service.mqtt_wire import (
     sample_count,
     sample_ids,
 )
-from service.runtime import LearnerRuntime, LearnResult, NotAcceptingError, QueueFullError
-from service.schemas import (
-    ErrorItem,
-    LearnReply,
-    LearnRequest,
-    PredictionOut,
-    PredictReply,
-    PredictRequest,
-    ScoredLabel,
-)
+from service.schemas import ErrorItem, LearnReply, LearnRequest, PredictRequest
+from service.usecases import PendingLearn, UseCases
 
 log = logging.getLogger("edgecl.mqtt")
-
-NOTHING_LEARNED = "nothing has been learned yet; publish labelled samples on learn first"
 
 
 class Handlers:
@@ -56,17 +47,15 @@ class Handlers:
 
     def __init__(
         self,
-        runtime: LearnerRuntime,
+        cases: UseCases,
         topics: Topics,
         outbox: Outbox,
         *,
         max_bytes: int,
         max_samples: int,
-        on_rejected: Callable[[int], None] | None = None,
     ) -> None:
-        self.runtime, self.topics, self.outbox = runtime, topics, outbox
+        self.cases, self.topics, self.outbox = cases, topics, outbox
         self.max_bytes, self.max_samples = max_bytes, max_samples
-        self.on_rejected = on_rejected  # learn samples turned away before the runtime
         self.rejected = 0
         self.queue_full_waits = 0
 
@@ -83,118 +72,89 @@ class Handlers:
             ids = sample_ids(data)
             check_response_topic(message)
             body = parse(LearnRequest, data, self.max_samples)
-            z, raw = self.runtime.embed_for_learning([s.to_input() for s in body.samples])
-            labels = [s.label for s in body.samples]
-            future = self._submit(z, labels, [s.id for s in body.samples], raw)
+        except Rejected as exc:  # never reached the use case: counted here
+            self.cases.rejected("mqtt", ValueError(exc.detail), sample_count(data))
+            self.reject(message, exc.detail, exc.errors, exc.ids or ids)
+            return
+        try:
+            future = self._submit(self.cases.embed_learn(body, "mqtt"))
         except Exception as exc:
-            if isinstance(exc, Rejected):
-                self.reject(message, exc.detail, exc.errors, exc.ids or ids)
-            elif isinstance(exc, SampleError):
-                self.reject(message, str(exc), ids=ids)
-            else:  # a bug must not kill the worker, nor loop on redelivery
-                log.exception("handling a learn message failed")
-                self.reject(message, f"internal error: {exc}", ids=ids)
-            if self.on_rejected is not None:
-                self.on_rejected(sample_count(data))
-        else:
-            if future is None:  # stopping: the broker redelivers it to the next session
-                self.outbox.finish(message, ack=False)
-                return
-            future.add_done_callback(lambda f: self._learned(message, ids, f))
+            self._failed(message, exc, ids)
+            return
+        if future is None:  # stopping: the broker redelivers it to the next session
+            self.outbox.finish(message, ack=False)
+            return
+        future.add_done_callback(lambda f: self._learned(message, ids, f))
 
-    def _submit(
-        self, z: Any, labels: list[Any], ids: list[str | None], raw: Any = None
-    ) -> Future[LearnResult] | None:
-        delay, queue = 0.001, self.runtime.queue
+    def _submit(self, pending: PendingLearn) -> Future[LearnReply] | None:
+        delay = 0.001
         while not self.outbox.stopping:
             try:
                 # Backpressure: hold the message unacknowledged until the queue has room
                 # (looking first, so that waiting is not counted as a rejection).
-                if len(queue) >= queue.capacity:
+                if not self.cases.has_room:
                     raise QueueFullError
-                return self.runtime.submit_learn(z, labels, ids, source="mqtt", inputs=raw)
+                return self.cases.submit(pending)
             except QueueFullError:
                 self.queue_full_waits += 1
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
             except NotAcceptingError:
                 return None
-            except ValueError as exc:
-                raise Rejected(str(exc)) from None
         return None
 
-    def _learned(self, message: Inbound, ids: list[str], future: Future[LearnResult]) -> None:
+    def _learned(self, message: Inbound, ids: list[str], future: Future[LearnReply]) -> None:
         exc = future.exception()
-        if exc is None:
-            # The samples are in the WAL: acknowledge first, so a reply that cannot be
-            # sent never holds the message (nor its in-flight slot).
-            self.outbox.finish(message, ack=True)
-            if message.response_topic:  # the same reply as POST /learn, for who asks
-                result = future.result()
-                reply = LearnReply(
-                    accepted=result.accepted,
-                    duplicates=result.duplicates,
-                    model_version=result.model_version,
-                    classes=result.classes,
-                )
-                self.outbox.publish(
-                    message.response_topic,
-                    encode(reply.model_dump(mode="json"), message.encoding),
-                    correlation=message.correlation,
-                    content_type=message.encoding,
-                )
+        if exc is not None:
+            self._failed(message, exc, ids)
             return
-        if outcome(exc).ack:  # a bad sample: it would fail again on every redelivery
-            self.reject(message, str(exc), ids=ids)
-            return
-        # Not acknowledged: the broker delivers it again after the next reconnect.
-        try:
-            self._publish_error(message, f"not stored, kept unacknowledged: {exc}", None, ids)
-        finally:
-            self.outbox.finish(message, ack=False)
+        # The samples are in the WAL: acknowledge first, so a reply that cannot be
+        # sent never holds the message (nor its in-flight slot).
+        self.outbox.finish(message, ack=True)
+        if message.response_topic:  # the same reply as POST /learn, for who asks
+            self._reply(message, message.response_topic, future.result())
+
+    def _failed(self, message: Inbound, exc: BaseException, ids: list[str] | None = None) -> None:
+        """Finish a message whose use case failed, as the error table says."""
+        result = outcome(exc)
+        if result is BUG:  # a bug must not kill the worker, nor loop on redelivery
+            log.error("handling a message on %s failed", message.topic, exc_info=exc)
+            self.reject(message, f"internal error: {exc}", ids=ids)
+        elif result.ack:  # a bad sample: it would fail again on every redelivery
+            self.reject(message, str(exc), getattr(exc, "errors", None), ids)
+        else:  # the broker delivers it again after the next reconnect
+            try:
+                self._publish_error(message, f"not stored, kept unacknowledged: {exc}", None, ids)
+            finally:
+                self.outbox.finish(message, ack=False)
 
     # -- predict ----------------------------------------------------------------------
     def predict(self, message: Inbound) -> None:
         try:
             check_response_topic(message)
             body = parse(PredictRequest, self._decode(message), self.max_samples)
-            if not self.runtime.has_classes:
-                raise Rejected(NOTHING_LEARNED)
-            z = self.runtime.embed([s.to_input() for s in body.samples])
-            result = self.runtime.predict(z, body.top_k)
-            reply = PredictReply(
-                predictions=[
-                    PredictionOut(
-                        label=p.label,
-                        score=p.score,
-                        top_k=[ScoredLabel(label=label, score=s) for label, s in p.top_k],
-                    )
-                    for p in result.predictions
-                ],
-                model_version=result.model_version,
-            )
-            topic = message.response_topic or self.topics.predict_response
-            self.outbox.publish(
-                topic,
-                encode(reply.model_dump(mode="json"), message.encoding),
-                correlation=message.correlation,
-                content_type=message.encoding,
-            )
         except Rejected as exc:
             self.reject(message, exc.detail, exc.errors)
-        except NotFittedError:
-            self.reject(message, NOTHING_LEARNED)
-        except ValueError as exc:  # SampleError, or a response topic with wildcards
-            self.reject(message, str(exc))
+            return
+        try:
+            reply = self.cases.predict(body)
         except Exception as exc:
-            log.exception("handling a predict message failed")
-            self.reject(message, f"internal error: {exc}")
-        else:
-            self.outbox.finish(message, ack=True)
+            self._failed(message, exc)
+            return
+        self._reply(message, message.response_topic or self.topics.predict_response, reply)
+        self.outbox.finish(message, ack=True)
+
+    def _reply(self, message: Inbound, topic: str, reply: BaseModel) -> None:
+        self.outbox.publish(
+            topic,
+            encode(reply.model_dump(mode="json"), message.encoding),
+            correlation=message.correlation,
+            content_type=message.encoding,
+        )
 
     def model_state(self) -> dict[str, Any]:
         """What the retained ``model`` topic says."""
-        stats = self.runtime.stats()
+        stats = self.cases.runtime.stats()
         return {
             "model_version": stats.model_version,
             "classes": list(stats.classes),

@@ -8,17 +8,37 @@ micro-batch by micro-batch, as the writer first learned them.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from edgecl.learner import Learner
+from service.errors import StorageUnavailableError
 from service.heads import freeze
 from service.records import record_inputs
 from service.sample_ids import RecentIds
-
-if TYPE_CHECKING:
-    from service.writer import Writer
+from service.writer import Writer
 
 log = logging.getLogger("edgecl.runtime")
+
+
+@dataclass(frozen=True)
+class Reembedded:
+    """What :func:`reembed` did: WAL samples replayed, and those left out because their
+    record kept no raw input."""
+
+    replayed: int
+    skipped: int
+
+
+def reembed(writer: Writer) -> Reembedded:
+    """Restore with the raw inputs embedded through the current backbone, then checkpoint;
+    ``StorageUnavailableError`` when that checkpoint cannot be written."""
+    restore(writer, reembed=True)
+    writer.since_checkpoint = max(writer.since_checkpoint, 1)
+    writer.maybe_checkpoint(force=True)
+    if writer.checkpoint_failing:
+        raise StorageUnavailableError("the new checkpoint could not be written")
+    return Reembedded(writer.counters["replayed"], writer.reembed_skipped)
 
 
 def restore(writer: Writer, reembed: bool = False) -> None:
@@ -104,12 +124,14 @@ def _load(writer: Writer, state: dict[str, Any], reembed: bool = False) -> None:
 
         # The probe's held latents are the old backbone's: it starts collecting again.
         writer.learner = reembed_state(saved, current.backbone)
+        writer.learner.probe = current.probe
         state = {**state, "probe": None}
     else:
-        writer.learner = Learner.from_state(saved, backbone=current.backbone)
+        writer.learner = Learner.from_state(saved, current.backbone, current.probe)
     writer.recent = RecentIds(writer.recent.capacity, state.get("recent_ids", []))
-    if writer.probe is not None and state.get("probe") is not None:
-        writer.probe.load_state_dict(state["probe"])
+    probe = writer.learner.probe
+    if probe is not None and state.get("probe") is not None:
+        probe.load_state_dict(state["probe"])
 
 
 def _nothing_needed(first: int, last: int) -> bool:

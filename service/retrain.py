@@ -8,34 +8,17 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import numpy as np
 
 from edgecl.learner import Learner
-from edgecl.types import FloatArray, IntArray, State
+from edgecl.types import FloatArray, IntArray
+from service.errors import RetrainBusyError
 
 log = logging.getLogger("edgecl.retrain")
 
 JobState = Literal["running", "succeeded", "failed", "cancelled"]
-
-
-@runtime_checkable
-class Retrainable(Protocol):
-    """A strategy that can rebuild its head from the replay memory (e.g. GDumb).
-
-    ``retrain`` trains a fresh head on ``(z, y)`` without touching the live one and returns
-    its state; ``on_progress(fraction)`` returns False once the job was cancelled, and the
-    strategy should then return promptly (its result is discarded).
-    """
-
-    def retrain(
-        self, z: FloatArray, y: IntArray, on_progress: Callable[[float], bool]
-    ) -> State: ...
-
-
-class RetrainBusyError(RuntimeError):
-    """Another retrain job is still running."""
 
 
 class RetrainJob:

@@ -5,62 +5,33 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from edgecl.learner import Learner
+from edgecl.protocols import Retrainable
 from edgecl.types import FloatArray, Label
-from service.batching import MicroBatchQueue, NotAcceptingError, QueueFullError
+from service.batching import MicroBatchQueue
 from service.budget import Budget
-from service.errors import outcome
+from service.errors import NotAcceptingError, RetrainUnsupportedError
+from service.heads import PredictResult, rank
 from service.inputs import Embedder, SampleInput
 from service.observability.metrics import Observer
 from service.observability.stats import Stats
-from service.retrain import Retrainable, RetrainJob, RetrainJobs, snapshot_memory
+from service.restore import Reembedded, reembed, restore
+from service.retrain import RetrainJob, RetrainJobs, snapshot_memory
 from service.runtime_stats import read_stats
 from service.settings import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS
-from service.writer import (
-    CheckpointsLike,
-    LearnJob,
-    LearnResult,
-    StorageUnavailableError,
-    WriteAheadLogLike,
-    Writer,
-)
+from service.writer import CheckpointsLike, LearnJob, LearnResult, WriteAheadLogLike, Writer
 
-__all__ = [
-    "LearnResult",
-    "LearnerRuntime",
-    "NotAcceptingError",
-    "PredictResult",
-    "Prediction",
-    "QueueFullError",
-    "RetrainUnsupportedError",
-    "StorageUnavailableError",
-]
+__all__ = ["LearnResult", "LearnerRuntime", "PredictResult", "Reembedded"]
 
 log = logging.getLogger("edgecl.runtime")
-
-
-class RetrainUnsupportedError(RuntimeError):
-    """The strategy cannot retrain from memory, or there is nothing to retrain from."""
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: Label
-    score: float
-    top_k: list[tuple[Label, float]]
-
-
-@dataclass(frozen=True)
-class PredictResult:
-    predictions: list[Prediction]
-    model_version: int
 
 
 @dataclass
@@ -112,7 +83,7 @@ class LearnerRuntime:
     ) -> None:
         # The embedder only uses the backbone, which a restore keeps.
         self.embedder = Embedder(
-            learner,
+            learner.backbone,
             pixels,
             budget=Budget(decode_pixels),
             max_request_pixels=max_pixels_per_request,
@@ -153,7 +124,7 @@ class LearnerRuntime:
         """Load the newest checkpoint and replay the WAL after it (once);
         :class:`service.checkpoints.RestoreError` when that would lose acknowledged samples."""
         if not self._restored:
-            self.writer.restore()
+            restore(self.writer)
             self._restored = True
 
     def start(self) -> None:
@@ -187,31 +158,22 @@ class LearnerRuntime:
         source: str = "http",
         inputs: np.ndarray[Any, Any] | None = None,
     ) -> Future[LearnResult]:
-        """Queue latents to learn; the future resolves once they are learned (and durable).
+        """Check and queue latents to learn; the future resolves once they are learned (and
+        durable). ``ValueError`` for a bad batch, ``QueueFullError``, ``NotAcceptingError``.
 
         ``inputs``: the prepared raw inputs, when the store keeps them (see
         :meth:`embed_for_learning`)."""
-        try:
-            z = self.learner.check_latents(z)
-            checked = self.learner.check_labels(labels, len(z))
-            if len(ids) != len(z):
-                raise ValueError(f"got {len(z)} samples but {len(ids)} ids")
-            if self.learner.keeps_inputs:
-                inputs = self.learner.check_inputs(inputs, len(z))
-            job = LearnJob(z, checked, list(ids), source, inputs)
-            self.queue.put(job)
-        except (ValueError, QueueFullError, NotAcceptingError) as exc:
-            self.observer.rejected(source, _reason(exc), len(ids))
-            raise
-        job.future.add_done_callback(lambda f: self._count(f, source, len(ids)))
+        batch = self.learner.check_batch(z, labels, inputs)
+        if len(ids) != len(batch):
+            raise ValueError(f"got {len(batch)} samples but {len(ids)} ids")
+        job = LearnJob(batch, list(ids), source)
+        self.queue.put(job)
         return job.future
 
-    def _count(self, future: Future[LearnResult], source: str, n: int) -> None:
-        exc = future.exception()
-        if exc is None:
-            self.observer.ingested(source, n)
-        else:
-            self.observer.rejected(source, _reason(exc), n)
+    @property
+    def has_room(self) -> bool:
+        """Whether the learn queue would take one more request now."""
+        return len(self.queue) < self.queue.capacity
 
     def embed(self, samples: Sequence[SampleInput]) -> FloatArray:
         """Latents for decoded samples (call from a worker thread; runs beside learning)."""
@@ -270,13 +232,7 @@ class LearnerRuntime:
                 labels = self.learner.labels.labels
                 version = self.learner.model_version
         self.observer.predicted(time.perf_counter() - start, len(z))
-        k = max(1, min(top_k, len(labels)))
-        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
-        predictions = []
-        for row, best in zip(proba, order, strict=True):
-            ranked = [(labels[int(i)], float(row[int(i)])) for i in best]
-            predictions.append(Prediction(ranked[0][0], ranked[0][1], ranked))
-        return PredictResult(predictions, version)
+        return rank(proba, labels, version, top_k)
 
     # -- retraining -------------------------------------------------------------------
     def start_retrain(self) -> RetrainJob:
@@ -297,25 +253,38 @@ class LearnerRuntime:
             state = strategy.retrain(z, y, job.report)
             if job.cancelled:
                 return
-
-            def apply() -> None:
-                # Classes learned during the retrain keep their (fresh) slots.
-                strategy.load_state_dict(state)
-                strategy.add_classes(len(self.learner.labels))
-                self.learner.model_version += 1
-
-            control = _Control(apply)
+            # Classes learned during the retrain keep their (fresh) slots.
+            control = _Control(lambda: self.learner.swap_head(state))
             self.queue.put(control, bounded=False)
             control.future.result()
 
         return self.jobs.start(work)
 
+    def job(self, job_id: str) -> RetrainJob | None:
+        """A retrain job by id (the last few are remembered)."""
+        return self.jobs.get(job_id)
+
+    # -- maintenance ------------------------------------------------------------------
+    @contextmanager
+    def exclusive(self) -> Iterator[Learner]:
+        """Hold the learner still: nothing learns or swaps heads while the block runs."""
+        with self.writer.lock:
+            yield self.learner
+
+    def latest_checkpoint(self) -> dict[str, Any] | None:
+        """The newest checkpoint's saved state, without loading it (None: none yet)."""
+        checkpoints = self.writer.checkpoints
+        loaded = None if checkpoints is None else checkpoints.load_latest()
+        return None if loaded is None else loaded[0]
+
+    def reembed(self) -> Reembedded:
+        """Move a stopped daemon's model to the configured backbone: restore it with its raw
+        inputs embedded again (:func:`service.restore.restore`), then checkpoint it;
+        ``StorageUnavailableError`` when that checkpoint cannot be written."""
+        self._restored = True
+        return reembed(self.writer)
+
     # -- statistics -------------------------------------------------------------------
     def stats(self) -> Stats:
         """A consistent snapshot of the learner's figures (``/stats``)."""
         return read_stats(self.writer, self.queue, self.started_at)
-
-
-def _reason(exc: BaseException) -> str:
-    """The ``reason`` label of a rejected sample."""
-    return outcome(exc).reason

@@ -37,7 +37,7 @@ def read_stats(writer: Writer, queue: MicroBatchQueue[Any], started_at: float) -
     """
     with writer.lock:
         learner = writer.learner
-        pq, store, probe = learner.prequential, learner.store, writer.probe
+        pq, store, probe = learner.prequential, learner.store, learner.probe
         names = [str(label) for label in learner.labels.labels]
         per_class = [(learner.class_counts[i], pq.class_accuracy(i)) for i in range(len(names))]
         store_stats = StoreStats(

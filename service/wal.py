@@ -6,7 +6,6 @@ CRC32, msgpack) and says what a failed write means (:class:`StorageError`).
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import os
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from service.dirlock import lock_directory
 from service.wal_format import (
     StorageError,
     frame,
@@ -313,25 +313,3 @@ class WriteAheadLog:
                 if self._fd is not None:
                     os.close(self._fd)
                     self._fd = None
-
-
-def lock_directory(directory: Path) -> int | None:
-    """An exclusive lock on ``directory`` (its ``LOCK`` file), held until the fd is closed.
-
-    ``ValueError`` when another process holds it; on a read-only or full disk no lock can
-    be taken and None is returned (a warning is logged): nothing can be written there then.
-    """
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        log.warning("cannot lock %s: %s", directory, exc)
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ValueError(
-            f"{directory} is in use by another edgecl process (a running daemon?); stop it first"
-        ) from None
-    return fd

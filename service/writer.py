@@ -1,4 +1,4 @@
-"""What the writer thread does: dedup → WAL → learn → durable → reply; checkpoints; restore."""
+"""What the writer thread does: dedup → WAL → learn → durable → reply; checkpoints."""
 
 from __future__ import annotations
 
@@ -13,23 +13,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgecl import codec
+from edgecl.batch import Batch
 from edgecl.learner import Learner
-from edgecl.probe import ProbeSet
-from edgecl.types import FloatArray, Label, check_label
+from edgecl.types import Label, check_label
+from service.errors import ClassLimitError, SampleError, StorageUnavailableError
 from service.heads import PublishedHead, freeze
-from service.inputs import SampleError
 from service.records import learn_record, record_inputs
 from service.sample_ids import RecentIds
 
 log = logging.getLogger("edgecl.runtime")
-
-
-class StorageUnavailableError(RuntimeError):
-    """The write-ahead log could not store or sync the samples (disk full, read-only)."""
-
-
-class ClassLimitError(SampleError):
-    """A sample's label would be one class more than the daemon may hold."""
 
 
 class WriteAheadLogLike(Protocol):
@@ -65,12 +57,14 @@ class LearnResult:
 class LearnJob:
     """One learn request waiting in the queue; ``future`` gets its :class:`LearnResult`."""
 
-    z: FloatArray
-    labels: list[Label]
+    batch: Batch  # checked by the learner when the request was queued
     ids: list[str | None]
     source: str
-    inputs: np.ndarray[Any, Any] | None = None  # prepared raw inputs, if the store keeps them
     future: Future[LearnResult] = field(default_factory=Future)
+
+    @property
+    def labels(self) -> list[Label]:
+        return self.batch.labels
 
 
 class Writer:
@@ -79,7 +73,7 @@ class Writer:
     >>> from edgecl import strategies
     >>> from edgecl.backbones import IdentityBackbone
     >>> w = Writer(Learner(IdentityBackbone(1), strategies.create("ncm")))
-    >>> job = LearnJob(np.ones((2, 1), np.float32), ["a", "a"], ["x", "x"], "test")
+    >>> job = LearnJob(Batch(np.ones((2, 1), np.float32), ["a", "a"]), ["x", "x"], "test")
     >>> w.learn_batch([job]); job.future.result()
     LearnResult(accepted=2, duplicates=1, model_version=1, classes=1)
     """
@@ -111,7 +105,6 @@ class Writer:
         self.checkpoint_failing = False
         self.checkpoint_s = 0.0  # the writer's pause for the last checkpoint
         self.checkpoint_bytes = self.checkpoint_bytes_written = 0
-        self.probe: ProbeSet | None = None  # holds back a share of samples, never learned
         self.reembed_skipped = 0  # WAL samples without raw inputs, left out by a re-embed
         self.published: PublishedHead | None = None  # read by predictions without the lock
 
@@ -144,15 +137,15 @@ class Writer:
         keeps = self._fresh(jobs)
         pairs = [(job, keep) for job, keep in zip(jobs, keeps, strict=True) if keep]
         records = [
-            learn_record(job.z, job.labels, job.ids, job.source, part, job.inputs, keep)
+            learn_record(job.batch.z, job.labels, job.ids, job.source, part, job.batch.inputs, keep)
             for part, (job, keep) in enumerate(pairs)
         ]
-        # The kept raw inputs as they are: the records hold them lz4-framed for the WAL.
-        raw = [job.inputs[keep] for job, keep in pairs if job.inputs is not None] or None
+        # The kept samples as checked: the records hold raw inputs lz4-framed for the WAL.
+        batches = [job.batch.select(keep) for job, keep in pairs]
         appended = self.wal.last_seq if self.wal is not None else 0
         try:
             if records:
-                self._store_and_apply(records, raw)
+                self._store_and_apply(records, batches)
         except StorageUnavailableError as exc:
             self.counters["storage_errors"] += 1
             log.error("%s", exc)
@@ -204,9 +197,7 @@ class Writer:
         new |= mine
         return True
 
-    def _store_and_apply(
-        self, records: list[dict[str, Any]], raw: list[np.ndarray[Any, Any]] | None = None
-    ) -> None:
+    def _store_and_apply(self, records: list[dict[str, Any]], batches: list[Batch]) -> None:
         """WAL append → learn → fsync; ``StorageUnavailableError`` says how far it got."""
         seq = self.applied_seq
         if self.wal is not None:
@@ -216,7 +207,7 @@ class Writer:
                 raise StorageUnavailableError(
                     f"the samples could not be stored, nothing was learned: {exc}"
                 ) from exc
-        self._apply(records, seq, raw)
+        self._apply(records, seq, batches)
         if self.wal is not None:
             try:
                 self.wal.wait_durable(seq)
@@ -230,32 +221,29 @@ class Writer:
             self.unsynced.discard_many([i for r in records for i in r["ids"]])
 
     def _apply(
-        self,
-        records: Sequence[dict[str, Any]],
-        seq: int,
-        raw: list[np.ndarray[Any, Any]] | None = None,
+        self, records: Sequence[dict[str, Any]], seq: int, batches: list[Batch] | None = None
     ) -> None:
         """Learn the records' samples as one step, but none whose id was learned already
         (a retry after a failed fsync, or that retry's record met again in replay).
-        ``raw``: each record's raw inputs, when the caller still has them undecoded."""
+        ``batches``: the records' samples as the learner checked them when they were
+        queued; without them (replay) the records are checked here."""
         recent = self.recent
         keeps = [[k for k, i in enumerate(r["ids"]) if i not in recent] for r in records]
-        z = np.concatenate([r["z"][keep] for r, keep in zip(records, keeps, strict=True)])
-        labels = [r["labels"][k] for r, keep in zip(records, keeps, strict=True) for k in keep]
-        if raw is None:
-            inputs = record_inputs(records, keeps)
+        if batches is not None:
+            parts = [b.select(keep) for b, keep in zip(batches, keeps, strict=True) if keep]
+        elif any(keeps):
+            z = np.concatenate([r["z"][keep] for r, keep in zip(records, keeps, strict=True)])
+            labels = [r["labels"][k] for r, keep in zip(records, keeps, strict=True) for k in keep]
+            parts = [self.learner.check_batch(z, labels, record_inputs(records, keeps))]
         else:
-            inputs = np.concatenate([x[keep] for x, keep in zip(raw, keeps, strict=True)])
-        if labels:
+            parts = []
+        if parts:
             with self.lock:
-                if self.probe is None:
-                    self.learner.learn_latents(z, labels, inputs=inputs)
-                else:
-                    self.probe.learn(self.learner, z, labels, inputs)
+                self.learner.learn_batch(Batch.join(parts))
                 self.published = freeze(self.learner)
         self.recent.add_many([i for r in records for i in r["ids"]])
         self.applied_seq = seq
-        self.since_checkpoint += len(labels)
+        self.since_checkpoint += sum(len(p) for p in parts)
 
     def run_locked(self, action: Callable[[], None]) -> None:
         """Run a state change (e.g. a retrained head) under the lock; it counts as a change."""
@@ -265,14 +253,14 @@ class Writer:
         # Not in the WAL: only a checkpoint keeps it, so one is due now.
         self.since_checkpoint = max(self.since_checkpoint + 1, self.every_samples)
 
-    # -- checkpoints and restore ------------------------------------------------------
+    # -- checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "learner": self.learner.state_dict(),
             "recent_ids": self.recent.to_list(),
         }
-        if self.probe is not None:
-            state["probe"] = self.probe.state_dict()
+        if self.learner.probe is not None:
+            state["probe"] = self.learner.probe.state_dict()
         return state
 
     def maybe_checkpoint(self, force: bool = False) -> None:
@@ -300,10 +288,3 @@ class Writer:
             # Keep the WAL records every kept checkpoint generation still needs.
             keep_from = getattr(self.checkpoints, "oldest_kept_seq", self.applied_seq)
             self.wal.remove_before(int(keep_from))
-
-    def restore(self, reembed: bool = False) -> None:
-        """Load the newest checkpoint, then replay the WAL records after it
-        (:func:`service.restore.restore`)."""
-        from service.restore import restore
-
-        restore(self, reembed)

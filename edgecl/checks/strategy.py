@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgecl import codec
-from edgecl.protocols import Strategy
+from edgecl.protocols import Freezable, Strategy
 from edgecl.types import FloatArray, IntArray
 
 Factory = Callable[..., Strategy]
@@ -175,12 +175,11 @@ def check_bad_inputs_raise_value_errors_and_change_nothing(make: Factory) -> Non
 def check_a_frozen_predictor_ignores_later_learning(make: Factory) -> None:
     """For strategies with ``predictor()``: the frozen copy answers as the head did."""
     strategy = trained(make, [0, 1], n_classes=3)
-    freeze = getattr(strategy, "predictor", None)
-    if freeze is None:
+    if not isinstance(strategy, Freezable):
         return
     probe, _ = blobs([0, 1, 2], per_class=5, seed=1)
     before = strategy.predict_proba_many(probe)
-    predict = freeze()
+    predict = strategy.predictor()
     expect(np.array_equal(predict(probe), before), "the frozen copy answers differently")
     z, y = blobs([1, 2], per_class=20, seed=2)
     for start in range(0, len(y), 8):

@@ -36,6 +36,9 @@ def rng_state(rng: np.random.Generator) -> State:
 
 
 def set_rng_state(rng: np.random.Generator, state: State) -> None:
+    if "bit_generator" not in state:  # the flat PCG64 fields of early checkpoints
+        nested = {"state": state["state"], "inc": state["inc"]}
+        state = {**state, "bit_generator": "PCG64", "state": nested}
     inner = {k: int(v) for k, v in state["state"].items()}
     rng.bit_generator.state = {**state, "state": inner}
 

@@ -38,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run_reembed(args: argparse.Namespace) -> int:
     from edgecl.backbones import BackboneChangedError, check_same
     from service.app import build_runtime
+    from service.errors import StorageUnavailableError
 
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
     settings = load_settings(args.config, data_dir=args.data_dir)
@@ -45,9 +46,9 @@ def run_reembed(args: argparse.Namespace) -> int:
         raise ValueError(f"{settings.data_dir} holds no model to re-embed")
     start = time.perf_counter()
     runtime = build_runtime(settings)  # takes the data dir's lock: the daemon must be stopped
-    writer, wal = runtime.writer, runtime.wal
+    wal = runtime.wal
     try:
-        saved = _latest(runtime)
+        saved = runtime.latest_checkpoint()
         if saved is None and (wal is None or wal.last_seq == 0):
             raise ValueError(f"{settings.data_dir} holds no model to re-embed")
         if saved is not None:
@@ -60,21 +61,21 @@ def run_reembed(args: argparse.Namespace) -> int:
                 return 0
         held = None if saved is None else _describe(saved["learner"], 0)["store"]
         stored = 0 if held is None else held["items"]
-        writer.restore(reembed=True)
-        writer.since_checkpoint = max(writer.since_checkpoint, 1)
-        writer.maybe_checkpoint(force=True)
-        if writer.checkpoint_failing:
-            raise ValueError("the new checkpoint could not be written (see the log above)")
+        try:
+            done = runtime.reembed()
+        except StorageUnavailableError:
+            raise ValueError(
+                "the new checkpoint could not be written (see the log above)"
+            ) from None
     finally:
-        if wal is not None:
-            wal.close()
-    learner = writer.learner
+        runtime.stop()
+    learner = runtime.learner
     store = learner.store
     sys.stdout.write(
-        f"re-embedded {stored} stored images and {writer.counters['replayed']} WAL samples "
+        f"re-embedded {stored} stored images and {done.replayed} WAL samples "
         f"through the configured backbone; the store holds {0 if store is None else len(store)}"
         f" images of {len(learner.labels)} classes, model version {learner.model_version}; "
-        f"{writer.reembed_skipped} WAL samples had no raw image and were left out "
+        f"{done.skipped} WAL samples had no raw image and were left out "
         f"({time.perf_counter() - start:.1f} s)\n"
     )
     return 0
@@ -91,12 +92,6 @@ def run_info(args: argparse.Namespace) -> int:
     state, seq = latest
     sys.stdout.write(json.dumps(_describe(state["learner"], seq), indent=2) + "\n")
     return 0
-
-
-def _latest(runtime: Any) -> dict[str, Any] | None:
-    checkpoints = runtime.writer.checkpoints
-    loaded = None if checkpoints is None else checkpoints.load_latest()
-    return None if loaded is None else loaded[0]
 
 
 def _describe(learner: dict[str, Any], seq: int) -> dict[str, Any]:

@@ -17,10 +17,11 @@ from starlette.datastructures import UploadFile
 
 from service.bodies import BodyError, parse, validate
 from service.budget import AsyncBudget
-from service.errors import outcome
+from service.errors import BUG, outcome
 from service.runtime import LearnerRuntime
 from service.schemas import ErrorItem, ErrorReply
 from service.settings import Settings
+from service.usecases import UseCases
 
 MSGPACK = "application/msgpack"
 Model = TypeVar("Model", bound=BaseModel)
@@ -86,6 +87,11 @@ def runtime(request: Request) -> LearnerRuntime:
     return rt
 
 
+def usecases(request: Request) -> UseCases:
+    cases: UseCases = request.app.state.usecases
+    return cases
+
+
 def settings(request: Request) -> Settings:
     s: Settings = request.app.state.settings
     return s
@@ -106,15 +112,15 @@ async def require_token(
         raise ApiError(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_ready(request: Request) -> LearnerRuntime:
-    rt = runtime(request)
-    if not rt.ready:
+def require_ready(request: Request) -> UseCases:
+    cases = usecases(request)
+    if not cases.ready:
         raise ApiError(503, "the service is starting or stopping", headers=retry_after(request))
-    return rt
+    return cases
 
 
-#: A route parameter that is the runtime, once it is ready (503 otherwise).
-Ready = Annotated[LearnerRuntime, Depends(require_ready)]
+#: A route parameter that is the use cases, once the runtime is ready (503 otherwise).
+Ready = Annotated[UseCases, Depends(require_ready)]
 
 
 def retry_after(request: Request) -> dict[str, str]:
@@ -122,13 +128,13 @@ def retry_after(request: Request) -> dict[str, str]:
 
 
 def failed(request: Request, exc: Exception) -> ApiError:
-    """The reply to a failure, as service/errors.py says; a bug is raised again (500,
-    logged with its traceback)."""
+    """The reply to a failure, as the table in service/errors.py says; a bug is raised
+    again (500, logged with its traceback)."""
     result = outcome(exc)
-    if result.status >= 500 and result.status not in (503, 507):
+    if result is BUG:
         raise exc
     headers = retry_after(request) if result.retry_after else None
-    return ApiError(result.status, str(exc), headers=headers)
+    return ApiError(result.status, str(exc), getattr(exc, "errors", None), headers)
 
 
 async def _form(request: Request, with_label: bool) -> dict[str, Any]:
@@ -190,7 +196,7 @@ async def read_samples(request: Request, model: type[Model], with_label: bool) -
             form = "json" if kind == "application/json" else "msgpack"
             return await in_worker(parse, model, raw, form, limit)
         except BodyError as exc:
-            raise ApiError(exc.status, exc.detail, exc.errors) from None
+            raise failed(request, exc) from None
 
 
 async def in_worker(work: Callable[..., T], *args: Any) -> T:

@@ -1,4 +1,4 @@
-"""POST /learn: decode, embed in a worker thread, queue for the writer, await the result."""
+"""POST /learn: decode the body, learn it (embedded in a worker thread), encode the reply."""
 
 from __future__ import annotations
 
@@ -40,27 +40,13 @@ _FORM = {
     responses={200: msgpack_too(LearnReply), **errors(401, 413, 415, 422, 503, 507)},
     openapi_extra=request_body("LearnRequest", _FORM),
 )
-async def learn(request: Request, rt: Ready) -> Response:
+async def learn(request: Request, cases: Ready) -> Response:
     """Learn every sample or none. A sample whose ``id`` was seen before is acknowledged
     but not learned again. Multipart: ``curl -F file=@x.png -F label=sneaker``."""
     body = await read_samples(request, LearnRequest, with_label=True)
-    inputs = [s.to_input() for s in body.samples]
-    labels = [s.label for s in body.samples]
-    ids = [s.id for s in body.samples]
     try:
-        try:
-            z, raw = await in_worker(rt.embed_for_learning, inputs)
-        except ValueError:
-            request.app.state.telemetry.rejected("http", "invalid", len(inputs))
-            raise
-        future = rt.submit_learn(z, labels, ids, source="http", inputs=raw)
-        result = await asyncio.wrap_future(future)
+        future = await in_worker(cases.learn, body, "http")
+        out: LearnReply = await asyncio.wrap_future(future)
+        return reply(request, out)
     except Exception as exc:
         raise failed(request, exc) from None
-    out = LearnReply(
-        accepted=result.accepted,
-        duplicates=result.duplicates,
-        model_version=result.model_version,
-        classes=result.classes,
-    )
-    return reply(request, out)

@@ -5,23 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from service.retrain import RetrainBusyError, RetrainJob
-from service.routes import ApiError, Ready, errors, require_token, retry_after, runtime
-from service.runtime import NotAcceptingError, RetrainUnsupportedError
+from service.routes import Ready, errors, failed, require_token, usecases
 from service.schemas import RetrainStatus
 
 router = APIRouter(tags=["retraining"], dependencies=[Depends(require_token)])
-
-
-def _status(job: RetrainJob) -> RetrainStatus:
-    return RetrainStatus.model_validate(job.as_dict())
-
-
-def _job(request: Request, job_id: str) -> RetrainJob:
-    job = runtime(request).jobs.get(job_id)
-    if job is None:
-        raise ApiError(404, f"no retrain job {job_id!r}")
-    return job
 
 
 @router.post(
@@ -31,16 +18,14 @@ def _job(request: Request, job_id: str) -> RetrainJob:
     summary="Start retraining the head from memory",
     responses=errors(401, 409, 503),
 )
-async def start(request: Request, rt: Ready) -> JSONResponse:
+async def start(request: Request, cases: Ready) -> JSONResponse:
     """Only strategies with a retrain capability (such as GDumb) can; others answer 409.
     Predictions keep being served while the job runs."""
     try:
-        job = rt.start_retrain()
-    except (RetrainUnsupportedError, RetrainBusyError) as exc:
-        raise ApiError(409, str(exc)) from None
-    except NotAcceptingError as exc:
-        raise ApiError(503, str(exc), headers=retry_after(request)) from None
-    return JSONResponse(_status(job).model_dump(mode="json"), 202)
+        status = cases.retrain()
+    except Exception as exc:
+        raise failed(request, exc) from None
+    return JSONResponse(status.model_dump(mode="json"), 202)
 
 
 @router.get(
@@ -50,7 +35,10 @@ async def start(request: Request, rt: Ready) -> JSONResponse:
     responses=errors(401, 404, 422),
 )
 async def status(request: Request, job_id: str) -> RetrainStatus:
-    return _status(_job(request, job_id))
+    try:
+        return usecases(request).retrain_status(job_id)
+    except Exception as exc:
+        raise failed(request, exc) from None
 
 
 @router.delete(
@@ -61,6 +49,8 @@ async def status(request: Request, job_id: str) -> RetrainStatus:
     responses=errors(401, 404, 422),
 )
 async def cancel(request: Request, job_id: str) -> JSONResponse:
-    job = _job(request, job_id)
-    job.cancel()
-    return JSONResponse(_status(job).model_dump(mode="json"), 202)
+    try:
+        status = usecases(request).cancel_retrain(job_id)
+    except Exception as exc:
+        raise failed(request, exc) from None
+    return JSONResponse(status.model_dump(mode="json"), 202)

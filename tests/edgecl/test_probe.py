@@ -26,6 +26,11 @@ EXPERIENCES = [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]
 Run = tuple[Learner, ProbeSet, list[dict[str, float]]]
 
 
+def learn(learner: Learner, z: np.ndarray, labels: list[str]) -> int:
+    """Learn through the learner's probe; how many samples it learned (not held back)."""
+    return learner.learn_batch(learner.check_batch(z, labels))
+
+
 def pooled_fixture() -> tuple[np.ndarray, np.ndarray]:
     train, _ = load_fixture()
     x = train.images.reshape(-1, 7, 4, 7, 4).mean(axis=(2, 4)).reshape(len(train.labels), -1)
@@ -35,15 +40,16 @@ def pooled_fixture() -> tuple[np.ndarray, np.ndarray]:
 def class_incremental(name: str, **options: float) -> Run:
     """Learn the stream through a probe; one record per experience."""
     x, labels = pooled_fixture()
-    learner = Learner(IdentityBackbone(x.shape[1]), strategies.create(name, **options), window=100)
     probe = ProbeSet(share=0.1, every=100, max_bytes=64 << 10, seed=0)
+    strategy = strategies.create(name, **options)
+    learner = Learner(IdentityBackbone(x.shape[1]), strategy, window=100, probe=probe)
     rng = np.random.default_rng(0)
     history = []
     for classes in EXPERIENCES:
         order = rng.permutation(np.flatnonzero(np.isin(labels, classes)))
         for start in range(0, len(order), 20):
             idx = order[start : start + 20]
-            probe.learn(learner, x[idx], labels[idx].tolist())
+            learn(learner, x[idx], labels[idx].tolist())
         probe.rescore(learner)
         report = probe.report(learner.labels.labels)
         history.append(
@@ -92,7 +98,7 @@ def test_slda_keeps_the_probe_high(
 def test_held_samples_are_never_learned(naive: Run) -> None:
     learner, probe, _ = naive
     x, _ = pooled_fixture()
-    offered = len(x)  # every sample of the fixture went through probe.learn once
+    offered = len(x)  # every sample of the fixture went through the probe once
     assert probe.diverted > 0
     assert learner.samples_learned + probe.diverted == offered
     assert sum(learner.class_counts) == learner.samples_learned
@@ -101,13 +107,13 @@ def test_held_samples_are_never_learned(naive: Run) -> None:
 
 def test_probe_is_class_balanced_and_byte_bounded_over_many_classes() -> None:
     dim, n_classes = 8, 300
-    learner = Learner(IdentityBackbone(dim), strategies.create("ncm"))
     probe = ProbeSet(share=0.3, every=1000, max_bytes=4096, warmup=1, seed=1)
+    learner = Learner(IdentityBackbone(dim), strategies.create("ncm"), probe=probe)
     rng = np.random.default_rng(0)
     for step in range(200):
         y = rng.integers(0, min(n_classes, 10 + 2 * step), 64)
         z = rng.normal(size=(64, dim)).astype(np.float32) + y[:, None]
-        probe.learn(learner, z, [f"c{i}" for i in y.tolist()])
+        learn(learner, z, [f"c{i}" for i in y.tolist()])
         assert probe.store.nbytes <= probe.store.max_bytes
     counts = list(probe.store.class_counts.values())
     # 4096 bytes of 8-d int8 latents (20 B each): 204 items, fewer than the classes.
@@ -119,18 +125,19 @@ def test_probe_is_class_balanced_and_byte_bounded_over_many_classes() -> None:
 
 
 def test_warmup_and_share_zero() -> None:
-    learner = Learner(IdentityBackbone(2), strategies.create("ncm"))
     probe = ProbeSet(share=0.99, warmup=5, seed=0)
+    learner = Learner(IdentityBackbone(2), strategies.create("ncm"), probe=probe)
     z = np.ones((5, 2), np.float32)
-    assert probe.learn(learner, z, ["a"] * 5) == 5  # the first five of a class are learned
-    assert probe.learn(learner, z, ["a"] * 5) < 5
+    assert learn(learner, z, ["a"] * 5) == 5  # the first five of a class are learned
+    assert learn(learner, z, ["a"] * 5) < 5
     off = ProbeSet(share=0.0)
-    assert off.learn(learner, z, ["a"] * 5) == 5 and off.held == 0
+    learner = Learner(IdentityBackbone(2), strategies.create("ncm"), probe=off)
+    assert learn(learner, z, ["a"] * 5) == 5 and off.held == 0
 
 
 def test_state_round_trips_and_replays_the_same_split() -> None:
-    learner = Learner(IdentityBackbone(3), strategies.create("ncm"))
     probe = ProbeSet(share=0.2, every=10, warmup=1, seed=3)
+    learner = Learner(IdentityBackbone(3), strategies.create("ncm"), probe=probe)
     rng = np.random.default_rng(0)
 
     def batch() -> tuple[np.ndarray, list[str]]:
@@ -138,25 +145,25 @@ def test_state_round_trips_and_replays_the_same_split() -> None:
         return rng.normal(size=(16, 3)).astype(np.float32) + y[:, None], [f"k{i}" for i in y]
 
     for _ in range(10):
-        probe.learn(learner, *batch())
+        learn(learner, *batch())
     state = codec.unpackb(codec.packb(probe.state_dict()))
     twin = ProbeSet(share=0.2, every=10, warmup=1, seed=99)
     twin.load_state_dict(state)
     labels = learner.labels.labels
     assert twin.report(labels) == probe.report(labels)
-    twin_learner = Learner.from_state(learner.state_dict())
+    twin_learner = Learner.from_state(learner.state_dict(), probe=twin)
     for _ in range(5):
         z, y = batch()
-        assert probe.learn(learner, z, y) == twin.learn(twin_learner, z, y)
+        assert learn(learner, z, y) == learn(twin_learner, z, y)
     assert twin.report(labels) == probe.report(labels)
 
 
 def test_another_budget_drops_held_items_but_keeps_counts() -> None:
-    learner = Learner(IdentityBackbone(2), strategies.create("ncm"))
     probe = ProbeSet(share=0.5, every=2, warmup=1, seed=0)
+    learner = Learner(IdentityBackbone(2), strategies.create("ncm"), probe=probe)
     z = np.array([[1, 0], [0, 1]] * 20, np.float32)
-    probe.learn(learner, z[:2], ["a", "b"])
-    probe.learn(learner, z, ["a", "b"] * 20)
+    learn(learner, z[:2], ["a", "b"])
+    learn(learner, z, ["a", "b"] * 20)
     other = ProbeSet(share=0.5, every=2, max_bytes=2048, seed=0)
     other.load_state_dict(probe.state_dict())
     assert other.held == 0 and other.diverted == probe.diverted > 0

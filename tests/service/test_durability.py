@@ -21,7 +21,8 @@ import pytest
 from edgecl import Learner, strategies
 from edgecl.backbones import BackboneChangedError, IdentityBackbone
 from service.checkpoints import Checkpoints
-from service.runtime import LearnerRuntime, StorageUnavailableError
+from service.errors import StorageUnavailableError
+from service.runtime import LearnerRuntime
 from service.wal import WriteAheadLog
 from tests.service.conftest import ncm_runtime
 from tests.service.daemon import ForkedDaemon, ForkServer, identity_env

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgecl import Learner, strategies
 from edgecl.types import FloatArray, State
-from service.inputs import Embedder, SampleError, SampleInput
+from service.errors import SampleError
+from service.inputs import Embedder, SampleInput
 from tests.service.conftest import png
 
 
@@ -33,7 +33,7 @@ class MeanRGB:
 
 def image_embedder() -> tuple[Embedder, MeanRGB]:
     backbone = MeanRGB()
-    return Embedder(Learner(backbone, strategies.create("ncm")), "image"), backbone
+    return Embedder(backbone, "image"), backbone
 
 
 def test_image_forms_are_decoded_and_batched_by_shape() -> None:

@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from edgecl import Learner, strategies
 from edgecl.backbones import IdentityBackbone
-from service.inputs import SampleError
+from edgecl.batch import Batch
+from service.errors import SampleError
 from service.wal import WriteAheadLog
 from service.writer import LearnJob, Writer
 from tests.service.conftest import DIM, make_settings, sample
@@ -70,9 +71,9 @@ def test_the_writer_fails_only_the_request_that_cannot_be_stored(
     writer = Writer(Learner(IdentityBackbone(2), strategies.create("ncm")), wal=wal)
     z = np.eye(2, dtype=np.float32)
     jobs = [
-        LearnJob(z, ["a", "b"], ["h1", "h2"], "http"),
-        LearnJob(z[:1], [label], [sample_id], "mqtt"),  # type: ignore[list-item]
-        LearnJob(z[1:], ["b"], ["h3"], "http"),
+        LearnJob(Batch(z, ["a", "b"]), ["h1", "h2"], "http"),
+        LearnJob(Batch(z[:1], [label]), [sample_id], "mqtt"),  # type: ignore[list-item]
+        LearnJob(Batch(z[1:], ["b"]), ["h3"], "http"),
     ]
     writer.learn_batch(jobs)
     assert jobs[0].future.result().accepted == 2 and jobs[2].future.result().accepted == 1

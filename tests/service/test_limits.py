@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 
 from edgecl import Learner, strategies
 from edgecl.backbones import IdentityBackbone
-from service.writer import ClassLimitError, LearnJob, Writer
+from edgecl.batch import Batch
+from service.errors import ClassLimitError
+from service.writer import LearnJob, Writer
 from tests.service.conftest import make_settings, sample, stats_counts
 from tests.service.daemon import Daemon, identity_env
 
@@ -40,10 +42,10 @@ def test_requests_of_one_micro_batch_share_the_last_class_slots() -> None:
     writer = Writer(Learner(IdentityBackbone(2), strategies.create("ncm")), max_classes=2)
     z = np.eye(2, dtype=np.float32)
     jobs = [
-        LearnJob(z[:1], ["a"], [None], "http"),
-        LearnJob(z, ["b", "a"], [None, None], "http"),
-        LearnJob(z[1:], ["c"], [None], "mqtt"),  # a third class: refused alone
-        LearnJob(z[1:], ["b"], [None], "mqtt"),
+        LearnJob(Batch(z[:1], ["a"]), [None], "http"),
+        LearnJob(Batch(z, ["b", "a"]), [None, None], "http"),
+        LearnJob(Batch(z[1:], ["c"]), [None], "mqtt"),  # a third class: refused alone
+        LearnJob(Batch(z[1:], ["b"]), [None], "mqtt"),
     ]
     writer.learn_batch(jobs)
     with pytest.raises(ClassLimitError, match=r"samples\[0\]: label 'c' would be a new class"):

@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import build_runtime
-from service.batching import QueueFullError
+from service.errors import QueueFullError
 from service.observability.collector import CLASS_SERIES_LIMIT
+from service.usecases import PendingLearn
 from tests.service.conftest import DIM, make_settings, png, sample
 
 GRAFANA = Path(__file__).parents[2] / "deploy/grafana/provisioning/dashboards/edgecl.json"
@@ -132,9 +133,9 @@ def test_rejected_samples_are_counted_by_source_and_reason(client: TestClient) -
     image = base64.b64encode(png([[0, 1, 2], [3, 4, 5]])).decode()  # 6 pixels, not DIM
     bad_image = {"samples": [{"image": image, "label": "a"}]}
     assert client.post("/learn", json=bad_image).status_code == 422
-    rt = client.app.state.runtime  # type: ignore[attr-defined]
-    with pytest.raises(ValueError):
-        rt.submit_learn(np.zeros((2, DIM), np.float32), ["a"], [None, None], source="mqtt")
+    cases = client.app.state.usecases  # type: ignore[attr-defined]
+    with pytest.raises(ValueError):  # two samples, one label
+        cases.submit(PendingLearn(np.zeros((2, DIM), np.float32), ["a"], [None, None], "mqtt"))
     families = scrape(client)
     name = "edgecl_samples_rejected"
     assert value(families, name, source="http", reason="invalid") == 1
@@ -144,11 +145,13 @@ def test_rejected_samples_are_counted_by_source_and_reason(client: TestClient) -
 def test_a_full_queue_counts_rejections(client_for: Callable[..., TestClient]) -> None:
     rt = build_runtime(make_settings(queue_size=1), durable=False)
     client = client_for(make_settings(queue_size=1), rt)
-    with rt.writer.lock:  # hold the writer, so the queue cannot drain
+    cases = client.app.state.usecases  # type: ignore[attr-defined]
+    with rt.exclusive():  # hold the writer, so the queue cannot drain
         futures, full = [], 0
         for _ in range(5):
             try:
-                futures.append(rt.submit_learn(np.ones((1, DIM), np.float32), ["a"], [None]))
+                pending = PendingLearn(np.ones((1, DIM), np.float32), ["a"], [None], "http")
+                futures.append(cases.submit(pending))
             except QueueFullError:
                 full += 1
     for future in futures:

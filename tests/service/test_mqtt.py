@@ -265,7 +265,7 @@ def test_broker_restart_mid_stream_loses_no_acknowledged_sample(tmp_path: Path) 
             probe.expect(t.status, is_payload(b"online"))
             mqtt = bridge(client)
             runtime = client.app.state.runtime  # type: ignore[attr-defined]
-            with runtime.writer.lock:  # the daemon holds these, unacknowledged
+            with runtime.exclusive():  # the daemon holds these, unacknowledged
                 for i in range(stalled):
                     publish(probe, i)
                 wait_until(lambda: mqtt.counters["received"] == stalled, "all in flight")
@@ -295,7 +295,7 @@ def test_full_learn_queue_stops_taking_messages_and_drops_none(
         probe.expect(t.status, is_payload(b"online"))
         mqtt = bridge(client)
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
-        with runtime.writer.lock:  # the writer stalls (a slow disk, say)
+        with runtime.exclusive():  # the writer stalls (a slow disk, say)
             for i in range(total):
                 assert probe.publish(t.learn, learn_body(sample("a", i % 4, sid=f"q{i}")))
             wait_until(lambda: mqtt.handlers.queue_full_waits > 0, "the learn queue full")

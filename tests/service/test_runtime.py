@@ -16,7 +16,8 @@ from edgecl.strategies.ncm import NCM
 from edgecl.types import FloatArray, IntArray
 from service.app import create_app
 from service.checkpoints import Checkpoints
-from service.runtime import LearnerRuntime, QueueFullError, StorageUnavailableError
+from service.errors import QueueFullError, StorageUnavailableError
+from service.runtime import LearnerRuntime
 from service.wal import StorageError, WriteAheadLog
 from tests.service.conftest import DIM, make_settings, ncm_runtime, sample, stats_counts
 
