@@ -1,7 +1,8 @@
 """Write-ahead log: a learn batch is on disk before it is acknowledged.
 
-Records go to segment files in one directory; :mod:`service.wal_format` frames them (length,
-CRC32, msgpack) and says what a failed write means (:class:`StorageError`).
+Records go to segment files in one directory (:mod:`service.wal_segments` keeps them);
+:mod:`service.wal_format` frames them (length, CRC32, msgpack) and says what a failed write
+means (:class:`StorageError`). This module decides when appended records count as durable.
 """
 
 from __future__ import annotations
@@ -16,18 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from service.dirlock import lock_directory
-from service.wal_format import (
-    StorageError,
-    frame,
-    list_segments,
-    open_segment,
-    read_segment,
-    recover_segment,
-    remove_files,
-    segment_name,
-    storage_error,
-    write_all,
-)
+from service.wal_format import StorageError, frame, storage_error
+from service.wal_segments import SegmentFiles
 
 __all__ = ["StorageError", "WriteAheadLog", "storage_error"]
 
@@ -72,9 +63,7 @@ class WriteAheadLog:
         self.fsync, self.group_ms, self.segment_bytes = fsync, float(group_ms), int(segment_bytes)
         self.last_seq = self.bytes_written = 0
         self._cond = threading.Condition()
-        self._fd: int | None = None
-        self._segments: list[int] = []  # first seq of each segment, ascending
-        self._size = 0  # valid bytes in the newest segment
+        self._files = SegmentFiles(self.directory)  # used with _cond held
         self._sync_error: StorageError | None = None
         self._syncing = False  # an "always" fsync is in flight
         # After a failed fsync the kernel may have dropped those pages whatever a later
@@ -86,45 +75,31 @@ class WriteAheadLog:
         self._stop = threading.Event()
         # One process at a time: a second daemon, or a tool, must not write beside it.
         self._lock_fd = lock_directory(self.directory) if exclusive else None
-        self._recover()
+        self.last_seq = self._files.recover()
         self._synced_seq = self.last_seq
         self._thread: threading.Thread | None = None
         if fsync == "group":
             self._thread = threading.Thread(target=self._group_loop, name="wal-sync", daemon=True)
             self._thread.start()
 
-    def _path(self, first_seq: int) -> Path:
-        return self.directory / segment_name(first_seq)
-
-    def _recover(self) -> None:
-        self._segments = list_segments(self.directory)
-        if self._segments:
-            first = self._segments[-1]
-            self.last_seq, self._size = recover_segment(self._path(first), first)
-
     def _open_active(self) -> int:
         """The fd of the newest segment, created (and its tail cut) if needed."""
-        if self._fd is not None:
-            return self._fd
-        if not self._segments:
-            self._segments.append(self.last_seq + 1)
-        self._fd = open_segment(self._path(self._segments[-1]), self._size)
-        return self._fd
+        return self._files.open_active(self.last_seq + 1)
 
     def _close_active(self) -> None:
         """Make the newest segment durable and close it (before rotating or advancing);
         after a failed fsync it is closed as it is."""
-        if self._fd is None and self._synced_seq < self.last_seq and not self._abandon:
+        files = self._files
+        if files.fd is None and self._synced_seq < self.last_seq and not self._abandon:
             self._open_active()  # it was closed after a failed cut; its records need a sync
-        if self._fd is not None:
+        if files.fd is not None:
             try:
                 if not self._abandon:
-                    os.fsync(self._fd)
+                    os.fsync(files.fd)
             except OSError as exc:
-                self._failed(storage_error(exc, "syncing", self._path(self._segments[-1])))
+                self._failed(storage_error(exc, "syncing", files.newest))
                 raise self._lost_error from exc
-            os.close(self._fd)
-            self._fd = None
+            files.close_active()
         self._synced_seq, self._abandon = self.last_seq, False
         self._cond.notify_all()
 
@@ -141,31 +116,16 @@ class WriteAheadLog:
                 return self.last_seq
             first = self.last_seq + 1
             data = b"".join(frame(first + i, r) for i, r in enumerate(records))
-            if self._segments and (self._size >= self.segment_bytes or self._abandon):
+            files = self._files
+            if files.firsts and (files.size >= self.segment_bytes or self._abandon):
                 self._close_active()
-                if self._size:
-                    self._segments.append(first)
-                    self._size = 0
-            fd = self._open_active()
-            try:
-                write_all(fd, data)
-            except OSError as exc:
-                self._cut_partial(fd)
-                raise storage_error(exc, "appending to", self._path(self._segments[-1])) from exc
-            self._size += len(data)
+                if files.size:
+                    files.start(first)
+            files.append(data, next_seq=first)
             self.bytes_written += len(data)
             self.last_seq = first + len(records) - 1
             self._cond.notify_all()
             return self.last_seq
-
-    def _cut_partial(self, fd: int) -> None:
-        # A partial record must not stay: a later append would land behind garbage.
-        try:
-            os.ftruncate(fd, self._size)
-        except OSError as exc:
-            log.warning("could not cut a partial record yet (retried on reopen): %s", exc)
-            os.close(fd)
-            self._fd = None  # _open_active truncates when it reopens
 
     def advance_to(self, seq: int) -> None:
         """Make the next appended seq at least ``seq + 1`` (e.g. after a checkpoint at
@@ -175,9 +135,8 @@ class WriteAheadLog:
             if seq <= self.last_seq:
                 return
             self._close_active()
-            self._segments.append(seq + 1)
+            self._files.start(seq + 1)
             self.last_seq = self._synced_seq = seq
-            self._size = 0
 
     def wait_durable(self, seq: int) -> None:
         """Return once every record up to ``seq`` is fsynced; ``StorageError`` if fsync fails."""
@@ -211,7 +170,7 @@ class WriteAheadLog:
         """fsync everything appended so far; a duplicate fd is synced without the lock held,
         so appends need not wait for the disk."""
         with self._cond:
-            target, path = self.last_seq, self._path(self._segments[-1])
+            target, path = self.last_seq, self._files.newest
             try:
                 fd = os.dup(self._open_active())
             except StorageError as exc:
@@ -264,10 +223,8 @@ class WriteAheadLog:
         segment was cut when the log was opened; a corrupt stretch inside an older segment
         is logged and skipped (later segments still replay)."""
         with self._cond:
-            segments = list(self._segments)
-        for first, next_first in zip(segments, [*segments[1:], None], strict=False):
-            if next_first is None or next_first - 1 > after_seq:
-                yield from read_segment(self._path(first), first, after_seq, next_first)
+            firsts = list(self._files.firsts)
+        yield from self._files.read(firsts, after_seq)
 
     def covers(self, first: int, last: int) -> bool:
         """Whether records ``first..last`` are all still here (none were compacted away);
@@ -281,14 +238,12 @@ class WriteAheadLog:
         with self._cond:
             if first > last:
                 return True
-            return bool(self._segments) and self._segments[0] <= first and self.last_seq >= last
+            return self._files.holds_from(first) and self.last_seq >= last
 
     def remove_before(self, seq: int) -> None:
         """Delete whole segments whose records all have seq <= ``seq`` (never the newest)."""
         with self._cond:
-            pairs = zip(self._segments, self._segments[1:], strict=False)
-            covered = [self._path(first) for first, after in pairs if after - 1 <= seq]
-            del self._segments[: remove_files(covered)]
+            self._files.remove_before(seq)
 
     def close(self) -> None:
         """Stop the group syncer, fsync what is left (a failure is logged) and close."""
@@ -310,6 +265,4 @@ class WriteAheadLog:
                 log.warning("%s", exc)
                 self._sync_error = exc
                 self._cond.notify_all()
-                if self._fd is not None:
-                    os.close(self._fd)
-                    self._fd = None
+                self._files.close_active()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Annotated, Any, TypeVar
 
 import msgpack
@@ -67,9 +69,19 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: ERRORS[code] for code in codes}
 
 
-def request_body(schema: str, form: dict[str, Any]) -> dict[str, Any]:
-    """OpenAPI ``requestBody``: JSON and msgpack share ``schema``; ``form`` is multipart."""
+def request_body(schema: str, with_label: bool) -> dict[str, Any]:
+    """OpenAPI ``requestBody``: JSON and msgpack share ``schema``; the multipart form is
+    what :func:`read_samples` takes (files, and a label per file or one for all)."""
     ref = {"$ref": f"#/components/schemas/{schema}"}
+    files = {"type": "array", "items": {"type": "string", "format": "binary"}}
+    fields: dict[str, Any] = {"file": files}
+    if with_label:
+        texts = {"type": "array", "items": {"type": "string"}}
+        fields |= {"label": texts, "id": texts}
+    else:
+        fields["top_k"] = {"type": "integer", "minimum": 1}
+    required = ["file", "label"] if with_label else ["file"]
+    form = {"type": "object", "properties": fields, "required": required}
     return {
         "requestBody": {
             "required": True,
@@ -215,6 +227,23 @@ async def in_worker(work: Callable[..., T], *args: Any) -> T:
     if error is not None:
         raise error
     return value  # type: ignore[return-value]
+
+
+async def answer(
+    request: Request,
+    model: type[Model],
+    with_label: bool,
+    use_case: Callable[[Model], BaseModel | Future[Any]],
+) -> Response:
+    """Decode the body, run the use case in a worker thread (awaiting what it queued),
+    encode its reply; a failure becomes the reply the error table says."""
+    body = await read_samples(request, model, with_label)
+    try:
+        out = await in_worker(use_case, body)
+        done: BaseModel = await asyncio.wrap_future(out) if isinstance(out, Future) else out
+    except Exception as exc:
+        raise failed(request, exc) from None
+    return reply(request, done)
 
 
 def reply(request: Request, body: BaseModel, status: int = 200) -> Response:

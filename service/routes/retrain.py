@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
@@ -9,6 +11,14 @@ from service.routes import Ready, errors, failed, require_token, usecases
 from service.schemas import RetrainStatus
 
 router = APIRouter(tags=["retraining"], dependencies=[Depends(require_token)])
+
+
+def _call(request: Request, use_case: Callable[[], RetrainStatus], status: int) -> JSONResponse:
+    try:
+        out = use_case()
+    except Exception as exc:
+        raise failed(request, exc) from None
+    return JSONResponse(out.model_dump(mode="json"), status)
 
 
 @router.post(
@@ -21,11 +31,7 @@ router = APIRouter(tags=["retraining"], dependencies=[Depends(require_token)])
 async def start(request: Request, cases: Ready) -> JSONResponse:
     """Only strategies with a retrain capability (such as GDumb) can; others answer 409.
     Predictions keep being served while the job runs."""
-    try:
-        status = cases.retrain()
-    except Exception as exc:
-        raise failed(request, exc) from None
-    return JSONResponse(status.model_dump(mode="json"), 202)
+    return _call(request, cases.retrain, 202)
 
 
 @router.get(
@@ -34,11 +40,8 @@ async def start(request: Request, cases: Ready) -> JSONResponse:
     summary="State and progress of a retrain job",
     responses=errors(401, 404, 422),
 )
-async def status(request: Request, job_id: str) -> RetrainStatus:
-    try:
-        return usecases(request).retrain_status(job_id)
-    except Exception as exc:
-        raise failed(request, exc) from None
+async def status(request: Request, job_id: str) -> JSONResponse:
+    return _call(request, lambda: usecases(request).retrain_status(job_id), 200)
 
 
 @router.delete(
@@ -49,8 +52,4 @@ async def status(request: Request, job_id: str) -> RetrainStatus:
     responses=errors(401, 404, 422),
 )
 async def cancel(request: Request, job_id: str) -> JSONResponse:
-    try:
-        status = usecases(request).cancel_retrain(job_id)
-    except Exception as exc:
-        raise failed(request, exc) from None
-    return JSONResponse(status.model_dump(mode="json"), 202)
+    return _call(request, lambda: usecases(request).cancel_retrain(job_id), 202)
