@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from service.settings import Settings  # noqa: E402
+from service.settings_groups import FLAT_NAMES, GROUPS  # noqa: E402
 
 START = "<!-- settings-table:start -->"
 END = "<!-- settings-table:end -->"
@@ -66,10 +67,16 @@ DESCRIPTIONS: dict[str, str] = {
     "retry_after_s": "`Retry-After` seconds sent with a 503.",
     "wal_fsync": "`always`: fsync each WAL write before answering; `group`: batch fsyncs.",
     "wal_group_ms": "Longest delay of a grouped WAL fsync.",
-    "checkpoint_every_samples": "Checkpoint after this many learned samples.",
-    "checkpoint_every_s": "Checkpoint at least this often while learning.",
+    "checkpoint_wal_ratio": "Checkpoint once the WAL since the last checkpoint holds this "
+    "many times that checkpoint's bytes (flash writes stay near the WAL's own).",
+    "checkpoint_min_wal_bytes": "...and at least this many WAL bytes (bounds a restart's replay).",
+    "checkpoint_every_samples": "Also checkpoint after this many learned samples (unset: off).",
+    "checkpoint_every_s": "Also checkpoint this long after a change (unset: off).",
+    "checkpoint_on_stop": "Checkpoint on every stop, due or not (a shorter replay at the next "
+    "start, one more checkpoint's flash writes per stop).",
     "checkpoint_keep": "Checkpoints kept on disk.",
-    "shutdown_timeout_s": "On SIGTERM: time to drain the queue and write the last checkpoint.",
+    "shutdown_timeout_s": "On SIGTERM: time to drain the queue (and write a checkpoint if one "
+    "is due; the WAL keeps the rest).",
 }
 
 
@@ -169,7 +176,12 @@ def image_env(dockerfile: Path) -> dict[str, str]:
 def _fields(model: type[BaseModel], env: str, path: str) -> Iterator[tuple[str, str, FieldInfo]]:
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if model is Settings and name in GROUPS:
+            # A group's settings keep their flat names: EDGECL_MQTT_HOST, mqtt_host.
+            for inner, inner_field in GROUPS[name].model_fields.items():
+                flat = FLAT_NAMES[(name, inner)]
+                yield f"{env}{flat.upper()}", f"{path}{flat}", inner_field
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
             yield from _fields(annotation, f"{env}{name.upper()}{NESTED}", f"{path}{name}.")
         else:
             yield f"{env}{name.upper()}", f"{path}{name}", field

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -15,11 +15,6 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from edgecl import Learner, replay, strategies
-from edgecl.backbones import IdentityBackbone
-from edgecl.probe import ProbeSet
-from edgecl.protocols import Backbone
-from edgecl.replay import holds_inputs
 from service.body_limit import BodyLimit
 from service.budget import AsyncBudget
 from service.observability.history import Sampler, TimeSeries
@@ -41,101 +36,6 @@ from service.settings import Settings
 from service.usecases import UseCases
 
 log = logging.getLogger("edgecl.app")
-
-
-def make_backbone(settings: Settings) -> tuple[Backbone, Literal["image", "vector"]]:
-    """The backbone and what it eats; the int8 ONNX one is installed into the data dir once
-    and self-checked at every start (``edgecl.backbones.selfcheck``)."""
-    if settings.backbone == "identity":
-        return IdentityBackbone(settings.latent_dim), "vector"
-    from edgecl.backbones.build import ensure_backbone
-    from edgecl.backbones.selfcheck import open_checked
-
-    manifest = ensure_backbone(settings.backbone_path, settings.backbone_cut)
-    backbone = open_checked(
-        manifest,
-        settings.backbone_check_min_cosine,
-        providers=settings.backbone_providers,
-        intra_op_threads=settings.backbone_threads,
-    )
-    return backbone, "image"
-
-
-def strategy_options(settings: Settings) -> dict[str, Any]:
-    """The strategy's options; ``ar1`` on a block cut of the int8 backbone trains the
-    layers above that cut unless told otherwise (its ``top`` is the build's manifest).
-
-    >>> s = Settings(strategy={"name": "ar1"}, backbone_cut="block14", data_dir="d")
-    >>> strategy_options(s)["top"]
-    'd/backbone/efficientnet-lite0-block14/manifest.json'
-    """
-    options = dict(settings.strategy.options)
-    cut = settings.backbone_cut
-    if settings.strategy.name == "ar1" and settings.backbone == "onnx" and cut != "pooled":
-        from edgecl.backbones.build import build_dir
-
-        options.setdefault("top", str(build_dir(settings.backbone_path, cut) / "manifest.json"))
-    return options
-
-
-def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime:
-    """A runtime as the settings describe it; ``durable`` adds the WAL and checkpoints
-    under the data dir (``wal/``, ``checkpoints/``)."""
-    backbone, pixels = make_backbone(settings)
-    strategy = strategies.create(settings.strategy.name, **strategy_options(settings))
-    store = None
-    if settings.store.kind is not None:
-        options = {"seed": settings.seed, **settings.store.create_options()}
-        store = replay.create(settings.store.kind, **options)
-    if holds_inputs(store) and pixels != "image":
-        raise ValueError(
-            "a store with encoding lz4 keeps raw images, which needs the image backbone "
-            "(backbone: onnx), not the identity backbone"
-        )
-    probe = None
-    if settings.probe_share > 0:
-        probe = ProbeSet(
-            settings.probe_share, settings.probe_max_bytes, settings.probe_every, seed=settings.seed
-        )
-    learner = Learner(
-        backbone,
-        strategy,
-        store,
-        seed=settings.seed,
-        window=settings.prequential_window,
-        probe=probe,
-    )
-    wal = checkpoints = None
-    if durable:
-        from service.checkpoints import Checkpoints
-        from service.wal import WriteAheadLog
-
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        wal = WriteAheadLog(
-            settings.data_dir / "wal",
-            fsync=settings.wal_fsync,
-            group_ms=settings.wal_group_ms,
-            segment_bytes=settings.wal_segment_bytes,
-            exclusive=True,
-        )
-        checkpoints = Checkpoints(settings.data_dir / "checkpoints", keep=settings.checkpoint_keep)
-    runtime = LearnerRuntime(
-        learner,
-        pixels=pixels,
-        queue_size=settings.queue_size,
-        max_batch=settings.max_batch,
-        max_wait_ms=settings.max_wait_ms,
-        recent_ids=settings.recent_ids,
-        wal=wal,
-        checkpoints=checkpoints,
-        checkpoint_every_samples=settings.checkpoint_every_samples,
-        checkpoint_every_s=settings.checkpoint_every_s,
-        decode_pixels=settings.decode_pixels,
-        max_pixels_per_request=settings.max_pixels_per_request,
-        max_classes=settings.max_classes,
-        observer=Telemetry(),
-    )
-    return runtime
 
 
 def _openapi(app: FastAPI, latent_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -215,7 +115,7 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
             sampler.stop()
             if mqtt is not None:  # first: nothing may be acknowledged once the runtime stops
                 await run_in_threadpool(mqtt.stop)
-            await run_in_threadpool(runtime.stop, settings.shutdown_timeout_s)
+            await run_in_threadpool(runtime.stop, settings.durability.shutdown_timeout_s)
             log.info("stopped after draining the queue")
 
     import edgecl
@@ -243,7 +143,7 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
     series = TimeSeries(settings.dashboard_points)
     app.state.sampler = sampler = Sampler(runtime, telemetry, series, settings.dashboard_interval_s)
     app.state.mqtt = None
-    if settings.mqtt_host is not None:
+    if settings.mqtt.host is not None:
         from service.mqtt import MqttBridge
 
         app.state.mqtt = MqttBridge(settings, cases, observer=telemetry)

@@ -11,6 +11,7 @@ older one is used; otherwise the daemon refuses to start (:class:`RestoreError`)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -170,6 +171,8 @@ class Checkpoints:
                 continue
             if found[1] != seq:
                 log.warning("checkpoint %s holds wal_seq %d; using that", path, found[1])
+            with contextlib.suppress(OSError):  # what the next checkpoint is weighed against
+                self.last_size_bytes = path.stat().st_size
             break
         if unreadable and covered is not None:
             self._set_aside(unreadable, 0 if found is None else found[1], covered)

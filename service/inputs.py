@@ -16,6 +16,7 @@ from edgecl.protocols import Backbone
 from edgecl.types import FloatArray
 from service.budget import Budget
 from service.decoding import decode
+from service.embed_batching import EmbedBatcher
 from service.errors import SampleError
 from service.settings import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS
 
@@ -44,7 +45,8 @@ class Embedder:
 
     Memory stays bounded whatever a request holds: images are decoded one at a time
     within ``budget`` (see :mod:`service.decoding`) and resized to the backbone's input
-    at once, and a request may decode at most ``max_request_pixels`` pixels in all.
+    at once, and a request may decode at most ``max_request_pixels`` pixels in all. With a
+    ``batcher`` (:mod:`service.embed_batching`), concurrent calls share backbone runs.
 
     >>> from edgecl.backbones import IdentityBackbone
     >>> embedder = Embedder(IdentityBackbone(2), "vector")
@@ -60,8 +62,10 @@ class Embedder:
         *,
         budget: Budget | None = None,
         max_request_pixels: int = DEFAULT_REQUEST_PIXELS,
+        batcher: EmbedBatcher | None = None,
     ) -> None:
         self.backbone = backbone
+        self.batcher = batcher  # runs concurrent requests' inputs as one backbone batch
         self.latent_shape = tuple(backbone.latent_shape)
         self.pixels = pixels
         self.budget = budget if budget is not None else Budget(DEFAULT_DECODE_PIXELS)
@@ -76,7 +80,14 @@ class Embedder:
         return memory.prepare(self.backbone, None, numeric(x))
 
     def _embed(self, x: np.ndarray[Any, Any]) -> FloatArray:
-        return checked_latents(self.backbone.embed(numeric(x)), self.latent_shape)
+        x = numeric(x)
+        out = self.backbone.embed(x) if self.batcher is None else self.batcher.embed(x)
+        return checked_latents(out, self.latent_shape)
+
+    def close(self) -> None:
+        """Stop the batcher's thread (later embeds run alone)."""
+        if self.batcher is not None:
+            self.batcher.close()
 
     def _decode(self, data: bytes) -> tuple[np.ndarray[Any, Any], int]:
         if self.pixels == "vector":

@@ -71,13 +71,13 @@ class MqttBridge:
         cases: UseCases,
         observer: MqttObserver | None = None,
     ) -> None:
-        if settings.mqtt_host is None:
+        if settings.mqtt.host is None:
             raise ValueError("mqtt_host is not set")
-        self.settings, self.cases, self.host = settings, cases, settings.mqtt_host
-        self.topics = Topics.under(settings.mqtt_prefix, settings.mqtt_device)
-        self.client_id = settings.mqtt_client_id_or_default
-        self.qos = settings.mqtt_qos
-        self.window = settings.mqtt_receive_maximum
+        self.config, self.cases, self.host = settings.mqtt, cases, settings.mqtt.host
+        self.topics = Topics.under(settings.mqtt.prefix, settings.mqtt.device)
+        self.client_id = settings.mqtt.client_id_or_default
+        self.qos = settings.mqtt.qos
+        self.window = settings.mqtt.receive_maximum
         self.handlers = Handlers(
             cases,
             self.topics,
@@ -113,7 +113,7 @@ class MqttBridge:
         """Start the workers and the network thread (which connects, with retries)."""
         if self.client is not None:
             return
-        self.client = client = new_client(self.settings, self.topics.status)
+        self.client = client = new_client(self.config, self.topics.status)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -123,14 +123,12 @@ class MqttBridge:
             self._spawn(f"edgecl-mqtt-{topic.rsplit('/', 1)[-1]}", self._work, q, handler)
         self._spawn("edgecl-mqtt-model", self._model_loop)
         props = properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.mqtt_session_expiry_s
+        props.SessionExpiryInterval = self.config.session_expiry_s
         props.ReceiveMaximum = self.window
-        s = self.settings
-        client.connect_async(
-            self.host, s.mqtt_port, s.mqtt_keepalive, clean_start=False, properties=props
-        )
+        s = self.config
+        client.connect_async(self.host, s.port, s.keepalive, clean_start=False, properties=props)
         client.loop_start()
-        log.info("MQTT: connecting to %s:%d as %r", self.host, s.mqtt_port, self.client_id)
+        log.info("MQTT: connecting to %s:%d as %r", self.host, s.port, self.client_id)
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -294,7 +292,7 @@ class MqttBridge:
     def _model_loop(self) -> None:
         """Publish the retained ``model`` state when it changed, at most once per interval
         (covers learning from every transport, retrains and restores)."""
-        while not self._done.wait(self.settings.mqtt_model_interval_s):
+        while not self._done.wait(self.config.model_interval_s):
             try:
                 self.publish_model()
             except Exception:

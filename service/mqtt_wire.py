@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from service.bodies import BodyError, loads, validate
 from service.schemas import ErrorItem
-from service.settings import Settings
+from service.settings import MqttSettings
 
 Encoding = Literal["application/json", "application/msgpack"]
 JSON: Final = "application/json"
@@ -194,27 +194,27 @@ def properties(packet_type: int) -> Properties:
     return Properties(packet_type)  # type: ignore[no-untyped-call]
 
 
-def new_client(settings: Settings, will_topic: str) -> paho.Client:
+def new_client(settings: MqttSettings, will_topic: str) -> paho.Client:
     """A paho client as the settings say: MQTT 5, fixed client id, manual acknowledgement,
     credentials, TLS, last will ``offline`` (retained) and reconnect backoff."""
     s = settings
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=s.mqtt_client_id_or_default,
+        client_id=s.client_id_or_default,
         protocol=paho.MQTTv5,
         manual_ack=True,
     )
     client.enable_logger(logging.getLogger("edgecl.mqtt.paho"))
-    if s.mqtt_username is not None:
-        password = None if s.mqtt_password is None else s.mqtt_password.get_secret_value()
-        client.username_pw_set(s.mqtt_username, password)
-    if s.mqtt_tls or s.mqtt_tls_ca is not None or s.mqtt_tls_cert is not None:
+    if s.username is not None:
+        password = None if s.password is None else s.password.get_secret_value()
+        client.username_pw_set(s.username, password)
+    if s.tls or s.tls_ca is not None or s.tls_cert is not None:
         client.tls_set(
-            ca_certs=None if s.mqtt_tls_ca is None else str(s.mqtt_tls_ca),
-            certfile=None if s.mqtt_tls_cert is None else str(s.mqtt_tls_cert),
-            keyfile=None if s.mqtt_tls_key is None else str(s.mqtt_tls_key),
+            ca_certs=None if s.tls_ca is None else str(s.tls_ca),
+            certfile=None if s.tls_cert is None else str(s.tls_cert),
+            keyfile=None if s.tls_key is None else str(s.tls_key),
         )
     client.will_set(will_topic, b"offline", qos=1, retain=True)
-    client.reconnect_delay_set(1, s.mqtt_reconnect_max_s)  # doubles up to the max
+    client.reconnect_delay_set(1, s.reconnect_max_s)  # doubles up to the max
     client.max_queued_messages_set(1000)  # replies kept while disconnected
     return client

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from edgecl import codec
 from edgecl.learner import Learner
 from service.errors import StorageUnavailableError
 from service.heads import freeze
@@ -34,9 +35,9 @@ def reembed(writer: Writer) -> Reembedded:
     """Restore with the raw inputs embedded through the current backbone, then checkpoint;
     ``StorageUnavailableError`` when that checkpoint cannot be written."""
     restore(writer, reembed=True)
-    writer.since_checkpoint = max(writer.since_checkpoint, 1)
-    writer.maybe_checkpoint(force=True)
-    if writer.checkpoint_failing:
+    if writer.checkpointer is not None:
+        writer.checkpointer.changed_outside_wal()  # a new head: the WAL cannot make it
+    if not writer.maybe_checkpoint(force=True):
         raise StorageUnavailableError("the new checkpoint could not be written")
     return Reembedded(writer.counters["replayed"], writer.reembed_skipped)
 
@@ -67,6 +68,8 @@ def restore(writer: Writer, reembed: bool = False) -> None:
     for seq, record in writer.wal.replay(writer.applied_seq):
         if record.get("part", 0) == 0:  # a new micro-batch (or a record without parts)
             _replay(writer, batch)
+        if writer.checkpointer is not None:  # replayed bytes are in no checkpoint yet
+            writer.checkpointer.wal_tail += len(codec.packb(record))
         if record.get("kind") == "learn":
             if reembed:
                 record = _reembedded(writer, record)
@@ -77,10 +80,10 @@ def restore(writer: Writer, reembed: bool = False) -> None:
     if writer.counters["replayed"]:
         log.info("replayed %d samples from the WAL", writer.counters["replayed"])
     writer.published = freeze(writer.learner)
-    if writer.checkpoints is not None and loaded is None and writer.applied_seq == 0:
+    if writer.checkpointer is not None and loaded is None and writer.applied_seq == 0:
         # A new data dir: record the backbone it belongs to before any sample arrives,
         # so a WAL replayed later on another backbone is refused, not mislearned.
-        writer.since_checkpoint = max(writer.since_checkpoint, 1)
+        writer.checkpointer.changed_outside_wal()
         writer.maybe_checkpoint(force=True)
 
 

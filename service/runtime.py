@@ -18,6 +18,7 @@ from edgecl.protocols import Retrainable
 from edgecl.types import FloatArray, Label
 from service.batching import MicroBatchQueue
 from service.budget import Budget
+from service.checkpointing import CheckpointsLike
 from service.errors import NotAcceptingError, RetrainUnsupportedError
 from service.heads import PredictResult, rank
 from service.inputs import Embedder, SampleInput
@@ -26,12 +27,19 @@ from service.observability.stats import Stats
 from service.restore import Reembedded, reembed, restore
 from service.retrain import RetrainJob, RetrainJobs, snapshot_memory
 from service.runtime_stats import read_stats
-from service.settings import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS
-from service.writer import CheckpointsLike, LearnJob, LearnResult, WriteAheadLogLike, Writer
+from service.settings import (
+    DEFAULT_DECODE_PIXELS,
+    DEFAULT_REQUEST_PIXELS,
+    DurabilitySettings,
+    QueueSettings,
+)
+from service.writer import LearnJob, LearnResult, WriteAheadLogLike, Writer
 
 __all__ = ["LearnResult", "LearnerRuntime", "PredictResult", "Reembedded"]
 
 log = logging.getLogger("edgecl.runtime")
+
+_QUEUE, _DURABILITY = QueueSettings(), DurabilitySettings()  # defaults, only read
 
 
 @dataclass
@@ -49,7 +57,8 @@ def _size(item: LearnJob | _Control) -> int:
 class LearnerRuntime:
     """Owns one Learner: a writer thread learns micro-batches from a bounded queue.
 
-    Without ``wal`` and ``checkpoints`` everything stays in memory.
+    Without ``wal`` and ``checkpoints`` everything stays in memory; ``queue`` sizes the
+    writer's queue and batches, ``durability`` says when to checkpoint.
 
     >>> from edgecl import strategies
     >>> from edgecl.backbones import IdentityBackbone
@@ -68,21 +77,18 @@ class LearnerRuntime:
         learner: Learner,
         *,
         pixels: Literal["image", "vector"] = "vector",
-        queue_size: int = 64,
-        max_batch: int = 64,
-        max_wait_ms: float = 5.0,
-        recent_ids: int = 10_000,
+        queue: QueueSettings = _QUEUE,
+        durability: DurabilitySettings = _DURABILITY,
         wal: WriteAheadLogLike | None = None,
         checkpoints: CheckpointsLike | None = None,
-        checkpoint_every_samples: int = 1000,
-        checkpoint_every_s: float = 60.0,
         decode_pixels: int = DEFAULT_DECODE_PIXELS,
         max_pixels_per_request: int = DEFAULT_REQUEST_PIXELS,
         max_classes: int | None = None,
+        embedder: Embedder | None = None,
         observer: Observer | None = None,
     ) -> None:
         # The embedder only uses the backbone, which a restore keeps.
-        self.embedder = Embedder(
+        self.embedder = embedder or Embedder(
             learner.backbone,
             pixels,
             budget=Budget(decode_pixels),
@@ -90,16 +96,16 @@ class LearnerRuntime:
         )
         self.writer = Writer(
             learner,
-            recent_ids=recent_ids,
+            durability=durability,
             wal=wal,
             checkpoints=checkpoints,
-            checkpoint_every_samples=checkpoint_every_samples,
-            checkpoint_every_s=checkpoint_every_s,
+            recent_ids=queue.recent_ids,
             max_classes=max_classes,
         )
         self.queue = MicroBatchQueue[LearnJob | _Control](
-            queue_size, max_batch, max_wait_ms / 1000.0, _size
+            queue.size, queue.max_batch, queue.max_wait_ms / 1000.0, _size
         )
+        self.checkpoint_on_stop = durability.checkpoint_on_stop
         self.jobs = RetrainJobs()
         self.started_at = time.time()
         self.observer = observer if observer is not None else Observer()
@@ -132,7 +138,8 @@ class LearnerRuntime:
         if self._thread is not None:
             return
         self.restore()
-        self.writer.last_checkpoint = time.monotonic()
+        if self.writer.checkpointer is not None:  # the age trigger counts from the start
+            self.writer.checkpointer.last_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="edgecl-writer", daemon=True)
         self._thread.start()
         self.queue.open()
@@ -148,6 +155,7 @@ class LearnerRuntime:
                 log.error("the writer did not finish draining within %.1f s", timeout)
         if self.wal is not None:
             self.wal.close()
+        self.embedder.close()
 
     # -- learning ---------------------------------------------------------------------
     def submit_learn(
@@ -206,7 +214,9 @@ class LearnerRuntime:
                         self._checkpoint(force=True)
                         item.future.set_result(None)
             self._checkpoint()
-        self._checkpoint(force=True)
+        # Stopping: the WAL keeps what no checkpoint holds, so only a due one is written
+        # (without a WAL nothing else would keep it).
+        self._checkpoint(force=self.wal is None or self.checkpoint_on_stop)
 
     def _checkpoint(self, force: bool = False) -> None:
         done, start = self.writer.counters["checkpoints"], time.perf_counter()

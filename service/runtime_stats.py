@@ -57,15 +57,16 @@ def read_stats(writer: Writer, queue: MicroBatchQueue[Any], started_at: float) -
         check = getattr(learner.backbone, "check", None)
     durability, per_sample = None, None
     if writer.wal is not None:
-        written = writer.wal.bytes_written + writer.checkpoint_bytes_written
+        c = writer.checkpointer
+        checkpoint_bytes = 0 if c is None else c.bytes_written
         durability = DurabilityStats(
             wal_bytes=writer.wal.bytes_written,
-            checkpoint_bytes=writer.checkpoint_bytes_written,
-            last_checkpoint_s=writer.checkpoint_s if writer.checkpoint_bytes else None,
-            last_checkpoint_bytes=writer.checkpoint_bytes or None,
+            checkpoint_bytes=checkpoint_bytes,
+            last_checkpoint_s=c.seconds if c is not None and c.last_bytes else None,
+            last_checkpoint_bytes=(c.last_bytes if c is not None else 0) or None,
         )
         if writer.learned_here:  # flash wear per sample learned since this process started
-            per_sample = written / writer.learned_here
+            per_sample = (writer.wal.bytes_written + checkpoint_bytes) / writer.learned_here
     return Stats(
         samples_learned=samples_learned,
         model_version=model_version,

@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 import contextvars
-import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
 
+from service.settings_groups import (
+    FLAT_KEYS,
+    FLAT_NAMES,
+    DurabilitySettings,
+    MqttSettings,
+    ProbeSettings,
+    QueueSettings,
+    fold,
+)
 from service.settings_http import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS, HttpSettings
 
-__all__ = ["DEFAULT_DECODE_PIXELS", "DEFAULT_REQUEST_PIXELS", "Settings", "load_settings"]
+__all__ = [
+    "DEFAULT_DECODE_PIXELS",
+    "DEFAULT_REQUEST_PIXELS",
+    "DurabilitySettings",
+    "MqttSettings",
+    "ProbeSettings",
+    "QueueSettings",
+    "Settings",
+    "load_settings",
+]
 
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "edgecl_config_file", default=None
@@ -61,11 +81,15 @@ class StoreSettings(BaseModel):
 
 
 class Settings(HttpSettings, BaseSettings):
-    """Everything the daemon can be told; unknown keys are errors.
+    """Everything the daemon can be told; unknown keys are errors. Grouped settings are
+    given by their flat names (``mqtt_host``) or nested (``mqtt={"host": ...}``).
 
     >>> s = Settings(port=9000, strategy={"name": "ncm"})
     >>> s.host, s.port, s.strategy.name, s.max_body_bytes
     ('127.0.0.1', 9000, 'ncm', 8388608)
+    >>> s = Settings.model_validate({"mqtt_host": "broker", "queue_size": 8})
+    >>> s.mqtt.host, s.mqtt.port, s.queue.size
+    ('broker', 1883, 8)
     """
 
     model_config = SettingsConfigDict(
@@ -96,6 +120,20 @@ class Settings(HttpSettings, BaseSettings):
         "build's fp32 ones on its check photos; below it the backbone runs with ONNX Runtime's "
         "graph optimisations off (slower, the same on every CPU).",
     )
+    embed_batching: bool = Field(
+        default=True,
+        description="Run the images of concurrent requests through the backbone as one batch.",
+    )
+    embed_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="With embed batching: how long a request's images may wait for others "
+        "to share a backbone run (those arriving while it is busy wait for no timer).",
+    )
+    embed_max_batch: int = Field(
+        default=32, ge=1, le=1024, description="Most images in one batched backbone run."
+    )
     latent_dim: int = Field(default=16, ge=1)  # identity backbone only
     max_classes: int = Field(
         default=4096,
@@ -108,119 +146,24 @@ class Settings(HttpSettings, BaseSettings):
     seed: int = 0
     prequential_window: int = Field(default=500, ge=1)
 
-    # Writer thread.
-    queue_size: int = Field(default=64, ge=1)
-    max_batch: int = Field(default=64, ge=1)
-    max_wait_ms: float = Field(default=5.0, ge=0)
-    recent_ids: int = Field(default=10_000, ge=0)
+    # Writer thread, durability, probe, MQTT: flat names outside (service/settings_groups.py).
+    queue: QueueSettings = Field(default_factory=QueueSettings)
     retry_after_s: int = Field(default=1, ge=1)
-
-    # Durability.
-    wal_fsync: Literal["always", "group"] = "always"
-    wal_group_ms: float = Field(default=5.0, gt=0)
-    wal_segment_bytes: int = Field(
-        default=16 << 20, ge=4096, description="A WAL segment file rotates at this size."
-    )
-    checkpoint_every_samples: int = Field(default=1000, ge=1)
-    checkpoint_every_s: float = Field(default=60.0, gt=0)
-    checkpoint_keep: int = Field(default=2, ge=1)
-    shutdown_timeout_s: float = Field(default=6.0, gt=0)  # drain + checkpoint on SIGTERM
-
-    # Monitoring: the probe set (edgecl/probe.py) and the dashboard's time series.
-    probe_share: float = Field(
-        default=0.05,
-        ge=0,
-        le=0.5,
-        description="Share of labelled samples held back, never learned, to measure "
-        "forgetting; 0 turns the probe off.",
-    )
-    probe_max_bytes: int = Field(
-        default=512 << 10, ge=1024, description="Byte budget of the probe set (int8 latents)."
-    )
-    probe_every: int = Field(
-        default=500, ge=1, description="Re-score the probe after this many learned samples."
-    )
+    durability: DurabilitySettings = Field(default_factory=DurabilitySettings)
+    probe: ProbeSettings = Field(default_factory=ProbeSettings)
     dashboard_interval_s: float = Field(
         default=5.0, gt=0, description="Seconds between points of the dashboard's time series."
     )
     dashboard_points: int = Field(
         default=720, ge=2, le=100_000, description="Points the dashboard's time series keeps."
     )
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
 
-    # MQTT (service/mqtt.py): off unless mqtt_host is set.
-    mqtt_host: str | None = Field(
-        default=None, description="MQTT broker host; unset: no MQTT (HTTP only)."
-    )
-    mqtt_port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker port.")
-    mqtt_prefix: str = Field(
-        default="edgecl",
-        pattern=r"^[^/+#\s]+(/[^/+#\s]+)*$",
-        description="Topic prefix: topics live under `{prefix}/{device_id}/`.",
-    )
-    mqtt_device_id: str | None = Field(
-        default=None,
-        pattern=r"^[^/+#\s]+$",
-        description="This device's topic segment; unset: the host name.",
-    )
-    mqtt_client_id: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=128,
-        description="MQTT client id, fixed so the broker keeps the session across restarts; "
-        "unset: `edgecl-{device_id}`.",
-    )
-    mqtt_username: str | None = Field(default=None, description="MQTT user name.")
-    mqtt_password: SecretStr | None = Field(default=None, description="MQTT password.")
-    mqtt_tls: bool = Field(
-        default=False, description="TLS to the broker with the system CAs (implied by a CA file)."
-    )
-    mqtt_tls_ca: Path | None = Field(default=None, description="CA file that signed the broker.")
-    mqtt_tls_cert: Path | None = Field(
-        default=None, description="Client certificate for TLS (with `mqtt_tls_key`)."
-    )
-    mqtt_tls_key: Path | None = Field(default=None, description="Client certificate's key.")
-    mqtt_required: bool = Field(
-        default=False, description="Readiness includes the broker connection."
-    )
-    mqtt_keepalive: int = Field(default=30, ge=5, le=65535, description="MQTT keepalive, s.")
-    mqtt_qos: Literal[0, 1] = Field(
-        default=1,
-        description="QoS of subscriptions and replies; 1: at-least-once (a learn message is "
-        "acknowledged once in the WAL), 0: at-most-once.",
-    )
-    mqtt_receive_maximum: int = Field(
-        default=64,
-        ge=1,
-        le=65535,
-        description="MQTT messages in flight at once; past that the broker holds the rest.",
-    )
-    mqtt_session_expiry_s: int = Field(
-        default=7 * 86400,
-        ge=0,
-        le=2**32 - 1,
-        description="How long the broker keeps the session (and queued QoS 1 messages) "
-        "while the daemon is away.",
-    )
-    mqtt_reconnect_max_s: int = Field(
-        default=60, ge=1, description="Reconnect backoff doubles from 1 s up to this."
-    )
-    mqtt_model_interval_s: float = Field(
-        default=1.0, gt=0, description="At most one retained `model` update per interval."
-    )
-
-    @property
-    def mqtt_device(self) -> str:
-        return self.mqtt_device_id or socket.gethostname()
-
-    @property
-    def mqtt_client_id_or_default(self) -> str:
-        return self.mqtt_client_id or f"edgecl-{self.mqtt_device}"
-
-    @model_validator(mode="after")
-    def _mqtt_tls_pair(self) -> Settings:
-        if (self.mqtt_tls_cert is None) != (self.mqtt_tls_key is None):
-            raise ValueError("mqtt_tls_cert and mqtt_tls_key go together: set both or neither")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _fold(cls, data: Any) -> Any:
+        # For model_validate; the sources below fold each one's keys before they merge.
+        return fold(data) if isinstance(data, Mapping) else data
 
     @property
     def backbone_path(self) -> Path:
@@ -235,10 +178,47 @@ class Settings(HttpSettings, BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, _FlatEnvSource(settings_cls)]
         config = _CONFIG_FILE.get()
-        if config is None:
-            return (init_settings, env_settings)
-        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, config))
+        if config is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, config))
+        # Folded one by one so that a flat key and its nested form merge by priority.
+        return tuple(_Folded(source) for source in sources)
+
+
+class _FlatEnvSource(EnvSettingsSource):
+    """The environment, including the grouped settings' flat names (``EDGECL_MQTT_HOST``)."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for flat in FLAT_KEYS:
+            name = self.env_prefix + flat
+            value = self.env_vars.get(name if self.case_sensitive else name.lower())
+            if value is not None:
+                data[flat] = value
+        return data
+
+
+class _Folded(PydanticBaseSettingsSource):
+    """Another source's values with flat keys moved into their groups."""
+
+    def __init__(self, source: PydanticBaseSettingsSource) -> None:
+        super().__init__(source.settings_cls)
+        self.source = source
+
+    def _set_current_state(self, state: dict[str, Any]) -> None:
+        super()._set_current_state(state)
+        self.source._set_current_state(state)
+
+    def _set_settings_sources_data(self, states: dict[str, dict[str, Any]]) -> None:
+        super()._set_settings_sources_data(states)
+        self.source._set_settings_sources_data(states)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.source.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        return fold(self.source())
 
 
 def _check_yaml(path: Path) -> None:
@@ -263,7 +243,10 @@ def describe_errors(exc: ValidationError, source: str = "settings") -> str:
     """
     parts = []
     for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"])
+        loc = tuple(str(p) for p in err["loc"])
+        if loc[:2] in FLAT_NAMES:  # the name the user knows: mqtt_port, not mqtt.port
+            loc = (FLAT_NAMES[(loc[0], loc[1])], *loc[2:])
+        where = ".".join(loc)
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown key {where!r}")
         else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -16,12 +15,16 @@ from edgecl import codec
 from edgecl.batch import Batch
 from edgecl.learner import Learner
 from edgecl.types import Label, check_label
+from service.checkpointing import Checkpointer, CheckpointPolicy, CheckpointsLike
 from service.errors import ClassLimitError, SampleError, StorageUnavailableError
 from service.heads import PublishedHead, freeze
 from service.records import learn_record, record_inputs
 from service.sample_ids import RecentIds
+from service.settings_groups import DurabilitySettings
 
 log = logging.getLogger("edgecl.runtime")
+
+_DURABILITY = DurabilitySettings()  # the default, only read
 
 
 class WriteAheadLogLike(Protocol):
@@ -34,15 +37,6 @@ class WriteAheadLogLike(Protocol):
     def covers(self, first: int, last: int) -> bool: ...
     def remove_before(self, seq: int) -> None: ...
     def close(self) -> None: ...
-
-
-class CheckpointsLike(Protocol):
-    last_size_bytes: int
-
-    def save(self, state: dict[str, Any], wal_seq: int) -> Any: ...
-    def load_latest(
-        self, covered: Callable[[int, int], bool] | None = None
-    ) -> tuple[dict[str, Any], int] | None: ...
 
 
 @dataclass(frozen=True)
@@ -82,11 +76,10 @@ class Writer:
         self,
         learner: Learner,
         *,
-        recent_ids: int = 10_000,
+        durability: DurabilitySettings = _DURABILITY,
         wal: WriteAheadLogLike | None = None,
         checkpoints: CheckpointsLike | None = None,
-        checkpoint_every_samples: int = 1000,
-        checkpoint_every_s: float = 60.0,
+        recent_ids: int = 10_000,
         max_classes: int | None = None,
     ) -> None:
         self.learner = learner
@@ -96,15 +89,16 @@ class Writer:
         # Learned, but their WAL fsync failed (507): a retry is stored again, not re-learned.
         self.unsynced = RecentIds(recent_ids)
         self.wal, self.checkpoints = wal, checkpoints
-        self.every_samples, self.every_s = checkpoint_every_samples, checkpoint_every_s
+        policy = CheckpointPolicy(
+            durability.checkpoint_every_samples,
+            durability.checkpoint_every_s,
+            durability.checkpoint_wal_ratio,
+            durability.checkpoint_min_wal_bytes,
+        )
+        self.checkpointer = None if checkpoints is None else Checkpointer(checkpoints, wal, policy)
         self.counters = {"duplicates": 0, "storage_errors": 0, "checkpoints": 0, "replayed": 0}
         self.applied_seq = 0
         self.learned_here = 0  # samples learned by this process (not restored or replayed)
-        self.since_checkpoint = 0
-        self.last_checkpoint = time.monotonic()
-        self.checkpoint_failing = False
-        self.checkpoint_s = 0.0  # the writer's pause for the last checkpoint
-        self.checkpoint_bytes = self.checkpoint_bytes_written = 0
         self.reembed_skipped = 0  # WAL samples without raw inputs, left out by a re-embed
         self.published: PublishedHead | None = None  # read by predictions without the lock
 
@@ -243,15 +237,16 @@ class Writer:
                 self.published = freeze(self.learner)
         self.recent.add_many([i for r in records for i in r["ids"]])
         self.applied_seq = seq
-        self.since_checkpoint += sum(len(p) for p in parts)
+        if self.checkpointer is not None:
+            self.checkpointer.learned(sum(len(p) for p in parts))
 
     def run_locked(self, action: Callable[[], None]) -> None:
         """Run a state change (e.g. a retrained head) under the lock; it counts as a change."""
         with self.lock:
             action()
             self.published = freeze(self.learner)
-        # Not in the WAL: only a checkpoint keeps it, so one is due now.
-        self.since_checkpoint = max(self.since_checkpoint + 1, self.every_samples)
+        if self.checkpointer is not None:  # not in the WAL: only a checkpoint keeps it
+            self.checkpointer.changed_outside_wal()
 
     # -- checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -263,28 +258,20 @@ class Writer:
             state["probe"] = self.learner.probe.state_dict()
         return state
 
-    def maybe_checkpoint(self, force: bool = False) -> None:
-        """Checkpoint after ``every_samples`` samples or ``every_s`` seconds of changes."""
-        if self.checkpoints is None or self.since_checkpoint == 0:
-            return
-        # After a failure (disk full) retry only every every_s, not after every batch.
-        due = self.since_checkpoint >= self.every_samples and not self.checkpoint_failing
-        if not (force or due or time.monotonic() - self.last_checkpoint >= self.every_s):
-            return
-        start = self.last_checkpoint = time.monotonic()
-        try:
-            self.checkpoints.save(self.state_dict(), self.applied_seq)
-        except (OSError, ValueError) as exc:
+    def maybe_checkpoint(self, force: bool = False) -> bool:
+        """Checkpoint when due (:mod:`service.checkpointing`) or ``force``; False when the
+        write failed (the WAL still holds everything)."""
+        c = self.checkpointer
+        if c is None:
+            return True
+        taken = c.taken
+        if not c.maybe(self.state_dict, self.applied_seq, force):
             self.counters["storage_errors"] += 1
-            self.checkpoint_failing = True
-            log.error("checkpoint failed (the WAL still holds the samples): %s", exc)
-            return
-        self.checkpoint_s, self.checkpoint_failing = time.monotonic() - start, False
-        self.checkpoint_bytes = self.checkpoints.last_size_bytes
-        self.checkpoint_bytes_written += self.checkpoint_bytes
-        self.counters["checkpoints"] += 1
-        self.since_checkpoint = 0
-        if self.wal is not None:
-            # Keep the WAL records every kept checkpoint generation still needs.
-            keep_from = getattr(self.checkpoints, "oldest_kept_seq", self.applied_seq)
-            self.wal.remove_before(int(keep_from))
+            return False
+        if c.taken > taken:
+            self.counters["checkpoints"] += 1
+            if self.wal is not None:
+                # Keep the WAL records every kept checkpoint generation still needs.
+                keep_from = getattr(self.checkpoints, "oldest_kept_seq", self.applied_seq)
+                self.wal.remove_before(int(keep_from))
+        return True

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 def serve(settings: Settings) -> int:
     import uvicorn
 
-    from service.app import build_runtime, create_app
+    from service.app import create_app
+    from service.bootstrap import build_runtime
     from service.server import uvicorn_config
 
     logging.basicConfig(

@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run_reembed(args: argparse.Namespace) -> int:
     from edgecl.backbones import BackboneChangedError, check_same
-    from service.app import build_runtime
+    from service.bootstrap import build_runtime
     from service.errors import StorageUnavailableError
 
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
@@ -85,7 +85,9 @@ def run_info(args: argparse.Namespace) -> int:
     from service.checkpoints import Checkpoints
 
     settings = load_settings(args.config, data_dir=args.data_dir)
-    loaded = Checkpoints(settings.data_dir / "checkpoints", keep=settings.checkpoint_keep)
+    loaded = Checkpoints(
+        settings.data_dir / "checkpoints", keep=settings.durability.checkpoint_keep
+    )
     latest = loaded.load_latest() if (settings.data_dir / "checkpoints").is_dir() else None
     if latest is None:
         raise ValueError(f"{settings.data_dir} holds no checkpoint")

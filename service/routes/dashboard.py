@@ -72,14 +72,14 @@ def _settings_view(request: Request) -> dict[str, Any]:
         "backbone": s.backbone if s.backbone == "identity" else f"{s.backbone} ({s.backbone_cut})",
         "latent_shape": list(rt.learner.latent_shape),
         "prequential_window": s.prequential_window,
-        "probe_share": s.probe_share,
-        "probe_every": s.probe_every,
-        "probe_max_bytes": s.probe_max_bytes,
-        "queue_size": s.queue_size,
-        "max_batch": s.max_batch,
-        "wal_fsync": s.wal_fsync,
-        "checkpoint_every_samples": s.checkpoint_every_samples,
-        "mqtt": s.mqtt_host or "off",
+        "probe_share": s.probe.share,
+        "probe_every": s.probe.every,
+        "probe_max_bytes": s.probe.max_bytes,
+        "queue_size": s.queue.size,
+        "max_batch": s.queue.max_batch,
+        "wal_fsync": s.durability.wal_fsync,
+        "checkpoint_wal_ratio": s.durability.checkpoint_wal_ratio,
+        "mqtt": s.mqtt.host or "off",
     }
 
 

@@ -28,7 +28,7 @@ async def ready(request: Request) -> JSONResponse:
     if not runtime(request).ready:
         return JSONResponse({"detail": "the service is starting or stopping"}, 503)
     mqtt = getattr(request.app.state, "mqtt", None)
-    if mqtt is not None and settings(request).mqtt_required and not mqtt.connected:
+    if mqtt is not None and settings(request).mqtt.required and not mqtt.connected:
         return JSONResponse({"detail": "not connected to the MQTT broker (mqtt_required)"}, 503)
     body: dict[str, Any] = {"status": "ready"}
     check = getattr(runtime(request).learner.backbone, "check", None)

@@ -17,6 +17,7 @@ from edgecl.strategies.gdumb import GDumb
 from edgecl.types import FloatArray, IntArray, State
 from service.app import create_app
 from service.runtime import LearnerRuntime
+from service.settings import QueueSettings
 from tests.service.conftest import make_settings
 
 DIM = 4
@@ -171,7 +172,7 @@ def gated() -> Iterator[tuple[TestClient, threading.Event]]:
     strategy = GatedGDumb(epochs=5)
     strategy.gate = gate
     learner = Learner(IdentityBackbone(DIM), strategy, store)
-    runtime = LearnerRuntime(learner, max_wait_ms=1.0)
+    runtime = LearnerRuntime(learner, queue=QueueSettings(max_wait_ms=1.0))
     with TestClient(create_app(make_settings(strategy={"name": "gdumb"}), runtime)) as client:
         samples = [{**features(c), "label": name} for c, name in ((0, "a"), (1, "b"))] * 3
         assert client.post("/learn", json={"samples": samples}).status_code == 200

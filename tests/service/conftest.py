@@ -17,9 +17,10 @@ from edgecl import Learner, strategies
 from edgecl.backbones import IdentityBackbone
 from edgecl.strategies.ncm import NCM
 from edgecl.types import FloatArray, IntArray, State
-from service.app import build_runtime, create_app
+from service.app import create_app
+from service.bootstrap import build_runtime
 from service.runtime import LearnerRuntime
-from service.settings import Settings
+from service.settings import QueueSettings, Settings
 
 DIM = 4
 
@@ -130,7 +131,7 @@ def retrainable_runtime(gate: threading.Event | None = None) -> LearnerRuntime:
         RetrainableNCM(gate=gate),
         replay.create("reservoir", max_bytes=64 << 10),
     )
-    return LearnerRuntime(learner, max_wait_ms=1.0)
+    return LearnerRuntime(learner, queue=QueueSettings(max_wait_ms=1.0))
 
 
 def ncm_runtime(**kwargs: Any) -> LearnerRuntime:

@@ -84,7 +84,7 @@ class Daemon:
 _FORK_SERVER = r"""
 import json, os, sys, threading, traceback
 import uvicorn.lifespan.on, uvicorn.loops.auto, uvicorn.protocols.http.auto
-import service.app, service.commands.serve
+import service.app, service.bootstrap, service.commands.serve
 from service.__main__ import main
 assert threading.active_count() == 1, "the fork server must not have threads"
 for line in sys.stdin:

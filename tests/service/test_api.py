@@ -110,7 +110,8 @@ def test_health_and_readiness(client: TestClient) -> None:
 
 
 def test_not_ready_before_start(settings: Settings) -> None:
-    from service.app import build_runtime, create_app
+    from service.app import create_app
+    from service.bootstrap import build_runtime
 
     client = TestClient(create_app(settings, build_runtime(settings, durable=False)))
     # Without entering the client, the lifespan never ran: the runtime is not started.

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import build_runtime, create_app
+from service.app import create_app
+from service.bootstrap import build_runtime
 from tests.service.conftest import make_settings
 
 

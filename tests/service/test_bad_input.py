@@ -273,7 +273,8 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def trained() -> Any:
-    from service.app import build_runtime, create_app
+    from service.app import create_app
+    from service.bootstrap import build_runtime
 
     settings = make_settings(api_token="t0ken", max_body_bytes=8192, max_samples_per_request=8)
     with TestClient(create_app(settings, build_runtime(settings, durable=False))) as client:

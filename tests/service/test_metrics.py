@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import build_runtime
+from service.bootstrap import build_runtime
 from service.errors import QueueFullError
 from service.observability.collector import CLASS_SERIES_LIMIT
 from service.usecases import PendingLearn

@@ -20,10 +20,11 @@ import msgpack
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import build_runtime, create_app
+from service.app import create_app
+from service.bootstrap import build_runtime
 from service.mqtt import MqttBridge
 from service.mqtt_wire import Topics
-from service.settings import Settings
+from service.settings import MqttSettings, Settings
 from tests.mosquitto import Mosquitto, Probe, available
 from tests.service.conftest import make_settings, sample
 from tests.service.daemon import Daemon
@@ -389,7 +390,8 @@ def test_settings_reject_topic_wildcards_and_half_a_client_certificate() -> None
     for fields in bad:
         with pytest.raises(ValueError):
             Settings(**fields)
-    assert Settings(mqtt_device_id="pi-7").mqtt_client_id_or_default == "edgecl-pi-7"
+    assert Settings.model_validate({"mqtt_device_id": "pi-7"}).mqtt.device == "pi-7"
+    assert Settings(mqtt=MqttSettings(device_id="pi-7")).mqtt.client_id_or_default == "edgecl-pi-7"
 
 
 def test_a_raw_image_store_learns_images_over_mqtt_and_keeps_them_across_a_restart(

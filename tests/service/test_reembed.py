@@ -30,8 +30,7 @@ CONFIG = """
 strategy: {name: ncm}
 store: {kind: class_balanced, encoding: lz4, max_bytes: 8388608}
 probe_share: 0
-checkpoint_every_samples: 1000000
-checkpoint_every_s: 3600
+checkpoint_on_stop: true
 log_level: warning
 """
 

@@ -54,6 +54,7 @@ def test_restart_after_a_checkpoint_over_100_mib_is_exact(tmp_path: Path) -> Non
         store__max_bytes=str(160 << 20),
         max_samples_per_request=str(per_request),
         checkpoint_every_samples=str(per_request * 10),
+        checkpoint_on_stop="true",
     )
     rng = np.random.default_rng(0)
     probes = rng.normal(size=(4, dim)).astype(np.float32).tolist()

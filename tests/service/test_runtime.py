@@ -18,6 +18,7 @@ from service.app import create_app
 from service.checkpoints import Checkpoints
 from service.errors import QueueFullError, StorageUnavailableError
 from service.runtime import LearnerRuntime
+from service.settings import DurabilitySettings, QueueSettings
 from service.wal import StorageError, WriteAheadLog
 from tests.service.conftest import DIM, make_settings, ncm_runtime, sample, stats_counts
 
@@ -46,7 +47,7 @@ def z(n: int, value: float = 1.0) -> FloatArray:
 
 
 def test_queued_requests_are_learned_as_one_micro_batch() -> None:
-    rt, strategy = gated_runtime(max_batch=64, max_wait_ms=50.0)
+    rt, strategy = gated_runtime(queue=QueueSettings(max_batch=64, max_wait_ms=50.0))
     rt.start()
     first = rt.submit_learn(z(1), ["a"], [None])
     assert strategy.entered.wait(5.0)
@@ -60,7 +61,7 @@ def test_queued_requests_are_learned_as_one_micro_batch() -> None:
 
 
 def test_queue_full_is_refused_and_counted() -> None:
-    rt, strategy = gated_runtime(queue_size=2)
+    rt, strategy = gated_runtime(queue=QueueSettings(size=2))
     rt.start()
     running = rt.submit_learn(z(1), ["a"], [None])
     assert strategy.entered.wait(5.0)
@@ -76,7 +77,7 @@ def test_queue_full_is_refused_and_counted() -> None:
 
 def test_queue_full_is_503_with_retry_after() -> None:
     settings = make_settings(queue_size=1, retry_after_s=3)
-    rt, strategy = gated_runtime(queue_size=1)
+    rt, strategy = gated_runtime(queue=QueueSettings(size=1))
     with TestClient(create_app(settings, rt)) as client:
         body = {"samples": [sample("a", 0)]}
         replies: list[int] = []
@@ -193,7 +194,7 @@ def test_wal_is_replayed_after_a_crash(tmp_path: Path) -> None:
 
 
 def test_checkpoint_every_n_samples(tmp_path: Path) -> None:
-    rt = durable_runtime(tmp_path, checkpoint_every_samples=2)
+    rt = durable_runtime(tmp_path, durability=DurabilitySettings(checkpoint_every_samples=2))
     rt.start()
     for i in range(4):
         rt.submit_learn(z(1, float(i)), ["a"], [None]).result(5.0)
@@ -224,7 +225,7 @@ def test_predictions_do_not_wait_for_a_learning_step() -> None:
 
 
 def test_stop_drains_the_queue() -> None:
-    rt, strategy = gated_runtime(queue_size=8)
+    rt, strategy = gated_runtime(queue=QueueSettings(size=8))
     rt.start()
     futures = [rt.submit_learn(z(1), ["a"], [None])]
     assert strategy.entered.wait(5.0)

@@ -108,3 +108,45 @@ def test_validate_config_from_the_console_script(tmp_path: Path) -> None:
 
 def test_settings_are_plain_pydantic() -> None:
     assert Settings.model_validate({"store": {"kind": None}}).store.kind is None
+
+
+def test_grouped_settings_keep_their_flat_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "mqtt_host: broker\nmqtt_port: 8883\nqueue_size: 3\nprobe_share: 0\n")
+    monkeypatch.setenv("EDGECL_MQTT_PORT", "1884")
+    monkeypatch.setenv("EDGECL_CHECKPOINT_EVERY_SAMPLES", "7")
+    s = load_settings(path, max_batch=5)
+    assert (s.mqtt.host, s.mqtt.port, s.mqtt.device_id) == ("broker", 1884, None)
+    assert (s.queue.size, s.queue.max_batch, s.probe.share) == (3, 5, 0.0)
+    assert s.durability.checkpoint_every_samples == 7
+    assert load_settings(path, mqtt_port=1885).mqtt.port == 1885
+
+
+def test_yaml_takes_a_group_nested_and_a_flat_key_beats_it_in_the_same_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "mqtt: {host: broker, port: 8883}\nprobe: {every: 9}\n")
+    s = load_settings(path)
+    assert (s.mqtt.host, s.mqtt.port, s.probe.every) == ("broker", 8883, 9)
+    monkeypatch.setenv("EDGECL_MQTT_HOST", "other")
+    s = load_settings(path)
+    assert (s.mqtt.host, s.mqtt.port) == ("other", 8883)  # the environment beats the file
+    both = write(tmp_path, "mqtt: {host: a}\nmqtt_host: b\n")
+    assert load_settings(both, mqtt_port=1).mqtt.host == "other"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("mqtt_colour: red\n", "unknown key 'mqtt_colour'"),
+        ("mqtt: {colour: red}\n", "unknown key 'mqtt.colour'"),
+        ("mqtt_port: 0\n", "mqtt_port: Input should be greater than or equal to 1"),
+        ("mqtt: {port: 0}\n", "mqtt_port: Input should be greater than or equal to 1"),
+        ("queue_size: 0\n", "queue_size: Input should be greater than or equal to 1"),
+        ("mqtt_tls_key: k.pem\n", "mqtt_tls_cert and mqtt_tls_key go together"),
+    ],
+)
+def test_grouped_settings_errors_name_the_flat_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_settings(write(tmp_path, text))
