@@ -28,7 +28,10 @@ swaps in (``Learner.swap_head``).
 
 Who owns what: ``bootstrap``/``app`` build the runtime from settings and wire transports to
 the use cases; the runtime (``runtime.LearnerRuntime``) is the only door to the writer, the
-WAL, checkpoints, the probe and retrain jobs; transports never import those.
+WAL, checkpoints, the probe and retrain jobs; transports never import those. What the
+daemon tells about itself (``/stats``, ``/metrics``, the dashboard, the MQTT ``model`` topic)
+is read from ``runtime.stats()``, typed ``observability.stats.Stats`` (built in
+``runtime_stats``); the ``observability`` package imports nothing of the runtime.
 
 A new transport decodes into the request models of ``schemas``, calls ``UseCases`` and maps
 failures with ``errors.outcome``: one module, as ``mqtt_handlers`` shows.

@@ -17,6 +17,8 @@ from starlette.requests import ClientDisconnect
 
 from service.body_limit import BodyLimit
 from service.budget import AsyncBudget
+from service.observability.history import Sampler, TimeSeries
+from service.observability.metrics import RequestMetrics, Telemetry
 from service.routes import (
     ApiError,
     dashboard,
@@ -31,8 +33,6 @@ from service.routes import (
 from service.runtime import LearnerRuntime
 from service.schemas import ErrorItem, LearnRequest, PredictRequest, where
 from service.settings import Settings
-from service.telemetry import RequestMetrics, Telemetry
-from service.timeseries import Sampler, TimeSeries
 from service.usecases import UseCases
 
 log = logging.getLogger("edgecl.app")
@@ -134,8 +134,11 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
     app.state.runtime = runtime
     # Bodies read and parsed at once (HTTP): up to two of the largest size.
     app.state.body_budget = AsyncBudget(2 * settings.max_body_bytes)
-    app.state.telemetry = telemetry = Telemetry(runtime, backbone=settings.backbone)
-    runtime.observer = telemetry
+    telemetry = runtime.observer
+    if not isinstance(telemetry, Telemetry):  # a runtime built by hand, as in tests
+        telemetry = runtime.observer = Telemetry()
+    telemetry.watch(runtime, backbone=settings.backbone)
+    app.state.telemetry = telemetry
     app.state.usecases = cases = UseCases(runtime, telemetry)
     series = TimeSeries(settings.dashboard_points)
     app.state.sampler = sampler = Sampler(runtime, telemetry, series, settings.dashboard_interval_s)

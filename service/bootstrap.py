@@ -12,6 +12,7 @@ from edgecl.replay import holds_inputs
 from service.budget import Budget
 from service.embed_batching import EmbedBatcher
 from service.inputs import Embedder
+from service.observability.metrics import Telemetry
 from service.runtime import LearnerRuntime
 from service.settings import Settings
 
@@ -115,6 +116,7 @@ def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime
         checkpoints=checkpoints,
         max_classes=settings.max_classes,
         embedder=make_embedder(settings, learner.backbone, pixels),
+        observer=Telemetry(),
     )
 
 

@@ -156,10 +156,10 @@ class Handlers:
         """What the retained ``model`` topic says."""
         stats = self.cases.runtime.stats()
         return {
-            "model_version": stats["model_version"],
-            "classes": list(stats["classes"]),
-            "samples_learned": stats["samples_learned"],
-            "strategy": stats["strategy"]["name"],
+            "model_version": stats.model_version,
+            "classes": list(stats.classes),
+            "samples_learned": stats.samples_learned,
+            "strategy": stats.strategy["name"],
         }
 
     # -- errors -----------------------------------------------------------------------

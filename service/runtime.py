@@ -20,18 +20,19 @@ from service.batching import MicroBatchQueue
 from service.budget import Budget
 from service.checkpointing import CheckpointsLike
 from service.errors import NotAcceptingError, RetrainUnsupportedError
-from service.figures import runtime_stats
 from service.heads import PredictResult, rank
 from service.inputs import Embedder, SampleInput
+from service.observability.metrics import Observer
+from service.observability.stats import Stats
 from service.restore import Reembedded, reembed, restore
 from service.retrain import RetrainJob, RetrainJobs, snapshot_memory
+from service.runtime_stats import read_stats
 from service.settings import (
     DEFAULT_DECODE_PIXELS,
     DEFAULT_REQUEST_PIXELS,
     DurabilitySettings,
     QueueSettings,
 )
-from service.telemetry import Observer
 from service.writer import LearnJob, LearnResult, WriteAheadLogLike, Writer
 
 __all__ = ["LearnResult", "LearnerRuntime", "PredictResult", "Reembedded"]
@@ -84,6 +85,7 @@ class LearnerRuntime:
         max_pixels_per_request: int = DEFAULT_REQUEST_PIXELS,
         max_classes: int | None = None,
         embedder: Embedder | None = None,
+        observer: Observer | None = None,
     ) -> None:
         # The embedder only uses the backbone, which a restore keeps.
         self.embedder = embedder or Embedder(
@@ -106,7 +108,7 @@ class LearnerRuntime:
         self.checkpoint_on_stop = durability.checkpoint_on_stop
         self.jobs = RetrainJobs()
         self.started_at = time.time()
-        self.observer = Observer()  # the app puts its Telemetry here
+        self.observer = observer if observer is not None else Observer()
         self._thread: threading.Thread | None = None
         self._restored = False
 
@@ -293,6 +295,6 @@ class LearnerRuntime:
         return reembed(self.writer)
 
     # -- statistics -------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        """A consistent snapshot of the learner's figures, as plain data (``/stats``)."""
-        return runtime_stats(self)
+    def stats(self) -> Stats:
+        """A consistent snapshot of the learner's figures (``/stats``)."""
+        return read_stats(self.writer, self.queue, self.started_at)

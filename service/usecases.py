@@ -32,6 +32,7 @@ import numpy as np
 
 from edgecl.types import FloatArray, Label
 from service.errors import NotFittedError, UnknownJobError, outcome
+from service.observability.metrics import Observer
 from service.retrain import RetrainJob
 from service.runtime import LearnerRuntime, LearnResult, PredictResult
 from service.schemas import (
@@ -43,7 +44,6 @@ from service.schemas import (
     RetrainStatus,
     ScoredLabel,
 )
-from service.telemetry import Observer
 
 NOTHING_LEARNED = (
     "nothing has been learned yet; learn some labelled samples first "

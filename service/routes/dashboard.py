@@ -14,8 +14,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from service.observability.stats import Stats
 from service.routes import ApiError, errors, require_token, runtime, settings
-from service.routes.stats import Stats, snapshot
+from service.routes.stats import snapshot
 
 router = APIRouter(tags=["monitoring"])
 
@@ -96,7 +97,7 @@ async def data(request: Request) -> JSONResponse:
         "interval_s": sampler.interval_s,
         "capacity": sampler.series.capacity,
         "series": sampler.series.columns(),
-        "stats": await snapshot(request),
+        "stats": (await snapshot(request)).body(),
         "settings": _settings_view(request),
     }
     return JSONResponse(body)

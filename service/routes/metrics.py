@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from service.observability.metrics import CONTENT_TYPE
 from service.routes import errors, require_token
-from service.telemetry import CONTENT_TYPE
 
 router = APIRouter(tags=["monitoring"], dependencies=[Depends(require_token)])
 

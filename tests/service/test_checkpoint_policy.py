@@ -33,7 +33,8 @@ def learn(rt: LearnerRuntime, n: int, start: int) -> None:
 
 def counts(rt: LearnerRuntime) -> tuple[int, int]:
     stats = rt.stats()
-    return stats["events"]["checkpoints"], stats["durability"]["wal_bytes"]
+    assert stats.durability is not None
+    return stats.events["checkpoints"], stats.durability.wal_bytes
 
 
 def scores(rt: LearnerRuntime) -> list[list[float]]:
@@ -77,7 +78,7 @@ def test_the_replayed_tail_counts_toward_the_next_checkpoint(tmp_path: Path) -> 
             break
     assert taken > 1
     rt = runtime(tmp_path)
-    assert rt.stats()["samples_learned"] == start
+    assert rt.stats().samples_learned == start
     rt.stop()
 
 

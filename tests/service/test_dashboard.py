@@ -10,8 +10,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from service.observability.history import Sampler, TimeSeries
 from service.routes.dashboard import FILES, STATIC
-from service.timeseries import Sampler, TimeSeries
 from tests.service.conftest import DIM, make_settings, sample
 
 

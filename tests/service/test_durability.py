@@ -426,24 +426,24 @@ def test_retry_after_a_failed_fsync_is_stored_again_but_learned_once(
     # The retry is written again (to a fresh WAL segment) and acknowledged, not learned twice.
     assert rt.submit_learn(z, ["b"], ["k2"]).result(5.0).duplicates == 0
     assert rt.submit_learn(z, ["b"], ["k2"]).result(5.0).duplicates == 1
-    assert rt.stats()["classes"]["b"]["samples"] == 1
+    assert rt.stats().classes["b"].samples == 1
     rt.stop()
     assert len(list((tmp_path / "wal").glob("wal-*.log"))) == 2
     again = durable_runtime(tmp_path)  # replay meets k2's record twice: it learns it once
     again.start()
-    assert {c: s["samples"] for c, s in again.stats()["classes"].items()} == {"a": 1, "b": 1}
+    assert {c: s.samples for c, s in again.stats().classes.items()} == {"a": 1, "b": 1}
     again.stop()
 
 
 def test_a_change_outside_the_wal_is_checkpointed_next(tmp_path: Path) -> None:
     rt = durable_runtime(tmp_path, durability=DurabilitySettings(checkpoint_every_samples=1000))
     rt.start()
-    first = rt.stats()["events"]["checkpoints"]  # a new data dir's, naming its backbone
+    first = rt.stats().events["checkpoints"]  # a new data dir's, naming its backbone
     rt.submit_learn(np.eye(4, dtype=np.float32)[:2], ["a", "b"], [None, None]).result(5.0)
-    assert rt.stats()["events"]["checkpoints"] == first == 1
+    assert rt.stats().events["checkpoints"] == first == 1
     rt.writer.run_locked(lambda: None)  # e.g. a retrained head: only a checkpoint keeps it
     rt.writer.maybe_checkpoint()
-    assert rt.stats()["events"]["checkpoints"] == first + 1
+    assert rt.stats().events["checkpoints"] == first + 1
     rt.stop()
 
 

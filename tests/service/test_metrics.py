@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.bootstrap import build_runtime
 from service.errors import QueueFullError
-from service.stats_collector import CLASS_SERIES_LIMIT
+from service.observability.collector import CLASS_SERIES_LIMIT
 from service.usecases import PendingLearn
 from tests.service.conftest import DIM, make_settings, png, sample
 

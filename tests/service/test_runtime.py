@@ -71,7 +71,7 @@ def test_queue_full_is_refused_and_counted() -> None:
     strategy.gate.set()
     for future in [running, *queued]:
         future.result(5.0)
-    assert rt.stats()["events"]["queue_full"] == 1
+    assert rt.stats().events["queue_full"] == 1
     rt.stop()
 
 
@@ -188,7 +188,7 @@ def test_wal_is_replayed_after_a_crash(tmp_path: Path) -> None:
     again = durable_runtime(tmp_path)
     again.start()
     assert again.learner.samples_learned == 5
-    assert again.stats()["events"]["replayed"] == 5
+    assert again.stats().events["replayed"] == 5
     assert again.submit_learn(z(1), ["c0"], ["id4"]).result(5.0).duplicates == 1
     again.stop()
 
@@ -201,7 +201,7 @@ def test_checkpoint_every_n_samples(tmp_path: Path) -> None:
     rt.stop()
     # The new data dir's first one, then two due ones; nothing new was left for the one on
     # stop. Two generations are kept.
-    assert rt.stats()["events"]["checkpoints"] == 3
+    assert rt.stats().events["checkpoints"] == 3
     names = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt"))
     assert names == ["checkpoint-000000000002.ckpt", "checkpoint-000000000004.ckpt"]
 

@@ -10,15 +10,10 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import psutil
-
-from service.stats_collector import top_classes
-from service.telemetry import Telemetry
-
-if TYPE_CHECKING:
-    from service.runtime import LearnerRuntime
+from service.observability.metrics import Telemetry
+from service.observability.stats import StatsSource, top_classes
 
 log = logging.getLogger("edgecl.timeseries")
 
@@ -77,7 +72,7 @@ class Sampler:
     >>> from edgecl.backbones import IdentityBackbone
     >>> from service.runtime import LearnerRuntime
     >>> rt = LearnerRuntime(Learner(IdentityBackbone(2), strategies.create("ncm")))
-    >>> sampler = Sampler(rt, Telemetry(rt), TimeSeries(capacity=10), interval_s=60)
+    >>> sampler = Sampler(rt, Telemetry(), TimeSeries(capacity=10), interval_s=60)
     >>> sampler.sample()
     >>> len(sampler.series), sampler.series.columns()["values"]["accuracy"]  # nothing seen yet
     (1, [None])
@@ -85,14 +80,13 @@ class Sampler:
 
     def __init__(
         self,
-        runtime: LearnerRuntime,
+        source: StatsSource,
         telemetry: Telemetry,
         series: TimeSeries,
         interval_s: float = 5.0,
     ) -> None:
-        self.runtime, self.telemetry, self.series = runtime, telemetry, series
+        self.source, self.telemetry, self.series = source, telemetry, series
         self.interval_s = interval_s
-        self._process = psutil.Process()
         self._last: tuple[float, float, dict[str, float]] | None = None
         self._sampling = threading.Lock()  # the thread and an on-demand sample() may overlap
         self._stop = threading.Event()
@@ -104,22 +98,21 @@ class Sampler:
             self._sample()
 
     def _sample(self) -> None:
-        stats = self.runtime.stats()
+        s = self.source.stats()
         totals = self.telemetry.snapshot()
         now, mono = time.time(), time.monotonic()
-        learned = float(stats["samples_learned"])
-        probe = stats.get("probe") or {}
-        pq, store = stats["prequential"], stats["store"]
+        learned = float(s.samples_learned)
+        pq, probe = s.prequential, s.probe
         values: dict[str, float | None] = {
-            "rss_bytes": float(self._process.memory_info().rss),
-            "store_bytes": store["bytes"],
-            "store_max_bytes": store["max_bytes"],
-            "probe_bytes": probe.get("bytes"),
-            "accuracy": pq["accuracy"] if pq["seen"] else None,
-            "window_accuracy": pq["window_accuracy"] if pq["seen"] else None,
-            "probe_accuracy": probe.get("accuracy"),
-            "probe_forgetting": probe.get("forgetting"),
-            "queue_depth": stats["queue"]["depth"],
+            "rss_bytes": float(s.rss_bytes),
+            "store_bytes": s.store.bytes,
+            "store_max_bytes": s.store.max_bytes,
+            "probe_bytes": probe.bytes if probe else None,
+            "accuracy": pq.accuracy if pq.seen else None,
+            "window_accuracy": pq.window_accuracy if pq.seen else None,
+            "probe_accuracy": probe.accuracy if probe else None,
+            "probe_forgetting": probe.forgetting if probe else None,
+            "queue_depth": s.queue.depth,
             "samples_learned": learned,
         }
         if self._last is not None:
@@ -132,9 +125,8 @@ class Sampler:
             values["learn_latency_s"] = d["learn_seconds"] / batches if batches else None
             values["predict_latency_s"] = d["predict_seconds"] / calls if calls else None
         self._last = (mono, learned, totals)
-        classes = stats["classes"]
-        chosen = top_classes(classes, self.series.class_limit)
-        self.series.append(now, values, {c: classes[c]["accuracy"] for c in chosen})
+        chosen = top_classes(s.classes, self.series.class_limit)
+        self.series.append(now, values, {c: s.classes[c].accuracy for c in chosen})
 
     def _run(self) -> None:
         while True:

@@ -3,7 +3,7 @@ read at scrape time.
 
 Names follow the Prometheus conventions: base units (seconds, bytes, ratios 0..1), ``_total``
 on counters. The figures read at scrape time, and the bound on per-class series, are in
-:mod:`service.stats_collector`.
+:mod:`service.observability.collector`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import platform
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,10 +22,8 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.stats_collector import StatsCollector
-
-if TYPE_CHECKING:
-    from service.runtime import LearnerRuntime
+from service.observability.collector import StatsCollector
+from service.observability.stats import StatsSource
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -60,7 +57,8 @@ class Observer:
 class Telemetry(Observer):
     """Metrics of one app instance, in its own registry (nothing global, nothing at import).
 
-    ``totals`` keeps plain running sums for the dashboard's time series.
+    ``totals`` keeps plain running sums for the dashboard's time series; :meth:`watch`
+    adds the learner's figures.
 
     >>> t = Telemetry()
     >>> t.observe("GET", "/stats", 200, 0.01)
@@ -72,9 +70,7 @@ class Telemetry(Observer):
     True
     """
 
-    def __init__(self, runtime: LearnerRuntime | None = None, **info: str) -> None:
-        import edgecl
-
+    def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         self._lock = threading.Lock()
         self.totals = dict.fromkeys(
@@ -131,9 +127,14 @@ class Telemetry(Observer):
             "edgecl_mqtt_connected", "1 while connected to the MQTT broker.", registry=r
         )
         ProcessCollector(registry=r)  # process_resident_memory_bytes and friends
-        if runtime is not None:
-            labels = {"version": edgecl.__version__, "python": platform.python_version()}
-            r.register(StatsCollector(runtime, {**labels, **info}))
+
+    def watch(self, source: StatsSource, **info: str) -> None:
+        """Export the figures of ``source.stats()`` at every scrape, with ``info`` (and the
+        versions) as labels of ``edgecl_build_info``."""
+        import edgecl
+
+        labels = {"version": edgecl.__version__, "python": platform.python_version()}
+        self.registry.register(StatsCollector(source, {**labels, **info}))
 
     # -- Observer ---------------------------------------------------------------------
     def _add(self, **amounts: float) -> None:

@@ -1,0 +1,16 @@
+"""What the service tells about itself: figures, metrics and the dashboard's history.
+
+- :mod:`~service.observability.stats`: the typed :class:`~service.observability.stats.Stats`
+  of one snapshot (the ``/stats`` body, which the rest reads), and
+  :class:`~service.observability.stats.StatsSource`, what gives them (the runtime).
+- :mod:`~service.observability.metrics`: Prometheus metrics of one app: the
+  :class:`~service.observability.metrics.Observer` the runtime reports to, its
+  :class:`~service.observability.metrics.Telemetry` implementation and the request-timing
+  middleware.
+- :mod:`~service.observability.collector`: the learner's figures as metrics, read from a
+  stats snapshot at scrape time, with per-class series bounded.
+- :mod:`~service.observability.history`: the dashboard's time series, sampled in memory.
+
+Nothing here imports the runtime or the writer: they give their figures through
+:class:`~service.observability.stats.StatsSource`, so the service has no import cycle here.
+"""

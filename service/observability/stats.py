@@ -1,0 +1,139 @@
+"""The typed figures of one stats snapshot: the ``/stats`` body, and what metrics, the
+dashboard and the MQTT ``model`` topic read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from service.schemas import BackboneCheck
+
+
+class ClassStats(BaseModel):
+    samples: int
+    accuracy: float = Field(description="test-then-train accuracy on this class")
+
+
+class StoreStats(BaseModel):
+    kind: str | None
+    items: int
+    bytes: int
+    max_bytes: int
+    # For the metrics only: /stats never showed it, so it stays out of the body.
+    evictions: int | None = Field(default=None, exclude=True)
+
+
+class PrequentialStats(BaseModel):
+    seen: int
+    accuracy: float
+    window_accuracy: float
+    window: int
+
+
+class Confusion(BaseModel):
+    true: str
+    predicted: str
+    count: int
+
+
+class ProbeClassStats(BaseModel):
+    held: int
+    accuracy: float | None
+    best: float | None
+    forgetting: float | None = Field(description="best accuracy so far minus now")
+
+
+class ProbeStats(BaseModel):
+    share: float
+    every: int
+    held: int = Field(description="samples held in the probe now (acknowledged, not learned)")
+    diverted: int = Field(description="samples ever held back, evicted ones included")
+    bytes: int
+    max_bytes: int
+    evaluated_at: int | None = Field(description="samples_learned at the last re-score")
+    accuracy: float | None = Field(description="probe accuracy over all classes")
+    forgetting: float | None = Field(description="mean per-class forgetting")
+    max_forgetting: float | None
+    classes: dict[str, ProbeClassStats]
+
+
+class DurabilityStats(BaseModel):
+    wal_bytes: int = Field(description="bytes appended to the WAL since the daemon started")
+    checkpoint_bytes: int = Field(description="checkpoint bytes written since it started")
+    last_checkpoint_s: float | None = Field(
+        description="the writer's pause for the last checkpoint: state, write, fsync, rename"
+    )
+    last_checkpoint_bytes: int | None = Field(description="size of the last checkpoint file")
+
+
+class QueueStats(BaseModel):
+    depth: int
+    capacity: int
+
+
+# No docstring on the models: FastAPI would publish it in the schema as their description.
+class Stats(BaseModel):
+    samples_learned: int
+    model_version: int
+    uptime_s: float
+    rss_bytes: int
+    classes: dict[str, ClassStats]
+    store: StoreStats
+    prequential: PrequentialStats
+    strategy: dict[str, Any] = Field(description="name and options of the head strategy")
+    queue: QueueStats
+    events: dict[str, int] = Field(description="queue_full, duplicates, storage_errors, ...")
+    bytes_written_per_sample: float | None = Field(
+        default=None,
+        description="flash wear: WAL and checkpoint bytes written per sample learned since "
+        "the daemon started (only with a WAL)",
+    )
+    durability: DurabilityStats | None = Field(
+        default=None, description="bytes written and checkpoint cost (null: no WAL)"
+    )
+    confusions: list[Confusion] = Field(
+        default_factory=list, description="the most frequent test-then-train mistakes"
+    )
+    probe: ProbeStats | None = Field(
+        default=None, description="held-back samples re-scored over all classes (null: off)"
+    )
+    backbone_check: BackboneCheck | None = Field(
+        default=None, description="the int8 backbone's start-up self-check (null: none ran)"
+    )
+
+    def body(self) -> dict[str, Any]:
+        """The ``/stats`` JSON body: ``bytes_written_per_sample`` is left out when null.
+
+        >>> s = Stats(
+        ...     samples_learned=0, model_version=0, uptime_s=1.0, rss_bytes=1 << 20, classes={},
+        ...     store=StoreStats(kind=None, items=0, bytes=0, max_bytes=0),
+        ...     prequential=PrequentialStats(seen=0, accuracy=0.0, window_accuracy=0.0, window=9),
+        ...     strategy={"name": "ncm"}, queue=QueueStats(depth=0, capacity=8), events={},
+        ... )
+        >>> body = s.body()
+        >>> body["store"], "bytes_written_per_sample" in body, body["probe"]
+        ({'kind': None, 'items': 0, 'bytes': 0, 'max_bytes': 0}, False, None)
+        """
+        data = self.model_dump(mode="json")
+        if data["bytes_written_per_sample"] is None:
+            del data["bytes_written_per_sample"]  # no WAL: nothing is written per sample
+        return data
+
+
+class StatsSource(Protocol):
+    """Where the figures come from (the runtime): one snapshot per call."""
+
+    def stats(self) -> Stats: ...
+
+
+def top_classes(classes: Mapping[str, ClassStats], limit: int) -> list[str]:
+    """The ``limit`` labels with the most learned samples (ties: first seen first).
+
+    >>> counts = {"a": 1, "b": 5, "c": 5}
+    >>> top_classes({k: ClassStats(samples=n, accuracy=0.0) for k, n in counts.items()}, 2)
+    ['b', 'c']
+    """
+    ranked = sorted(enumerate(classes.items()), key=lambda kv: (-kv[1][1].samples, kv[0]))
+    return [label for _, (label, _) in ranked[:limit]]

@@ -1,0 +1,91 @@
+"""The runtime's figures as typed :class:`~service.observability.stats.Stats`: the one
+place that reads the learner, writer and queue for ``/stats``, metrics, the dashboard and
+the MQTT ``model`` topic."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psutil
+
+from service.batching import MicroBatchQueue
+from service.observability.stats import (
+    ClassStats,
+    Confusion,
+    DurabilityStats,
+    PrequentialStats,
+    ProbeStats,
+    QueueStats,
+    Stats,
+    StoreStats,
+)
+from service.schemas import BackboneCheck
+from service.writer import Writer
+
+
+def read_stats(writer: Writer, queue: MicroBatchQueue[Any], started_at: float) -> Stats:
+    """A consistent snapshot: everything the learner holds is read under the writer's lock
+    (the per-class models are built once it is released: learning waits no longer for them).
+
+    >>> from edgecl import Learner, strategies
+    >>> from edgecl.backbones import IdentityBackbone
+    >>> w = Writer(Learner(IdentityBackbone(2), strategies.create("ncm")))
+    >>> s = read_stats(w, MicroBatchQueue[Any](8, 4, 0.0, len), time.time())
+    >>> s.samples_learned, s.queue.capacity, s.store.kind, s.durability, s.rss_bytes > 0
+    (0, 8, None, None, True)
+    """
+    with writer.lock:
+        learner = writer.learner
+        pq, store, probe = learner.prequential, learner.store, learner.probe
+        names = [str(label) for label in learner.labels.labels]
+        per_class = [(learner.class_counts[i], pq.class_accuracy(i)) for i in range(len(names))]
+        store_stats = StoreStats(
+            kind=None if store is None else store.name,
+            items=0 if store is None else len(store),
+            bytes=0 if store is None else store.nbytes,
+            max_bytes=0 if store is None else store.max_bytes,
+            evictions=None if store is None else int(getattr(store, "evictions", 0)),
+        )
+        prequential = PrequentialStats(
+            seen=pq.seen, accuracy=pq.accuracy, window_accuracy=pq.window_accuracy, window=pq.window
+        )
+        confusions = pq.top_confusions(10)
+        samples_learned, model_version = learner.samples_learned, learner.model_version
+        strategy = {"name": learner.strategy.name, **learner.strategy.options()}
+        probe_report = None if probe is None else probe.report(learner.labels.labels)
+        check = getattr(learner.backbone, "check", None)
+    durability, per_sample = None, None
+    if writer.wal is not None:
+        c = writer.checkpointer
+        checkpoint_bytes = 0 if c is None else c.bytes_written
+        durability = DurabilityStats(
+            wal_bytes=writer.wal.bytes_written,
+            checkpoint_bytes=checkpoint_bytes,
+            last_checkpoint_s=c.seconds if c is not None and c.last_bytes else None,
+            last_checkpoint_bytes=(c.last_bytes if c is not None else 0) or None,
+        )
+        if writer.learned_here:  # flash wear per sample learned since this process started
+            per_sample = (writer.wal.bytes_written + checkpoint_bytes) / writer.learned_here
+    return Stats(
+        samples_learned=samples_learned,
+        model_version=model_version,
+        uptime_s=time.time() - started_at,
+        rss_bytes=psutil.Process().memory_info().rss,  # the one place RSS is read for stats
+        classes={
+            label: ClassStats(samples=n, accuracy=acc)
+            for label, (n, acc) in zip(names, per_class, strict=True)
+        },
+        store=store_stats,
+        prequential=prequential,
+        strategy=strategy,
+        queue=QueueStats(depth=len(queue), capacity=queue.capacity),
+        events={"queue_full": queue.rejected, **writer.counters},
+        bytes_written_per_sample=per_sample,
+        durability=durability,
+        confusions=[
+            Confusion(true=names[t], predicted=names[p], count=n) for t, p, n in confusions
+        ],
+        probe=None if probe_report is None else ProbeStats.model_validate(probe_report),
+        backbone_check=None if check is None else BackboneCheck.model_validate(check),
+    )
