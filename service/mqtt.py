@@ -20,7 +20,6 @@ HTTP, retrains and restores show too.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -35,7 +34,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from service.mqtt_handlers import Handlers
-from service.mqtt_wire import JSON, Inbound, Topics, new_client, properties
+from service.mqtt_wire import Inbound, Topics, new_client, properties
 from service.settings import Settings
 from service.usecases import UseCases
 
@@ -94,7 +93,6 @@ class MqttBridge:
         self._connected = False
         self._stopping = False
         self._in_flight = 0
-        self._model_sent: int | None = None
         self._done = threading.Event()
         self._queues: dict[str, queue.Queue[Inbound | None]] = {}
         self._threads: list[threading.Thread] = []
@@ -184,7 +182,7 @@ class MqttBridge:
         if self.observer is not None:
             self.observer.set_mqtt_connected(True)
         self.counters["connects"] += 1
-        self._model_sent = None
+        self.handlers.model_sent = None  # a new session: say the model state again
         log.info("MQTT: connected (session present: %s)", flags.session_present)
         options = SubscribeOptions(
             qos=self.qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
@@ -294,14 +292,7 @@ class MqttBridge:
         (covers learning from every transport, retrains and restores)."""
         while not self._done.wait(self.config.model_interval_s):
             try:
-                self.publish_model()
+                if self._connected:
+                    self.handlers.publish_model()
             except Exception:
                 log.exception("MQTT: could not publish the model state")
-
-    def publish_model(self) -> None:
-        version = self.cases.runtime.learner.model_version
-        if not self._connected or version == self._model_sent:
-            return
-        body = self.handlers.model_state()
-        self.publish(self.topics.model, json.dumps(body).encode(), content_type=JSON, retain=True)
-        self._model_sent = body["model_version"]

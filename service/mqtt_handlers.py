@@ -58,6 +58,7 @@ class Handlers:
         self.max_bytes, self.max_samples = max_bytes, max_samples
         self.rejected = 0
         self.queue_full_waits = 0
+        self.model_sent: int | None = None  # the model version last said on ``model``
 
     @property
     def table(self) -> dict[str, Callable[[Inbound], None]]:
@@ -152,15 +153,16 @@ class Handlers:
             content_type=message.encoding,
         )
 
-    def model_state(self) -> dict[str, Any]:
-        """What the retained ``model`` topic says."""
-        stats = self.cases.runtime.stats()
-        return {
-            "model_version": stats.model_version,
-            "classes": list(stats.classes),
-            "samples_learned": stats.samples_learned,
-            "strategy": stats.strategy["name"],
-        }
+    def publish_model(self) -> None:
+        """The retained ``model`` topic, when the model changed since it was last said."""
+        state = self.cases.model_state()
+        if state.model_version == self.model_sent:
+            return
+        body = state.model_dump(mode="json")
+        self.outbox.publish(
+            self.topics.model, json.dumps(body).encode(), content_type=JSON, retain=True
+        )
+        self.model_sent = state.model_version
 
     # -- errors -----------------------------------------------------------------------
     def _decode(self, message: Inbound) -> Any:

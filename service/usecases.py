@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from edgecl.types import FloatArray, Label
 from service.errors import NotFittedError, UnknownJobError, outcome
@@ -49,6 +50,15 @@ NOTHING_LEARNED = (
     "nothing has been learned yet; learn some labelled samples first "
     "(POST /learn, or publish them on the learn topic)"
 )
+
+
+class ModelState(BaseModel):
+    """The model in brief: what the retained MQTT ``model`` topic says."""
+
+    model_version: int
+    classes: list[str]
+    samples_learned: int
+    strategy: str
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,17 @@ class UseCases:
         except NotFittedError:
             raise NotFittedError(NOTHING_LEARNED) from None
         return _reply(result)
+
+    # -- model state ------------------------------------------------------------------
+    def model_state(self) -> ModelState:
+        """What the model is now, in brief (the MQTT ``model`` topic says it)."""
+        stats = self.runtime.stats()
+        return ModelState(
+            model_version=stats.model_version,
+            classes=list(stats.classes),
+            samples_learned=stats.samples_learned,
+            strategy=stats.strategy["name"],
+        )
 
     # -- retrain ----------------------------------------------------------------------
     def retrain(self) -> RetrainStatus:
