@@ -8,14 +8,17 @@ How one ``POST /learn`` travels (an MQTT ``learn`` message takes the same path f
       │
       ▼
     use case         usecases.UseCases.learn
-      embed            runtime.embed_for_learning → inputs.Embedder (decoding.py, budget.py)
+      embed            runtime.embed_for_learning → inputs.Embedder (decoding.py, budget.py);
+                       concurrent requests share backbone runs (embed_batching.EmbedBatcher)
       check + queue    runtime.submit_learn → Learner.check_batch → batching.MicroBatchQueue
       │
       ▼
     writer thread    runtime._run → writer.Writer.learn_batch
       dedup, WAL       sample_ids.RecentIds, records.learn_record → wal.WriteAheadLog
       learn            Learner.learn_batch (probe, strategy, store); heads.freeze publishes
-      durable          wal fsync, then the future resolves; checkpoints.Checkpoints now and then
+      durable          wal fsync (wal.py, wal_segments.py), then the future resolves
+      checkpoint       checkpointing.Checkpointer: when the WAL since the last one holds as many
+                       bytes as it (checkpoints.Checkpoints writes it; restore.py reads it back)
       │
       ▼
     reply            usecases → schemas.LearnReply → transport encodes (JSON, msgpack, MQTT)
@@ -26,13 +29,14 @@ status, whether an MQTT message is acknowledged, and the metrics reason. ``/pred
 ``/retrain`` is ``UseCases.retrain``: a background job (retrain.py) whose head the writer
 swaps in (``Learner.swap_head``).
 
-Who owns what: ``bootstrap``/``app`` build the runtime from settings and wire transports to
-the use cases; the runtime (``runtime.LearnerRuntime``) is the only door to the writer, the
+Who owns what: ``bootstrap`` turns settings (``settings``, ``settings_groups``) into a
+runtime, ``app`` wires the HTTP routes and the MQTT bridge to the use cases; the runtime (``runtime.LearnerRuntime``) is the only door to the writer, the
 WAL, checkpoints, the probe and retrain jobs; transports never import those. What the
 daemon tells about itself (``/stats``, ``/metrics``, the dashboard, the MQTT ``model`` topic)
 is read from ``runtime.stats()``, typed ``observability.stats.Stats`` (built in
 ``runtime_stats``); the ``observability`` package imports nothing of the runtime.
 
 A new transport decodes into the request models of ``schemas``, calls ``UseCases`` and maps
-failures with ``errors.outcome``: one module, as ``mqtt_handlers`` shows.
+failures with ``errors.outcome``: one module, as ``mqtt_handlers`` shows (its bridge,
+``mqtt.py``, only keeps the connection). ``make lint`` checks these rules (import-linter).
 """
