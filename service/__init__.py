@@ -30,8 +30,9 @@ status, whether an MQTT message is acknowledged, and the metrics reason. ``/pred
 swaps in (``Learner.swap_head``).
 
 Who owns what: ``bootstrap`` turns settings (``settings``, ``settings_groups``) into a
-runtime, ``app`` wires the HTTP routes and the MQTT bridge to the use cases; the runtime (``runtime.LearnerRuntime``) is the only door to the writer, the
-WAL, checkpoints, the probe and retrain jobs; transports never import those. What the
+runtime, ``app`` wires the HTTP routes and the MQTT bridge to the use cases; the runtime
+(``runtime.LearnerRuntime``) is the only door to the writer, the WAL, checkpoints, the
+probe and retrain jobs; transports never import those. What the
 daemon tells about itself (``/stats``, ``/metrics``, the dashboard, the MQTT ``model`` topic)
 is read from ``runtime.stats()``, typed ``observability.stats.Stats`` (built in
 ``runtime_stats``); the ``observability`` package imports nothing of the runtime.
