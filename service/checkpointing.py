@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -135,3 +136,34 @@ class Checkpointer:
         self.unlogged = False
         self.wal_mark = 0 if self.wal is None else self.wal.bytes_written
         return True
+
+
+class Wear:
+    """Flash wear over a sliding window: bytes written (WAL and checkpoints) per sample
+    learned, from points noted at most every ``every_s`` seconds.
+
+    >>> w = Wear(now=0.0)
+    >>> w.note(1000, 10, now=100.0); w.note(5000, 20, now=4000.0)
+    >>> w.per_sample(9000, 30, window_s=3600, now=4100.0)  # since the point at 4000 s
+    400.0
+    """
+
+    def __init__(self, every_s: float = 10.0, keep: int = 400, now: float | None = None) -> None:
+        self.every_s = every_s
+        start = time.monotonic() if now is None else now
+        self._points: deque[tuple[float, int, int]] = deque([(start, 0, 0)], maxlen=keep)
+
+    def note(self, written: int, learned: int, now: float | None = None) -> None:
+        """Totals so far: bytes written and samples learned by this process."""
+        t = time.monotonic() if now is None else now
+        if t - self._points[-1][0] >= self.every_s:
+            self._points.append((t, written, learned))
+
+    def per_sample(
+        self, written: int, learned: int, window_s: float = 3600.0, now: float | None = None
+    ) -> float | None:
+        """Bytes per sample learned within the last ``window_s`` (None: none learned)."""
+        t = time.monotonic() if now is None else now
+        base = next((p for p in self._points if p[0] >= t - window_s), self._points[-1])
+        samples = learned - base[2]
+        return (written - base[1]) / samples if samples > 0 else None

@@ -64,6 +64,10 @@ def read_stats(writer: Writer, queue: MicroBatchQueue[Any], started_at: float) -
             checkpoint_bytes=checkpoint_bytes,
             last_checkpoint_s=c.seconds if c is not None and c.last_bytes else None,
             last_checkpoint_bytes=(c.last_bytes if c is not None else 0) or None,
+            wal_bytes_since_checkpoint=None if c is None else c.wal_since,
+            bytes_per_sample_last_hour=writer.wear.per_sample(
+                writer.bytes_written, writer.learned_here
+            ),
         )
         if writer.learned_here:  # flash wear per sample learned since this process started
             per_sample = (writer.wal.bytes_written + checkpoint_bytes) / writer.learned_here

@@ -15,7 +15,7 @@ from edgecl import codec
 from edgecl.batch import Batch
 from edgecl.learner import Learner
 from edgecl.types import Label, check_label
-from service.checkpointing import Checkpointer, CheckpointPolicy, CheckpointsLike
+from service.checkpointing import Checkpointer, CheckpointPolicy, CheckpointsLike, Wear
 from service.errors import ClassLimitError, SampleError, StorageUnavailableError
 from service.heads import PublishedHead, freeze
 from service.records import learn_record, record_inputs
@@ -99,6 +99,7 @@ class Writer:
         self.counters = {"duplicates": 0, "storage_errors": 0, "checkpoints": 0, "replayed": 0}
         self.applied_seq = 0
         self.learned_here = 0  # samples learned by this process (not restored or replayed)
+        self.wear = Wear()  # bytes written per sample learned, over the last hour
         self.reembed_skipped = 0  # WAL samples without raw inputs, left out by a re-embed
         self.published: PublishedHead | None = None  # read by predictions without the lock
 
@@ -158,6 +159,7 @@ class Writer:
                 job.future.set_exception(exc)
             return
         self.learned_here += sum(len(r["labels"]) for r in records)
+        self.wear.note(self.bytes_written, self.learned_here)
         version, classes = self.learner.model_version, len(self.learner.labels)
         for job, keep in zip(jobs, keeps, strict=True):
             dups = len(job.labels) - len(keep)
@@ -257,6 +259,12 @@ class Writer:
         if self.learner.probe is not None:
             state["probe"] = self.learner.probe.state_dict()
         return state
+
+    @property
+    def bytes_written(self) -> int:
+        """WAL and checkpoint bytes this process wrote."""
+        wal = 0 if self.wal is None else self.wal.bytes_written
+        return wal + (0 if self.checkpointer is None else self.checkpointer.bytes_written)
 
     def maybe_checkpoint(self, force: bool = False) -> bool:
         """Checkpoint when due (:mod:`service.checkpointing`) or ``force``; False when the

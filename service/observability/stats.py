@@ -66,6 +66,16 @@ class DurabilityStats(BaseModel):
         description="the writer's pause for the last checkpoint: state, write, fsync, rename"
     )
     last_checkpoint_bytes: int | None = Field(description="size of the last checkpoint file")
+    wal_bytes_since_checkpoint: int | None = Field(
+        default=None,
+        description="WAL bytes no checkpoint holds yet (a restart replays them); a checkpoint "
+        "is taken once they reach the last checkpoint's size (checkpoint_wal_ratio)",
+    )
+    bytes_per_sample_last_hour: float | None = Field(
+        default=None,
+        description="flash wear: WAL and checkpoint bytes written per sample learned in the "
+        "last hour (null: none learned in it); bytes_written_per_sample is since the start",
+    )
 
 
 class QueueStats(BaseModel):

@@ -87,3 +87,14 @@ def test_checkpoint_on_stop(tmp_path: Path) -> None:
     learn(rt, 2, 0)
     rt.stop()
     assert counts(rt)[0] == 2  # the first one, and the stop's
+
+
+def test_stats_show_wear_per_sample_and_the_wal_no_checkpoint_holds(tmp_path: Path) -> None:
+    rt = runtime(tmp_path)
+    learn(rt, 6, 0)
+    d = rt.stats().durability
+    assert d is not None and d.wal_bytes_since_checkpoint == d.wal_bytes > 0
+    # Younger than an hour: the last hour is the whole life of the process.
+    assert d.bytes_per_sample_last_hour == (d.wal_bytes + d.checkpoint_bytes) / 6
+    assert rt.stats().bytes_written_per_sample == d.bytes_per_sample_last_hour
+    rt.stop()
