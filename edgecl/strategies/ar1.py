@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +26,25 @@ from edgecl.types import FloatArray, IntArray, State
 # took the daemon's peak RSS from about 380 to 670 MiB; 32 keep it there, and ran 512 latents
 # in 0.9 s against 1.6 s on one core.
 PREDICT_CHUNK = 32
+
+
+def _libc() -> Any:
+    try:
+        lib = ctypes.CDLL(None)  # the symbols already loaded: libc's on Linux
+    except OSError:
+        return None
+    return lib if hasattr(lib, "malloc_trim") else None
+
+
+_LIBC = _libc()
+
+
+def release_freed_memory() -> None:
+    """Give the heap pages freed since the last call back to the system (glibc's
+    ``malloc_trim``; nothing elsewhere): glibc keeps them, so the decoded replay and the
+    activations of one batch would stay resident under the next one's."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 def _check_top(top: object) -> str | None:
@@ -135,6 +156,7 @@ class AR1(Configurable):
         self.net.ensure_built(x.shape[1])
         if self.cw.shape[1] == 0:
             self.cw = np.zeros((len(self.past), self.net.features), dtype=np.float32)
+        release_freed_memory()  # the replay the learner decoded for this batch
         classes, cur = np.unique(labels, return_counts=True)
         tw = np.vstack([self.cw[classes], np.zeros((1, self.cw.shape[1]), np.float32)])
         tw = self.net.train_batch(
@@ -149,6 +171,7 @@ class AR1(Configurable):
         )
         consolidate(self.cw, self.past, classes, cur, tw[:-1])
         self.calls += 1
+        release_freed_memory()  # this batch's activations and gradients
 
     def predict_proba_many(self, z: FloatArray) -> FloatArray:
         x = check_latents(z, self.net.dim)
@@ -161,6 +184,8 @@ class AR1(Configurable):
                 for i in range(0, len(x), PREDICT_CHUNK)
             ]
         )
+        if len(x) > PREDICT_CHUNK:
+            release_freed_memory()  # the chunks' activations, before the batch trains
         return masked_softmax(scores, trained)
 
     def state_dict(self) -> State:

@@ -164,9 +164,11 @@ class TrainableTop:
             logits = self._forward(x[s : s + TRAIN_CHUNK]) @ wrt[-1].T
             loss = F.cross_entropy(logits, y[s : s + TRAIN_CHUNK], reduction="sum") / len(x)
             grads = torch.autograd.grad(loss, wrt)
-            total = (
-                list(grads) if total is None else [a + g for a, g in zip(total, grads, strict=True)]
-            )
+            if total is None:
+                total = list(grads)
+            else:
+                for a, g in zip(total, grads, strict=True):
+                    a.add_(g)  # in place: the same sum without a second set of buffers
         assert total is not None
         return total
 

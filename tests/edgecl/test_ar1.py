@@ -201,3 +201,51 @@ def test_training_in_chunks_gives_the_whole_minibatchs_step(
         np.testing.assert_allclose(other["cw"], states[0]["cw"], rtol=1e-5, atol=1e-6)
         for name, tensor in states[0]["net"]["tensors"].items():
             np.testing.assert_allclose(other["net"]["tensors"][name], tensor, atol=1e-6)
+
+
+def test_chunked_gradients_of_the_layers_above_the_cut_are_the_minibatchs(
+    tmp_path: Path,
+) -> None:
+    """block15 and the head, batch normalisation frozen: the chunks' summed gradients are
+    the plain mean cross-entropy's over the whole minibatch."""
+    import torch.nn.functional as F  # noqa: N812
+
+    s = AR1(top=str(fake_build(tmp_path)))
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.normal(size=(21, s.net.dim)).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, 3, size=21))
+    w = torch.from_numpy(rng.normal(scale=0.1, size=(3, s.net.features)).astype(np.float32))
+    wrt = [p for _, p in s.net._trainable()] + [w.requires_grad_(True)]
+    chunked = s.net._minibatch_grads(x, y, wrt)
+    loss = F.cross_entropy(s.net._forward(x) @ w.T, y)
+    plain = torch.autograd.grad(loss, wrt)
+    for a, b in zip(chunked, plain, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_an_ar1_batch_through_a_pretrained_top_is_the_same_in_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whole minibatches per forward pass (the straightforward way) or a few latents at a
+    time: the same weights, importances and predictions after two batches."""
+    from edgecl.strategies import ar1_top
+
+    manifest = str(fake_build(tmp_path))
+    z, y = blobs([0, 1, 2], 12, dim=192 * 2 * 2)
+    states, probas = [], []
+    for chunk in (16, 3):
+        monkeypatch.setattr(ar1_top, "TRAIN_CHUNK", chunk)
+        s = AR1(top=manifest, epochs=2, batch_size=16, lr=0.05, top_lr=0.01)
+        s.add_classes(3)
+        s.learn_many(z[:20], y[:20])
+        s.learn_many(z[20:], y[20:])
+        states.append(s.state_dict())
+        probas.append(s.predict_proba_many(z))
+    reference, other = states
+    np.testing.assert_allclose(other["cw"], reference["cw"], rtol=1e-4, atol=1e-6)
+    for part in ("tensors", "omega", "theta_star"):
+        for name, tensor in reference["net"][part].items():
+            np.testing.assert_allclose(
+                other["net"][part][name], tensor, rtol=1e-4, atol=1e-6, err_msg=name
+            )
+    np.testing.assert_allclose(probas[1], probas[0], rtol=1e-4, atol=1e-6)
