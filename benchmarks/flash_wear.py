@@ -159,8 +159,8 @@ def section(rows: list[dict[str, Any]], args: argparse.Namespace, started: str) 
         f"due; WAL fsync `always`), identity backbone on {DIM}-d float32 features of "
         f"{CLASSES} classes, default store and probe. *Trickle*: one sample every "
         f"{args.every_s:g} s for {args.trickle_s:g} s, then SIGTERM. *Burst*: {args.burst} "
-        f"samples in requests of {PER_REQUEST}, then kill -9. *WAL* and *checkpoints*: bytes of every "
-        "file the data dir held (polled, a file counted at its largest), stop included. "
+        f"samples in requests of {PER_REQUEST}, then kill -9. *WAL* and *checkpoints*: bytes "
+        "of every file the data dir held (polled, a file counted at its largest), stop included. "
         "*Samples*: acknowledged (the probe holds a share back from learning). "
         "*Exact*: /predict scores of 8 fixed vectors after the restart equal those before "
         "the stop, to the last bit; *replayed*: samples the restart learned again from the WAL.",
