@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecl.registry import Configurable
+from edgecl.strategies.base import frozen_copy
 from edgecl.strategies.linear import (
     SGD,
     BoolArray,
@@ -194,6 +195,14 @@ class GDumb(Configurable):
         old_mass = ncm[:, in_head].sum(axis=1, keepdims=True)
         out: FloatArray = np.where(in_head[None, :], old_mass * by_head, ncm).astype(np.float32)
         return out
+
+    def snapshot(self) -> GDumb:
+        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_copy`;
+        a retrain replaces the head whole)."""
+        return frozen_copy(self, "means", "counts")
+
+    def predictor(self) -> Callable[[FloatArray], FloatArray]:
+        return self.snapshot().predict_proba_many
 
     # -- state ------------------------------------------------------------------------
     def state_dict(self) -> State:
