@@ -41,11 +41,11 @@ class ProbeSet:
     """A class-balanced, byte-bounded share of labelled latents held back from learning.
 
     A :class:`edgecl.Learner` given a probe passes each batch through it: about ``share``
-    of the samples of classes the learner already knows are held back (a class's first
-    ``warmup`` samples are always learned, so every held class is one the head has
-    learned; by default only the first, so that a small session of a few samples per
-    class is measured too), the rest are learned, and after every ``every`` learned
-    samples the held items are re-scored over all classes. Until it holds
+    of the samples are held back, but never a class's first ``warmup`` samples (those
+    before it in the same batch count), so every held class is one the head has learned;
+    by default only the first, so that a small session of a few samples per class is
+    measured too. The rest are learned, and after every ``every`` learned samples the
+    held items are re-scored over all classes. Until it holds
     ``min_items`` items of two classes, :meth:`report` says it cannot measure, and why.
     A sample is held only if the class-balanced store keeps it (GDumb's rule: while there
     is room, or while its class holds less than its share), so nothing is dropped unseen;
@@ -118,14 +118,19 @@ class ProbeSet:
         # One draw per sample, whatever happens to it: a WAL replay repeats the split.
         draws = self._rng.random(len(labels))
         shape = tuple(z.shape[1:])
+        # Class indices as the learner will give them, and samples learned per class,
+        # counting this batch's earlier ones: a batch that brings a new class may hold
+        # back some of it (all but its first ``warmup`` samples are eligible).
+        names, learned = LabelMap(learner.labels.labels), list(learner.class_counts)
         for i, label in enumerate(labels):
-            if draws[i] >= self.share or label not in learner.labels:
-                continue
-            y = learner.labels.index(label)
-            if learner.class_counts[y] >= self.warmup and self._keeps(y, shape):
+            y = names.encode(label)
+            learned.extend([0] * (y + 1 - len(learned)))
+            if draws[i] < self.share and learned[y] >= self.warmup and self._keeps(y, shape):
                 self.store.add(z[i], y)
                 keep[i] = False
                 self.diverted += 1
+            else:
+                learned[y] += 1
         return keep
 
     def learned(self, learner: Scored, n: int) -> bool:
