@@ -36,7 +36,8 @@ def softmax_t(logits: Float64Array, temperature: float) -> Float64Array:
 
 
 def nll(logits: Float64Array, y: IntArray, temperature: float) -> float:
-    """Mean negative log-likelihood of classes ``y`` under ``softmax(logits / temperature)``."""
+    """Mean negative log-likelihood of classes ``y`` under ``softmax(logits / temperature)``
+    (a class at ``-inf``, one never trained, counts 1e6 rather than infinity)."""
     s = np.asarray(logits, dtype=np.float64) / temperature
     top = np.max(s, axis=1)
     lse = top + np.log(np.exp(s - top[:, None]).sum(axis=1))

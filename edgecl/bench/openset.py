@@ -33,9 +33,9 @@ import numpy as np
 from edgecl.bench.cl import Recipe, build, parse_spec
 from edgecl.bench.report import machine, write_section
 from edgecl.bench.streams import SPLIT_FASHION, STREAMS, ClassIncrementalStream, Latents
-from edgecl.calibration import auroc, ece, nll
+from edgecl.calibration import auroc, ece, nll, softmax_t
 from edgecl.learner import Learner
-from edgecl.openset import OpenPrediction
+from edgecl.openset import OpenPrediction, logits
 from edgecl.probe import ProbeSet
 from edgecl.types import FloatArray, IntArray
 
@@ -114,18 +114,16 @@ def run(
     answer = predict(learner, test.z)
     outside = predict(learner, far.z)
     raw = np.concatenate(
-        [learner.predict_proba_latents(test.z[s : s + 1000]) for s in range(0, len(test), 1000)]
-    ).astype(np.float64)
-    with np.errstate(divide="ignore"):
-        log_raw = np.log(raw)
+        [logits(learner.strategy, test.z[s : s + 1000]) for s in range(0, len(y), 1000)]
+    )
     cal = learner.calibration
     result = OpenResult(
         recipe.label,
         accuracy=float(np.mean(answer.proba.argmax(axis=1) == y)),
-        ece_raw=ece(raw, y),
+        ece_raw=ece(softmax_t(raw, 1.0), y),
         ece=ece(answer.proba, y),
-        nll_raw=nll(log_raw, y, 1.0),
-        nll=nll(np.log(np.maximum(answer.proba, 1e-300)), y, 1.0),
+        nll_raw=nll(raw, y, 1.0),
+        nll=nll(raw, y, cal.temperature),
         temperature=cal.temperature,
         near=near,
         far=auroc(answer.novelty, outside.novelty),
