@@ -240,8 +240,7 @@ class StreamingLDA(Configurable):
                 quad = c * np.einsum("ij,ij->i", x, self._few.apply(x, gamma))
             return x @ lam_mu.T - 0.5 * np.sum(mu * lam_mu, axis=1), quad
         self._ready()
-        assert self._kept is not None
-        px = self._kept.apply(x)
+        px = self._apply(x)  # logits then novelty of the same inputs: one product
         self._last, self._predicted = (x, px), True
         delta = self._delta()
         if quadratic:
