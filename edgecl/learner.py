@@ -13,6 +13,9 @@ from edgecl.backbones import check_same, from_spec
 from edgecl.batch import Batch, labels_of, latents, numeric
 from edgecl.labels import LabelMap
 from edgecl.metrics import Prequential
+from edgecl.open_learning import NotFittedError as NotFittedError  # re-exported
+from edgecl.open_learning import OpenSetLearning
+from edgecl.openset import Calibration
 from edgecl.probe import ProbeSet
 from edgecl.protocols import Backbone, ReplayStore, Retrainable, Strategy
 from edgecl.replay import holds_inputs
@@ -20,12 +23,9 @@ from edgecl.replay.base import rng_state, set_rng_state
 from edgecl.types import FloatArray, IntArray, Label, State
 
 
-class NotFittedError(RuntimeError):
-    """Raised when predicting before any class has been learned."""
-
-
-class Learner:
-    """A continual learner: a frozen backbone, a head strategy and an optional replay store.
+class Learner(OpenSetLearning):
+    """A continual learner: a frozen backbone, a head strategy and an optional replay store
+    (and a probe, on whose held items its calibration is fitted: :meth:`predict_open`).
 
     >>> from edgecl.backbones import IdentityBackbone
     >>> from edgecl import strategies
@@ -59,6 +59,7 @@ class Learner:
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self.probe = probe  # holds back a share of samples, never learned (edgecl.probe)
+        self.calibration = Calibration()  # fitted on the probe's items (edgecl.openset)
 
     # -- validation -------------------------------------------------------------------
     @property
@@ -137,15 +138,18 @@ class Learner:
             batch = batch.select(self.probe.divert(self, batch.z, batch.labels))
         if len(batch):
             self._learn(batch)
-        if self.probe is not None:
-            self.probe.learned(self, len(batch))
+        if self.probe is not None and self.probe.learned(self, len(batch)):
+            self.calibrate()
         return len(batch)
 
     def _learn(self, batch: Batch) -> None:
         z, raw = batch.z, batch.inputs
         before = len(self.labels)
         y = np.asarray(self.labels.encode_many(batch.labels), dtype=np.int64)
-        self._test_then_train(z, y, before)
+        pred = np.full(len(y), -1)  # test, then train: -1 while no class is known
+        if before:
+            pred = np.argmax(self.strategy.predict_proba_many(z), axis=1)
+        self.prequential.update(y, pred.astype(np.int64))
         if len(self.labels) > before:
             self.strategy.add_classes(len(self.labels))
             self.class_counts.extend([0] * (len(self.labels) - before))
@@ -161,13 +165,6 @@ class Learner:
             self.class_counts[idx] += 1
         self.samples_learned += len(y)
         self.model_version += 1
-
-    def _test_then_train(self, z: FloatArray, y: IntArray, known: int) -> None:
-        if known == 0:
-            pred = np.full(len(y), -1, dtype=np.int64)
-        else:
-            pred = np.argmax(self.strategy.predict_proba_many(z), axis=1).astype(np.int64)
-        self.prequential.update(y, pred)
 
     # -- retraining -------------------------------------------------------------------
     def retrain(
@@ -209,6 +206,7 @@ class Learner:
         self.strategy.load_state_dict(state)
         self.strategy.add_classes(len(self.labels))
         self.model_version += 1
+        self.rescore()
 
     # -- prediction -------------------------------------------------------------------
     def predict_proba_latents(self, z: Any) -> FloatArray:
@@ -237,18 +235,8 @@ class Learner:
     def state_dict(self) -> State:
         return {
             "backbone": self.backbone.spec(),
-            "strategy": {
-                "name": self.strategy.name,
-                "options": self.strategy.options(),
-                "state": self.strategy.state_dict(),
-            },
-            "store": None
-            if self.store is None
-            else {
-                "name": self.store.name,
-                "options": self.store.options(),
-                "state": self.store.state_dict(),
-            },
+            "strategy": _part(self.strategy),
+            "store": None if self.store is None else _part(self.store),
             "labels": self.labels.state_dict(),
             "class_counts": list(self.class_counts),
             "samples_learned": self.samples_learned,
@@ -256,6 +244,7 @@ class Learner:
             "prequential": self.prequential.state_dict(),
             "seed": self.seed,
             "rng": rng_state(self._rng),
+            "calibration": self.calibration.state_dict(),
         }
 
     @classmethod
@@ -288,6 +277,8 @@ class Learner:
         self.model_version = int(state["model_version"])
         self.prequential.load_state_dict(state["prequential"])
         set_rng_state(self._rng, state["rng"])
+        if "calibration" in state:  # absent from states of earlier versions
+            self.calibration = self.calibration.loaded(state["calibration"])
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the whole learner atomically to ``path``."""
@@ -297,3 +288,8 @@ class Learner:
     def load(cls, path: str | os.PathLike[str], backbone: Backbone | None = None) -> Learner:
         """Load a learner written by :meth:`save` (the backbone is rebuilt from its spec)."""
         return cls.from_state(persistence.load(path), backbone)
+
+
+def _part(part: Strategy | ReplayStore) -> State:
+    """What rebuilds a strategy or a store: its registered name, options and state."""
+    return {"name": part.name, "options": part.options(), "state": part.state_dict()}

@@ -41,11 +41,12 @@ class ProbeSet:
     """A class-balanced, byte-bounded share of labelled latents held back from learning.
 
     A :class:`edgecl.Learner` given a probe passes each batch through it: about ``share``
-    of the samples of classes the learner already knows are held back (a class's first
-    ``warmup`` samples are always learned, so every held class is one the head has
-    learned), the rest are learned, and after every ``every`` learned samples the held
-    items are re-scored over
-    all classes.
+    of the samples are held back, but never a class's first ``warmup`` samples (those
+    before it in the same batch count), so every held class is one the head has learned;
+    by default only the first, so that a small session of a few samples per class is
+    measured too. The rest are learned, and after every ``every`` learned samples the
+    held items are re-scored over all classes. Until it holds
+    ``min_items`` items of two classes, :meth:`report` says it cannot measure, and why.
     A sample is held only if the class-balanced store keeps it (GDumb's rule: while there
     is room, or while its class holds less than its share), so nothing is dropped unseen;
     when a new class needs room, items of the largest class are evicted.
@@ -73,8 +74,9 @@ class ProbeSet:
         max_bytes: int = 512 << 10,
         every: int = 500,
         encoding: str = "int8",
-        warmup: int = 20,
+        warmup: int = 1,
         seed: int = 0,
+        min_items: int = 20,
     ) -> None:
         if not 0.0 <= share < 1.0:
             raise ValueError(f"share must be in [0, 1), got {share!r}")
@@ -83,6 +85,7 @@ class ProbeSet:
         if encoding not in _ENCODINGS:
             raise ValueError(f"encoding must be one of {list(_ENCODINGS)}, got {encoding!r}")
         self.share, self.every, self.warmup = float(share), int(every), int(warmup)
+        self.min_items = int(min_items)
         self.store = ClassBalancedStore(max_bytes, encoding, seed)
         self._rng = np.random.default_rng(seed)
         self.diverted = 0
@@ -115,21 +118,29 @@ class ProbeSet:
         # One draw per sample, whatever happens to it: a WAL replay repeats the split.
         draws = self._rng.random(len(labels))
         shape = tuple(z.shape[1:])
+        # Class indices as the learner will give them, and samples learned per class,
+        # counting this batch's earlier ones: a batch that brings a new class may hold
+        # back some of it (all but its first ``warmup`` samples are eligible).
+        names, learned = LabelMap(learner.labels.labels), list(learner.class_counts)
         for i, label in enumerate(labels):
-            if draws[i] >= self.share or label not in learner.labels:
-                continue
-            y = learner.labels.index(label)
-            if learner.class_counts[y] >= self.warmup and self._keeps(y, shape):
+            y = names.encode(label)
+            learned.extend([0] * (y + 1 - len(learned)))
+            if draws[i] < self.share and learned[y] >= self.warmup and self._keeps(y, shape):
                 self.store.add(z[i], y)
                 keep[i] = False
                 self.diverted += 1
+            else:
+                learned[y] += 1
         return keep
 
-    def learned(self, learner: Scored, n: int) -> None:
-        """The learner learned ``n`` samples (those :meth:`divert` left); re-score when due."""
+    def learned(self, learner: Scored, n: int) -> bool:
+        """The learner learned ``n`` samples (those :meth:`divert` left); re-score when
+        due. Returns whether it re-scored."""
         self.since += n
         if n and self.since >= self.every:
             self.rescore(learner)
+            return True
+        return False
 
     # -- scoring ----------------------------------------------------------------------
     def rescore(self, learner: Scored) -> None:
@@ -167,7 +178,10 @@ class ProbeSet:
                 "forgetting": self.forgetting(c),
             }
         drops = [f for c in self.last if (f := self.forgetting(c)) is not None]
+        status, reason = self.status(len(held))
         return {
+            "status": status,
+            "reason": reason,
             "share": self.share,
             "every": self.every,
             "held": len(self.store),
@@ -180,6 +194,16 @@ class ProbeSet:
             "max_forgetting": max(drops) if drops else None,
             "classes": classes,
         }
+
+    def status(self, classes: int) -> tuple[str, str]:
+        """``("ok", ...)`` when the held items suffice to measure, else ``("too_few", why)``."""
+        held = f"holds {len(self.store)} items of {classes} classes"
+        if self.share == 0.0:
+            return "off", "the share held back is 0: nothing is measured"
+        if len(self.store) < self.min_items or classes < 2:
+            why = f"{held}; needs at least {self.min_items} items of 2 classes"
+            return "too_few", why + f" (about {self.share:.0%} of each class's samples is held)"
+        return "ok", held
 
     # -- state ------------------------------------------------------------------------
     def state_dict(self) -> State:

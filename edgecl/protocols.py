@@ -1,5 +1,6 @@
 """The three roles a learner is built from, and the optional capabilities a strategy may
-have (:class:`Retrainable`, :class:`Freezable`). Interfaces only, no logic."""
+have (:class:`Retrainable`, :class:`Freezable`, :class:`Logits`, :class:`Novelty`,
+:class:`Snapshot`). Interfaces only, no logic."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from edgecl.types import FloatArray, IntArray, State
+from edgecl.types import Float64Array, FloatArray, IntArray, State
 
 
 @runtime_checkable
@@ -106,3 +107,29 @@ class Freezable(Protocol):
     later learning does not change (predictions read it without waiting for learning)."""
 
     def predictor(self) -> Callable[[FloatArray], FloatArray]: ...
+
+
+@runtime_checkable
+class Logits(Protocol):
+    """A strategy whose probabilities are a softmax of scores it can give: ``logits_many``
+    returns them ``(N, n_classes)``, ``-inf`` for classes never trained. Temperature
+    scaling divides them; from probabilities alone a saturated 1.0 cannot be undone."""
+
+    def logits_many(self, z: FloatArray) -> Float64Array: ...
+
+
+@runtime_checkable
+class Novelty(Protocol):
+    """A strategy that scores how unlike every taught class each latent is: ``(N,)``,
+    higher = more novel (a distance or an energy, in the head's own units)."""
+
+    def novelty_many(self, z: FloatArray) -> Float64Array: ...
+
+
+@runtime_checkable
+class Snapshot(Protocol):
+    """A strategy that can hand out a frozen copy of itself: the same methods (its
+    :class:`Logits` and :class:`Novelty` too), answering as the head does now whatever
+    it learns later (see :class:`Freezable`, of which this is the whole-head form)."""
+
+    def snapshot(self) -> Strategy: ...

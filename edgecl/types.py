@@ -11,6 +11,7 @@ import numpy.typing as npt
 Label = str | int
 
 FloatArray = npt.NDArray[np.float32]
+Float64Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 AnyArray = npt.NDArray[Any]
 

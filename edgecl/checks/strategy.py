@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from edgecl import codec
-from edgecl.protocols import Freezable, Strategy
+from edgecl.calibration import auroc, softmax_t
+from edgecl.openset import Calibration
+from edgecl.protocols import Freezable, Logits, Snapshot, Strategy
 from edgecl.types import FloatArray, IntArray
 
 Factory = Callable[..., Strategy]
@@ -188,6 +190,45 @@ def check_a_frozen_predictor_ignores_later_learning(make: Factory) -> None:
     expect(np.array_equal(predict(probe), before), "the frozen copy saw later learning")
 
 
+def check_novel_inputs_score_higher_than_taught_ones(make: Factory) -> None:
+    """Through :mod:`edgecl.openset` (the head's novelty, or the fallback): blobs of
+    classes never taught are more novel than fresh samples of taught ones."""
+    strategy = trained(make, [0, 1, 2])
+    known, _ = blobs([0, 1, 2], per_class=20, seed=1)
+    novel, _ = blobs([3, 4, 5], per_class=20, seed=1)
+    answer = Calibration().predict
+    score = auroc(answer(strategy, known).novelty, answer(strategy, novel).novelty)
+    expect(score > 0.95, f"novel blobs are told from taught ones with AUROC {score:.3f}")
+
+
+def check_logits_softmax_to_the_probabilities(make: Factory) -> None:
+    """For strategies with ``logits_many``: its softmax is ``predict_proba_many``."""
+    strategy = trained(make, [0, 1], n_classes=3)
+    if not isinstance(strategy, Logits):
+        return
+    z, _ = blobs([0, 1, 2], per_class=5, seed=1)
+    logits = strategy.logits_many(z)
+    expect(np.all(np.isneginf(logits[:, 2])), "a class never trained has a finite logit")
+    proba = softmax_t(logits, 1.0)
+    expect(np.allclose(proba, strategy.predict_proba_many(z), atol=1e-5), "softmax differs")
+
+
+def check_a_snapshot_ignores_later_learning(make: Factory) -> None:
+    """For strategies with ``snapshot()``: the copy answers as the head did, novelty too."""
+    strategy = trained(make, [0, 1], n_classes=3)
+    if not isinstance(strategy, Snapshot):
+        return
+    probe, _ = blobs([0, 1, 2], per_class=5, seed=1)
+    before = Calibration().predict(strategy, probe)
+    frozen = strategy.snapshot()
+    z, y = blobs([1, 2], per_class=20, seed=2)
+    for start in range(0, len(y), 8):
+        strategy.learn_many(z[start : start + 8], y[start : start + 8])
+    after = Calibration().predict(frozen, probe)
+    same = np.array_equal(after.proba, before.proba)
+    expect(same and np.array_equal(after.novelty, before.novelty), "the snapshot changed")
+
+
 def strategy_checks() -> list[Callable[[Factory], None]]:
     """Every check, in a stable order."""
     return [
@@ -204,4 +245,7 @@ def strategy_checks() -> list[Callable[[Factory], None]]:
         check_bad_options_raise_a_value_error_naming_the_option,
         check_bad_inputs_raise_value_errors_and_change_nothing,
         check_a_frozen_predictor_ignores_later_learning,
+        check_novel_inputs_score_higher_than_taught_ones,
+        check_logits_softmax_to_the_probabilities,
+        check_a_snapshot_ignores_later_learning,
     ]

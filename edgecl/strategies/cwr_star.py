@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from edgecl.registry import Configurable
-from edgecl.strategies.base import frozen_predictor
+from edgecl.strategies.base import energy, frozen_copy, masked_logits
 from edgecl.strategies.linear import (
     SGD,
     check_batch,
@@ -16,7 +16,7 @@ from edgecl.strategies.linear import (
     masked_softmax,
     sgd_softmax,
 )
-from edgecl.types import FloatArray, IntArray, State
+from edgecl.types import Float64Array, FloatArray, IntArray, State
 
 
 def consolidate(
@@ -109,15 +109,24 @@ class CWRStar(Configurable):
         consolidate(self.cw, self.past, classes, cur, tw[:-1])
         self.calls += 1
 
-    def predict_proba_many(self, z: FloatArray) -> FloatArray:
+    def logits_many(self, z: FloatArray) -> Float64Array:
         x = check_latents(z, self.cw.shape[1])
-        if self.cw.shape[1] == 0:
-            return masked_softmax(np.zeros((len(x), len(self.past))), self.past > 0)
-        return masked_softmax(x @ self.cw.T, self.past > 0)
+        scores = x @ self.cw.T if self.cw.shape[1] else np.zeros((len(x), len(self.past)))
+        return masked_logits(scores, self.past > 0)
+
+    def predict_proba_many(self, z: FloatArray) -> FloatArray:
+        return masked_softmax(self.logits_many(z), self.past > 0)
+
+    def novelty_many(self, z: FloatArray) -> Float64Array:
+        """The energy of the logits (:func:`~edgecl.strategies.base.energy`)."""
+        return energy(self.logits_many(z))
+
+    def snapshot(self) -> CWRStar:
+        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_copy`)."""
+        return frozen_copy(self, "cw", "past")
 
     def predictor(self) -> Callable[[FloatArray], FloatArray]:
-        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_predictor`)."""
-        return frozen_predictor(self, "cw", "past")
+        return self.snapshot().predict_proba_many
 
     def state_dict(self) -> State:
         return {"cw": self.cw.copy(), "past": self.past.copy(), "calls": self.calls}

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecl.registry import Configurable
+from edgecl.strategies.base import frozen_copy
 from edgecl.strategies.linear import (
     SGD,
     BoolArray,
@@ -194,6 +195,24 @@ class GDumb(Configurable):
         old_mass = ncm[:, in_head].sum(axis=1, keepdims=True)
         out: FloatArray = np.where(in_head[None, :], old_mass * by_head, ncm).astype(np.float32)
         return out
+
+    def novelty_many(self, z: FloatArray) -> Float64Array:
+        """Distance to the nearest running class mean (of every sample learned, as NCM's):
+        told unseen classes apart better than the head's top probability on the
+        validation splits (BENCHMARKS.md)."""
+        x = check_latents(z, self.dim)
+        if self.dim == 0:
+            return np.full(len(x), np.inf)
+        near = np.where(self.counts > 0, self._ncm_scores(x), -np.inf).max(axis=1)
+        return np.asarray(-near * self.temperature, dtype=np.float64)
+
+    def snapshot(self) -> GDumb:
+        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_copy`;
+        a retrain replaces the head whole)."""
+        return frozen_copy(self, "means", "counts")
+
+    def predictor(self) -> Callable[[FloatArray], FloatArray]:
+        return self.snapshot().predict_proba_many
 
     # -- state ------------------------------------------------------------------------
     def state_dict(self) -> State:

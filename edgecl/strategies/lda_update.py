@@ -1,5 +1,19 @@
 """Streaming LDA's incremental pieces: running class means, and the inverse of a ridged
-scatter matrix kept current as it grows by rank-one terms."""
+scatter matrix kept current as it grows by rank-one terms.
+
+How :class:`~edgecl.strategies.slda.StreamingLDA` uses them. With the scatter ``S = t Σ``:
+``Λ = c (S + γ I)⁻¹``, ``c = t/(1 − ε)``, ``γ = ε t/(1 − ε)``. Each sample adds a rank-one
+term to ``S``, which a Sherman–Morrison update follows exactly in O(D²)
+(:class:`KeptPrecision`), and ``Pμ`` is kept current with it; but ``γ`` grows with ``t``
+(the shrinkage is relative to the normalised covariance), a full-rank change. The kept ``P =
+(S + γ₀ I)⁻¹`` is for the ``γ₀`` of its last factorisation, and predictions correct it to
+first order, ``(S + γ I)⁻¹ ≈ P − δ P²`` with ``δ = γ − γ₀``. Every eigenvalue of the
+precision used is then within a factor ``1 − (δ p)²`` of the exact one, ``p ≤ ‖P‖₂``; when
+``(δ ‖P‖₂)²`` (with a bound of ``‖P‖₂``) would pass ``tolerance`` the precision is
+factorised again from ``Σ`` (a Cholesky factor), exactly. A prediction costs one product
+with ``P`` per input (which the learn of the same input then reuses) and O(DK) more; a
+learned sample O(D² + DK).
+"""
 
 from __future__ import annotations
 

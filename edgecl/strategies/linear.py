@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecl.registry import Configurable
-from edgecl.strategies.base import flat, frozen_predictor
+from edgecl.strategies.base import energy, flat, frozen_copy, masked_logits
 from edgecl.types import FloatArray, IntArray, State
 
 Float64Array = npt.NDArray[np.float64]
@@ -266,15 +266,24 @@ class SoftmaxHead(Configurable):
         self.w[cols], self.b[cols] = w, b
         self.calls += 1
 
-    def predict_proba_many(self, z: FloatArray) -> FloatArray:
+    def logits_many(self, z: FloatArray) -> Float64Array:
         x = check_latents(z, self.w.shape[1])
-        if self.w.shape[1] == 0:
-            return masked_softmax(np.zeros((len(x), len(self.counts))), self.counts > 0)
-        return masked_softmax(x @ self.w.T + self.b, self.counts > 0)
+        scores = x @ self.w.T + self.b if self.w.shape[1] else np.zeros((len(x), len(self.b)))
+        return masked_logits(scores, self.counts > 0)
+
+    def predict_proba_many(self, z: FloatArray) -> FloatArray:
+        return masked_softmax(self.logits_many(z), self.counts > 0)
+
+    def novelty_many(self, z: FloatArray) -> Float64Array:
+        """The energy of the logits (:func:`~edgecl.strategies.base.energy`)."""
+        return energy(self.logits_many(z))
+
+    def snapshot(self) -> SoftmaxHead:
+        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_copy`)."""
+        return frozen_copy(self, "w", "b", "counts")
 
     def predictor(self) -> Callable[[FloatArray], FloatArray]:
-        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_predictor`)."""
-        return frozen_predictor(self, "w", "b", "counts")
+        return self.snapshot().predict_proba_many
 
     def state_dict(self) -> State:
         return {

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from edgecl.registry import Configurable
-from edgecl.strategies.base import frozen_predictor
+from edgecl.strategies.base import frozen_copy, masked_logits
 from edgecl.strategies.linear import (
     check_batch,
     check_latents,
@@ -15,7 +15,7 @@ from edgecl.strategies.linear import (
     masked_softmax,
     positive_float,
 )
-from edgecl.types import FloatArray, IntArray, State
+from edgecl.types import Float64Array, FloatArray, IntArray, State
 
 
 class NCM(Configurable):
@@ -52,21 +52,38 @@ class NCM(Configurable):
             self.means[c] = (self.means[c] * n_old + zc.sum(axis=0)) / (n_old + n_new)
             self.counts[c] = n_old + n_new
 
-    def predict_proba_many(self, z: FloatArray) -> FloatArray:
+    def distances(self, z: FloatArray) -> Float64Array:
+        """Euclidean distance of each latent to each class mean ``(N, n_classes)``."""
         x = check_latents(z, self.means.shape[1]).astype(np.float64)
         if self.means.shape[1] == 0:
-            return masked_softmax(np.zeros((len(x), len(self.counts))), self.counts > 0)
+            return np.zeros((len(x), len(self.counts)))
         # Squared distances via |z|^2 - 2 z.m + |m|^2.
         d = (
             np.sum(x**2, axis=1, keepdims=True)
             - 2.0 * x @ self.means.T
             + np.sum(self.means**2, axis=1)[None, :]
         )
-        return masked_softmax(-np.sqrt(np.maximum(d, 0.0)) / self.temperature, self.counts > 0)
+        return np.asarray(np.sqrt(np.maximum(d, 0.0)), dtype=np.float64)
+
+    def predict_proba_many(self, z: FloatArray) -> FloatArray:
+        return masked_softmax(-self.distances(z) / self.temperature, self.counts > 0)
+
+    def logits_many(self, z: FloatArray) -> Float64Array:
+        """``-distance / temperature`` to each trained class's mean."""
+        return masked_logits(-self.distances(z) / self.temperature, self.counts > 0)
+
+    def novelty_many(self, z: FloatArray) -> Float64Array:
+        """Distance to the nearest trained class mean (``inf`` before any class)."""
+        d = masked_logits(-self.distances(z), self.counts > 0)
+        return np.asarray(-d.max(axis=1, initial=-np.inf), dtype=np.float64)
+
+    def snapshot(self) -> NCM:
+        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_copy`)."""
+        return frozen_copy(self, "means", "counts")
 
     def predictor(self) -> Callable[[FloatArray], FloatArray]:
         """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_predictor`)."""
-        return frozen_predictor(self, "means", "counts")
+        return self.snapshot().predict_proba_many
 
     def state_dict(self) -> State:
         return {"means": self.means.copy(), "counts": self.counts.copy()}

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgecl.registry import Configurable
+from edgecl.strategies.base import masked_logits
 from edgecl.strategies.cholesky import precision
 from edgecl.strategies.lda_update import KeptPrecision, LowRankPrecision, running_means
 from edgecl.strategies.linear import (
@@ -37,18 +38,12 @@ class StreamingLDA(Configurable):
     (``ε = shrinkage``): scores ``W z + b`` with ``W = Λ μ`` and ``b = −½ μᵀ Λ μ``,
     softmaxed.
 
-    With the scatter ``S = t Σ``: ``Λ = c (S + γ I)⁻¹``, ``c = t/(1 − ε)``,
-    ``γ = ε t/(1 − ε)``. Each sample adds a rank-one term to ``S``, which a
-    Sherman–Morrison update follows exactly in O(D²) (:class:`KeptPrecision`), and
-    ``Pμ`` is kept current with it; but ``γ`` grows with ``t`` (the shrinkage is
-    relative to the normalised covariance), a full-rank change. The kept
-    ``P = (S + γ₀ I)⁻¹`` is for the ``γ₀`` of its last factorisation, and predictions
-    correct it to first order, ``(S + γ I)⁻¹ ≈ P − δ P²`` with ``δ = γ − γ₀``. Every
-    eigenvalue of the precision used is then within a factor ``1 − (δ p)²`` of the
-    exact one, ``p ≤ ‖P‖₂``; when ``(δ ‖P‖₂)²`` (with a bound of ``‖P‖₂``) would pass
-    ``tolerance`` the precision is factorised again from ``Σ`` (a Cholesky factor),
-    exactly. A prediction costs one product with ``P`` per input (which the learn of
-    the same input then reuses) and O(DK) more; a learned sample O(D² + DK).
+    The precision is kept current by rank-one updates, and factorised again only when
+    its first-order correction would pass ``tolerance`` (see
+    :mod:`edgecl.strategies.lda_update`): a prediction costs one product with it per
+    input and O(DK) more; a learned sample O(D² + DK). :meth:`novelty_many` is the
+    squared Mahalanobis distance to the nearest class mean under the same precision
+    (Lee et al. 2018), from the same product.
 
     ``covariance_samples``: ``None`` keeps the covariance plastic (updated by every
     sample); an integer stops updating it after that many samples, as the paper's
@@ -85,18 +80,11 @@ class StreamingLDA(Configurable):
         self.shrinkage = positive_float("shrinkage", shrinkage)
         if self.shrinkage > 1:
             raise ValueError(f"shrinkage must be in (0, 1], got {shrinkage!r}")
-        self.covariance_samples = (
-            None
-            if covariance_samples is None
-            else positive_int("covariance_samples", covariance_samples)
-        )
+        cs, pr = covariance_samples, precision_refresh
+        self.covariance_samples = None if cs is None else positive_int("covariance_samples", cs)
         self.tolerance = positive_float("tolerance", tolerance)
         # Named by checkpoints of earlier versions; the precision is always current now.
-        self.precision_refresh = (
-            None
-            if precision_refresh is None
-            else positive_int("precision_refresh", precision_refresh)
-        )
+        self.precision_refresh = None if pr is None else positive_int("precision_refresh", pr)
         self.means = np.zeros((0, 0), dtype=np.float64)
         self.counts = np.zeros(0, dtype=np.int64)
         self.n_updates = 0  # samples folded into sigma (the paper's t)
@@ -192,21 +180,16 @@ class StreamingLDA(Configurable):
         assert self._kept is not None
         return self._kept.apply(x)
 
-    def _scale(self) -> tuple[float, float]:
-        """``c`` and ``δ = γ − γ₀`` of ``Λ ≈ c (P − δ P²)`` now."""
+    def _delta(self) -> float:
+        """``δ = γ − γ₀`` of ``Λ ≈ c (P − δ P²)`` now, ``c = t/(1 − ε)``."""
         assert self._kept is not None
-        c = max(self.n_updates, 1) / (1.0 - self.shrinkage)
-        return c, self._gamma(self.n_updates) - self._kept.gamma
+        return self._gamma(self.n_updates) - self._kept.gamma
 
     def _ready(self) -> None:
         """Factorise again if nothing is kept or the first-order term is out of bounds."""
         if self._few is not None or self.shrinkage == 1.0:
             return
-        if self._kept is None:
-            self._refactor()
-            return
-        _, delta = self._scale()
-        if (delta * self._kept.bound) ** 2 > self.tolerance:
+        if self._kept is None or (self._delta() * self._kept.bound) ** 2 > self.tolerance:
             self._refactor()
 
     def _refactor(self) -> None:
@@ -225,46 +208,61 @@ class StreamingLDA(Configurable):
         self._last = None
 
     def predict_proba_many(self, z: FloatArray) -> FloatArray:
-        trained = self.counts > 0
-        return masked_softmax(self.scores_many(z), trained)
+        return masked_softmax(self.scores_many(z), self.counts > 0)
+
+    def logits_many(self, z: FloatArray) -> Float64Array:
+        return masked_logits(self.scores_many(z), self.counts > 0)
+
+    def novelty_many(self, z: FloatArray) -> Float64Array:
+        """``min_c (z − μ_c)ᵀ Λ (z − μ_c) = zᵀ Λ z − 2 max_c score_c`` over trained classes."""
+        scores, quad = self._scores(z, quadratic=True)
+        best = masked_logits(scores, self.counts > 0).max(axis=1, initial=-np.inf)
+        return np.asarray(quad - 2.0 * best, dtype=np.float64)
 
     def scores_many(self, z: FloatArray) -> Float64Array:
-        """The discriminant ``μ_cᵀ Λ z − ½ μ_cᵀ Λ μ_c`` of every class (softmaxed over
-        the trained classes, the probabilities)."""
-        x32 = check_latents(z, self.dim)
+        """The discriminant ``μ_cᵀ Λ z − ½ μ_cᵀ Λ μ_c`` of every class (the logits)."""
+        return self._scores(z)[0]
+
+    def _scores(self, z: FloatArray, quadratic: bool = False) -> tuple[Float64Array, Any]:
+        """Scores and, if asked, ``zᵀ Λ z`` (from the same ``Λ z``)."""
+        x = check_latents(z, self.dim).astype(np.float64)
+        quad = np.einsum("ij,ij->i", x, x) if quadratic else None
         if self.dim == 0:
-            return np.zeros((len(x32), len(self.counts)))
-        x = x32.astype(np.float64)
+            return np.zeros((len(x), len(self.counts))), quad
         mu = self.means
         if self.shrinkage == 1.0:
-            return np.asarray(x @ mu.T - 0.5 * np.sum(mu * mu, axis=1), dtype=np.float64)
+            return x @ mu.T - 0.5 * np.sum(mu * mu, axis=1), quad
+        c = max(self.n_updates, 1) / (1.0 - self.shrinkage)
         if self._few is not None:  # exact: Λ = c (S + γ I)⁻¹, and c/γ = 1/ε
-            c = max(self.n_updates, 1) / (1.0 - self.shrinkage)
-            lam_mu = c * self._few.apply(mu, self._gamma(self.n_updates))
-            return np.asarray(x @ lam_mu.T - 0.5 * np.sum(mu * lam_mu, axis=1))
+            gamma = self._gamma(self.n_updates)
+            lam_mu = c * self._few.apply(mu, gamma)
+            if quadratic:
+                quad = c * np.einsum("ij,ij->i", x, self._few.apply(x, gamma))
+            return x @ lam_mu.T - 0.5 * np.sum(mu * lam_mu, axis=1), quad
         self._ready()
-        assert self._kept is not None
-        px = self._kept.apply(x)
-        self._last = (x, px)
-        self._predicted = True
-        c, delta = self._scale()
+        px = self._apply(x)  # logits then novelty of the same inputs: one product
+        self._last, self._predicted = (x, px), True
+        delta = self._delta()
+        if quadratic:
+            quad = c * (np.einsum("ij,ij->i", x, px) - delta * np.einsum("ij,ij->i", px, px))
         wp = self._wp
         scores = x @ wp.T - 0.5 * np.sum(mu * wp, axis=1)
         if delta:
             scores -= delta * (px @ wp.T - 0.5 * np.sum(wp * wp, axis=1))
-        return np.asarray(c * scores, dtype=np.float64)
+        return np.asarray(c * scores, dtype=np.float64), quad
 
-    def predictor(self) -> Callable[[FloatArray], FloatArray]:
-        """The current head, frozen: a copy that shares only arrays this head replaces
-        rather than changes, made ready now, so it never factorises or sees later
-        learning."""
+    def snapshot(self) -> StreamingLDA:
+        """The current head, frozen: a copy sharing only arrays this head replaces rather
+        than changes, made ready now, so it never factorises or sees later learning."""
         if self.dim:
             self._ready()
         clone = copy.copy(self)
         clone._kept, clone._few = copy.copy(self._kept), copy.copy(self._few)
         clone._pending = list(self._pending)
-        predict: Callable[[FloatArray], FloatArray] = clone.predict_proba_many
-        return predict
+        return clone
+
+    def predictor(self) -> Callable[[FloatArray], FloatArray]:
+        return self.snapshot().predict_proba_many
 
     def state_dict(self) -> State:
         sigma, few = self.sigma, self._few
@@ -291,12 +289,9 @@ class StreamingLDA(Configurable):
             sigma = np.triu(sigma) + np.triu(sigma, 1).T
         else:  # checkpoints of earlier versions hold the whole matrix
             sigma = np.array(state["sigma"], dtype=np.float64)
-        self._sigma = sigma
-        self.n_updates = self._sigma_at = int(state["n_updates"])
-        self._pending, self._kept, self._last = [], None, None
-        self._wp = np.zeros_like(self.means)
-        rows = state.get("few_rows")
-        self._few = None
+        self._sigma, self.n_updates = sigma, int(state["n_updates"])
+        self._sigma_at, self._pending, self._kept, self._last = self.n_updates, [], None, None
+        self._wp, self._few, rows = np.zeros_like(self.means), None, state.get("few_rows")
         if rows is not None:
             self._few = LowRankPrecision(dim)
             self._few.d = np.array(rows, dtype=np.float64).reshape(-1, dim)

@@ -1,0 +1,123 @@
+"""Calibration and open-set measures on plain arrays: temperature scaling (Guo et al. 2017),
+expected calibration error, AUROC, and the novelty threshold that accepts a share of the
+known samples. No learner here: :mod:`edgecl.openset` applies these to a head."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from edgecl.types import AnyArray, IntArray
+
+Float64Array = npt.NDArray[np.float64]
+
+#: Temperatures searched when fitting; the bounds keep a degenerate fit (all held samples
+#: right, or all wrong) from running off to 0 or infinity.
+T_MIN, T_MAX = 1e-3, 1e4
+_STEPS = 60  # golden-section steps: the bracket shrinks by 0.618^60, below 1e-12
+
+
+def softmax_t(logits: Float64Array, temperature: float) -> Float64Array:
+    """Row softmax of ``logits / temperature``; ``-inf`` columns (classes never trained)
+    get probability 0.
+
+    >>> softmax_t(np.array([[0.0, np.log(3.0), -np.inf]]), 1.0).round(3).tolist()
+    [[0.25, 0.75, 0.0]]
+    """
+    s = np.asarray(logits, dtype=np.float64) / temperature
+    top = np.max(s, axis=1, keepdims=True)
+    top[~np.isfinite(top)] = 0.0
+    e = np.exp(s - top)
+    total = e.sum(axis=1, keepdims=True)
+    total[total == 0] = 1.0
+    return np.asarray(e / total, dtype=np.float64)
+
+
+def nll(logits: Float64Array, y: IntArray, temperature: float) -> float:
+    """Mean negative log-likelihood of classes ``y`` under ``softmax(logits / temperature)``
+    (a class at ``-inf``, one never trained, counts 1e6 rather than infinity)."""
+    s = np.asarray(logits, dtype=np.float64) / temperature
+    top = np.max(s, axis=1)
+    lse = top + np.log(np.exp(s - top[:, None]).sum(axis=1))
+    picked = s[np.arange(len(y)), y]
+    return float(np.mean(np.where(np.isfinite(picked), lse - picked, 1e6)))
+
+
+def fit_temperature(logits: Float64Array, y: IntArray) -> float:
+    """The ``T`` in ``[T_MIN, T_MAX]`` minimising :func:`nll` on ``(logits, y)``.
+
+    The NLL is convex in ``1/T``, so a golden-section search on ``log T`` finds its
+    minimum: deterministic, and no gradient of a head's scores is needed.
+
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 2000)
+    >>> logits = np.stack([y == 0, y == 1], axis=1) * 2.0 + rng.normal(size=(2000, 2))
+    >>> round(fit_temperature(10.0 * logits, y))  # the exact posterior: softmax(2 logits)
+    5
+    """
+    lo, hi = math.log(T_MIN), math.log(T_MAX)
+    g = (math.sqrt(5.0) - 1.0) / 2.0
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = nll(logits, y, math.exp(a)), nll(logits, y, math.exp(b))
+    for _ in range(_STEPS):
+        if fa <= fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = nll(logits, y, math.exp(a))
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = nll(logits, y, math.exp(b))
+    return math.exp((lo + hi) / 2.0)
+
+
+def ece(proba: AnyArray, y: IntArray, bins: int = 15) -> float:
+    """Expected calibration error: over ``bins`` equal-width bins of the top probability,
+    the sample-weighted mean of ``|accuracy - mean confidence|`` (Guo et al. 2017).
+
+    >>> ece(np.array([[0.9, 0.1], [0.6, 0.4]]), np.array([0, 1]))
+    0.35
+    """
+    p = np.asarray(proba, dtype=np.float64)
+    conf, right = p.max(axis=1), p.argmax(axis=1) == np.asarray(y)
+    which = np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)
+    total = 0.0
+    for k in np.unique(which).tolist():
+        sel = which == k
+        total += sel.sum() * abs(right[sel].mean() - conf[sel].mean())
+    return round(float(total / len(p)), 12) if len(p) else float("nan")
+
+
+def auroc(known: AnyArray, unknown: AnyArray) -> float:
+    """Probability that an unknown sample scores higher than a known one (ties count half):
+    the Mann-Whitney rank statistic.
+
+    >>> auroc(np.array([0.1, 0.2, 0.3]), np.array([0.25, 0.4]))
+    0.8333333333333334
+    """
+    k, u = np.asarray(known, np.float64), np.asarray(unknown, np.float64)
+    if not len(k) or not len(u):
+        return float("nan")
+    both = np.concatenate([k, u])
+    order = np.argsort(both, kind="mergesort")
+    ranks = np.empty(len(both))
+    ranks[order] = np.arange(1, len(both) + 1)
+    sorted_vals = both[order]  # midranks for ties
+    _, start, count = np.unique(sorted_vals, return_index=True, return_counts=True)
+    mid = start + (count + 1) / 2.0
+    ranks[order] = np.repeat(mid, count)
+    r_u = ranks[len(k) :].sum()
+    return float((r_u - len(u) * (len(u) + 1) / 2.0) / (len(k) * len(u)))
+
+
+def acceptance_threshold(novelty: AnyArray, acceptance: float) -> float:
+    """The least novelty at or below which ``acceptance`` of these known samples fall.
+
+    >>> acceptance_threshold(np.arange(100.0), 0.95)
+    94.0
+    """
+    n = np.sort(np.asarray(novelty, dtype=np.float64))
+    k = max(1, math.ceil(acceptance * len(n)))
+    return float(n[k - 1])
