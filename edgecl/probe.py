@@ -10,6 +10,7 @@ the best it ever was, and the difference, forgetting.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -91,6 +92,7 @@ class ProbeSet:
         self.diverted = 0
         self.since = 0  # samples learned since the last re-score
         self.evaluated_at: int | None = None  # learner.samples_learned at the last re-score
+        self.rescored_at: float | None = None  # time.monotonic() of the last re-score
         self.accuracy: float | None = None
         self.last: dict[int, float] = {}  # class index -> accuracy at the last re-score
         self.best: dict[int, float] = {}  # class index -> best accuracy so far
@@ -147,17 +149,22 @@ class ProbeSet:
         """Score every held item with the current head, over all classes."""
         self.since = 0
         self.evaluated_at = learner.samples_learned
-        if not len(self.store) or not len(learner.labels):
+        self.rescored_at = time.monotonic()
+        scored = self.score(learner)
+        if scored is None:
             return
-        z, y = self.store.items()
-        pred = np.argmax(learner.predict_proba_latents(z), axis=1)
-        right = pred == y
-        self.accuracy = float(right.mean())
-        self.last = {}
-        for c in np.unique(y).tolist():
-            acc = float(right[y == c].mean())
-            self.last[c] = acc
+        self.accuracy, self.last = scored
+        for c, acc in self.last.items():
             self.best[c] = max(self.best.get(c, acc), acc)
+
+    def score(self, learner: Scored) -> tuple[float, dict[int, float]] | None:
+        """Accuracy over the held items and per class with the head as it is now, changing
+        nothing (None: nothing held or no class known)."""
+        if not len(self.store) or not len(learner.labels):
+            return None
+        z, y = self.store.items()
+        right = np.argmax(learner.predict_proba_latents(z), axis=1) == y
+        return float(right.mean()), {c: float(right[y == c].mean()) for c in np.unique(y).tolist()}
 
     def forgetting(self, index: int) -> float | None:
         """Best accuracy of class ``index`` so far minus its accuracy at the last re-score."""
@@ -165,19 +172,40 @@ class ProbeSet:
             return None
         return self.best[index] - self.last[index]
 
-    def report(self, labels: Sequence[Label]) -> dict[str, Any]:
-        """Plain-data figures; ``labels`` are the learner's labels in index order."""
+    def report(
+        self, labels: Sequence[Label], fresh: tuple[int, float, dict[int, float]] | None = None
+    ) -> dict[str, Any]:
+        """Plain-data figures; ``labels`` are the learner's labels in index order.
+
+        ``fresh``: ``(samples_learned, accuracy, per class)`` of a :meth:`score` taken after
+        the last re-score, shown instead of it (the best so far still counts it), so a
+        reader sees the head as it is without a re-score changing the probe's state."""
+        if fresh is not None:
+            at, accuracy, last = fresh
+            best = {c: max(self.best.get(c, a), a) for c, a in last.items()}
+            return self._report(labels, at, accuracy, last, {**self.best, **best})
+        return self._report(labels, self.evaluated_at, self.accuracy, self.last, self.best)
+
+    def _report(
+        self,
+        labels: Sequence[Label],
+        at: int | None,
+        accuracy: float | None,
+        last: dict[int, float],
+        best: dict[int, float],
+    ) -> dict[str, Any]:
         counts = self.store.class_counts
         classes = {}
         held = {c for c, k in counts.items() if k}  # the store remembers emptied classes
-        for c in sorted(held | set(self.last)):
+        drop = {c: best[c] - acc for c, acc in last.items()}
+        for c in sorted(held | set(last)):
             classes[str(labels[c])] = {
                 "held": counts.get(c, 0),
-                "accuracy": self.last.get(c),
-                "best": self.best.get(c),
-                "forgetting": self.forgetting(c),
+                "accuracy": last.get(c),
+                "best": best.get(c),
+                "forgetting": drop.get(c),
             }
-        drops = [f for c in self.last if (f := self.forgetting(c)) is not None]
+        drops = list(drop.values())
         status, reason = self.status(len(held))
         return {
             "status": status,
@@ -188,8 +216,8 @@ class ProbeSet:
             "diverted": self.diverted,
             "bytes": self.store.nbytes,
             "max_bytes": self.store.max_bytes,
-            "evaluated_at": self.evaluated_at,
-            "accuracy": self.accuracy,
+            "evaluated_at": at,
+            "accuracy": accuracy,
             "forgetting": float(np.mean(drops)) if drops else None,
             "max_forgetting": max(drops) if drops else None,
             "classes": classes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from edgecl import Learner, replay, strategies
@@ -73,6 +74,11 @@ def make_learner(settings: Settings) -> tuple[Learner, Literal["image", "vector"
         window=settings.prequential_window,
         probe=make_probe(settings),
     )
+    learner.calibration = replace(
+        learner.calibration,
+        acceptance=settings.novelty_acceptance,
+        override=settings.novelty_threshold,
+    )
     return learner, pixels
 
 
@@ -115,6 +121,7 @@ def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime
         wal=wal,
         checkpoints=checkpoints,
         max_classes=settings.max_classes,
+        probe_rescore_s=settings.probe.rescore_s,
         embedder=make_embedder(settings, learner.backbone, pixels),
         observer=Telemetry(),
     )

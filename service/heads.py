@@ -1,21 +1,23 @@
 """Frozen heads: what ``/predict`` reads without waiting for the writer; predictions ranked.
 
-After every change the writer freezes the head (a copy of the arrays learning changes in
-place) and publishes it with its labels and model version. A prediction takes the latest
-published head and never waits behind a learning step; a strategy that cannot freeze its
-head (not :class:`edgecl.protocols.Freezable`) is read under the writer's lock instead.
+After every change the writer freezes the head with its calibration, labels and model
+version (:meth:`edgecl.Learner.open_head`: a copy sharing only the arrays learning replaces
+rather than changes) and publishes it. A prediction takes the latest published head and
+never waits behind a learning step; a strategy that cannot freeze its head is read under
+the writer's lock instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgecl.learner import Learner
-from edgecl.protocols import Freezable
-from edgecl.types import FloatArray, Label
+from edgecl.openset import OpenHead, OpenPrediction
+from edgecl.types import Label
+
+__all__ = ["OpenHead", "PredictResult", "Prediction", "freeze", "rank"]
 
 
 @dataclass(frozen=True)
@@ -23,32 +25,39 @@ class Prediction:
     label: Label
     score: float
     top_k: list[tuple[Label, float]]
+    novelty: float
+    unknown: bool
 
 
 @dataclass(frozen=True)
 class PredictResult:
     predictions: list[Prediction]
     model_version: int
+    threshold: float | None  # the novelty threshold used
 
 
-def rank(proba: FloatArray, labels: list[Label], version: int, top_k: int) -> PredictResult:
-    """Each row's best label and its ``top_k`` labels with their scores (ties: first label).
+def rank(out: OpenPrediction, labels: list[Label], version: int, top_k: int) -> PredictResult:
+    """Each row's best label and its ``top_k`` labels with their calibrated scores (ties:
+    first label), its novelty and whether that makes it unknown.
 
-    >>> rank(np.array([[0.2, 0.8]]), ["a", "b"], 3, top_k=5).predictions[0].top_k
-    [('b', 0.8), ('a', 0.2)]
+    >>> out = OpenPrediction(np.array([[0.2, 0.8]]), np.array([3.0]), np.array([True]), 2.0)
+    >>> p = rank(out, ["a", "b"], 3, top_k=5).predictions[0]
+    >>> p.top_k, p.novelty, p.unknown
+    ([('b', 0.8), ('a', 0.2)], 3.0, True)
     """
     k = max(1, min(top_k, len(labels)))
-    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    order = np.argsort(-out.proba, axis=1, kind="stable")[:, :k]
     predictions = []
-    for row, best in zip(proba, order, strict=True):
+    for row, best, novelty, unknown in zip(out.proba, order, out.novelty, out.unknown, strict=True):
         ranked = [(labels[int(i)], float(row[int(i)])) for i in best]
-        predictions.append(Prediction(ranked[0][0], ranked[0][1], ranked))
-    return PredictResult(predictions, version)
+        top = ranked[0]
+        predictions.append(Prediction(top[0], top[1], ranked, float(novelty), bool(unknown)))
+    return PredictResult(predictions, version, out.threshold)
 
 
-@dataclass(frozen=True)
-class PublishedHead:
-    """One frozen head: class probabilities for latents, in ``labels`` order.
+def freeze(learner: Learner) -> OpenHead | None:
+    """The learner's head as it is now (call under the writer's lock); None if its strategy
+    cannot freeze it or nothing was learned yet.
 
     >>> from edgecl import strategies
     >>> from edgecl.backbones import IdentityBackbone
@@ -56,19 +65,7 @@ class PublishedHead:
     >>> learner.learn_latents(np.array([[0.0, 1.0], [1.0, 0.0]]), ["up", "right"])
     >>> head = freeze(learner)
     >>> learner.learn_latents(np.array([[0.0, -1.0]]), ["down"])
-    >>> head.labels, head.version, head.predict_proba(np.array([[0.0, -1.0]], np.float32)).shape
+    >>> head.labels, head.version, head.predict(np.array([[0.0, -1.0]], np.float32)).proba.shape
     (['up', 'right'], 1, (1, 2))
     """
-
-    predict_proba: Callable[[FloatArray], FloatArray]
-    labels: list[Label]
-    version: int
-
-
-def freeze(learner: Learner) -> PublishedHead | None:
-    """The learner's head as it is now (call under the writer's lock); None if its strategy
-    cannot freeze it or nothing was learned yet."""
-    strategy = learner.strategy
-    if not isinstance(strategy, Freezable) or not len(learner.labels):
-        return None
-    return PublishedHead(strategy.predictor(), list(learner.labels.labels), learner.model_version)
+    return learner.open_head()

@@ -8,7 +8,7 @@ micro-batch by micro-batch, as the writer first learned them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from edgecl import codec
@@ -131,6 +131,11 @@ def _load(writer: Writer, state: dict[str, Any], reembed: bool = False) -> None:
         state = {**state, "probe": None}
     else:
         writer.learner = Learner.from_state(saved, current.backbone, current.probe)
+    # The calibration's options are settings: they win over what the checkpoint held.
+    mine = current.calibration
+    writer.learner.calibration = replace(
+        writer.learner.calibration, acceptance=mine.acceptance, override=mine.override
+    )
     writer.recent = RecentIds(writer.recent.capacity, state.get("recent_ids", []))
     probe = writer.learner.probe
     if probe is not None and state.get("probe") is not None:

@@ -13,8 +13,9 @@ from typing import Any, Literal
 import numpy as np
 
 from edgecl.learner import Learner
+from edgecl.protocols import Retrainable
 from edgecl.types import FloatArray, IntArray
-from service.errors import RetrainBusyError
+from service.errors import RetrainBusyError, RetrainUnsupportedError
 
 log = logging.getLogger("edgecl.retrain")
 
@@ -155,3 +156,17 @@ def snapshot_memory(learner: Learner, lock: threading.Lock) -> tuple[FloatArray,
         frozen = replay.create(store.name, **store.options())
         frozen.load_state_dict(store.state_dict())
     return learner.memory_latents(frozen)
+
+
+def retrainable(learner: Learner) -> Retrainable:
+    """The learner's strategy, if it can retrain from a replay memory that holds something;
+    else ``RetrainUnsupportedError`` says why."""
+    strategy, store = learner.strategy, learner.store
+    if not isinstance(strategy, Retrainable):
+        raise RetrainUnsupportedError(
+            f"strategy {strategy.name!r} does not retrain from memory; only strategies "
+            "with a retrain capability (such as gdumb) do"
+        )
+    if store is None or len(store) == 0:
+        raise RetrainUnsupportedError("the replay memory is empty; learn some samples first")
+    return strategy

@@ -14,18 +14,17 @@ from typing import Any, Literal
 import numpy as np
 
 from edgecl.learner import Learner
-from edgecl.protocols import Retrainable
 from edgecl.types import FloatArray, Label
 from service.batching import MicroBatchQueue
 from service.budget import Budget
 from service.checkpointing import CheckpointsLike
-from service.errors import NotAcceptingError, RetrainUnsupportedError
+from service.errors import NotAcceptingError
 from service.heads import PredictResult, rank
 from service.inputs import Embedder, SampleInput
 from service.observability.metrics import Observer
 from service.observability.stats import Stats
 from service.restore import Reembedded, reembed, restore
-from service.retrain import RetrainJob, RetrainJobs, snapshot_memory
+from service.retrain import RetrainJob, RetrainJobs, retrainable, snapshot_memory
 from service.runtime_stats import read_stats
 from service.settings import (
     DEFAULT_DECODE_PIXELS,
@@ -85,6 +84,7 @@ class LearnerRuntime:
         max_pixels_per_request: int = DEFAULT_REQUEST_PIXELS,
         max_classes: int | None = None,
         embedder: Embedder | None = None,
+        probe_rescore_s: float = 30.0,
         observer: Observer | None = None,
     ) -> None:
         # The embedder only uses the backbone, which a restore keeps.
@@ -101,6 +101,7 @@ class LearnerRuntime:
             checkpoints=checkpoints,
             recent_ids=queue.recent_ids,
             max_classes=max_classes,
+            probe_rescore_s=probe_rescore_s,
         )
         self.queue = MicroBatchQueue[LearnJob | _Control](
             queue.size, queue.max_batch, queue.max_wait_ms / 1000.0, _size
@@ -229,32 +230,29 @@ class LearnerRuntime:
     def has_classes(self) -> bool:
         return len(self.learner.labels) > 0
 
-    def predict(self, z: FloatArray, top_k: int = 3) -> PredictResult:
-        """Predictions for latents; ``NotFittedError`` before anything was learned."""
+    def predict(
+        self, z: FloatArray, top_k: int = 3, threshold: float | None = None
+    ) -> PredictResult:
+        """Calibrated predictions for latents, each with its novelty and whether that is
+        above ``threshold`` (default: the calibration's); ``NotFittedError`` before
+        anything was learned."""
         z = self.learner.check_latents(z)
         start = time.perf_counter()
         head = self.writer.published
         if head is not None:  # frozen: no need to wait for a learning step
-            proba, labels, version = head.predict_proba(z), head.labels, head.version
+            out, labels, version = head.predict(z, threshold), head.labels, head.version
         else:
             with self.writer.lock:
-                proba = self.learner.predict_proba_latents(z)
+                out = self.learner.predict_open(z, threshold)
                 labels = self.learner.labels.labels
                 version = self.learner.model_version
         self.observer.predicted(time.perf_counter() - start, len(z))
-        return rank(proba, labels, version, top_k)
+        return rank(out, labels, version, top_k)
 
     # -- retraining -------------------------------------------------------------------
     def start_retrain(self) -> RetrainJob:
         """Retrain the head from the replay memory in the background (if the strategy can)."""
-        strategy, store = self.learner.strategy, self.learner.store
-        if not isinstance(strategy, Retrainable):
-            raise RetrainUnsupportedError(
-                f"strategy {strategy.name!r} does not retrain from memory; only strategies "
-                "with a retrain capability (such as gdumb) do"
-            )
-        if store is None or len(store) == 0:
-            raise RetrainUnsupportedError("the replay memory is empty; learn some samples first")
+        strategy = retrainable(self.learner)
         if not self.queue.accepting:
             raise NotAcceptingError("the service is not accepting work (starting or stopping)")
 

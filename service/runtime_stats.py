@@ -4,13 +4,16 @@ the MQTT ``model`` topic."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 import psutil
 
+from edgecl.probe import ProbeSet
 from service.batching import MicroBatchQueue
 from service.observability.stats import (
+    CalibrationStats,
     ClassStats,
     Confusion,
     DurabilityStats,
@@ -53,7 +56,8 @@ def read_stats(writer: Writer, queue: MicroBatchQueue[Any], started_at: float) -
         confusions = pq.top_confusions(10)
         samples_learned, model_version = learner.samples_learned, learner.model_version
         strategy = {"name": learner.strategy.name, **learner.strategy.options()}
-        probe_report = None if probe is None else probe.report(learner.labels.labels)
+        probe_report = None if probe is None else _probe_report(writer, probe)
+        calibration = learner.calibration.report()
         check = getattr(learner.backbone, "check", None)
     durability, per_sample = None, None
     if writer.wal is not None:
@@ -91,5 +95,29 @@ def read_stats(writer: Writer, queue: MicroBatchQueue[Any], started_at: float) -
             Confusion(true=names[t], predicted=names[p], count=n) for t, p, n in confusions
         ],
         probe=None if probe_report is None else ProbeStats.model_validate(probe_report),
+        calibration=CalibrationStats.model_validate(calibration),
         backbone_check=None if check is None else BackboneCheck.model_validate(check),
     )
+
+
+def _probe_report(writer: Writer, probe: ProbeSet) -> dict[str, Any]:
+    """The probe's figures (read under the writer's lock), never older than
+    ``writer.probe_rescore_s`` while learning: past that, the held items are scored again
+    for the reader without changing the probe (a re-score would make its state, and the
+    calibration fitted on it, depend on when someone looked, which a restart's replay
+    could not repeat)."""
+    learner, now, at = writer.learner, time.monotonic(), writer.learner.samples_learned
+    view = writer.probe_view  # (when, (samples_learned, accuracy, per class)) of a score
+    rescored = probe.rescored_at if probe.rescored_at is not None else -math.inf
+    if probe.since == 0 or (view is not None and view[0] < rescored):
+        view = None  # the last re-score is as new as the head, or newer than the view
+    if probe.since and (view is None or view[1][0] != at):
+        seen = max(rescored, view[0] if view is not None else -math.inf)
+        scored = probe.score(learner) if now - seen >= writer.probe_rescore_s else None
+        if scored is not None:
+            view = (now, (at, *scored))
+    writer.probe_view = view
+    report = probe.report(learner.labels.labels, None if view is None else view[1])
+    when = view[0] if view is not None else probe.rescored_at
+    report["age_s"] = None if when is None else now - when
+    return report

@@ -196,6 +196,13 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
     samples: list[SampleIn] = Field(min_length=1)
     top_k: int = Field(default=3, ge=1, le=1000)
+    threshold: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="novelty above which a prediction says `unknown`; default: the "
+        "daemon's (novelty_threshold, else fitted to accept novelty_acceptance of "
+        "held-back known samples)",
+    )
 
 
 # -- replies ---------------------------------------------------------------------------
@@ -213,11 +220,19 @@ class ScoredLabel(BaseModel):
 
 class PredictionOut(ScoredLabel):
     top_k: list[ScoredLabel]
+    novelty: float = Field(description="how unlike every taught class the input is (higher: more)")
+    unknown: bool = Field(
+        description="novelty above the threshold: the input is likely of no taught class "
+        "(label is still the closest one)"
+    )
 
 
 class PredictReply(BaseModel):
     predictions: list[PredictionOut]
     model_version: int
+    threshold: float | None = Field(
+        description="the novelty threshold used (null: none yet, nothing is called unknown)"
+    )
 
 
 class RetrainStatus(BaseModel):

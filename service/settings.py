@@ -134,6 +134,20 @@ class Settings(HttpSettings, BaseSettings):
     embed_max_batch: int = Field(
         default=32, ge=1, le=1024, description="Most images in one batched backbone run."
     )
+    novelty_threshold: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="Novelty above which a prediction says `unknown`; unset: fitted on the "
+        "probe's held-back samples to accept novelty_acceptance of them. A request's "
+        "`threshold` wins over both.",
+    )
+    novelty_acceptance: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="Share of held-back samples of taught classes the fitted novelty "
+        "threshold accepts as known.",
+    )
     latent_dim: int = Field(default=16, ge=1)  # identity backbone only
     max_classes: int = Field(
         default=4096,

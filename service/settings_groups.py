@@ -152,6 +152,12 @@ class ProbeSettings(BaseModel):
     every: int = Field(
         default=500, ge=1, description="Re-score the probe after this many learned samples."
     )
+    rescore_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="...and at least this often while learning, so its figures and the "
+        "calibration fitted on it are never stale for long.",
+    )
 
 
 class QueueSettings(BaseModel):

@@ -152,7 +152,7 @@ class UseCases:
             raise NotFittedError(NOTHING_LEARNED)
         z = self.runtime.embed([s.to_input() for s in request.samples])
         try:
-            result = self.runtime.predict(z, request.top_k)
+            result = self.runtime.predict(z, request.top_k, request.threshold)
         except NotFittedError:
             raise NotFittedError(NOTHING_LEARNED) from None
         return _reply(result)
@@ -195,10 +195,13 @@ def _reply(result: PredictResult) -> PredictReply:
                 label=p.label,
                 score=p.score,
                 top_k=[ScoredLabel(label=label, score=score) for label, score in p.top_k],
+                novelty=p.novelty,
+                unknown=p.unknown,
             )
             for p in result.predictions
         ],
         model_version=result.model_version,
+        threshold=result.threshold,
     )
 
 

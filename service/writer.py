@@ -17,7 +17,7 @@ from edgecl.learner import Learner
 from edgecl.types import Label, check_label
 from service.checkpointing import Checkpointer, CheckpointPolicy, CheckpointsLike, Wear
 from service.errors import ClassLimitError, SampleError, StorageUnavailableError
-from service.heads import PublishedHead, freeze
+from service.heads import OpenHead, freeze
 from service.records import learn_record, record_inputs
 from service.sample_ids import RecentIds
 from service.settings_groups import DurabilitySettings
@@ -81,6 +81,7 @@ class Writer:
         checkpoints: CheckpointsLike | None = None,
         recent_ids: int = 10_000,
         max_classes: int | None = None,
+        probe_rescore_s: float = 30.0,
     ) -> None:
         self.learner = learner
         self.max_classes = max_classes  # None: no limit
@@ -101,7 +102,9 @@ class Writer:
         self.learned_here = 0  # samples learned by this process (not restored or replayed)
         self.wear = Wear()  # bytes written per sample learned, over the last hour
         self.reembed_skipped = 0  # WAL samples without raw inputs, left out by a re-embed
-        self.published: PublishedHead | None = None  # read by predictions without the lock
+        self.probe_rescore_s = probe_rescore_s  # /stats scores the probe anew past this age
+        self.probe_view: tuple[float, tuple[int, float, dict[int, float]]] | None = None
+        self.published: OpenHead | None = None  # read by predictions without the lock
 
     # -- one micro-batch --------------------------------------------------------------
     def _fresh(self, jobs: Sequence[LearnJob]) -> list[list[int]]:

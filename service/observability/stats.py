@@ -46,6 +46,8 @@ class ProbeClassStats(BaseModel):
 
 
 class ProbeStats(BaseModel):
+    status: str = Field(description="ok, or too_few (it cannot measure yet: see reason)")
+    reason: str | None = Field(default=None, description="why the probe cannot measure yet")
     share: float
     every: int
     held: int = Field(description="samples held in the probe now (acknowledged, not learned)")
@@ -53,10 +55,29 @@ class ProbeStats(BaseModel):
     bytes: int
     max_bytes: int
     evaluated_at: int | None = Field(description="samples_learned at the last re-score")
+    age_s: float | None = Field(
+        default=None, description="seconds since the last re-score (null: none yet)"
+    )
     accuracy: float | None = Field(description="probe accuracy over all classes")
     forgetting: float | None = Field(description="mean per-class forgetting")
     max_forgetting: float | None
     classes: dict[str, ProbeClassStats]
+
+
+class CalibrationStats(BaseModel):
+    temperature: float = Field(description="divides the head's logits; fitted on the probe")
+    threshold: float | None = Field(description="novelty threshold fitted on the probe")
+    override: float | None = Field(description="novelty_threshold from the settings")
+    in_use: float | None = Field(description="the threshold predictions use (null: none)")
+    acceptance: float = Field(description="share of held-back known samples it accepts")
+    samples: int = Field(description="held-back items of the last fit")
+    classes: int
+    fitted_at: int | None = Field(description="samples_learned at the last fit")
+    model_version: int | None
+    nll: list[float] | None = Field(description="held-back NLL before and after the fit")
+    ece: list[float] | None = Field(description="held-back calibration error before and after")
+    status: str = Field(description="fitted, unfitted, too_few or no_probe")
+    reason: str
 
 
 class DurabilityStats(BaseModel):
@@ -91,7 +112,10 @@ class Stats(BaseModel):
     rss_bytes: int
     classes: dict[str, ClassStats]
     store: StoreStats
-    prequential: PrequentialStats
+    prequential: PrequentialStats = Field(
+        description="test-then-train: each sample scored just before it is learned (it "
+        "cannot see forgetting; the probe can)"
+    )
     strategy: dict[str, Any] = Field(description="name and options of the head strategy")
     queue: QueueStats
     events: dict[str, int] = Field(description="queue_full, duplicates, storage_errors, ...")
@@ -108,6 +132,10 @@ class Stats(BaseModel):
     )
     probe: ProbeStats | None = Field(
         default=None, description="held-back samples re-scored over all classes (null: off)"
+    )
+    calibration: CalibrationStats | None = Field(
+        default=None,
+        description="how scores are calibrated and unknown inputs told apart (see novelty)",
     )
     backbone_check: BackboneCheck | None = Field(
         default=None, description="the int8 backbone's start-up self-check (null: none ran)"

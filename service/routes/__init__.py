@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import secrets
 from collections.abc import Callable
@@ -80,6 +81,7 @@ def request_body(schema: str, with_label: bool) -> dict[str, Any]:
         fields |= {"label": texts, "id": texts}
     else:
         fields["top_k"] = {"type": "integer", "minimum": 1}
+        fields["threshold"] = {"type": "number"}
     required = ["file", "label"] if with_label else ["file"]
     form = {"type": "object", "properties": fields, "required": required}
     return {
@@ -178,6 +180,14 @@ async def _form(request: Request, with_label: bool) -> dict[str, Any]:
         if not isinstance(top_k, str) or not re.fullmatch(r"[0-9]{1,9}", top_k):
             raise ApiError(422, "top_k: must be a positive integer")
         body["top_k"] = int(top_k)
+    threshold = form.get("threshold")
+    if threshold is not None:
+        try:
+            body["threshold"] = float(threshold) if isinstance(threshold, str) else None
+        except ValueError:
+            body["threshold"] = None
+        if body["threshold"] is None or not math.isfinite(body["threshold"]):
+            raise ApiError(422, "threshold: must be a finite number")
     return body
 
 
