@@ -14,6 +14,8 @@
   // -- formatting ---------------------------------------------------------------------
   const pct = (v) => (v === null || v === undefined ? "–" : (v * 100).toFixed(1) + "%");
   const num = (v) => (v === null || v === undefined ? "–" : Number(v).toLocaleString("en-US"));
+  const age = (s) => (s === null || s === undefined ? "not scored yet"
+    : s < 90 ? "scored " + Math.round(s) + " s ago" : "scored " + Math.round(s / 60) + " min ago");
   function bytes(v) {
     if (v === null || v === undefined) return "–";
     const units = ["B", "KiB", "MiB", "GiB"];
@@ -146,8 +148,10 @@
   }
 
   // -- panels -------------------------------------------------------------------------
-  function kpi(label, value, sub, tone) {
-    return el("div", { class: "kpi" + (tone ? " " + tone : "") },
+  function kpi(label, value, sub, tone, id) {
+    const attrs = { class: "kpi" + (tone ? " " + tone : "") };
+    if (id) attrs.id = id;
+    return el("div", attrs,
       el("div", { class: "label" }, label), el("div", { class: "value" }, value),
       el("div", { class: "sub" }, sub || "\u00a0"));
   }
@@ -157,15 +161,20 @@
   function drawKpis(s) {
     const p = s.probe, pq = s.prequential;
     const box = document.getElementById("kpis");
+    // The probe leads: held-back samples scored over all classes show forgetting;
+    // prequential scores each sample just before learning it and cannot.
+    const probeSub = !p ? "probe off: set probe_share"
+      : p.status !== "ok" ? (p.reason || p.status)
+      : num(p.held) + " held, all classes · " + age(p.age_s);
     box.replaceChildren(
-      kpi("Prequential accuracy", pct(pq.seen ? pq.accuracy : null),
-        "window " + pct(pq.seen ? pq.window_accuracy : null) + " of last " + num(pq.window),
-        toneAcc(pq.seen ? pq.accuracy : null)),
-      kpi("Probe accuracy", pct(p ? p.accuracy : null),
-        p ? num(p.held) + " held, all classes" : "probe off", toneAcc(p ? p.accuracy : null)),
+      kpi("Accuracy (probe)", pct(p ? p.accuracy : null), probeSub,
+        toneAcc(p ? p.accuracy : null), "kpi-probe"),
       kpi("Forgetting", pct(p ? p.forgetting : null),
         p && p.max_forgetting !== null ? "worst class " + pct(p.max_forgetting) : "best minus now",
         toneDrop(p ? p.forgetting : null)),
+      kpi("Prequential (before learning)", pct(pq.seen ? pq.accuracy : null),
+        "window " + pct(pq.seen ? pq.window_accuracy : null) + " of last " + num(pq.window),
+        toneAcc(pq.seen ? pq.accuracy : null)),
       kpi("Samples learned", num(s.samples_learned),
         (p ? num(p.diverted) + " held back · " : "") + num(s.events.duplicates || 0) + " duplicates"),
       kpi("Classes", num(Object.keys(s.classes).length), "model v" + num(s.model_version)),

@@ -47,6 +47,9 @@ class DashboardDom(HTMLParser):
         self.charts = 0
         self.rows: dict[str, dict[str, str]] = {}
         self.markup_in_labels = False
+        self.kpis: list[str] = []  # the id of each KPI tile, in page order
+        self.probe_value = ""  # the probe tile's figure as shown
+        self._in_probe_value = False
         self._row: str | None = None
         self._cell: str | None = None
 
@@ -57,6 +60,10 @@ class DashboardDom(HTMLParser):
             self.state = a.get("data-state")
         if tag == "div" and "uplot" in classes:
             self.charts += 1
+        if tag == "div" and "kpi" in classes:
+            self.kpis.append(a.get("id", ""))
+        if tag == "div" and "value" in classes and self.kpis[-1:] == ["kpi-probe"]:
+            self._in_probe_value = True
         if tag == "tr" and "data-class" in a:
             self._row = a["data-class"]
             self.rows[self._row] = {
@@ -71,12 +78,16 @@ class DashboardDom(HTMLParser):
                     self._cell = name
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "div":
+            self._in_probe_value = False
         if tag == "tr":
             self._row = None
         if tag in ("td", "span"):
             self._cell = None
 
     def handle_data(self, data: str) -> None:
+        if self._in_probe_value:
+            self.probe_value += data
         if self._row is not None and self._cell is not None:
             cells = self.rows[self._row]
             cells[self._cell] = cells.get(self._cell, "") + data
@@ -161,6 +172,12 @@ def test_dashboard_shows_what_stats_reports(
         log.warning("dashboard screenshot: %s", shot)
         record_property("screenshot", str(shot))
 
+    # The figure that tells the truth about forgetting comes first: the probe's accuracy.
+    assert dom.kpis[0] == "kpi-probe", dom.kpis
+    assert stats["probe"]["status"] == "ok" and stats["probe"]["accuracy"] is not None
+    assert float(dom.probe_value.rstrip("%")) / 100 == pytest.approx(
+        stats["probe"]["accuracy"], abs=0.0006
+    )
     assert set(dom.rows) == set(stats["classes"]) == set(CLASSES)
     assert not dom.markup_in_labels  # labels are text, never HTML
     for label, want in stats["classes"].items():
