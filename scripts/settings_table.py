@@ -75,8 +75,7 @@ DESCRIPTIONS: dict[str, str] = {
     "checkpoint_on_stop": "Checkpoint on every stop, due or not (a shorter replay at the next "
     "start, one more checkpoint's flash writes per stop).",
     "checkpoint_keep": "Checkpoints kept on disk.",
-    "probe_rescore_s": "Re-score the probe (and refit calibration) at least this often while "
-    "learning.",
+    "probe_rescore_s": "While learning, /stats shows the probe at most this many seconds stale.",
     "shutdown_timeout_s": "On SIGTERM: time to drain the queue (and write a checkpoint if one "
     "is due; the WAL keeps the rest).",
 }

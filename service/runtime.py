@@ -84,7 +84,7 @@ class LearnerRuntime:
         max_pixels_per_request: int = DEFAULT_REQUEST_PIXELS,
         max_classes: int | None = None,
         embedder: Embedder | None = None,
-        probe_rescore_s: float = 30.0,
+        probe_rescore_s: float = 2.0,
         observer: Observer | None = None,
     ) -> None:
         # The embedder only uses the backbone, which a restore keeps.

@@ -153,10 +153,10 @@ class ProbeSettings(BaseModel):
         default=500, ge=1, description="Re-score the probe after this many learned samples."
     )
     rescore_s: float = Field(
-        default=30.0,
+        default=2.0,
         gt=0,
-        description="...and at least this often while learning, so its figures and the "
-        "calibration fitted on it are never stale for long.",
+        description="While learning, /stats shows the probe at most this stale: past it the "
+        "held items are scored again for the reader (the probe itself is unchanged).",
     )
 
 

@@ -81,7 +81,7 @@ class Writer:
         checkpoints: CheckpointsLike | None = None,
         recent_ids: int = 10_000,
         max_classes: int | None = None,
-        probe_rescore_s: float = 30.0,
+        probe_rescore_s: float = 2.0,
     ) -> None:
         self.learner = learner
         self.max_classes = max_classes  # None: no limit

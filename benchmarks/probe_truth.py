@@ -1,0 +1,158 @@
+"""Does /stats tell the truth? The probe's accuracy as /stats shows it, beside the accuracy
+the same daemon scores on a separate test set, at the end of a class-incremental stream
+and right after a retrain, for every strategy; prequential beside them for contrast.
+
+    OPENBLAS_NUM_THREADS=1 nice -n 5 python -m benchmarks.probe_truth \
+        [--stream fashion|digits] [--limit-train 10000] [--data-dir edgecl-data]
+
+Each strategy runs in its own daemon with the default settings (store, probe: 5% held
+back, re-scored every 500 samples, /stats never more than probe_rescore_s stale), on the
+identity backbone fed the int8 backbone's pooled latents of the stream's images (built
+and cached under ``--data-dir``). The stream is Split-Fashion-MNIST's five experiences of
+two classes (the digits stream: the same class pairs), sent in requests of 64 samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from benchmarks.bench_common import MSGPACK, daemon_env, features_body, machine, write_section
+from edgecl.bench.streams import SPLIT_FASHION, ClassIncrementalStream, fashion_latents
+from tests.service.daemon import Daemon
+
+HEADING = "## Probe accuracy against a separate test set, through the daemon"
+STRATEGIES = ("slda", "ncm", "latent_replay", "cwr_star", "naive", "gdumb")
+
+
+def test_accuracy(http: httpx.Client, z: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
+    right = 0
+    for start in range(0, len(y), 256):
+        rows = z[start : start + 256]
+        body = {"samples": [{"features": r.tolist()} for r in rows], "top_k": 1}
+        reply = http.post("/predict", json=body)
+        reply.raise_for_status()
+        labels = [p["label"] for p in reply.json()["predictions"]]
+        right += sum(lab == f"c{k}" for lab, k in zip(labels, y[start : start + 256], strict=True))
+    return right / len(y)
+
+
+def figures(http: httpx.Client, stream: ClassIncrementalStream, wait_s: float) -> dict[str, Any]:
+    time.sleep(wait_s)  # /stats shows the probe at most probe_rescore_s stale: read past it
+    stats = http.get("/stats").json()
+    test = stream.test_seen(len(stream.classes) - 1)
+    probe = stats["probe"] or {}
+    return {
+        "probe": probe.get("accuracy"),
+        "age_s": probe.get("age_s"),
+        "status": probe.get("status"),
+        "held": probe.get("held"),
+        "test": test_accuracy(http, test.z, test.y),
+        "prequential": stats["prequential"]["accuracy"],
+        "window": stats["prequential"]["window_accuracy"],
+    }
+
+
+def run(strategy: str, stream: ClassIncrementalStream, root: Path) -> list[dict[str, Any]]:
+    env = daemon_env(
+        None, strategy__name=strategy, latent_dim=str(stream.latent_shape[0]), max_wait_ms="2"
+    )
+    rows = []
+    with (
+        Daemon(root / strategy / "data", env) as daemon,
+        httpx.Client(base_url=daemon.url, timeout=300) as http,
+    ):
+        sent = 0
+        for experience in stream.experiences():
+            for start in range(0, len(experience), 64):
+                z = experience.z[start : start + 64]
+                labels = [f"c{k}" for k in experience.y[start : start + 64]]
+                ids = [f"s{sent + i}" for i in range(len(labels))]
+                body = features_body(z, labels, ids)
+                reply = http.post("/learn", content=body, headers={"content-type": MSGPACK})
+                reply.raise_for_status()
+                sent += len(labels)
+        rows.append({"strategy": strategy, "when": "end of stream", **figures(http, stream, 2.5)})
+        if strategy == "gdumb":
+            job = http.post("/retrain").json()["job"]
+            while http.get(f"/retrain/{job}").json()["state"] == "running":
+                time.sleep(0.5)
+            rows.append(
+                {"strategy": strategy, "when": "after /retrain", **figures(http, stream, 0)}
+            )
+    return rows
+
+
+def pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def section(
+    rows: list[dict[str, Any]], args: argparse.Namespace, started: str, heading: str
+) -> str:
+    command = "OPENBLAS_NUM_THREADS=1 nice -n 5 python -m benchmarks.probe_truth " + shlex.join(
+        a for a in sys.argv[1:] if not a.startswith("--data-dir") and a != str(args.data_dir)
+    )
+    out = [
+        heading,
+        "",
+        f"Command: `{command.strip()}`",
+        "",
+        f"Machine: {started}",
+        "",
+        f"Stream: {args.stream}, the first {args.limit_train} training images as int8 "
+        "pooled latents, five experiences of two classes; the test set is the stream's "
+        "test images of all ten classes. Default daemon settings per strategy. *Probe*: "
+        "/stats `probe.accuracy` (read 2.5 s after the stream, past `probe_rescore_s`); "
+        "*test*: accuracy of /predict on the test set at the same moment; *prequential*: "
+        "overall and windowed test-then-train accuracy, for contrast.",
+        "",
+        "| strategy | when | probe % | test % | probe − test | held | prequential % | window % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        gap = None if r["probe"] is None else r["probe"] - r["test"]
+        out.append(
+            f"| `{r['strategy']}` | {r['when']} | {pct(r['probe'])} | {pct(r['test'])} | "
+            f"{'–' if gap is None else f'{100 * gap:+.1f}'} | {r['held']} | "
+            f"{pct(r['prequential'])} | {pct(r['window'])} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    parser.add_argument("--stream", choices=["fashion", "digits"], default="fashion")
+    parser.add_argument("--limit-train", type=int, default=10000)
+    parser.add_argument("--data-dir", type=Path, default=Path("edgecl-data"))
+    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    args = parser.parse_args()
+    started = machine()
+    train, test, _ = fashion_latents(
+        args.data_dir / "bench",
+        args.data_dir / "backbone",
+        "pooled",
+        limit_train=args.limit_train,
+        stream=args.stream,
+    )
+    stream = ClassIncrementalStream(train, test, SPLIT_FASHION, seed=0)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgecl-probe-") as tmp:
+        for strategy in args.strategies:
+            rows += run(strategy, stream, Path(tmp))
+            print(rows[-1], flush=True)
+    heading = HEADING if args.stream == "fashion" else f"{HEADING} ({args.stream})"
+    write_section(args.out, heading, section(rows, args, started, heading))
+
+
+if __name__ == "__main__":
+    main()
