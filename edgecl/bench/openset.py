@@ -239,10 +239,8 @@ def describe(args: argparse.Namespace, stream: ClassIncrementalStream, far: Late
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    from edgecl.bench.streams import fashion_latents
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of this benchmark (also those of ``edgecl bench openset``)."""
     p.add_argument("--strategies", default=DEFAULT)
     p.add_argument("--stream", choices=sorted(OTHER), default="fashion")
     p.add_argument("--memory-items", type=int, default=1500)
@@ -252,7 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--share", type=float, default=0.05, help="probe share held back")
     p.add_argument("--out", type=Path, default=None)
-    args = p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    return run_args(p.parse_args(argv))
+
+
+def run_args(args: argparse.Namespace) -> int:
+    from edgecl.bench.streams import fashion_latents
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cache, backbones = args.data_dir / "bench", args.data_dir / "backbone"
 

@@ -1,4 +1,5 @@
-"""``edgecl bench cl``: strategies on Split-Fashion-MNIST latents, written to BENCHMARKS.md."""
+"""``edgecl bench cl``: strategies on Split-Fashion-MNIST latents, written to BENCHMARKS.md;
+``edgecl bench openset``: their calibration and open-set figures."""
 
 from __future__ import annotations
 
@@ -53,6 +54,15 @@ def add_parser(sub: Any) -> None:
         help="images: " + "; ".join(f"{k}: {v}" for k, v in STREAMS.items()),
     )
     cl.set_defaults(run=run_cl)
+    from edgecl.bench import openset
+
+    parser = kinds.add_parser(
+        "openset",
+        help="calibration (ECE) and open-set AUROC, near- and far-novel, per strategy",
+        description=openset.__doc__.split("\n\n")[0] if openset.__doc__ else None,
+    )
+    openset.add_arguments(parser)
+    parser.set_defaults(run=openset.run_args)
 
 
 def _say(text: str) -> None:
