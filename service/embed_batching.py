@@ -9,9 +9,7 @@ on whatever arrived together and hands each caller its rows.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -20,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from edgecl.types import FloatArray
+from service.batching import MicroBatchQueue
+from service.errors import NotAcceptingError
 
 log = logging.getLogger("edgecl.embed")
 
@@ -30,6 +30,10 @@ Embed = Callable[[np.ndarray[Any, Any]], FloatArray]
 class _Item:
     x: np.ndarray[Any, Any]
     future: Future[FloatArray] = field(default_factory=Future)
+
+
+def _rows(item: _Item) -> int:
+    return len(item.x)
 
 
 class EmbedBatcher:
@@ -59,12 +63,10 @@ class EmbedBatcher:
         if wait_ms < 0 or max_batch < 1:
             raise ValueError("wait_ms must be >= 0 and max_batch >= 1")
         self._embed = embed
-        self.wait_s, self.max_batch = wait_ms / 1000.0, max_batch
         self.batches = self.samples = 0  # backbone runs and the samples they held
-        self._queue: queue.Queue[_Item | None] = queue.Queue()
-        self._carry: _Item | None = None
-        self._closed = self._stop_seen = False
-        self._lock = threading.Lock()
+        # Unbounded: each caller waits for its own item, so threads bound what is queued.
+        self._queue = MicroBatchQueue[_Item](0, max_batch, wait_ms / 1000.0, _rows)
+        self._queue.open()
         self._thread = threading.Thread(target=self._run, name="edgecl-embed", daemon=True)
         self._thread.start()
 
@@ -72,60 +74,24 @@ class EmbedBatcher:
         """Latents of ``x`` (a batch of prepared inputs), computed with whatever else is
         waiting; raises what the backbone raised for these inputs."""
         item = _Item(x)
-        with self._lock:  # nothing may be queued behind the stop
-            closed = self._closed
-            if not closed:
-                self._queue.put(item)
-        if closed:
+        try:
+            self._queue.put(item, bounded=False)
+        except NotAcceptingError:  # closed: run alone
             return self._embed(x)
         return item.future.result()
 
     def close(self) -> None:
         """Finish what is queued and stop the thread; later calls embed directly."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._queue.put(None)
+        self._queue.close()
         self._thread.join()
 
-    # -- the batching thread ----------------------------------------------------------
-    def _gather(self, first: _Item) -> list[_Item]:
-        items, n = [first], len(first.x)
-        deadline = time.monotonic() + self.wait_s
-        while n < self.max_batch:
-            remaining = deadline - time.monotonic()
-            try:
-                if remaining > 0:
-                    item = self._queue.get(timeout=remaining)
-                else:
-                    item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                self._stop_seen = True
-                break
-            if n + len(item.x) > self.max_batch:
-                self._carry = item  # the next batch starts with it
-                break
-            items.append(item)
-            n += len(item.x)
-        return items
-
     def _run(self) -> None:
-        while True:
-            first, self._carry = self._carry, None
-            if first is None:
-                first = self._queue.get()
-            if first is None:
-                return
+        while (items := self._queue.take()) is not None:
             groups: dict[tuple[Any, ...], list[_Item]] = {}
-            for item in self._gather(first):
+            for item in items:
                 groups.setdefault((item.x.shape[1:], item.x.dtype.str), []).append(item)
             for group in groups.values():
                 self._run_group(group)
-            if self._stop_seen:
-                return
 
     def _run_group(self, group: list[_Item]) -> None:
         try:
