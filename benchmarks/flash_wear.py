@@ -136,6 +136,15 @@ def run(strategy: str, mode: str, args: argparse.Namespace, root: Path) -> dict[
         "checkpoints": stats["events"]["checkpoints"],
         "replayed": replayed,
         "exact": after == before,
+        "max_diff": max(
+            (
+                abs(a[1] - b[1])
+                for x, y in zip(before, after, strict=True)
+                for a, b in zip(x, y, strict=True)
+            ),
+            default=0.0,
+        ),
+        "same_labels": [[a[0] for a in x] for x in before] == [[a[0] for a in x] for x in after],
         "seconds": elapsed,
     }
 

@@ -120,4 +120,9 @@ def _probe_report(writer: Writer, probe: ProbeSet) -> dict[str, Any]:
     report = probe.report(learner.labels.labels, None if view is None else view[1])
     when = view[0] if view is not None else probe.rescored_at
     report["age_s"] = None if when is None else now - when
+    accuracy, held = report["accuracy"], report["held"]
+    if accuracy is not None and held:  # Wilson's interval: not zero at 0% or 100%
+        z2 = 1.96**2
+        spread = accuracy * (1 - accuracy) / held + z2 / (4 * held * held)
+        report["margin"] = 1.96 * math.sqrt(spread) / (1 + z2 / held)
     return report

@@ -165,7 +165,7 @@
     // prequential scores each sample just before learning it and cannot.
     const probeSub = !p ? "probe off: set probe_share"
       : p.status !== "ok" ? (p.reason || p.status)
-      : num(p.held) + " held, all classes · " + age(p.age_s);
+      : "±" + pct(p.margin) + " · " + num(p.held) + " held · " + age(p.age_s);
     box.replaceChildren(
       kpi("Accuracy (probe)", pct(p ? p.accuracy : null), probeSub,
         toneAcc(p ? p.accuracy : null), "kpi-probe"),

@@ -59,6 +59,11 @@ class ProbeStats(BaseModel):
         default=None, description="seconds since the last re-score (null: none yet)"
     )
     accuracy: float | None = Field(description="probe accuracy over all classes")
+    margin: float | None = Field(
+        default=None,
+        description="half-width of a 95% interval around accuracy: the held items are a "
+        "sample of the stream, so a small probe measures coarsely",
+    )
     forgetting: float | None = Field(description="mean per-class forgetting")
     max_forgetting: float | None
     classes: dict[str, ProbeClassStats]
