@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -85,7 +86,21 @@ def test_probe_section_keeps_learned_counts_honest(client_for: Callable[..., Tes
     assert sum(c["samples"] for c in stats["classes"].values()) == stats["samples_learned"]
     assert sum(c["held"] for c in probe["classes"].values()) == probe["held"]
     assert probe["accuracy"] == 1.0 and probe["forgetting"] == 0.0
+    # Right on every held item, yet a sample of them: the 95% margin is not zero, and
+    # shrinks as the probe holds more.
+    n = probe["held"]
+    assert probe["margin"] == pytest.approx(
+        1.96 * (1.96**2 / (4 * n * n)) ** 0.5 / (1 + 1.96**2 / n)
+    )
+    assert probe["status"] == "ok" and probe["age_s"] >= 0
     assert probe["bytes"] <= probe["max_bytes"]
+
+
+def test_a_small_probe_says_why_it_cannot_measure(client_for: Callable[..., TestClient]) -> None:
+    client = client_for(make_settings(probe_share=0.3, probe_every=10))
+    learn(client, *[sample("a", 0), sample("b", 1)] * 3)
+    probe = client.get("/stats").json()["probe"]
+    assert probe["status"] == "too_few" and "needs at least" in probe["reason"]
 
 
 def test_probe_off_is_null(client: TestClient) -> None:
