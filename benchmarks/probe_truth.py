@@ -108,7 +108,7 @@ def section(
         "",
         f"Machine: {started}",
         "",
-        f"Stream: {args.stream}, the first {args.limit_train} training images as int8 "
+        f"Stream: {args.stream}, {args.train_images} training images as int8 "
         "pooled latents, five experiences of two classes; the test set is the stream's "
         "test images of all ten classes. Default daemon settings per strategy. *Probe*: "
         "/stats `probe.accuracy` (read 2.5 s after the stream, past `probe_rescore_s`); "
@@ -145,6 +145,7 @@ def main() -> None:
         stream=args.stream,
     )
     stream = ClassIncrementalStream(train, test, SPLIT_FASHION, seed=0)
+    args.train_images = len(train)
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgecl-probe-") as tmp:
         for strategy in args.strategies:
