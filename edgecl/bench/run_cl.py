@@ -20,7 +20,7 @@ from pathlib import Path
 from edgecl.bench.cl import Result, joint, parse_spec, run
 from edgecl.bench.report import machine, table, write_section
 from edgecl.bench.streams import STREAMS, ClassIncrementalStream, fashion_latents, split_classes
-from edgecl.bench.tune import LR_GRID, choose
+from edgecl.bench.tune import LR_GRID, choose, memory_bound
 
 log = logging.getLogger("edgecl.bench")
 
@@ -51,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=Path("edgecl-data"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-joint", action="store_true")
+    p.add_argument(
+        "--memory-bound", action="store_true", help="add the joint trainer on gdumb's memory"
+    )
     p.add_argument("--out", type=Path, default=None)
     return p
 
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{result.label}: {[round(a, 4) for a in result.accuracies]}", flush=True)  # noqa: T201
     if not args.no_joint:
         results.append(joint(stream, seed=args.seed))
+    if args.memory_bound:
+        results.append(memory_bound(stream, memory_items=args.memory_items, seed=args.seed))
     command = " ".join(
         ["python -m edgecl.bench.run_cl", f"--stream {args.stream}"]
         + [f"--classes-per-experience {args.classes_per_experience}"]

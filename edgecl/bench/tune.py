@@ -6,9 +6,9 @@ import inspect
 import logging
 from dataclasses import replace
 
-from edgecl import strategies
-from edgecl.bench.cl import Recipe, run
-from edgecl.bench.streams import ClassIncrementalStream, holdout
+from edgecl import replay, strategies
+from edgecl.bench.cl import RECIPES, Recipe, Result, joint, run, store_budget
+from edgecl.bench.streams import ClassIncrementalStream, Latents, holdout
 
 log = logging.getLogger("edgecl.bench")
 
@@ -61,3 +61,31 @@ def choose(
         ),
     )
     return chosen, scores
+
+
+def memory_bound(
+    stream: ClassIncrementalStream, *, memory_items: int = 1500, seed: int = 0
+) -> Result:
+    """The offline bound on a memory: after each experience, the joint trainer of
+    :func:`~edgecl.bench.cl.joint` on what GDumb's store holds (the same store, budget, seed
+    and batches as the ``gdumb`` recipe)."""
+    recipe = RECIPES["gdumb"]
+    assert recipe.store is not None
+    store = replay.create(
+        recipe.store,
+        max_bytes=store_budget(recipe.store, "int8", stream.latent_shape, memory_items),
+        encoding="int8",
+        seed=seed,
+    )
+    held: list[ClassIncrementalStream] = []
+    for i, exp in enumerate(stream.experiences()):
+        for s in range(0, len(exp), recipe.batch):
+            store.add_many(exp.z[s : s + recipe.batch], exp.y[s : s + recipe.batch])
+        z, y = store.items()
+        held.append(replace(stream, train=Latents(z, y), classes=stream.classes[: i + 1]))
+    rows = [joint(h, seed=seed) for h in held]
+    result = rows[-1]
+    result.label = "joint on gdumb's memory"
+    result.accuracies = [r.accuracies[-1] for r in rows]
+    result.by_experience = [r.by_experience[-1] for r in rows]
+    return result
