@@ -268,7 +268,7 @@ def joint(
         z = np.concatenate([e.z for e in seen])
         y = np.concatenate([e.y for e in seen])
         start = time.perf_counter()
-        head = GDumb(epochs=epochs, batch_size=batch_size, seed=seed)
+        head = GDumb(lr=0.05, min_lr=0.0005, epochs=epochs, batch_size=batch_size, seed=seed)
         head.add_classes(int(y.max()) + 1)
         head.learn_many(z, y)
         head.load_state_dict(head.retrain(z, y, lambda fraction: True))
@@ -279,5 +279,5 @@ def joint(
         matrix.append(by_experience(correct, test.y, stream, i))
         log.info("joint: experience %d accuracy %.4f", i + 1, accuracies[-1])
     total = sum(len(e) for e in seen)
-    notes = [f"{epochs} epochs"]
+    notes = [f"{epochs} epochs, lr 0.05"]
     return Result("joint (offline)", accuracies, seconds, total, notes=notes, by_experience=matrix)

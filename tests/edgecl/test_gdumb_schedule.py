@@ -57,10 +57,6 @@ def test_train_sgdr_is_the_reference_loop() -> None:
 
 def test_gdumb_defaults_are_the_references() -> None:
     options = GDumb().options()
-    assert (options["lr"], options["min_lr"], options["momentum"], options["clip"]) == (
-        0.05,
-        0.0005,
-        0.9,
-        10.0,
-    )
+    assert (options["momentum"], options["clip"], options["epochs"]) == (0.9, 10.0, 32)
     assert options["batch_size"] == 16 and options["weight_decay"] == 1e-6
+    assert options["lr"] / options["min_lr"] == pytest.approx(100)  # 0.05 / 0.0005
