@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecl.protocols import Backbone, ReplayStore
+from edgecl.protocols import Backbone, ReplayStore, Strategy
 from edgecl.replay import holds_inputs
 from edgecl.replay.compress import check_batch
 from edgecl.types import FloatArray, IntArray
@@ -57,3 +57,13 @@ def latents(
     if not parts:
         raise ValueError("the replay memory is empty")
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def store_first(store: ReplayStore | None, strategy: Strategy, items: Any, y: IntArray) -> int:
+    """How many rows of a batch the strategy trains on beside the replay: all, or none for
+    a strategy that ``learns_after_store`` (ExStream, which trains on its buffer after the
+    batch is merged into it), whose batch goes into ``store`` now."""
+    if store is None or not getattr(strategy, "learns_after_store", False):
+        return len(y)
+    store.add_many(items, y)
+    return 0

@@ -139,3 +139,34 @@ def fashion_latents(
         z = cache.latents(prefix + name, split.images, idx)
         out.append(Latents(z, split.labels[idx]))
     return out[0], out[1], manifest
+
+
+def split_classes(n_classes: int, per_experience: int) -> tuple[tuple[int, ...], ...]:
+    """Class order ``0..n_classes-1`` cut into experiences of ``per_experience`` classes.
+
+    >>> split_classes(5, 2), split_classes(3, 1)
+    (((0, 1), (2, 3), (4,)), ((0,), (1,), (2,)))
+    """
+    if per_experience < 1:
+        raise ValueError(f"classes per experience must be at least 1, got {per_experience}")
+    return tuple(
+        tuple(range(start, min(start + per_experience, n_classes)))
+        for start in range(0, n_classes, per_experience)
+    )
+
+
+def holdout(train: Latents, fraction: float, seed: int) -> tuple[Latents, Latents]:
+    """``train`` split into (fit, validation), ``fraction`` of each class held out (seeded):
+    options are chosen on the validation part, never on the test set.
+
+    >>> data = Latents(np.zeros((20, 1), np.float32), np.arange(20) % 2)
+    >>> fit, val = holdout(data, 0.2, 0)
+    >>> len(fit), len(val), sorted(np.bincount(val.y).tolist())
+    (16, 4, [2, 2])
+    """
+    rng = np.random.default_rng([seed, 7])
+    held = np.zeros(len(train), dtype=bool)
+    for c in np.unique(train.y):
+        idx = np.flatnonzero(train.y == c)
+        held[rng.choice(idx, size=int(round(fraction * len(idx))), replace=False)] = True
+    return Latents(train.z[~held], train.y[~held]), Latents(train.z[held], train.y[held])

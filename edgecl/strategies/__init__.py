@@ -7,6 +7,7 @@ from typing import Any
 
 from edgecl.protocols import Strategy
 from edgecl.registry import Registry
+from edgecl.strategies.stores import NONE, PAPER_STORES, PaperStore
 
 
 def _builtin() -> list[Callable[..., Strategy]]:
@@ -52,3 +53,16 @@ def create(name: str, **options: Any) -> Strategy:
     ValueError: shrinkage must be a finite number > 0, got -1
     """
     return REGISTRY.create(name, **options)
+
+
+def paper_store(name: str) -> PaperStore:
+    """The memory the paper of strategy ``name`` uses: its class's ``paper_store`` if it
+    declares one, else the built-in table (a strategy unknown to both keeps none).
+
+    >>> paper_store("gdumb").kind, paper_store("exstream").kind, paper_store("slda").kind
+    ('class_balanced', 'exstream', None)
+    """
+    declared = getattr(REGISTRY.get(name), "paper_store", None)
+    if isinstance(declared, PaperStore):
+        return declared
+    return PAPER_STORES.get(name, NONE)

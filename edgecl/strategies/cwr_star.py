@@ -14,7 +14,7 @@ from edgecl.strategies.linear import (
     check_latents,
     grow_rows,
     masked_softmax,
-    sgd_softmax,
+    positive_int,
 )
 from edgecl.types import Float64Array, FloatArray, IntArray, State
 
@@ -37,13 +37,49 @@ def consolidate(
     past[classes] += cur
 
 
+def sgd_tied(
+    w: FloatArray, tied: float, x: FloatArray, y: IntArray, sgd: SGD, rng: np.random.Generator
+) -> None:
+    """Minibatch SGD on softmax cross-entropy, bias-free, updating ``w`` (K, D) in place,
+    where the last row stands for ``tied`` identical outputs (``tied == 0``: no such row).
+
+    ``tied`` zero-initialised outputs that no sample belongs to get the same gradient at
+    every step, so they stay equal; one row emulates them exactly: the softmax counts its
+    logit ``tied`` times (``+ log tied``) and each of them gets ``1 / tied`` of the
+    gradient the row's total probability gives. ``y`` indexes the other rows.
+    """
+    k = len(w) - (1 if tied else 0)
+    shift = np.zeros(len(w), dtype=np.float32)
+    scale = np.ones((len(w), 1), dtype=np.float32)
+    if tied:
+        shift[k], scale[k] = np.log(tied), 1.0 / tied
+    for _ in range(sgd.epochs):
+        order = rng.permutation(len(x))
+        for start in range(0, len(x), sgd.batch_size):
+            idx = order[start : start + sgd.batch_size]
+            xb = x[idx]
+            logits = xb @ w.T
+            if tied > 1:
+                logits += shift
+            logits -= np.max(logits, axis=1, keepdims=True)
+            p = np.exp(logits)
+            p /= np.sum(p, axis=1, keepdims=True)
+            p[np.arange(len(idx)), y[idx]] -= 1.0
+            grad_w = (p / len(idx)).T @ xb
+            if tied > 1:
+                grad_w *= scale
+            if sgd.weight_decay:
+                grad_w += sgd.weight_decay * w
+            w -= (sgd.lr * grad_w).astype(w.dtype)
+
+
 class CWRStar(Configurable):
     """Copy-Weight-with-Reinit*: consolidated weights ``cw``, temporary weights ``tw``.
 
     For each batch with classes ``B`` (``cur[j]`` samples of class ``j``): ``tw[j]`` starts
     from ``cw[j]`` for classes seen before and from zero for new ones (the CWR* rule;
     CWR+ always reset to zero) and is trained for ``epochs`` of SGD on the batch with
-    only ``B``'s outputs (and one background output, below) active; then, with ``avg``
+    ``B``'s outputs and the rest of the layer (below) active; then, with ``avg``
     the mean of ``tw`` over ``B``'s rows (one number, as in the reference code), for
     every ``j`` in ``B``:
     ``wpast = sqrt(past[j] / cur[j])``,
@@ -51,14 +87,15 @@ class CWRStar(Configurable):
     Predictions use ``cw`` (no bias, as in the paper); classes never trained score
     ``-inf``.
 
-    Besides ``B``'s outputs, training has one more output, zero-initialised and thrown
-    away afterwards, standing for every class outside the batch: the reference code
-    (Avalanche's ``CWRStarPlugin``) trains with the other outputs of its fixed-size
-    layer reset to zero the same way; with an open set of classes one output plays
-    their part. It gives every batch the same reference (logit 0), so weights
-    consolidated from different batches are comparable, and a single-class batch
-    (``learn_one``) still has a gradient: over its own output alone the softmax would
-    be constant.
+    Training keeps the reference's output layer (Avalanche's ``CWRStarPlugin``): a
+    fixed-size layer of ``outputs`` rows, in which the classes outside the batch are reset
+    to zero and train along (pushed down), then are thrown away. Those ``m`` rows stay
+    equal, so one row stands for them exactly (:func:`sgd_tied`); ``m`` is
+    ``max(outputs, classes known) - len(B)``. They give every batch the same reference,
+    so weights consolidated from different batches are comparable, and a single-class
+    batch still has a gradient (over its own output alone the softmax is constant).
+    ``outputs=0`` keeps one background row counted once, whatever the classes (edgecl's
+    rule before issue 17, and AR1's).
 
     >>> s = CWRStar(lr=0.5)
     >>> s.add_classes(2)
@@ -77,8 +114,10 @@ class CWRStar(Configurable):
         batch_size: int = 32,
         weight_decay: float = 0.0,
         seed: int = 0,
+        outputs: int = 10,
     ) -> None:
         self.sgd = SGD(lr, epochs, batch_size, weight_decay, seed=seed)
+        self.outputs = positive_int("outputs", outputs, minimum=0)
         self.cw = np.zeros((0, 0), dtype=np.float32)
         self.past = np.zeros(0, dtype=np.int64)
         self.calls = 0
@@ -96,18 +135,21 @@ class CWRStar(Configurable):
         classes, cur = np.unique(labels, return_counts=True)
         # Classes seen before start from their consolidated weights (CWR*; CWR+ reset
         # them to zero), new ones from zero (cw rows of untrained classes are zero). One
-        # extra zero-initialised output stands for every class outside the batch.
-        tw = np.vstack([self.cw[classes], np.zeros((1, x.shape[1]), dtype=np.float32)])
-        sgd_softmax(
-            tw,
-            None,
-            x,
-            np.searchsorted(classes, labels),
-            self.sgd,
-            self.sgd.rng(self.calls),
-        )
-        consolidate(self.cw, self.past, classes, cur, tw[:-1])
+        # zero row stands for the classes outside the batch.
+        tied = self.background(len(classes))
+        tw = self.cw[classes]
+        if tied:
+            tw = np.vstack([tw, np.zeros((1, x.shape[1]), dtype=np.float32)])
+        local = np.searchsorted(classes, labels)
+        sgd_tied(tw, tied, x, local, self.sgd, self.sgd.rng(self.calls))
+        consolidate(self.cw, self.past, classes, cur, tw[: len(classes)])
         self.calls += 1
+
+    def background(self, in_batch: int) -> float:
+        """How many zero outputs the background row stands for, with ``in_batch`` classes."""
+        if self.outputs == 0:
+            return 1.0
+        return float(max(self.outputs, len(self.past)) - in_batch)
 
     def logits_many(self, z: FloatArray) -> Float64Array:
         x = check_latents(z, self.cw.shape[1])

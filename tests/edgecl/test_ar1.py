@@ -37,7 +37,7 @@ def params(s: AR1) -> dict[str, FloatArray]:
 
 def test_without_layers_above_the_cut_ar1_is_cwr_star() -> None:
     ar1 = AR1(momentum=0.0, lr=0.05, epochs=2, batch_size=8, weight_decay=0.0)
-    cwr = CWRStar(lr=0.05, epochs=2, batch_size=8, weight_decay=0.0)
+    cwr = CWRStar(lr=0.05, epochs=2, batch_size=8, weight_decay=0.0, outputs=0)
     for s in (ar1, cwr):
         s.add_classes(4)
     for step, classes in enumerate(([0, 1], [2, 3], [0, 2], [1])):

@@ -39,7 +39,7 @@ def test_ncm_means_are_the_class_means() -> None:
 def test_cwr_star_consolidates_with_the_papers_formula() -> None:
     z, y = stream(24, 4, 3)
     y[y == 2] = 1  # two classes in the batch, class 2 stays untrained
-    s = CWRStar(lr=0.1, epochs=2, batch_size=8)
+    s = CWRStar(lr=0.1, epochs=2, batch_size=8, outputs=0)  # one background row
     s.add_classes(3)
     cw = np.zeros((3, 4), np.float32)
     past = np.zeros(3)
