@@ -52,9 +52,11 @@ DESCRIPTIONS: dict[str, str] = {
     "latent_dim": "Vector length for the `identity` backbone.",
     "strategy.name": "Head strategy: {strategies}.",
     "strategy.options": "Keyword options of the strategy, as JSON.",
-    "store.kind": "Replay store: {stores}; none: "
-    "`EDGECL_STORE='{\"kind\": null}'` or `kind: null` in YAML.",
-    "store.max_bytes": "Byte budget of the replay store; it never holds more.",
+    "store.kind": "Replay store: `paper` (the one the strategy's paper uses: `class_balanced` "
+    "for gdumb, `exstream` for exstream, `latent_replay` for ar1 and latent_replay, none for "
+    "the others), {stores}; none: `EDGECL_STORE='{\"kind\": null}'` or `kind: null` in YAML.",
+    "store.max_bytes": "Byte budget of the replay store; it never holds more. Unset: the "
+    "paper's 1500 latents for `paper`, else 16 MiB.",
     "store.encoding": "How stored samples are held: {encodings} (`lz4`: raw images, "
     "embedded again on replay; survives a backbone change with `edgecl store reembed`).",
     "store.options": "Further keyword options of the store, as JSON.",

@@ -58,9 +58,9 @@ def make_learner(settings: Settings) -> tuple[Learner, Literal["image", "vector"
     backbone, pixels = make_backbone(settings)
     strategy = strategies.create(settings.strategy.name, **strategy_options(settings))
     store = None
-    if settings.store.kind is not None:
-        options = {"seed": settings.seed, **settings.store.create_options()}
-        store = replay.create(settings.store.kind, **options)
+    kind, options = settings.store.resolve(settings.strategy.name, backbone.latent_shape)
+    if kind is not None:
+        store = replay.create(kind, seed=settings.seed, **options)
     if holds_inputs(store) and pixels != "image":
         raise ValueError(
             "a store with encoding lz4 keeps raw images, which needs the image backbone "

@@ -58,8 +58,13 @@ class StrategySettings(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+#: ``store.kind``: the store the strategy's paper uses (none for slda, ncm, cwr_star, naive).
+PAPER = "paper"
+
+
 class StoreSettings(BaseModel):
-    """The replay store (``kind`` null: none), its byte budget and how latents are encoded.
+    """The replay store (``kind`` ``paper``: the one the strategy's paper uses, which may be
+    none; null: none), its byte budget and how latents are encoded.
 
     >>> StoreSettings(kind=None).kind is None
     True
@@ -67,17 +72,38 @@ class StoreSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: str | None = "class_balanced"
-    max_bytes: int = Field(default=16 << 20, ge=1)
+    kind: str | None = PAPER
+    max_bytes: int | None = Field(default=None, ge=1)
     encoding: str | None = "int8"
     options: dict[str, Any] = Field(default_factory=dict)
 
-    def create_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``edgecl.replay.create``."""
-        out: dict[str, Any] = {"max_bytes": self.max_bytes, **self.options}
+    def resolve(
+        self, strategy: str, latent_shape: tuple[int, ...]
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The store kind and its ``edgecl.replay.create`` options for ``strategy``: the
+        paper's store and budget (``edgecl.strategies.paper_store``) unless named here; an
+        unset budget is the paper's (1500 latents), or 16 MiB for a store named here.
+
+        >>> StoreSettings().resolve("slda", (1280,)), StoreSettings().resolve("gdumb", (4,))
+        ((None, {}), ('class_balanced', {'max_bytes': 24000, 'encoding': 'int8'}))
+        """
+        from edgecl import strategies
+
+        kind, options = self.kind, dict(self.options)
+        if kind == PAPER:
+            paper = strategies.paper_store(strategy)
+            if paper.kind is None:
+                return None, {}
+            kind, options = paper.kind, {**paper.options, **options}
+            budget = paper.max_bytes(self.encoding or "int8", latent_shape)
+        else:
+            budget = 16 << 20
+        if kind is None:
+            return None, {}
+        options["max_bytes"] = self.max_bytes if self.max_bytes is not None else budget
         if self.encoding is not None:
-            out["encoding"] = self.encoding
-        return out
+            options["encoding"] = self.encoding
+        return kind, options
 
 
 class Settings(HttpSettings, BaseSettings):

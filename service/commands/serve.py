@@ -38,8 +38,10 @@ def check(settings: Settings) -> None:
     from edgecl import replay, strategies
 
     strategies.create(settings.strategy.name, **settings.strategy.options)
-    if settings.store.kind is not None:
-        replay.create(settings.store.kind, **settings.store.create_options())
+    # The budget of a paper store depends on the latent shape; any shape checks the options.
+    kind, options = settings.store.resolve(settings.strategy.name, (settings.latent_dim,))
+    if kind is not None:
+        replay.create(kind, **options)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -63,12 +63,13 @@ async def page() -> FileResponse:
 def _settings_view(request: Request) -> dict[str, Any]:
     """What the page shows under "strategy and settings" (never the token)."""
     s, rt = settings(request), runtime(request)
+    store = rt.learner.store  # the settings may say "paper": show what it became
     return {
         "strategy": s.strategy.name,
         "strategy_options": rt.learner.strategy.options(),
-        "store": s.store.kind,
-        "store_encoding": s.store.encoding,
-        "store_max_bytes": s.store.max_bytes,
+        "store": None if store is None else store.name,
+        "store_encoding": None if store is None else store.options().get("encoding"),
+        "store_max_bytes": None if store is None else store.max_bytes,
         "backbone": s.backbone if s.backbone == "identity" else f"{s.backbone} ({s.backbone_cut})",
         "latent_shape": list(rt.learner.latent_shape),
         "prequential_window": s.prequential_window,

@@ -43,7 +43,7 @@ def test_yaml_file(tmp_path: Path) -> None:
     )
     s = load_settings(path)
     assert s.port == 9001 and s.strategy.options == {"temperature": 0.5}
-    assert s.store.create_options() == {"max_bytes": 4096, "encoding": "float16"}
+    assert s.store.resolve("ncm", (4,)) == ("reservoir", {"max_bytes": 4096, "encoding": "float16"})
 
 
 def test_environment_beats_file_and_flags_beat_both(
