@@ -15,7 +15,7 @@ from service.embed_batching import EmbedBatcher
 from service.inputs import Embedder
 from service.observability.metrics import Telemetry
 from service.runtime import LearnerRuntime
-from service.settings import Settings
+from service.settings import PAPER, Settings
 
 
 def make_backbone(settings: Settings) -> tuple[Backbone, Literal["image", "vector"]]:
@@ -122,6 +122,7 @@ def build_runtime(settings: Settings, *, durable: bool = True) -> LearnerRuntime
         checkpoints=checkpoints,
         max_classes=settings.max_classes,
         probe_rescore_s=settings.probe.rescore_s,
+        keep_saved_store=settings.store.kind == PAPER,
         embedder=make_embedder(settings, learner.backbone, pixels),
         observer=Telemetry(),
     )

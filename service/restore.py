@@ -116,6 +116,10 @@ def _load(writer: Writer, state: dict[str, Any], reembed: bool = False) -> None:
     want = (current.strategy.name, None if current.store is None else current.store.name)
     store = saved["store"]
     got = (saved["strategy"]["name"], None if store is None else store["name"])
+    if want[0] == got[0] and want[1] != got[1] and writer.keep_saved_store:
+        # The settings did not name a store: the model keeps the one it was learned with.
+        log.info("the data dir's model keeps its replay store %r", got[1])
+        want = got
     if want != got:
         raise ValueError(
             f"the data dir holds a model with strategy {got[0]!r} and store {got[1]!r}, "

@@ -85,6 +85,7 @@ class LearnerRuntime:
         max_classes: int | None = None,
         embedder: Embedder | None = None,
         probe_rescore_s: float = 2.0,
+        keep_saved_store: bool = False,
         observer: Observer | None = None,
     ) -> None:
         # The embedder only uses the backbone, which a restore keeps.
@@ -102,6 +103,7 @@ class LearnerRuntime:
             recent_ids=queue.recent_ids,
             max_classes=max_classes,
             probe_rescore_s=probe_rescore_s,
+            keep_saved_store=keep_saved_store,
         )
         self.queue = MicroBatchQueue[LearnJob | _Control](
             queue.size, queue.max_batch, queue.max_wait_ms / 1000.0, _size

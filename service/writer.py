@@ -82,6 +82,7 @@ class Writer:
         recent_ids: int = 10_000,
         max_classes: int | None = None,
         probe_rescore_s: float = 2.0,
+        keep_saved_store: bool = False,
     ) -> None:
         self.learner = learner
         self.max_classes = max_classes  # None: no limit
@@ -102,6 +103,7 @@ class Writer:
         self.learned_here = 0  # samples learned by this process (not restored or replayed)
         self.wear = Wear()  # bytes written per sample learned, over the last hour
         self.reembed_skipped = 0  # WAL samples without raw inputs, left out by a re-embed
+        self.keep_saved_store = keep_saved_store  # the settings named no store
         self.probe_rescore_s = probe_rescore_s  # /stats scores the probe anew past this age
         self.probe_view: tuple[float, tuple[int, float, dict[int, float]]] | None = None
         self.published: OpenHead | None = None  # read by predictions without the lock

@@ -98,3 +98,25 @@ def test_stats_show_wear_per_sample_and_the_wal_no_checkpoint_holds(tmp_path: Pa
     assert d.bytes_per_sample_last_hour == (d.wal_bytes + d.checkpoint_bytes) / 6
     assert rt.stats().bytes_written_per_sample == d.bytes_per_sample_last_hour
     rt.stop()
+
+
+def test_a_model_keeps_its_store_unless_the_settings_name_another(tmp_path: Path) -> None:
+    import pytest
+
+    from service.bootstrap import build_runtime
+    from tests.service.conftest import make_settings
+
+    def start(**store: object) -> LearnerRuntime:
+        rt = build_runtime(make_settings(data_dir=tmp_path, store=store))
+        rt.start()
+        return rt
+
+    rt = start(kind="reservoir", max_bytes=1 << 16)
+    learn(rt, 4, 0)
+    rt.stop()
+    # ncm's paper keeps no store, but the model was learned with one: it keeps it.
+    again = start(kind="paper")
+    assert again.stats().store.kind == "reservoir" and again.stats().store.items == 4
+    again.stop()
+    with pytest.raises(ValueError, match="the settings ask for"):
+        start(kind="class_balanced")
