@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -21,10 +21,13 @@ from pydantic_settings import (
 from service.settings_groups import (
     FLAT_KEYS,
     FLAT_NAMES,
+    PAPER,
     DurabilitySettings,
     MqttSettings,
     ProbeSettings,
     QueueSettings,
+    StoreSettings,
+    StrategySettings,
     fold,
 )
 from service.settings_http import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS, HttpSettings
@@ -32,78 +35,20 @@ from service.settings_http import DEFAULT_DECODE_PIXELS, DEFAULT_REQUEST_PIXELS,
 __all__ = [
     "DEFAULT_DECODE_PIXELS",
     "DEFAULT_REQUEST_PIXELS",
+    "PAPER",
     "DurabilitySettings",
     "MqttSettings",
     "ProbeSettings",
     "QueueSettings",
     "Settings",
+    "StoreSettings",
+    "StrategySettings",
     "load_settings",
 ]
 
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "edgecl_config_file", default=None
 )
-
-
-class StrategySettings(BaseModel):
-    """Which head strategy learns, and its options (passed to ``edgecl.strategies.create``).
-
-    >>> StrategySettings(name="ncm", options={"temperature": 0.5}).name
-    'ncm'
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = "slda"
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-#: ``store.kind``: the store the strategy's paper uses (none for slda, ncm, cwr_star, naive).
-PAPER = "paper"
-
-
-class StoreSettings(BaseModel):
-    """The replay store (``kind`` ``paper``: the one the strategy's paper uses, which may be
-    none; null: none), its byte budget and how latents are encoded.
-
-    >>> StoreSettings(kind=None).kind is None
-    True
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: str | None = PAPER
-    max_bytes: int | None = Field(default=None, ge=1)
-    encoding: str | None = "int8"
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    def resolve(
-        self, strategy: str, latent_shape: tuple[int, ...]
-    ) -> tuple[str | None, dict[str, Any]]:
-        """The store kind and its ``edgecl.replay.create`` options for ``strategy``: the
-        paper's store and budget (``edgecl.strategies.paper_store``) unless named here; an
-        unset budget is the paper's (1500 latents), or 16 MiB for a store named here.
-
-        >>> StoreSettings().resolve("slda", (1280,)), StoreSettings().resolve("gdumb", (4,))
-        ((None, {}), ('class_balanced', {'max_bytes': 24000, 'encoding': 'int8'}))
-        """
-        from edgecl import strategies
-
-        kind, options = self.kind, dict(self.options)
-        if kind == PAPER:
-            paper = strategies.paper_store(strategy)
-            if paper.kind is None:
-                return None, {}
-            kind, options = paper.kind, {**paper.options, **options}
-            budget = paper.max_bytes(self.encoding or "int8", latent_shape)
-        else:
-            budget = 16 << 20
-        if kind is None:
-            return None, {}
-        options["max_bytes"] = self.max_bytes if self.max_bytes is not None else budget
-        if self.encoding is not None:
-            options["encoding"] = self.encoding
-        return kind, options
 
 
 class Settings(HttpSettings, BaseSettings):

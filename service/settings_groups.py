@@ -1,4 +1,5 @@
-"""The grouped settings (MQTT, durability, probe, writer queue) and their flat external names.
+"""The grouped settings (MQTT, durability, probe, writer queue, strategy, store) and the flat
+external names of the first four.
 
 Each grouped setting keeps the flat name it always had: ``mqtt_host`` in YAML and as a
 keyword, ``EDGECL_MQTT_HOST`` in the environment. :func:`fold` moves flat keys into their
@@ -206,3 +207,64 @@ def fold(data: Mapping[str, Any]) -> dict[str, Any]:
             continue  # left flat: reported as an unknown key beside the group's own error
         out[group] = {**nested, name: out.pop(flat)}
     return out
+
+
+class StrategySettings(BaseModel):
+    """Which head strategy learns, and its options (passed to ``edgecl.strategies.create``).
+
+    >>> StrategySettings(name="ncm", options={"temperature": 0.5}).name
+    'ncm'
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "slda"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+#: ``store.kind``: the store the strategy's paper uses (none for slda, ncm, cwr_star, naive).
+PAPER = "paper"
+
+
+class StoreSettings(BaseModel):
+    """The replay store (``kind`` ``paper``: the one the strategy's paper uses, which may be
+    none; null: none), its byte budget and how latents are encoded.
+
+    >>> StoreSettings(kind=None).kind is None
+    True
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str | None = PAPER
+    max_bytes: int | None = Field(default=None, ge=1)
+    encoding: str | None = "int8"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    def resolve(
+        self, strategy: str, latent_shape: tuple[int, ...]
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The store kind and its ``edgecl.replay.create`` options for ``strategy``: the
+        paper's store and budget (``edgecl.strategies.paper_store``) unless named here; an
+        unset budget is the paper's (1500 latents), or 16 MiB for a store named here.
+
+        >>> StoreSettings().resolve("slda", (1280,)), StoreSettings().resolve("gdumb", (4,))
+        ((None, {}), ('class_balanced', {'max_bytes': 24000, 'encoding': 'int8'}))
+        """
+        from edgecl import strategies
+
+        kind, options = self.kind, dict(self.options)
+        if kind == PAPER:
+            paper = strategies.paper_store(strategy)
+            if paper.kind is None:
+                return None, {}
+            kind, options = paper.kind, {**paper.options, **options}
+            budget = paper.max_bytes(self.encoding or "int8", latent_shape)
+        else:
+            budget = 16 << 20
+        if kind is None:
+            return None, {}
+        options["max_bytes"] = self.max_bytes if self.max_bytes is not None else budget
+        if self.encoding is not None:
+            options["encoding"] = self.encoding
+        return kind, options
