@@ -73,6 +73,9 @@ def model_figures(url: str) -> dict[str, Any]:
     )
     assert reply.status_code == 200, reply.text
     keys = ("samples_learned", "model_version", "classes", "store", "prequential", "probe")
+    keys += ("calibration",)
+    if stats.get("probe"):
+        del stats["probe"]["age_s"]  # when it was scored, not what the model is
     return {**{k: stats.get(k) for k in keys}, "predictions": reply.json()}
 
 
