@@ -167,12 +167,30 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 body(pngs[i : i + 8], labels[i : i + 8], "msgpack") for i in range(0, n, 8)
             ]
             preds = [predict_body(p) for p in pngs]
-            for load in args.learn_loads:
-                for conc in CONCURRENCY:
-                    row = predict_row(daemon.url, args, load, conc, learn_bodies, preds)
-                    out["predict"].append({"strategy": strategy, **row})
-                    print(out["predict"][-1], flush=True)  # noqa: T201
+            predict_rows(daemon.url, args, strategy, "on", learn_bodies, preds, out)
+        # The same /predict rows with embed batching off, side by side.
+        with (
+            tempfile.TemporaryDirectory(prefix=".service-load-", dir=Path.cwd()) as tmp,
+            Daemon(Path(tmp) / "data", {**env, "EDGECL_EMBED_BATCHING": "false"}) as daemon,
+        ):
+            predict_rows(daemon.url, args, strategy, "off", learn_bodies, preds, out)
     return out
+
+
+def predict_rows(
+    url: str,
+    args: argparse.Namespace,
+    strategy: str,
+    batching: str,
+    learn_bodies: list[bytes],
+    preds: list[bytes],
+    out: dict[str, Any],
+) -> None:
+    for load in args.learn_loads:
+        for conc in CONCURRENCY:
+            row = predict_row(url, args, load, conc, learn_bodies, preds)
+            out["predict"].append({"strategy": strategy, "batching": batching, **row})
+            print(out["predict"][-1], flush=True)  # noqa: T201
 
 
 def predict_row(url: str, args: argparse.Namespace, load: float, conc: int,
@@ -246,16 +264,18 @@ def section(command: str, where: str, args: argparse.Namespace, r: dict[str, Any
         "threads send back to back while one more client learns 8-image msgpack requests, "
         "paced to the *learn load* (images/s; *max* is back to back). *Learned/s* is what "
         "that client achieved during the row. Client threads share the CPUs and Python's "
-        "GIL with each other, so at 16 clients part of the latency is the client's.",
+        "GIL with each other, so at 16 clients part of the latency is the client's. *Embed "
+        "batching*: on, concurrent requests' images share backbone runs (the default, "
+        "`embed_wait_ms` 2); off, each request runs the backbone alone (a second daemon).",
         "",
-        "| strategy | learn load images/s | clients | learned/s | predictions/s | p50 ms | p95 ms "
-        "| p99 ms | requests |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| strategy | embed batching | learn load images/s | clients | learned/s | "
+        "predictions/s | p50 ms | p95 ms | p99 ms | requests |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for p in r["predict"]:
         load = "max" if p["load"] == 0 else f"{p['load']:.0f}"
         lines.append(
-            f"| `{p['strategy']}` | {load} | {p['conc']} | {p['learned_s']:.1f} "
+            f"| `{p['strategy']}` | {p['batching']} | {load} | {p['conc']} | {p['learned_s']:.1f} "
             f"| {p['rps']:.1f} | {p['p50']:.1f} | {p['p95']:.1f} | {p['p99']:.1f} | {p['n']} |"
         )
     return "\n".join(lines) + "\n"

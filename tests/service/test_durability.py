@@ -72,8 +72,15 @@ def model_figures(url: str) -> dict[str, Any]:
         f"{url}/predict", json={"samples": [{"features": p} for p in PROBES], "top_k": 5}
     )
     assert reply.status_code == 200, reply.text
-    keys = ("samples_learned", "model_version", "classes", "store", "prequential", "probe")
-    keys += ("calibration",)
+    keys = (
+        "samples_learned",
+        "model_version",
+        "classes",
+        "store",
+        "prequential",
+        "probe",
+        "calibration",
+    )
     if stats.get("probe"):
         del stats["probe"]["age_s"]  # when it was scored, not what the model is
     return {**{k: stats.get(k) for k in keys}, "predictions": reply.json()}
