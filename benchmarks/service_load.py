@@ -167,13 +167,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 body(pngs[i : i + 8], labels[i : i + 8], "msgpack") for i in range(0, n, 8)
             ]
             preds = [predict_body(p) for p in pngs]
-            predict_rows(daemon.url, args, strategy, "on", learn_bodies, preds, out)
-        # The same /predict rows with embed batching off, side by side.
+            predict_rows(daemon.url, args, strategy, "off", learn_bodies, preds, out)
+        # The same /predict rows with embed batching on, side by side.
         with (
             tempfile.TemporaryDirectory(prefix=".service-load-", dir=Path.cwd()) as tmp,
-            Daemon(Path(tmp) / "data", {**env, "EDGECL_EMBED_BATCHING": "false"}) as daemon,
+            Daemon(Path(tmp) / "data", {**env, "EDGECL_EMBED_BATCHING": "true"}) as daemon,
         ):
-            predict_rows(daemon.url, args, strategy, "off", learn_bodies, preds, out)
+            predict_rows(daemon.url, args, strategy, "on", learn_bodies, preds, out)
     return out
 
 
@@ -265,8 +265,8 @@ def section(command: str, where: str, args: argparse.Namespace, r: dict[str, Any
         "paced to the *learn load* (images/s; *max* is back to back). *Learned/s* is what "
         "that client achieved during the row. Client threads share the CPUs and Python's "
         "GIL with each other, so at 16 clients part of the latency is the client's. *Embed "
-        "batching*: on, concurrent requests' images share backbone runs (the default, "
-        "`embed_wait_ms` 2); off, each request runs the backbone alone (a second daemon).",
+        "batching*: off (the default), each request runs the backbone alone; on (a second "
+        "daemon), concurrent requests' images share backbone runs (`embed_wait_ms` 2).",
         "",
         "| strategy | embed batching | learn load images/s | clients | learned/s | "
         "predictions/s | p50 ms | p95 ms | p99 ms | requests |",

@@ -92,8 +92,9 @@ class Settings(HttpSettings, BaseSettings):
         "graph optimisations off (slower, the same on every CPU).",
     )
     embed_batching: bool = Field(
-        default=True,
-        description="Run the images of concurrent requests through the backbone as one batch.",
+        default=False,
+        description="Run the images of concurrent requests through the backbone as one batch "
+        "(off by default: on a 2-core CPU it did not pay, see BENCHMARKS.md).",
     )
     embed_wait_ms: float = Field(
         default=2.0,
