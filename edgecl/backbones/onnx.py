@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -13,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edgecl.backbones.manifest import read_manifest, sha256_file
 from edgecl.backbones.preprocess import (
     DEFAULT_MAX_PIXELS,
     RESIZE_POLICIES,
@@ -22,37 +21,13 @@ from edgecl.backbones.preprocess import (
 )
 from edgecl.types import FloatArray, State
 
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "OnnxBackbone", "read_manifest", "sha256_file"]
+
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_manifest(path: str | os.PathLike[str]) -> State:
-    """Load a build manifest and check that its model file is there and intact."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"backbone manifest {path} not found; run `edgecl backbone build`")
-    try:
-        manifest: State = json.loads(path.read_text())
-        model = path.parent / manifest["model"]["file"]
-        expected = manifest["model"]["sha256"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is not a backbone manifest: {exc}") from None
-    if not model.is_file():
-        raise ValueError(f"{model} (named in {path}) is missing; rebuild the backbone")
-    if sha256_file(model) != expected:
-        raise ValueError(f"{model} does not match the sha256 in {path}; rebuild the backbone")
-    return manifest
 
 
 class OnnxBackbone:
