@@ -17,6 +17,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from edgecl.bench.report import cpu_flags
+
 __all__ = [
     "MSGPACK",
     "backbone_dir",
@@ -34,25 +36,6 @@ __all__ = [
 
 MSGPACK = "application/msgpack"
 BACKBONE_CACHE = Path(tempfile.gettempdir()) / "edgecl-bench-backbone"
-
-
-# The instruction-set flags that change NumPy's and ONNX Runtime's kernels (x86, then Arm).
-SPEED_FLAGS = (
-    "avx2 fma avx512f avx512bw avx512_vnni avx_vnni amx_int8 asimd asimddp i8mm sve"
-).split()
-
-
-def cpu_flags() -> str:
-    """The :data:`SPEED_FLAGS` this CPU has, as ``/proc/cpuinfo`` lists them."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    have = set()
-    for line in text.splitlines():
-        if line.split(":", 1)[0].strip() in ("flags", "Features"):
-            have.update(line.split(":", 1)[1].split())
-    return " ".join(f for f in SPEED_FLAGS if f in have) or "none of " + " ".join(SPEED_FLAGS)
 
 
 def machine() -> str:

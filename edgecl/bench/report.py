@@ -13,12 +13,32 @@ from edgecl.bench.cl import Result
 HEADING = "## Split-Fashion-MNIST, class-incremental (strategies)"
 
 
+#: The instruction-set flags that change NumPy's and ONNX Runtime's kernels (x86, then Arm).
+SPEED_FLAGS = (
+    "avx2 fma avx512f avx512bw avx512_vnni avx_vnni amx_int8 asimd asimddp i8mm sve"
+).split()
+
+
+def cpu_flags() -> str:
+    """The :data:`SPEED_FLAGS` this CPU has, as ``/proc/cpuinfo`` lists them."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    have = set()
+    for line in text.splitlines():
+        if line.split(":", 1)[0].strip() in ("flags", "Features"):
+            have.update(line.split(":", 1)[1].split())
+    return " ".join(f for f in SPEED_FLAGS if f in have) or "none of " + " ".join(SPEED_FLAGS)
+
+
 def machine() -> str:
     """One line on where the numbers come from."""
     import numpy as np
 
     parts = [
         f"{platform.machine()}, {os.cpu_count()} logical cores",
+        f"CPU flags {cpu_flags()}",
         f"Python {platform.python_version()}",
         f"NumPy {np.__version__}",
     ]

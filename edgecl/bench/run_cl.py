@@ -41,6 +41,12 @@ def heading(stream: str, per_experience: int, n_experiences: int) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m edgecl.bench.run_cl", description=__doc__)
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of this benchmark (also those of ``edgecl bench tuned``)."""
     p.add_argument("--strategies", default="cwr_star,gdumb,exstream")
     p.add_argument("--stream", choices=sorted(STREAMS), default="fashion")
     p.add_argument("--classes-per-experience", type=int, default=2)
@@ -55,11 +61,13 @@ def parser() -> argparse.ArgumentParser:
         "--memory-bound", action="store_true", help="add the joint trainer on gdumb's memory"
     )
     p.add_argument("--out", type=Path, default=None)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    return run_args(parser().parse_args(argv))
+
+
+def run_args(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     grid = tuple(float(v) for v in args.lr_grid.split(",") if v.strip())
     train, test, _ = fashion_latents(

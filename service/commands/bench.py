@@ -1,4 +1,5 @@
 """``edgecl bench cl``: strategies on Split-Fashion-MNIST latents, written to BENCHMARKS.md;
+``edgecl bench tuned``: any class layout with learning rates chosen on validation;
 ``edgecl bench openset``: their calibration and open-set figures."""
 
 from __future__ import annotations
@@ -55,6 +56,16 @@ def add_parser(sub: Any) -> None:
     )
     cl.set_defaults(run=run_cl)
     from edgecl.bench import openset
+    from edgecl.bench import run_cl as tuned_cl
+
+    tuned = kinds.add_parser(
+        "tuned",
+        help="strategies on any class layout (e.g. single-class experiences), each "
+        "learning rate chosen on a validation split",
+        description=(tuned_cl.__doc__ or "").split("\n\n")[0],
+    )
+    tuned_cl.add_arguments(tuned)
+    tuned.set_defaults(run=tuned_cl.run_args)
 
     parser = kinds.add_parser(
         "openset",
