@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from edgecl import codec
 from edgecl.learner import Learner
 from service.errors import StorageUnavailableError
 from service.heads import freeze
@@ -68,8 +67,6 @@ def restore(writer: Writer, reembed: bool = False) -> None:
     for seq, record in writer.wal.replay(writer.applied_seq):
         if record.get("part", 0) == 0:  # a new micro-batch (or a record without parts)
             _replay(writer, batch)
-        if writer.checkpointer is not None:  # replayed bytes are in no checkpoint yet
-            writer.checkpointer.wal_tail += len(codec.packb(record))
         if record.get("kind") == "learn":
             if reembed:
                 record = _reembedded(writer, record)
@@ -77,6 +74,8 @@ def restore(writer: Writer, reembed: bool = False) -> None:
                 batch.append(record)
         writer.applied_seq = seq
     _replay(writer, batch)
+    if writer.checkpointer is not None:  # the replayed records are in no checkpoint yet
+        writer.checkpointer.wal_tail += writer.wal.replayed_bytes
     if writer.counters["replayed"]:
         log.info("replayed %d samples from the WAL", writer.counters["replayed"])
     writer.published = freeze(writer.learner)

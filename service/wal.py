@@ -62,6 +62,7 @@ class WriteAheadLog:
         self.directory = Path(directory)
         self.fsync, self.group_ms, self.segment_bytes = fsync, float(group_ms), int(segment_bytes)
         self.last_seq = self.bytes_written = 0
+        self.replayed_bytes = 0  # bytes of the records the last replay read
         self._cond = threading.Condition()
         self._files = SegmentFiles(self.directory)  # used with _cond held
         self._sync_error: StorageError | None = None
@@ -219,12 +220,16 @@ class WriteAheadLog:
                 self._stop.wait(_RETRY_S)
 
     def replay(self, after_seq: int) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Valid records with seq > ``after_seq``, in order. The torn tail of the newest
-        segment was cut when the log was opened; a corrupt stretch inside an older segment
-        is logged and skipped (later segments still replay)."""
+        """Valid records with seq > ``after_seq``, in order; ``replayed_bytes`` counts
+        their bytes on disk. The torn tail of the newest segment was cut when the log was
+        opened; a corrupt stretch inside an older segment is logged and skipped (later
+        segments still replay)."""
         with self._cond:
             firsts = list(self._files.firsts)
-        yield from self._files.read(firsts, after_seq)
+        self.replayed_bytes = 0
+        for seq, record, size in self._files.read(firsts, after_seq):
+            self.replayed_bytes += size
+            yield seq, record
 
     def covers(self, first: int, last: int) -> bool:
         """Whether records ``first..last`` are all still here (none were compacted away);

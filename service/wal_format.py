@@ -148,10 +148,10 @@ def recover_segment(path: Path, first_seq: int) -> tuple[int, int]:
 
 def read_segment(
     path: Path, first_seq: int, after_seq: int, next_first: int | None
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Valid records of one segment with seq > ``after_seq``; where a corrupt stretch ends
-    them early, that is logged with the seqs lost (up to ``next_first``, the next segment's
-    first seq) and the rest of the file skipped."""
+) -> Iterator[tuple[int, dict[str, Any], int]]:
+    """Valid records of one segment with seq > ``after_seq``, each with its framed size;
+    where a corrupt stretch ends them early, that is logged with the seqs lost (up to
+    ``next_first``, the next segment's first seq) and the rest of the file skipped."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -159,7 +159,7 @@ def read_segment(
     records, end, reason = scan(data, first_seq)
     for seq, body in records:
         if seq > after_seq:
-            yield seq, decode(body)
+            yield seq, decode(body), HEADER + len(body)
     if end < len(data):
         lost = f"{first_seq + len(records)}..{next_first - 1}" if next_first else "from there on"
         log.warning(

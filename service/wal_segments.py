@@ -108,8 +108,9 @@ class SegmentFiles:
         """Whether no record from ``first_seq`` on was compacted away."""
         return bool(self.firsts) and self.firsts[0] <= first_seq
 
-    def read(self, firsts: list[int], after_seq: int) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Valid records with seq > ``after_seq`` of the segments ``firsts`` (a copy of
+    def read(self, firsts: list[int], after_seq: int) -> Iterator[tuple[int, dict[str, Any], int]]:
+        """Valid records (with their framed sizes) with seq > ``after_seq`` of the segments
+        ``firsts`` (a copy of
         :attr:`firsts` taken under the log's lock), in order, skipping whole segments
         that end at or before ``after_seq``."""
         for first, next_first in zip(firsts, [*firsts[1:], None], strict=False):

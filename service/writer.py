@@ -30,6 +30,7 @@ _DURABILITY = DurabilitySettings()  # the default, only read
 class WriteAheadLogLike(Protocol):
     last_seq: int
     bytes_written: int
+    replayed_bytes: int
 
     def append_many(self, records: list[dict[str, Any]]) -> int: ...
     def wait_durable(self, seq: int) -> None: ...
