@@ -1,6 +1,6 @@
 """The three roles a learner is built from, and the optional capabilities a strategy may
-have (:class:`Retrainable`, :class:`Freezable`, :class:`Logits`, :class:`Novelty`,
-:class:`Snapshot`). Interfaces only, no logic."""
+have (:class:`Retrainable`, :class:`Logits`, :class:`Novelty`, :class:`Snapshot`).
+Interfaces only, no logic."""
 
 from __future__ import annotations
 
@@ -102,14 +102,6 @@ class Retrainable(Protocol):
 
 
 @runtime_checkable
-class Freezable(Protocol):
-    """A strategy that can hand out a frozen copy of its head: a function of latents that
-    later learning does not change (predictions read it without waiting for learning)."""
-
-    def predictor(self) -> Callable[[FloatArray], FloatArray]: ...
-
-
-@runtime_checkable
 class Logits(Protocol):
     """A strategy whose probabilities are a softmax of scores it can give: ``logits_many``
     returns them ``(N, n_classes)``, ``-inf`` for classes never trained. Temperature
@@ -130,6 +122,6 @@ class Novelty(Protocol):
 class Snapshot(Protocol):
     """A strategy that can hand out a frozen copy of itself: the same methods (its
     :class:`Logits` and :class:`Novelty` too), answering as the head does now whatever
-    it learns later (see :class:`Freezable`, of which this is the whole-head form)."""
+    it learns later, so predictions may read it without waiting for learning."""
 
     def snapshot(self) -> Strategy: ...

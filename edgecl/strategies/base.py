@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -19,8 +18,20 @@ def flat(z: FloatArray) -> FloatArray:
 
 
 def frozen_copy(head: T, *arrays: str) -> T:
-    """A shallow copy of ``head`` owning copies of the named arrays (see
-    :func:`frozen_predictor`): a snapshot that later learning by ``head`` leaves alone."""
+    """A shallow copy of ``head`` owning copies of the named arrays: a snapshot that later
+    learning by ``head`` leaves alone, so it may answer from other threads without the
+    learner's lock. Name every array the head's learning changes in place (arrays it
+    replaces are safe to share).
+
+    >>> from edgecl.strategies.ncm import NCM
+    >>> head = NCM()
+    >>> head.add_classes(2)
+    >>> head.learn_many(np.array([[0.0, 1.0], [1.0, 0.0]], np.float32), np.array([0, 1]))
+    >>> frozen = frozen_copy(head, "means", "counts")
+    >>> head.learn_many(np.array([[5.0, 5.0]], np.float32), np.array([0]))
+    >>> frozen.predict_proba_many(np.array([[0.0, 1.0]], np.float32)).argmax(axis=1).tolist()
+    [0]
+    """
     clone = copy.copy(head)
     for name in arrays:
         setattr(clone, name, getattr(head, name).copy())
@@ -50,23 +61,3 @@ def energy(logits: Float64Array) -> Float64Array:
     with np.errstate(divide="ignore"):
         lse = safe + np.log(np.exp(logits - safe[:, None]).sum(axis=1))
     return np.asarray(-lse, dtype=np.float64)
-
-
-def frozen_predictor(head: Any, *arrays: str) -> Callable[[FloatArray], FloatArray]:
-    """``predict_proba_many`` of a copy of ``head`` that owns copies of the named arrays:
-    what it answers cannot change while ``head`` learns on, so it may be called from
-    other threads without the learner's lock. Name every array the head's learning
-    changes in place (arrays it replaces are safe to share).
-
-    >>> from edgecl.strategies.ncm import NCM
-    >>> head = NCM()
-    >>> head.add_classes(2)
-    >>> head.learn_many(np.array([[0.0, 1.0], [1.0, 0.0]], np.float32), np.array([0, 1]))
-    >>> predict = frozen_predictor(head, "means", "counts")
-    >>> head.learn_many(np.array([[5.0, 5.0]], np.float32), np.array([0]))
-    >>> predict(np.array([[0.0, 1.0]], np.float32)).argmax(axis=1).tolist()
-    [0]
-    """
-    clone = frozen_copy(head, *arrays)
-    predict: Callable[[FloatArray], FloatArray] = clone.predict_proba_many
-    return predict

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from edgecl.registry import Configurable
@@ -166,9 +164,6 @@ class CWRStar(Configurable):
     def snapshot(self) -> CWRStar:
         """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_copy`)."""
         return frozen_copy(self, "cw", "past")
-
-    def predictor(self) -> Callable[[FloatArray], FloatArray]:
-        return self.snapshot().predict_proba_many
 
     def state_dict(self) -> State:
         return {"cw": self.cw.copy(), "past": self.past.copy(), "calls": self.calls}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 
 import numpy as np
 
@@ -135,9 +134,6 @@ class ExStream(Configurable):
         clone.counts = self.counts.copy()
         clone.sums = None if self.sums is None else self.sums.copy()
         return clone
-
-    def predictor(self) -> Callable[[FloatArray], FloatArray]:
-        return self.snapshot().predict_proba_many
 
     def state_dict(self) -> State:
         return {

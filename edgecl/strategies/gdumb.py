@@ -218,9 +218,6 @@ class GDumb(Configurable):
         a retrain replaces the head whole)."""
         return frozen_copy(self, "means", "counts")
 
-    def predictor(self) -> Callable[[FloatArray], FloatArray]:
-        return self.snapshot().predict_proba_many
-
     # -- state ------------------------------------------------------------------------
     def state_dict(self) -> State:
         return {

@@ -7,7 +7,6 @@ While no class has been trained at all, the probabilities are uniform.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -281,9 +280,6 @@ class SoftmaxHead(Configurable):
     def snapshot(self) -> SoftmaxHead:
         """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_copy`)."""
         return frozen_copy(self, "w", "b", "counts")
-
-    def predictor(self) -> Callable[[FloatArray], FloatArray]:
-        return self.snapshot().predict_proba_many
 
     def state_dict(self) -> State:
         return {

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from edgecl.registry import Configurable
@@ -80,10 +78,6 @@ class NCM(Configurable):
     def snapshot(self) -> NCM:
         """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_copy`)."""
         return frozen_copy(self, "means", "counts")
-
-    def predictor(self) -> Callable[[FloatArray], FloatArray]:
-        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_predictor`)."""
-        return self.snapshot().predict_proba_many
 
     def state_dict(self) -> State:
         return {"means": self.means.copy(), "counts": self.counts.copy()}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -260,9 +259,6 @@ class StreamingLDA(Configurable):
         clone._kept, clone._few = copy.copy(self._kept), copy.copy(self._few)
         clone._pending = list(self._pending)
         return clone
-
-    def predictor(self) -> Callable[[FloatArray], FloatArray]:
-        return self.snapshot().predict_proba_many
 
     def state_dict(self) -> State:
         sigma, few = self.sigma, self._few
