@@ -3,7 +3,7 @@ how sure they are and whether the input is unlike every taught class (edgecl.ope
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgecl.labels import LabelMap
 from edgecl.openset import Calibration, OpenHead, OpenPrediction, freeze
@@ -28,11 +28,11 @@ class OpenSetLearning:
     model_version: int
     calibration: Calibration
 
-    def check_latents(self, z: Any) -> FloatArray:
-        raise NotImplementedError  # the learner's
+    if TYPE_CHECKING:  # the learner's own methods, declared for the type checker only
 
-    def predict_proba_latents(self, z: Any) -> FloatArray:
-        raise NotImplementedError  # the learner's
+        def check_latents(self, z: Any) -> FloatArray: ...
+
+        def predict_proba_latents(self, z: Any) -> FloatArray: ...
 
     def rescore(self) -> None:
         """Re-score the probe (if any) and refit the calibration on its held items."""
@@ -55,5 +55,16 @@ class OpenSetLearning:
 
     def open_head(self) -> OpenHead | None:
         """:meth:`predict_open` of the head as it is now, frozen: later learning does not
-        change its answers (None when the strategy cannot freeze or knows no class)."""
+        change its answers (None when the strategy cannot freeze or knows no class).
+
+        >>> import numpy as np
+        >>> from edgecl import Learner, strategies
+        >>> from edgecl.backbones import IdentityBackbone
+        >>> learner = Learner(IdentityBackbone(2), strategies.create("ncm"))
+        >>> learner.learn_latents(np.array([[0.0, 1.0], [1.0, 0.0]]), ["up", "right"])
+        >>> head = learner.open_head()
+        >>> learner.learn_latents(np.array([[0.0, -1.0]]), ["down"])
+        >>> head.labels, head.version, head.predict(np.array([[0.0, -1.0]], np.float32)).proba.shape
+        (['up', 'right'], 1, (1, 2))
+        """
         return freeze(self.strategy, self.calibration, self.labels.labels, self.model_version)

@@ -166,12 +166,6 @@ class ProbeSet:
         right = np.argmax(learner.predict_proba_latents(z), axis=1) == y
         return float(right.mean()), {c: float(right[y == c].mean()) for c in np.unique(y).tolist()}
 
-    def forgetting(self, index: int) -> float | None:
-        """Best accuracy of class ``index`` so far minus its accuracy at the last re-score."""
-        if index not in self.last:
-            return None
-        return self.best[index] - self.last[index]
-
     def report(
         self, labels: Sequence[Label], fresh: tuple[int, float, dict[int, float]] | None = None
     ) -> dict[str, Any]:

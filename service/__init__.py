@@ -15,7 +15,7 @@ How one ``POST /learn`` travels (an MQTT ``learn`` message takes the same path f
       ▼
     writer thread    runtime._run → writer.Writer.learn_batch
       dedup, WAL       sample_ids.RecentIds, records.learn_record → wal.WriteAheadLog
-      learn            Learner.learn_batch (probe, strategy, store); heads.freeze publishes
+      learn            Learner.learn_batch (probe, strategy, store); Learner.open_head publishes
       durable          wal fsync (wal.py, wal_segments.py), then the future resolves
       checkpoint       checkpointing.Checkpointer: when the WAL since the last one holds as many
                        bytes as it (checkpoints.Checkpoints writes it; restore.py reads it back)

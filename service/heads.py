@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecl.learner import Learner
 from edgecl.openset import OpenHead, OpenPrediction
 from edgecl.types import Label
 
-__all__ = ["OpenHead", "PredictResult", "Prediction", "freeze", "rank"]
+__all__ = ["OpenHead", "PredictResult", "Prediction", "rank"]
 
 
 @dataclass(frozen=True)
@@ -53,19 +52,3 @@ def rank(out: OpenPrediction, labels: list[Label], version: int, top_k: int) -> 
         top = ranked[0]
         predictions.append(Prediction(top[0], top[1], ranked, float(novelty), bool(unknown)))
     return PredictResult(predictions, version, out.threshold)
-
-
-def freeze(learner: Learner) -> OpenHead | None:
-    """The learner's head as it is now (call under the writer's lock); None if its strategy
-    cannot freeze it or nothing was learned yet.
-
-    >>> from edgecl import strategies
-    >>> from edgecl.backbones import IdentityBackbone
-    >>> learner = Learner(IdentityBackbone(2), strategies.create("ncm"))
-    >>> learner.learn_latents(np.array([[0.0, 1.0], [1.0, 0.0]]), ["up", "right"])
-    >>> head = freeze(learner)
-    >>> learner.learn_latents(np.array([[0.0, -1.0]]), ["down"])
-    >>> head.labels, head.version, head.predict(np.array([[0.0, -1.0]], np.float32)).proba.shape
-    (['up', 'right'], 1, (1, 2))
-    """
-    return learner.open_head()

@@ -13,7 +13,6 @@ from typing import Any
 
 from edgecl.learner import Learner
 from service.errors import StorageUnavailableError
-from service.heads import freeze
 from service.records import record_inputs
 from service.sample_ids import RecentIds
 from service.writer import Writer
@@ -78,7 +77,7 @@ def restore(writer: Writer, reembed: bool = False) -> None:
         writer.checkpointer.wal_tail += writer.wal.replayed_bytes
     if writer.counters["replayed"]:
         log.info("replayed %d samples from the WAL", writer.counters["replayed"])
-    writer.published = freeze(writer.learner)
+    writer.published = writer.learner.open_head()
     if writer.checkpointer is not None and loaded is None and writer.applied_seq == 0:
         # A new data dir: record the backbone it belongs to before any sample arrives,
         # so a WAL replayed later on another backbone is refused, not mislearned.

@@ -17,7 +17,7 @@ from edgecl.learner import Learner
 from edgecl.types import Label, check_label
 from service.checkpointing import Checkpointer, CheckpointPolicy, CheckpointsLike, Wear
 from service.errors import ClassLimitError, SampleError, StorageUnavailableError
-from service.heads import OpenHead, freeze
+from service.heads import OpenHead
 from service.records import learn_record, record_inputs
 from service.sample_ids import RecentIds
 from service.settings_groups import DurabilitySettings
@@ -242,7 +242,7 @@ class Writer:
         if parts:
             with self.lock:
                 self.learner.learn_batch(Batch.join(parts))
-                self.published = freeze(self.learner)
+                self.published = self.learner.open_head()
         self.recent.add_many([i for r in records for i in r["ids"]])
         self.applied_seq = seq
         if self.checkpointer is not None:
@@ -252,7 +252,7 @@ class Writer:
         """Run a state change (e.g. a retrained head) under the lock; it counts as a change."""
         with self.lock:
             action()
-            self.published = freeze(self.learner)
+            self.published = self.learner.open_head()
         if self.checkpointer is not None:  # not in the WAL: only a checkpoint keeps it
             self.checkpointer.changed_outside_wal()
 
