@@ -57,6 +57,8 @@ esac
 
 if ((apt)); then
   say "installing python3 and python3-venv (apt)"
+  # A fresh image's package lists are empty or stale: install would not find the packages.
+  apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     python3 python3-venv ca-certificates >/dev/null
 fi
