@@ -3,6 +3,8 @@ one client can make the daemon hold (bodies, pixels, connections, time)."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 #: Defaults of ``decode_pixels`` and ``max_pixels_per_request`` (also the Embedder's).
@@ -22,6 +24,16 @@ class HttpSettings(BaseModel):
 
     # Security and limits.
     api_token: SecretStr | None = None
+    published_addr: str | None = Field(
+        default=None,
+        description="The address clients reach the daemon on when a port mapping stands "
+        "between (compose sets it from DEPLOY_HTTP_ADDR); unset: `host`. Reachable beyond "
+        "loopback without `api_token`, the daemon refuses to start.",
+    )
+    allow_unauthenticated: bool = Field(
+        default=False,
+        description="Serve beyond loopback without `api_token` anyway (a network you trust).",
+    )
     max_body_bytes: int = Field(default=8 << 20, ge=1024)
     max_samples_per_request: int = Field(default=256, ge=1)
     decode_pixels: int = Field(
@@ -59,9 +71,41 @@ class HttpSettings(BaseModel):
         "its connection is closed.",
     )
 
+    def exposure_problem(self) -> str | None:
+        """Why serving as configured would open the API to the network, or None.
+
+        >>> HttpSettings(host="0.0.0.0").exposure_problem() is not None
+        True
+        >>> HttpSettings(host="0.0.0.0", published_addr="127.0.0.1").exposure_problem()
+        >>> HttpSettings(host="0.0.0.0", api_token="s3cret").exposure_problem()
+        """
+        addr = self.published_addr or self.host
+        if self.api_token is not None or self.allow_unauthenticated or loopback(addr):
+            return None
+        return (
+            f"refusing to serve on {addr} without an API token: anyone who reaches it could "
+            "teach and query the model. Set EDGECL_API_TOKEN (see the README, Security), "
+            "listen on 127.0.0.1, or set EDGECL_ALLOW_UNAUTHENTICATED=true on a network you "
+            "trust"
+        )
+
     @model_validator(mode="after")
     def _token_not_blank(self) -> HttpSettings:
         # An empty token would match an empty "Bearer " header: that is no auth at all.
         if self.api_token is not None and not self.api_token.get_secret_value().strip():
             raise ValueError("api_token is empty; unset EDGECL_API_TOKEN to turn auth off")
         return self
+
+
+def loopback(addr: str) -> bool:
+    """Whether ``addr`` (an IP address or host name) only reaches this machine.
+
+    >>> loopback("127.0.0.1"), loopback("localhost"), loopback("::1"), loopback("0.0.0.0")
+    (True, True, True, False)
+    """
+    if addr.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(addr.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: assume it is reachable

@@ -34,8 +34,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def check(settings: Settings) -> None:
-    """Build the strategy and store once, so bad options fail here and not at start."""
+    """Refuse an unauthenticated API open to the network, and build the strategy and store
+    once, so bad options fail here and not at start."""
     from edgecl import replay, strategies
+
+    problem = settings.exposure_problem()
+    if problem is not None:
+        raise ValueError(problem)
 
     strategies.create(settings.strategy.name, **settings.strategy.options)
     # The budget of a paper store depends on the latent shape; any shape checks the options.
