@@ -102,13 +102,14 @@ def _found(args: argparse.Namespace, label: str | None, by_folder: bool) -> list
     return found.files
 
 
-def _failed(exc: BatchFailed, after: str) -> None:
-    """The daemon's message, and for a refused body the files it names and all it held."""
+def _failed(exc: BatchFailed) -> bool:
+    """The daemon's message, and for a refused body the files it names and all it held
+    (then True: the files are to blame)."""
     err = exc.error
     lines = [f"edgecl: error: {err}" + (f" (HTTP {err.status})" if err.status else "")]
-    if err.status in (401, 409, 503):  # about the daemon, not about these files
+    if err.status in (401, 409, 503, 507):  # about the daemon, not about these files
         print(lines[0], file=sys.stderr)  # noqa: T201
-        return
+        return False
     # The daemon names samples by index ("samples[2].image: ..."): name the files.
     named = " ".join([str(err), *(item.get("loc", "") for item in err.errors)])
     for i in sorted({int(i) for i in re.findall(r"samples\[(\d+)\]", named)}):
@@ -119,9 +120,8 @@ def _failed(exc: BatchFailed, after: str) -> None:
         lines.append(f"  while receiving {size} bytes: over the daemon's EDGECL_MAX_BODY_BYTES?")
     held = ", ".join(str(f.path) for f in exc.files)
     lines.append(f"  the request held {len(exc.files)} file(s): {held}")
-    if after:
-        lines.append(after)
     print("\n".join(lines), file=sys.stderr)  # noqa: T201
+    return True
 
 
 def _drive(
@@ -129,11 +129,14 @@ def _drive(
     args: argparse.Namespace,
     send: Send,
     take: Callable[[list[ImageFile], Any], None],
-    after: Callable[[], str],
-) -> bool:
-    """Send every file in batches under a progress bar, handing each reply to ``take``;
-    False (the error printed, and ``after()`` for a refused batch) when one fails."""
+    resume: str = "",
+    prints: bool = False,
+) -> int:
+    """Send every file in batches under a progress bar, handing each reply to ``take``
+    (which ``prints`` lines: the bar makes way). The exit status: 0, or 1 with the error
+    printed (and ``resume``, how to go on, after a refused batch), 130 on Ctrl-C."""
     progress = Progress(len(files), args.command)
+    done = 0
 
     def note(line: str) -> None:
         progress.clear()
@@ -141,19 +144,30 @@ def _drive(
 
     try:
         for group, reply in batches(files, args.batch, send, note):
-            progress.clear()
+            if prints:
+                progress.clear()
             take(group, reply)
+            done += len(group)
             progress.advance(len(group))
     except BatchFailed as exc:
         progress.clear()
-        _failed(exc, after())
-        return False
+        if _failed(exc) and resume:
+            note(
+                f"the {done} images before that request were sent; fix or remove the "
+                f"file(s), then run the command again: {resume}"
+            )
+        return 1
     except DaemonError as exc:
-        progress.clear()
-        print(f"edgecl: error: {exc}", file=sys.stderr)  # noqa: T201
-        return False
+        note(f"error: {exc}")
+        if done and resume:
+            note(f"{done} of {len(files)} images were sent; run the command again: {resume}")
+        return 1
+    except KeyboardInterrupt:
+        again = f"; run the command again to go on: {resume}" if resume else ""
+        note(f"interrupted after {done} of {len(files)} images{again}")
+        return 130
     progress.close()
-    return True
+    return 0
 
 
 def run_teach(args: argparse.Namespace) -> int:
@@ -177,14 +191,10 @@ def run_teach(args: argparse.Namespace) -> int:
         totals["duplicates"] += reply["duplicates"]
         last.update(reply)
 
-    def after() -> str:
-        return (
-            f"  the {sum(sent.values())} images before it were taught; fix or remove the "
-            "file(s) and run the command again: what was taught is not taught twice"
-        )
-
-    if not _drive(files, args, send, take, after):
-        return 1
+    resume = "what the daemon has learned is not learned twice"
+    code = _drive(files, args, send, take, resume)
+    if code:
+        return code
     counts = ", ".join(f"{label} {n}" for label, n in sorted(sent.items()))
     print(f"sent {sum(sent.values())} images: {counts}")  # noqa: T201
     print(  # noqa: T201
@@ -232,8 +242,9 @@ def run_predict(args: argparse.Namespace) -> int:
             scored.append((f, str(p["label"])))
         sys.stdout.flush()
 
-    if not _drive(files, args, send, take, lambda: ""):
-        return 1
+    code = _drive(files, args, send, take, prints=True)
+    if code:
+        return code
     if args.evaluate:
         _report(scored, args.json)
     return 0
