@@ -133,8 +133,9 @@ def _drive(
     prints: bool = False,
 ) -> int:
     """Send every file in batches under a progress bar, handing each reply to ``take``
-    (which ``prints`` lines: the bar makes way). The exit status: 0, or 1 with the error
-    printed (and ``resume``, how to go on, after a refused batch), 130 on Ctrl-C."""
+    (which ``prints`` lines: the bar makes way). The exit status: 0; 1 when the daemon
+    failed a request, 2 when a file could not be read (the error printed, and ``resume``,
+    how to go on); 130 on Ctrl-C."""
     progress = Progress(len(files), args.command)
     done = 0
 
@@ -162,6 +163,11 @@ def _drive(
         if done and resume:
             note(f"{done} of {len(files)} images were sent; run the command again: {resume}")
         return 1
+    except ValueError as exc:  # a file could not be read
+        note(f"error: {exc}")
+        if done and resume:
+            note(f"{done} of {len(files)} images were sent; run the command again: {resume}")
+        return 2
     except KeyboardInterrupt:
         again = f"; run the command again to go on: {resume}" if resume else ""
         note(f"interrupted after {done} of {len(files)} images{again}")
@@ -198,8 +204,8 @@ def run_teach(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{label} {n}" for label, n in sorted(sent.items()))
     print(f"sent {sum(sent.values())} images: {counts}")  # noqa: T201
     print(  # noqa: T201
-        f"the daemon learned {totals['new']} new and skipped {totals['duplicates']} taught "
-        f"before; it knows {last['classes']} classes, model version {last['model_version']}"
+        f"the daemon took {totals['new']} new and skipped {totals['duplicates']} it already "
+        f"had; it knows {last['classes']} classes, model version {last['model_version']}"
     )
     return 0
 
@@ -242,7 +248,11 @@ def run_predict(args: argparse.Namespace) -> int:
             scored.append((f, str(p["label"])))
         sys.stdout.flush()
 
-    code = _drive(files, args, send, take, prints=True)
+    try:
+        code = _drive(files, args, send, take, prints=True)
+    except BrokenPipeError:  # `edgecl predict photos/ | head`: the reader has enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     if code:
         return code
     if args.evaluate:

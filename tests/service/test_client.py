@@ -94,7 +94,7 @@ def test_teach_a_folder_predict_it_and_teach_it_again(daemon: Daemon, tmp_path: 
     out = edgecl("teach", str(folder), "--url", daemon.url)
     assert out.returncode == 0, out.stderr
     assert "sent 18 images: apple 6, banana 6, cherry 6" in out.stdout
-    assert "the daemon learned 18 new and skipped 0" in out.stdout
+    assert "the daemon took 18 new and skipped 0" in out.stdout
     assert f"skipping {folder / 'notes.txt'}: not an image file" in out.stderr
     # --batch 16 by default; the daemon takes 6 per request: the client halves its batches.
     assert "sending at most 4 images per request" in out.stderr, out.stderr
@@ -110,7 +110,7 @@ def test_teach_a_folder_predict_it_and_teach_it_again(daemon: Daemon, tmp_path: 
     # Again, as after an interruption: every image is acknowledged, none learned twice.
     again = edgecl("teach", str(folder), "--url", daemon.url)
     assert again.returncode == 0, again.stderr
-    assert "the daemon learned 0 new and skipped 18 taught before" in again.stdout
+    assert "the daemon took 0 new and skipped 18 it already had" in again.stdout
     now = stats(daemon.url)
     assert now["samples_learned"] == after["samples_learned"]
     assert now["model_version"] == after["model_version"]
@@ -182,7 +182,7 @@ def test_a_refused_image_is_named_and_a_rerun_after_the_fix_learns_the_rest(
     bad.write_bytes(image(7, seed=999))
     fixed = edgecl("teach", str(folder), "--url", daemon.url, "--batch", "4")
     assert fixed.returncode == 0, fixed.stderr
-    assert "the daemon learned 6 new and skipped 4 taught before" in fixed.stdout
+    assert "the daemon took 6 new and skipped 4 it already had" in fixed.stdout
     assert stats(daemon.url)["samples_learned"] == before["samples_learned"] + 10
 
 
@@ -196,7 +196,7 @@ def test_large_files_are_sent_in_requests_under_the_body_limit(
     out = edgecl("teach", str(folder), "--url", daemon.url)
     assert out.returncode == 0, out.stderr
     assert "sending at most" in out.stderr
-    assert "the daemon learned 8 new" in out.stdout
+    assert "the daemon took 8 new" in out.stdout
     assert stats(daemon.url)["samples_learned"] == before["samples_learned"] + 8
 
     # A single file over the limit cannot be split: named, with the limit to look at.
