@@ -84,7 +84,7 @@ def workdir(root: Path) -> Path:
     photo("photo-coffee.jpg", work / "mug.jpg", (1600, 1200), quality=95)
     photo("photo-lomiri-picos-0.jpg", work / "pen.png", (800, 600))
     photo("photo-lomiri-life-1.jpg", work / "what.jpg", (1600, 1200), quality=95)
-    for label, stem in (("sunset", "photo-lomiri-sunset"), ("seeding", "photo-lomiri-seeding")):
+    for label, stem in (("mug", "photo-lomiri-sunset"), ("pen", "photo-lomiri-seeding")):
         (work / "photos" / label).mkdir(parents=True)
         for i in range(3):
             photo(f"{stem}-{i}.jpg", work / "photos" / label / f"{i}.jpg", (640, 480))
@@ -125,7 +125,7 @@ def answers(out: str) -> list[dict[str, object]]:
 def test_the_readme_quick_start_works_as_written(tmp_path: Path) -> None:
     assert quick_start_commands()[:2] == ["make run", "make test"]
     blocks = dict(BLOCK.findall(README.read_text()))
-    assert {"http", "mqtt"} <= set(blocks), f"quick-start blocks found: {sorted(blocks)}"
+    assert {"http", "mqtt", "client"} <= set(blocks), f"quick-start blocks found: {sorted(blocks)}"
     repo = fresh_copy(tmp_path / "edgecl")
     work = workdir(tmp_path)
     assert (work / "pen.png").stat().st_size > 300_000  # past what one argument may hold
@@ -136,6 +136,8 @@ def test_the_readme_quick_start_works_as_written(tmp_path: Path) -> None:
             "EDGECL_PORT": str(port), "EDGECL_MQTT_HOST": "localhost",
             "EDGECL_MQTT_PORT": str(broker.port), "EDGECL_MQTT_DEVICE_ID": "cam1",
             "MQTT_PORT": str(broker.port),
+            # What `export PATH="$PWD/.venv-run/bin:$PATH"` in the checkout does.
+            "PATH": f"{repo / '.venv-run' / 'bin'}:{os.environ['PATH']}",
         }  # fmt: skip
         env.pop("VIRTUAL_ENV", None)
         log = tmp_path / "make-run.log"
@@ -163,3 +165,5 @@ def test_the_readme_quick_start_works_as_written(tmp_path: Path) -> None:
     mqtt = outputs["mqtt"]
     assert '"predictions"' in mqtt and "online" in mqtt
     assert "ready" in log.read_text() and "edgecl/cam1/" in log.read_text()
+    client = outputs["client"]
+    assert "photos/mug/0.jpg" in client and "accuracy" in client.lower()
