@@ -30,12 +30,15 @@ from service.commands.client_files import (
 from service.commands.client_http import DaemonClient, DaemonError, Dropped
 from service.commands.client_progress import Progress
 
+URL_ENV = "EDGECL_URL"
 TOKEN_ENV = "EDGECL_API_TOKEN"  # the daemon's own setting: the same token works for both
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--url", default="http://127.0.0.1:8080", help="the daemon (default %(default)s)"
+        "--url",
+        default=os.environ.get(URL_ENV, "http://127.0.0.1:8080"),
+        help=f"the daemon (default: ${URL_ENV}, else http://127.0.0.1:8080)",
     )
     parser.add_argument(
         "--token", default=None, help=f"bearer token (default: ${TOKEN_ENV}, as the daemon's)"

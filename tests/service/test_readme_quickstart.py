@@ -135,7 +135,7 @@ def test_the_readme_quick_start_works_as_written(tmp_path: Path) -> None:
             **{k: v for k, v in os.environ.items() if not k.startswith("EDGECL_")},
             "EDGECL_PORT": str(port), "EDGECL_MQTT_HOST": "localhost",
             "EDGECL_MQTT_PORT": str(broker.port), "EDGECL_MQTT_DEVICE_ID": "cam1",
-            "MQTT_PORT": str(broker.port),
+            "MQTT_PORT": str(broker.port), "EDGECL_URL": f"http://127.0.0.1:{port}",
             # What `export PATH="$PWD/.venv-run/bin:$PATH"` in the checkout does.
             "PATH": f"{repo / '.venv-run' / 'bin'}:{os.environ['PATH']}",
         }  # fmt: skip
