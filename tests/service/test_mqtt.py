@@ -29,6 +29,7 @@ from service.settings import MqttSettings, Settings
 from tests.mosquitto import Mosquitto, Probe, available
 from tests.service.conftest import make_settings, sample
 from tests.service.daemon import Daemon, identity_env
+from tests.service.test_image_formats import LEFT, RIGHT, encoded, gray, png_claiming
 
 # CI installs mosquitto (.ci/run): there a missing broker fails instead of skipping.
 pytestmark = pytest.mark.skipif(
@@ -245,6 +246,42 @@ def test_content_type_decides_the_encoding(broker: Mosquitto, tmp_path: Path) ->
         )
         wait_until(lambda: learned(client) == 2, "the two well-formed messages learned")
         assert not [m for m in probe.messages if m.topic == t.error]
+
+
+def test_gif_tiff_and_data_urls_over_mqtt(broker: Mosquitto, tmp_path: Path) -> None:
+    """The image inputs HTTP takes, MQTT takes too; an image too large gets the same one
+    sentence on ``error``, never Pillow's."""
+    dev = device()
+    t = Topics.under("edgecl", dev)
+    settings = mqtt_settings(broker.port, dev, tmp_path)
+    gif, tiff = encoded([gray(LEFT), gray(RIGHT)], "GIF"), encoded([gray(RIGHT)], "TIFF")
+    learn = {
+        "samples": [
+            {"image": gif, "label": "left"},  # msgpack carries the bytes
+            {"image": tiff, "label": "right"},
+        ]
+    }
+    url = "data:image/gif;base64," + base64.b64encode(gif).decode()
+    with Probe(broker.port, [t.status, t.error, "replies/#"]) as probe, running(settings) as client:
+        probe.expect(t.status, is_payload(b"online"))
+        assert probe.publish(t.learn, msgpack.packb(learn))
+        wait_until(lambda: learned(client) == 2, "a GIF and a TIFF learned")
+        request = json.dumps({"samples": [{"image": url}], "top_k": 1}).encode()
+        probe.publish(t.predict_request, request, response_topic="replies/p", correlation=b"p")
+        assert json.loads(probe.expect("replies/p").payload)["predictions"][0]["label"] == "left"
+
+        bomb = {"samples": [{"image": png_claiming(20000, 20000), "label": "big"}]}
+        probe.publish(t.learn, msgpack.packb(bomb), correlation=b"big")
+        detail = json.loads(probe.expect(t.error, correlated(b"big")).payload)["detail"]
+        assert detail.startswith(
+            "samples[0]: image of 20000x20000 = 400000000 pixels is over the limit of 4 pixels"
+        )
+        assert "bomb" not in detail
+        text = {"samples": [{"image": "data:text/plain;base64,aGk=", "label": "x"}]}
+        probe.publish(t.learn, json.dumps(text).encode(), correlation=b"text")
+        detail = json.loads(probe.expect(t.error, correlated(b"text")).payload)["detail"]
+        assert detail.startswith("samples[0].image: image is a data URL of type 'text/plain'")
+        assert learned(client) == 2
 
 
 def test_sample_ids_of_a_rejected_message_are_reported(broker: Mosquitto, tmp_path: Path) -> None:
