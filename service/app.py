@@ -28,6 +28,7 @@ from service.routes import (
     metrics,
     predict,
     retrain,
+    root,
     stats,
 )
 from service.runtime import LearnerRuntime
@@ -147,13 +148,14 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
         from service.mqtt import MqttBridge
 
         app.state.mqtt = MqttBridge(settings, cases, observer=telemetry)
-    for module in (learn, predict, retrain, health, stats, metrics, dashboard, docs):
+    for module in (learn, predict, retrain, health, stats, metrics, dashboard, docs, root):
         app.include_router(module.router)
     _install_handlers(app)
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
     )
     app.add_middleware(RequestMetrics, telemetry=telemetry)
+    app.add_middleware(root.TrailingSlash)  # outermost: every layer sees the bare path
 
     def openapi() -> dict[str, Any]:
         return _openapi(app, runtime.learner.latent_shape)

@@ -44,9 +44,10 @@ class _TooMany(Exception):
     pass
 
 
-def loads(raw: bytes, kind: Kind, max_samples: int) -> Any:
+def loads(raw: bytes, kind: Kind, max_samples: int, what: str = "body") -> Any:
     """Plain data from JSON or msgpack; ``BodyError`` as soon as it holds more maps than
-    ``max_samples`` samples could, or is not valid, or nests too deep."""
+    ``max_samples`` samples could, or is not valid, or nests too deep (``what`` names the
+    bytes in the sentence: a body, a payload)."""
     limit, maps, arrays = _MAPS_PER_SAMPLE * max_samples + _MAPS_SPARE, 0, 0
 
     def counted(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
@@ -78,9 +79,32 @@ def loads(raw: bytes, kind: Kind, max_samples: int) -> Any:
             f"{MAX_ARRAYS} arrays, and one request carries at most {max_samples} samples",
         ) from None
     except RecursionError:
-        raise BodyError(422, f"body is not valid {name}: it is nested too deeply") from None
+        raise BodyError(422, f"{what} is not valid {name}: it is nested too deeply") from None
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise BodyError(422, f"body is not valid {name}: {str(exc)[:200]}") from None
+        why = str(exc) if kind == "json" else msgpack_problem(exc)
+        raise BodyError(422, f"{what} is not valid {name}: {why[:200]}") from None
+
+
+def msgpack_problem(exc: Exception) -> str:
+    """What msgpack's error means, in words (its own texts are terse or misleading).
+
+    >>> try:
+    ...     msgpack.unpackb(b"hello")
+    ... except ValueError as exc:
+    ...     msgpack_problem(exc)
+    'more bytes follow its first object (104); one map is expected'
+    """
+    if isinstance(exc, msgpack.ExtraData):
+        first = repr(exc.unpacked)[:40]
+        return f"more bytes follow its first object ({first}); one map is expected"
+    if isinstance(exc, msgpack.FormatError):
+        return "it holds a byte that begins no msgpack type (such as 0xc1)"
+    if isinstance(exc, msgpack.StackError):
+        return "it is nested too deeply"
+    text = str(exc)
+    if "incomplete input" in text or "exceeds max_" in text:
+        return "it ends before its first object does (cut short?)"
+    return text
 
 
 def validate(model: type[Model], data: Any, max_samples: int) -> Model:

@@ -62,10 +62,29 @@ def _image(value: Any) -> bytes | None:
         return value
     if not isinstance(value, str):
         raise _fail(f"image must be base64 text (JSON) or bytes (msgpack), got {_kind(value)}")
+    if value[:5].lower() == "data:":
+        value = _data_url(value)
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise _fail("image is not valid base64") from None
+
+
+def _data_url(value: str) -> str:
+    """The base64 of a ``data:image/...;base64,`` URL (as a browser's FileReader gives)."""
+    head, comma, data = value.partition(",")
+    if not comma:
+        raise _fail("image is a data URL without a comma: give data:image/jpeg;base64,...")
+    media, *params = head[5:].split(";")
+    media = media.strip().lower()
+    if not media.startswith("image/"):
+        raise _fail(
+            f"image is a data URL of type {media[:50] or '(none)'!r}, not an image: give "
+            "data:image/jpeg;base64,... (or image/png, image/webp, ...)"
+        )
+    if "base64" not in (p.strip().lower() for p in params):
+        raise _fail("image is a data URL without ;base64: give data:image/jpeg;base64,...")
+    return data
 
 
 _TYPE_NAMES: dict[type, str] = {
@@ -143,7 +162,14 @@ def _array(value: Any) -> np.ndarray[Any, Any] | None:
 ImageField = Annotated[
     bytes | None,
     PlainValidator(_image),
-    Schema({"type": "string", "format": "byte", "description": "base64 in JSON, bytes in msgpack"}),
+    Schema(
+        {
+            "type": "string",
+            "format": "byte",
+            "description": "base64 in JSON (a data:image/...;base64, prefix is allowed), "
+            "bytes in msgpack",
+        }
+    ),
 ]
 ArrayField = Annotated[np.ndarray[Any, Any] | None, PlainValidator(_array), Schema(_ARRAY_SCHEMA)]
 LabelField = Annotated[Label, PlainValidator(_label), Schema(_LABEL_SCHEMA)]

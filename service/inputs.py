@@ -94,7 +94,8 @@ class Embedder:
             # The identity backbone takes images of exactly its latent size: no larger one
             # is worth decoding.
             size = int(np.prod(self.latent_shape))
-            pixels, n = decode(data, self.budget, max_pixels=size)
+            why = f"this backbone takes images of {size} pixels, as its features"
+            pixels, n = decode(data, self.budget, max_pixels=size, why=why)
             gray: np.ndarray[Any, Any] = pixels.mean(axis=2, dtype=np.float32) / 255.0
             return gray.reshape(-1), n
         return decode(data, self.budget, fit=self.fit)

@@ -75,14 +75,59 @@ class Inbound:
     content_type: str | None = None
 
     @property
-    def encoding(self) -> Encoding:
-        """MQTT 5 content type if given, else sniffed: JSON starts with ``{`` or ``[``."""
+    def declared(self) -> Encoding | None:
+        """What the MQTT 5 content type says, if it names JSON or msgpack."""
         kind = (self.content_type or "").lower()
         if "msgpack" in kind:
             return MSGPACK
-        if "json" in kind or self.payload.lstrip()[:1] in (b"{", b"["):
+        return JSON if "json" in kind else None
+
+    @property
+    def encoding(self) -> Encoding:
+        """What a reply is sent as: the content type's, else the payload's (see
+        :func:`encoding_of`), else JSON."""
+        try:
+            return encoding_of(self)
+        except Rejected:
             return JSON
+
+
+#: First bytes of a msgpack map or array (fixmap, fixarray, array 16/32, map 16/32).
+_MSGPACK_STARTS = frozenset([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
+
+
+def encoding_of(message: Inbound) -> Encoding:
+    """The content type's encoding if it names one, else the payload's first byte says:
+    ``{`` (or ``[``) is JSON, a msgpack map (or array) header is msgpack, anything else is
+    ``Rejected`` with a sentence saying what was expected.
+
+    >>> encoding_of(Inbound("t", b"hello", 1, 1, 1))
+    Traceback (most recent call last):
+    ...
+    service.mqtt_wire.Rejected: payload is neither JSON (an object, starting with '{') nor \
+msgpack (a map, whose first byte is 0x80-0x8f, 0xde or 0xdf): it starts with b'hello'; an \
+MQTT 5 content type (application/json or application/msgpack) can say which it is
+    """
+    declared = message.declared
+    if declared is not None:
+        return declared
+    payload = message.payload
+    if payload.lstrip()[:1] in (b"{", b"["):
+        return JSON
+    if payload[:1] and payload[0] in _MSGPACK_STARTS:
         return MSGPACK
+    if not payload.strip():
+        raise Rejected("payload is empty: send a JSON object or a msgpack map")
+    given = message.content_type
+    hint = (
+        f"its content type {given[:100]!r} names neither"
+        if given
+        else "an MQTT 5 content type (application/json or application/msgpack) can say which it is"
+    )
+    raise Rejected(
+        "payload is neither JSON (an object, starting with '{') nor msgpack (a map, whose "
+        f"first byte is 0x80-0x8f, 0xde or 0xdf): it starts with {payload[:16]!r}; {hint}"
+    )
 
 
 class Outbox(Protocol):
@@ -138,18 +183,29 @@ it must be non-empty, without wildcards (+, #) or NUL, at most 65535 bytes
 
 
 def decode(message: Inbound, max_samples: int = 256) -> Any:
-    """The payload as plain data; ``Rejected`` when it is not valid JSON or msgpack, or
-    holds more than ``max_samples`` samples could (see :func:`service.bodies.loads`).
+    """The payload as plain data; ``Rejected`` when it is not valid JSON or msgpack (as
+    :func:`encoding_of` decides), or holds more than ``max_samples`` samples could (see
+    :func:`service.bodies.loads`).
 
     >>> decode(Inbound("t", b'{"a": 1}', 1, 1, 1))
     {'a': 1}
+    >>> decode(Inbound("t", b"\\x81\\xa1a", 1, 1, 1, content_type="application/json"))
+    Traceback (most recent call last):
+    ...
+    service.mqtt_wire.Rejected: payload is not valid JSON (as its content type \
+'application/json' says): 'utf-8' codec can't decode byte 0x81 in position 0: invalid start byte
     """
+    encoding = encoding_of(message)
+    kind: Literal["json", "msgpack"] = "json" if encoding == JSON else "msgpack"
     try:
-        return loads(
-            message.payload, "json" if message.encoding == JSON else "msgpack", max_samples
-        )
+        return loads(message.payload, kind, max_samples, what="payload")
     except BodyError as exc:
-        raise Rejected(exc.detail.replace("request", "message")) from None
+        detail = exc.detail.replace("request", "message")
+        if message.declared is not None and exc.status == 422:
+            name = "JSON" if kind == "json" else "msgpack"
+            said = f" (as its content type {message.content_type!r} says)"
+            detail = detail.replace(f"not valid {name}", f"not valid {name}{said}", 1)
+        raise Rejected(detail) from None
 
 
 def encode(body: dict[str, Any], encoding: Encoding) -> bytes:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
-import re
 import secrets
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -16,11 +14,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
-from starlette.datastructures import UploadFile
 
 from service.bodies import BodyError, parse, validate
 from service.budget import AsyncBudget
 from service.errors import BUG, outcome
+from service.routes.form import fields, form_body
 from service.runtime import LearnerRuntime
 from service.schemas import ErrorItem, ErrorReply
 from service.settings import Settings
@@ -74,16 +72,21 @@ def request_body(schema: str, with_label: bool) -> dict[str, Any]:
     """OpenAPI ``requestBody``: JSON and msgpack share ``schema``; the multipart form is
     what :func:`read_samples` takes (files, and a label per file or one for all)."""
     ref = {"$ref": f"#/components/schemas/{schema}"}
-    files = {"type": "array", "items": {"type": "string", "format": "binary"}}
-    fields: dict[str, Any] = {"file": files}
-    if with_label:
-        texts = {"type": "array", "items": {"type": "string"}}
-        fields |= {"label": texts, "id": texts}
-    else:
-        fields["top_k"] = {"type": "integer", "minimum": 1}
-        fields["threshold"] = {"type": "number"}
+    texts = {"type": "array", "items": {"type": "string"}}
+    types: dict[str, Any] = {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "label": texts,
+        "id": texts,
+        "top_k": {"type": "integer", "minimum": 1},
+        "threshold": {"type": "number"},
+    }
     required = ["file", "label"] if with_label else ["file"]
-    form = {"type": "object", "properties": fields, "required": required}
+    form = {
+        "type": "object",
+        "properties": {name: types[name] for name in fields(with_label)},
+        "required": required,
+        "additionalProperties": False,
+    }
     return {
         "requestBody": {
             "required": True,
@@ -151,46 +154,6 @@ def failed(request: Request, exc: Exception) -> ApiError:
     return ApiError(result.status, str(exc), getattr(exc, "errors", None), headers)
 
 
-async def _form(request: Request, with_label: bool) -> dict[str, Any]:
-    """multipart/form-data (``curl -F file=@x.png -F label=sneaker``) as the JSON shape."""
-    form = await request.form()
-    files = form.getlist("file")
-    if not files or not all(isinstance(f, UploadFile) for f in files):
-        raise ApiError(422, "file: give one or more image files as form field 'file'")
-    limit = settings(request).max_samples_per_request
-    if len(files) > limit:
-        raise ApiError(413, f"too many samples: {len(files)} in one request, the limit is {limit}")
-    images = [await f.read() for f in files if isinstance(f, UploadFile)]
-    body: dict[str, Any] = {"samples": [{"image": image} for image in images]}
-    if with_label:
-        labels, ids = form.getlist("label"), form.getlist("id")
-        if len(labels) == 1:
-            labels = labels * len(images)
-        if len(labels) != len(images) or not all(isinstance(x, str) for x in labels):
-            raise ApiError(422, "label: give one label for all files, or one per file")
-        if ids and len(ids) != len(images):
-            raise ApiError(422, "id: give one id per file, or none")
-        for i, sample in enumerate(body["samples"]):
-            sample["label"] = labels[i]
-            if ids:
-                sample["id"] = ids[i]
-    top_k = form.get("top_k")
-    if top_k is not None:
-        # isdigit() alone admits "²", which int() refuses.
-        if not isinstance(top_k, str) or not re.fullmatch(r"[0-9]{1,9}", top_k):
-            raise ApiError(422, "top_k: must be a positive integer")
-        body["top_k"] = int(top_k)
-    threshold = form.get("threshold")
-    if threshold is not None:
-        try:
-            body["threshold"] = float(threshold) if isinstance(threshold, str) else None
-        except ValueError:
-            body["threshold"] = None
-        if body["threshold"] is None or not math.isfinite(body["threshold"]):
-            raise ApiError(422, "threshold: must be a finite number")
-    return body
-
-
 async def read_samples(request: Request, model: type[Model], with_label: bool) -> Model:
     """Read a JSON, msgpack or multipart body and validate it (all or nothing).
 
@@ -212,7 +175,7 @@ async def read_samples(request: Request, model: type[Model], with_label: bool) -
     async with gate.take(size or settings(request).max_body_bytes):
         try:
             if kind == "multipart/form-data":
-                payload = await _form(request, with_label)
+                payload = await form_body(await request.form(), with_label, limit)
                 return await in_worker(validate, model, payload, limit)
             raw = await request.body()
             form = "json" if kind == "application/json" else "msgpack"

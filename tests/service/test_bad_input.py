@@ -241,6 +241,47 @@ CASES = [
         data={"label": "a"},
     ),
     Bad(
+        "multipart misspelt top_k",
+        422,
+        "topk: unknown field (did you mean 'top_k'?); multipart /predict takes the fields "
+        "file, top_k, threshold",
+        path="/predict",
+        files=[("file", ("a.png", png([[0, 0], [0, 0]]), "image/png"))],
+        data={"topk": "1"},
+    ),
+    Bad(
+        "multipart label on a prediction",
+        422,
+        "label: unknown field; multipart /predict takes the fields file, top_k, threshold",
+        path="/predict",
+        files=[("file", ("a.png", png([[0, 0], [0, 0]]), "image/png"))],
+        data={"label": "x"},
+    ),
+    Bad(
+        "multipart labels for label",
+        422,
+        "labels: unknown field (did you mean 'label'?); multipart /learn takes the fields "
+        "file, label, id",
+        files=[("file", ("a.png", png([[0, 0], [0, 0]]), "image/png"))],
+        data={"labels": "fruit"},
+    ),
+    Bad(
+        "multipart top_k twice",
+        422,
+        "top_k: give it once",
+        path="/predict",
+        files=[("file", ("a.png", png([[0, 0], [0, 0]]), "image/png"))],
+        data={"top_k": ["1", "2"]},
+    ),
+    Bad(
+        "multipart threshold not a number",
+        422,
+        "threshold: must be a finite number",
+        path="/predict",
+        files=[("file", ("a.png", png([[0, 0], [0, 0]]), "image/png"))],
+        data={"threshold": "inf"},
+    ),
+    Bad(
         "top_k zero",
         422,
         "top_k: Input should be greater than or equal to 1",

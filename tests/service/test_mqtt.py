@@ -19,15 +19,17 @@ import httpx
 import msgpack
 import pytest
 from fastapi.testclient import TestClient
+from paho.mqtt.packettypes import PacketTypes
 
 from service.app import create_app
 from service.bootstrap import build_runtime
 from service.mqtt import MqttBridge
-from service.mqtt_wire import Topics
+from service.mqtt_wire import Topics, properties
 from service.settings import MqttSettings, Settings
 from tests.mosquitto import Mosquitto, Probe, available
 from tests.service.conftest import make_settings, sample
 from tests.service.daemon import Daemon, identity_env
+from tests.service.test_image_formats import LEFT, RIGHT, encoded, gray, png_claiming
 
 # CI installs mosquitto (.ci/run): there a missing broker fails instead of skipping.
 pytestmark = pytest.mark.skipif(
@@ -148,10 +150,23 @@ def test_learn_over_mqtt_then_predict_over_http_and_mqtt(broker: Mosquitto, tmp_
         assert retained.retain and json.loads(retained.payload)["model_version"] >= 1
 
 
+NEITHER = (
+    "payload is neither JSON (an object, starting with '{') nor msgpack (a map, whose first "
+    "byte is 0x80-0x8f, 0xde or 0xdf): it starts with "
+)
 MALFORMED: dict[str, tuple[bytes, str]] = {
-    "bad-msgpack": (b"\xc1\x00", "not valid msgpack"),
-    "truncated-msgpack": (b"\x81\xa7samples", "not valid msgpack"),
-    "bad-json": (b'{"samples": [', "not valid JSON"),
+    "text": (b"hello world", NEITHER + "b'hello world'; an MQTT 5 content type"),
+    "empty": (b"", "payload is empty: send a JSON object or a msgpack map"),
+    "bad-msgpack": (b"\x81\xc1\x00", "payload is not valid msgpack: it holds a byte that"),
+    "truncated-msgpack": (
+        b"\x81\xa7samples",
+        "payload is not valid msgpack: it ends before its first object does",
+    ),
+    "msgpack-and-more": (
+        msgpack.packb({"samples": []}) + b"\x00",
+        "payload is not valid msgpack: more bytes follow its first object",
+    ),
+    "bad-json": (b'{"samples": [', "payload is not valid JSON: Expecting value"),
     "missing-label": (
         json.dumps({"samples": [{"features": [1, 0, 0, 0], "id": "m1"}]}).encode(),
         "samples[0].label",
@@ -190,6 +205,83 @@ def test_malformed_payloads_go_to_error_and_nothing_is_learned(
         assert client.get("/health/live").status_code == 200
         assert probe.publish(t.learn, learn_body(sample("a", 0, sid="ok")))
         wait_until(lambda: learned(client) == 1, "a valid sample learned after the bad ones")
+
+
+def test_content_type_decides_the_encoding(broker: Mosquitto, tmp_path: Path) -> None:
+    """With an MQTT 5 content type, the payload is read as it says; a type that names
+    neither JSON nor msgpack leaves it to the first byte."""
+    dev = device()
+    t = Topics.under("edgecl", dev)
+    settings = mqtt_settings(broker.port, dev, tmp_path)
+    packed = msgpack.packb({"samples": [sample("a", 0)]})
+    as_json = learn_body(sample("b", 1))
+    cases = {
+        "msgpack-as-json": (packed, "application/json"),
+        "json-as-msgpack": (as_json, "application/msgpack"),
+        "text-typed": (b"a,b,c", "text/csv"),
+        "json-typed-text": (as_json, "text/plain"),  # sniffed: learned
+        "msgpack-typed": (packed, "application/x-msgpack"),  # learned
+    }
+    with Probe(broker.port, [t.status, t.error]) as probe, running(settings) as client:
+        probe.expect(t.status, is_payload(b"online"))
+        for name, (payload, content_type) in cases.items():
+            props = properties(PacketTypes.PUBLISH)
+            props.ContentType, props.CorrelationData = content_type, name.encode()
+            probe.client.publish(t.learn, payload, qos=1, properties=props)
+
+        def detail(name: str) -> str:
+            message = probe.expect(t.error, correlated(name.encode()))
+            text: str = json.loads(message.payload)["detail"]
+            return text
+
+        assert detail("msgpack-as-json").startswith(
+            "payload is not valid JSON (as its content type 'application/json' says): "
+        )
+        assert detail("json-as-msgpack").startswith(
+            "payload is not valid msgpack (as its content type 'application/msgpack' says): "
+            "more bytes follow its first object (123)"
+        )
+        assert (
+            detail("text-typed") == NEITHER + "b'a,b,c'; its content type 'text/csv' names neither"
+        )
+        wait_until(lambda: learned(client) == 2, "the two well-formed messages learned")
+        assert not [m for m in probe.messages if m.topic == t.error]
+
+
+def test_gif_tiff_and_data_urls_over_mqtt(broker: Mosquitto, tmp_path: Path) -> None:
+    """The image inputs HTTP takes, MQTT takes too; an image too large gets the same one
+    sentence on ``error``, never Pillow's."""
+    dev = device()
+    t = Topics.under("edgecl", dev)
+    settings = mqtt_settings(broker.port, dev, tmp_path)
+    gif, tiff = encoded([gray(LEFT), gray(RIGHT)], "GIF"), encoded([gray(RIGHT)], "TIFF")
+    learn = {
+        "samples": [
+            {"image": gif, "label": "left"},  # msgpack carries the bytes
+            {"image": tiff, "label": "right"},
+        ]
+    }
+    url = "data:image/gif;base64," + base64.b64encode(gif).decode()
+    with Probe(broker.port, [t.status, t.error, "replies/#"]) as probe, running(settings) as client:
+        probe.expect(t.status, is_payload(b"online"))
+        assert probe.publish(t.learn, msgpack.packb(learn))
+        wait_until(lambda: learned(client) == 2, "a GIF and a TIFF learned")
+        request = json.dumps({"samples": [{"image": url}], "top_k": 1}).encode()
+        probe.publish(t.predict_request, request, response_topic="replies/p", correlation=b"p")
+        assert json.loads(probe.expect("replies/p").payload)["predictions"][0]["label"] == "left"
+
+        bomb = {"samples": [{"image": png_claiming(20000, 20000), "label": "big"}]}
+        probe.publish(t.learn, msgpack.packb(bomb), correlation=b"big")
+        detail = json.loads(probe.expect(t.error, correlated(b"big")).payload)["detail"]
+        assert detail.startswith(
+            "samples[0]: image of 20000x20000 = 400000000 pixels is over the limit of 4 pixels"
+        )
+        assert "bomb" not in detail
+        text = {"samples": [{"image": "data:text/plain;base64,aGk=", "label": "x"}]}
+        probe.publish(t.learn, json.dumps(text).encode(), correlation=b"text")
+        detail = json.loads(probe.expect(t.error, correlated(b"text")).payload)["detail"]
+        assert detail.startswith("samples[0].image: image is a data URL of type 'text/plain'")
+        assert learned(client) == 2
 
 
 def test_sample_ids_of_a_rejected_message_are_reported(broker: Mosquitto, tmp_path: Path) -> None:
