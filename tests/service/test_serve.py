@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.mosquitto import Mosquitto, available
 from tests.net import free_port
 from tests.service.conftest import sample
 from tests.service.daemon import Daemon, identity_env
@@ -88,3 +89,13 @@ def test_unknown_strategy_flag_lists_the_choices() -> None:
     )  # fmt: skip
     assert out.returncode == 2
     assert "invalid choice: 'nmc'" in out.stderr and "ncm" in out.stderr
+
+
+@pytest.mark.skipif(not available(), reason="mosquitto is not installed")
+def test_mqtt_start_up_log_names_the_topic_root_and_subscriptions(tmp_path: Path) -> None:
+    with Mosquitto(tmp_path / "broker") as broker:
+        mqtt = {"mqtt_host": "127.0.0.1", "mqtt_port": str(broker.port), "mqtt_device_id": "pi-7"}
+        with Daemon(tmp_path / "data", identity_env(4, **mqtt)) as daemon:
+            log = daemon.log.read_text()  # written before the daemon is ready
+    assert "topic root edgecl/pi-7/" in log
+    assert "subscribing to edgecl/pi-7/learn, edgecl/pi-7/predict/request" in log
