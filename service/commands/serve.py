@@ -22,7 +22,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Run the HTTP daemon. Settings come from --config (YAML), EDGECL_* "
         "environment variables and these flags, later ones winning.",
     )
-    parser.add_argument("--config", type=Path, metavar="FILE", help="YAML settings file")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="YAML settings file (a commented one to start from: deploy/edgecl.example.yaml "
+        "in the source tree)",
+    )
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
     parser.add_argument("--data-dir", type=Path, help="state directory (default ./edgecl-data)")
