@@ -9,10 +9,24 @@ from collections.abc import Sequence
 from service.commands import COMMANDS
 
 
+def version() -> str:
+    """The installed package's version, or the source tree's when it is not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("edgecl")
+    except PackageNotFoundError:
+        import edgecl
+
+        return str(getattr(edgecl, "__version__", "unknown"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgecl", description="Streaming edge continual-learning daemon."
     )
+    parser.add_argument("--version", action="version", version=f"edgecl {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)

@@ -126,7 +126,8 @@ class MqttBridge:
         s = self.config
         client.connect_async(self.host, s.port, s.keepalive, clean_start=False, properties=props)
         client.loop_start()
-        log.info("MQTT: connecting to %s:%d as %r", self.host, s.port, self.client_id)
+        where = f"{self.host}:{s.port} as {self.client_id!r}, topic root {self.topics.root}/"
+        log.info("MQTT: connecting to %s; subscribing to %s", where, ", ".join(self._queues))
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)

@@ -12,7 +12,9 @@ Here such a connection is closed after ``header_timeout_s``, and one past
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 import time
 from typing import Any
 
@@ -88,6 +90,37 @@ def protocol(settings: Settings) -> type[BoundedH11Protocol]:
             "max_open": settings.max_connections,
         },
     )
+
+
+class ListenError(Exception):
+    """The daemon's address cannot be listened on; the message is one sentence for the user."""
+
+
+def listen(settings: Settings) -> socket.socket:
+    """The listening socket on the settings' address, before anything else starts: a taken
+    port is one sentence and no ``ready`` line (uvicorn would bind only after start-up)."""
+    host, port = settings.host, settings.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        sock.bind((host, port))
+        sock.listen(2048)  # connections wait in the backlog until the app serves them
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(
+                f"port {port} on {host} is already in use; choose another with --port or "
+                "EDGECL_PORT"
+            ) from None
+        raise ListenError(
+            f"cannot listen on {host} port {port} ({exc.strerror or exc}); choose another "
+            "address with --host/--port or EDGECL_HOST/EDGECL_PORT"
+        ) from None
+    sock.set_inheritable(False)
+    bound = sock.getsockname()
+    log.info("listening on http://%s:%d", f"[{host}]" if ":" in host else host, bound[1])
+    return sock
 
 
 def uvicorn_config(app: Any, settings: Settings) -> Any:

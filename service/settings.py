@@ -22,6 +22,7 @@ from service.settings_groups import (
     FLAT_KEYS,
     FLAT_NAMES,
     PAPER,
+    SHORTHANDS,
     DurabilitySettings,
     MqttSettings,
     ProbeSettings,
@@ -173,7 +174,20 @@ class Settings(HttpSettings, BaseSettings):
 
 
 class _FlatEnvSource(EnvSettingsSource):
-    """The environment, including the grouped settings' flat names (``EDGECL_MQTT_HOST``)."""
+    """The environment, including the grouped settings' flat names (``EDGECL_MQTT_HOST``)
+    and plain values of groups that take one (``EDGECL_STRATEGY=ncm``)."""
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError:
+            if field_name not in SHORTHANDS or not isinstance(value, str):
+                raise
+        # Not JSON: the group's name, beside its nested variables (EDGECL_STORE__MAX_BYTES).
+        nested = self.explode_env_vars(field_name, field, self.env_vars)
+        return {**nested, SHORTHANDS[field_name]: value}
 
     def __call__(self) -> dict[str, Any]:
         data = super().__call__()

@@ -3,7 +3,8 @@ external names of the first four.
 
 Each grouped setting keeps the flat name it always had: ``mqtt_host`` in YAML and as a
 keyword, ``EDGECL_MQTT_HOST`` in the environment. :func:`fold` moves flat keys into their
-group, so ``mqtt_host: x`` and ``mqtt: {host: x}`` mean the same.
+group, so ``mqtt_host: x`` and ``mqtt: {host: x}`` mean the same; it also reads a plain
+value of ``strategy`` or ``store`` as its name (``strategy: ncm``, ``EDGECL_STORE=reservoir``).
 """
 
 from __future__ import annotations
@@ -189,14 +190,24 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
 }
 FLAT_NAMES: dict[tuple[str, str], str] = {where: flat for flat, where in FLAT_KEYS.items()}
 
+#: Groups a plain value names one field of: ``strategy: ncm`` is ``strategy: {name: ncm}``.
+SHORTHANDS: dict[str, str] = {"strategy": "name", "store": "kind"}
+
 
 def fold(data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` with flat keys moved into their groups (a flat key beats the nested one).
 
     >>> fold({"mqtt_host": "b", "mqtt": {"host": "a", "port": 1}, "port": 8080})
     {'mqtt': {'host': 'b', 'port': 1}, 'port': 8080}
+    >>> fold({"strategy": "ncm"})
+    {'strategy': {'name': 'ncm'}}
     """
     out = dict(data)
+    # Expanded in each source before they merge, so `EDGECL_STRATEGY=ncm` keeps the options
+    # the YAML file gives.
+    for group, name in SHORTHANDS.items():
+        if isinstance(out.get(group), str):
+            out[group] = {name: out[group]}
     for flat, (group, name) in FLAT_KEYS.items():
         if flat not in out:
             continue

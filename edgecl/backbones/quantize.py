@@ -218,15 +218,42 @@ def quantize(
             log.info("bias correction applied to %d convolutions", n)
         corrected = Path(tmp) / "corrected.onnx"
         onnx.save(model, str(corrected))
-        quantize_static(
-            str(corrected),
-            str(int8_path),
-            _Reader(calibration, input_name),
-            quant_format=QuantFormat.QDQ if fmt.quant_format == "QDQ" else QuantFormat.QOperator,
-            per_channel=True,
-            activation_type=types[fmt.activations],
-            weight_type=types[fmt.weights],
-            calibrate_method=CalibrationMethod.MinMax,
-            reduce_range=fmt.reduce_range,
-            nodes_to_exclude=keep,
-        )
+        form = QuantFormat.QDQ if fmt.quant_format == "QDQ" else QuantFormat.QOperator
+        with _WidenedScales() as widened:
+            quantize_static(
+                str(corrected),
+                str(int8_path),
+                _Reader(calibration, input_name),
+                quant_format=form,
+                per_channel=True,
+                activation_type=types[fmt.activations],
+                weight_type=types[fmt.weights],
+                calibrate_method=CalibrationMethod.MinMax,
+                reduce_range=fmt.reduce_range,
+                nodes_to_exclude=keep,
+            )
+        if widened.count:
+            log.info("quantizer widened %d weight scales so their biases fit int32", widened.count)
+
+
+class _WidenedScales(logging.Filter):
+    """Drops ORT's "Increased scale[...]" lines, one per widened channel (dozens on the first
+    build), and counts them: ORT logs them on the root logger, so only records made there
+    are filtered, and other loggers are untouched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Increased scale["):
+            self.count += 1
+            return False
+        return True
+
+    def __enter__(self) -> _WidenedScales:
+        logging.getLogger().addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger().removeFilter(self)

@@ -95,6 +95,20 @@ def test_joint_bound_learns_every_class(stream: ClassIncrementalStream) -> None:
     assert len(result.accuracies) == 5 and result.final > 0.6
 
 
+@pytest.mark.parametrize(
+    ("final", "words"),
+    [
+        (0.65, "`ncm` ends 15.0 points above the joint bound."),
+        (0.35, "`ncm` ends 15.0 points below the joint bound."),
+        (0.5, "`ncm` ends level with the joint bound."),
+    ],
+)
+def test_comparison_with_the_joint_bound_says_above_or_below(final: float, words: str) -> None:
+    ncm = cl.Result("ncm", [0.9, final], learn_seconds=1.0, samples=10)
+    bound = cl.Result("joint (offline)", [0.9, 0.5], learn_seconds=1.0, samples=10)
+    assert words in report.comparisons([ncm, bound])
+
+
 def test_report_replaces_only_its_own_section(tmp_path: Path) -> None:
     path = tmp_path / "BENCHMARKS.md"
     path.write_text("# Benchmarks\n\n## Other\n\nkeep me\n\n## Last\n\nme too\n")

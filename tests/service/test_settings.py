@@ -150,3 +150,45 @@ def test_yaml_takes_a_group_nested_and_a_flat_key_beats_it_in_the_same_source(
 def test_grouped_settings_errors_name_the_flat_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_settings(write(tmp_path, text))
+
+
+def test_a_plain_strategy_or_store_is_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "strategy: ncm\nstore: class_balanced\n")
+    s = load_settings(path)
+    assert (s.strategy.name, s.store.kind) == ("ncm", "class_balanced")
+    monkeypatch.setenv("EDGECL_STRATEGY", "gdumb")
+    monkeypatch.setenv("EDGECL_STORE", "reservoir")
+    monkeypatch.setenv("EDGECL_STORE__MAX_BYTES", "4096")
+    s = load_settings(path)
+    assert (s.strategy.name, s.store.kind, s.store.max_bytes) == ("gdumb", "reservoir", 4096)
+    assert load_settings(path, strategy="slda").strategy.name == "slda"  # a flag wins
+
+
+def test_a_plain_strategy_keeps_the_options_a_lower_source_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "strategy: {name: slda, options: {temperature: 0.5}}\n")
+    monkeypatch.setenv("EDGECL_STRATEGY", "ncm")
+    s = load_settings(path)
+    assert (s.strategy.name, s.strategy.options) == ("ncm", {"temperature": 0.5})
+    monkeypatch.setenv("EDGECL_STRATEGY", '{"name": "slda"}')  # JSON still works
+    assert load_settings(path).strategy.name == "slda"
+
+
+def test_an_unknown_plain_strategy_is_named_in_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EDGECL_STRATEGY", "nmc")
+    assert main(["serve", "--validate-config", str(write(tmp_path, "port: 8080\n"))]) == 2
+    assert "unknown strategy 'nmc'" in capsys.readouterr().err
+
+
+def test_version_flag() -> None:
+    import edgecl
+
+    out = subprocess.run(
+        [sys.executable, "-m", "service", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert (out.returncode, out.stdout) == (0, f"edgecl {edgecl.__version__}\n")
