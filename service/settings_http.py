@@ -40,8 +40,8 @@ class HttpSettings(BaseModel):
         default=DEFAULT_DECODE_PIXELS,
         ge=1_000_000,
         description="Pixels decoded at full size at once, over all requests: a PNG, WebP, "
-        "BMP, GIF or TIFF image with more is refused (422), a JPEG is decoded reduced. Bounds the memory "
-        "of decoding (a lossless WebP takes about 16 bytes per pixel).",
+        "BMP, GIF or TIFF image with more is refused (422), a JPEG is decoded reduced. "
+        "Bounds the memory of decoding (a lossless WebP takes about 16 bytes per pixel).",
     )
     max_pixels_per_request: int = Field(
         default=DEFAULT_REQUEST_PIXELS,

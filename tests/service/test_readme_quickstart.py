@@ -17,6 +17,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -70,7 +71,7 @@ def fresh_copy(dest: Path) -> Path:
     return dest
 
 
-def photo(src: str, dest: Path, size: tuple[int, int], **save: object) -> Path:
+def photo(src: str, dest: Path, size: tuple[int, int], **save: Any) -> Path:
     """A real photo, enlarged to ``size`` so that it weighs what a camera's does."""
     with Image.open(PHOTOS / src) as im:
         im.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(dest, **save)
