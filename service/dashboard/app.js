@@ -92,7 +92,9 @@
     const latency = kpi("Predict latency (HTTP)", lat ? ms(lat.p50) : "–",
       lat ? "p50; p95 " + ms(lat.p95) + " · " + Math.max(Math.round(now - lat.t), 0) + " s ago"
         : "no /predict request in the history yet", "", "kpi-latency");
-    if (lat) latency.querySelector(".value").dataset.ms = String(lat.p50);
+    const latValue = latency.querySelector(".value");
+    latValue.id = "predict-latency";
+    if (lat) latValue.dataset.ms = String(lat.p50);
     box.replaceChildren(
       probe, forget, pre,
       kpi("Samples learned", num(s.samples_learned),
@@ -192,9 +194,6 @@
     root.dataset.renders = String(renders);
     root.dataset.points = String(d.series.t.length);
     root.dataset.firstT = d.series.t.length ? String(d.series.t[0]) : "";
-    // For a check without a driver: does the page fit its window (no sideways scroll)?
-    root.dataset.scrollWidth = String(root.scrollWidth);
-    root.dataset.viewWidth = String(window.innerWidth);
     if (d.series.t.length) root.dataset.state = "ready";
   }
 

@@ -133,14 +133,15 @@ window.edgeclCharts = (function () {
     [{ scale: "ratio", format: (x) => (x * 100).toFixed(0) + "%", range: [0, 1] }]);
 
     const ms = (u, x) => f.ms(x);
-    // Dots too: an interval with requests between two without draws no line.
-    const dots = { show: true, size: 4 };
+    // Intervals without requests break the line (no figure to join across an idle hour);
+    // dots show a lone interval with requests.
+    const perInterval = { spanGaps: false, points: { show: true, size: 4 }, value: ms };
     chart("chart-latency", [
-      { label: "/predict p50", stroke: PALETTE[0], width: 2, value: ms, points: dots },
-      { label: "/predict p95", stroke: "#9ccaff", width: 1.5, dash: [6, 4], value: ms, points: dots },
-      { label: "/learn p50", stroke: PALETTE[1], width: 2, value: ms, points: dots },
-      { label: "/learn p95", stroke: "#a3e8c6", width: 1.5, dash: [6, 4], value: ms, points: dots },
-      { label: "predict: head only", stroke: "#8a97a6", width: 1, dash: [2, 3], value: ms },
+      Object.assign({ label: "/predict p50", stroke: PALETTE[0], width: 2 }, perInterval),
+      Object.assign({ label: "/predict p95", stroke: "#9ccaff", width: 1.5, dash: [6, 4] }, perInterval),
+      Object.assign({ label: "/learn p50", stroke: PALETTE[1], width: 2 }, perInterval),
+      Object.assign({ label: "/learn p95", stroke: "#a3e8c6", width: 1.5, dash: [6, 4] }, perInterval),
+      Object.assign({ label: "predict: head only", stroke: "#8a97a6", width: 1, dash: [2, 3] }, perInterval),
     ], [t, col("predict_http_p50_s", 1000), col("predict_http_p95_s", 1000),
       col("learn_http_p50_s", 1000), col("learn_http_p95_s", 1000), col("predict_latency_s", 1000)],
     [{ scale: "ms", format: (x) => x.toFixed(x < 10 ? 1 : 0) + " ms",

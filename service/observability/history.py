@@ -107,15 +107,22 @@ class Sampler:
         self.source, self.telemetry, self.series = source, telemetry, series
         self.interval_s, self.path, self.save_every_s = interval_s, path, save_every_s
         self._saved_at = time.monotonic()
+        self._sampled = 0
         self._last: tuple[float, float, dict[str, float]] | None = None
         self._sampling = threading.Lock()  # the thread and an on-demand sample() may overlap
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def sampled(self) -> int:
+        """Points taken by this sampler (not those loaded from the file)."""
+        return self._sampled
+
     def sample(self) -> None:
         """Take one point now."""
         with self._sampling:
             self._sample()
+            self._sampled += 1
 
     def _sample(self) -> None:
         s = self.source.stats()

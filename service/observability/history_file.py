@@ -1,8 +1,9 @@
 """The dashboard's history on disk: one small file in the data dir, replaced atomically.
 
 Flash wear: the file holds at most the ring's points (times as float64, figures as float32,
-missing ones as NaN), zlib-compressed; at the default 720 points of about 30 figures it is
-under 90 KB, written every ``save_every_s`` (10 min) and at shutdown: under 0.6 MB an hour.
+missing ones as NaN), zlib-compressed; full at the default 720 points of 22 figures and 10
+classes it is about 67 KB, written every ``save_every_s`` (10 min) and at shutdown: about
+0.4 MB an hour, less while the ring fills.
 A missing, damaged or foreign file is not an error: the history starts empty, with a log
 line saying why.
 """
