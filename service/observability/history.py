@@ -51,15 +51,19 @@ class TimeSeries:
         with self._lock:
             self._points.append((t, dict(values), kept))
 
-    def restore(self, columns: dict[str, Any]) -> None:
+    def restore(self, columns: dict[str, Any], until: float) -> int:
         """Put back points given as :meth:`columns` (before any new one): the last
-        ``capacity`` of them, each without the figures it lacked (``None``)."""
+        ``capacity`` of those up to ``until`` (now: a clock set back since, as on a board
+        without a real-time clock, must not leave points in the future), each without the
+        figures it lacked (``None``). Returns how many."""
         t, values, classes = columns["t"], columns["values"], columns["classes"]
+        end = next((i for i, when in enumerate(t) if when > until), len(t))
         with self._lock:
-            for i in range(max(len(t) - self.capacity, 0), len(t)):
+            for i in range(max(end - self.capacity, 0), end):
                 figures = {n: col[i] for n, col in values.items() if col[i] is not None}
                 kept = {c: col[i] for c, col in classes.items() if col[i] is not None}
                 self._points.append((t[i], figures, dict(list(kept.items())[: self.class_limit])))
+        return end - max(end - self.capacity, 0)
 
     def columns(self) -> dict[str, Any]:
         """Aligned columns (``None`` where a point lacks a figure), ready for a chart; the
@@ -187,7 +191,9 @@ class Sampler:
             if self.path is not None and not len(self.series):
                 columns = load_history(self.path)
                 if columns is not None:
-                    self.series.restore(columns)
+                    kept = self.series.restore(columns, until=time.time())
+                    if kept < len(columns["t"]):
+                        log.info("dashboard history: %d points dropped", len(columns["t"]) - kept)
             self._saved_at = time.monotonic()
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="edgecl-sampler", daemon=True)

@@ -160,3 +160,16 @@ def test_a_probe_that_cannot_measure_says_what_it_needs(tmp_path: Path) -> None:
         probe = client.get("/stats").json()["probe"]
     assert probe["status"] == "too_few" and probe["min_items"] > probe["held"]
     assert f"needs at least {probe['min_items']} items" in probe["reason"]
+
+
+def test_points_from_the_future_are_dropped_when_the_clock_went_back() -> None:
+    """A board without a real-time clock may start with its clock behind the history's."""
+    old = TimeSeries(capacity=10)
+    for t in (100.0, 200.0, 300.0):
+        old.append(t, {"rss_bytes": t}, {})
+    fresh = TimeSeries(capacity=2)
+    assert fresh.restore(old.columns(), until=250.0) == 2
+    assert fresh.columns()["t"] == [100.0, 200.0]
+    capped = TimeSeries(capacity=2)
+    assert capped.restore(old.columns(), until=1e9) == 2  # the newest that fit
+    assert capped.columns()["t"] == [200.0, 300.0]
