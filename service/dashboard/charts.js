@@ -33,6 +33,8 @@ window.edgeclCharts = (function () {
   const widthOf = (host) => Math.max(Math.floor(host.clientWidth), 120);
 
   // yAxes: [{scale, format, range?}], the first on the left, a second on the right.
+  // Lines break where a point lacks the figure: a restart (the sampler adds an empty point
+  // there), an interval without requests, the probe before it measures.
   function chart(id, series, data, yAxes) {
     const host = document.getElementById(id);
     const key = series.map((s) => s.label).join("\u0000");
@@ -47,7 +49,7 @@ window.edgeclCharts = (function () {
         legend: { live: true },
         cursor: { drag: { x: true, y: false } },
         scales: { x: { time: true } },
-        series: [{}, ...series.map((s) => Object.assign({ spanGaps: true, points: { show: false },
+        series: [{}, ...series.map((s) => Object.assign({ spanGaps: false, points: { show: false },
           scale: yAxes[0].scale }, s))],
         axes: [Object.assign({}, AXIS, { size: 44 })],
       };
@@ -133,9 +135,8 @@ window.edgeclCharts = (function () {
     [{ scale: "ratio", format: (x) => (x * 100).toFixed(0) + "%", range: [0, 1] }]);
 
     const ms = (u, x) => f.ms(x);
-    // Intervals without requests break the line (no figure to join across an idle hour);
-    // dots show a lone interval with requests.
-    const perInterval = { spanGaps: false, points: { show: true, size: 4 }, value: ms };
+    // Dots: an interval with requests between two without has no line to draw.
+    const perInterval = { points: { show: true, size: 4 }, value: ms };
     chart("chart-latency", [
       Object.assign({ label: "/predict p50", stroke: PALETTE[0], width: 2 }, perInterval),
       Object.assign({ label: "/predict p95", stroke: "#9ccaff", width: 1.5, dash: [6, 4] }, perInterval),

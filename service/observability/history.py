@@ -86,8 +86,9 @@ class Sampler:
     accuracy (prequential and probe), throughput, and latency over the last interval (of the
     HTTP requests end to end, and of the writer and the head alone).
 
-    With a ``path``, :meth:`start` loads the history kept there and the thread writes it at
-    most every ``save_every_s`` seconds; :meth:`stop` writes it once more.
+    With a ``path``, :meth:`start` loads the history kept there (and marks the restart with
+    a point without figures) and the thread writes it at most every ``save_every_s``
+    seconds; :meth:`stop` writes it once more.
 
     >>> from edgecl import Learner, strategies
     >>> from edgecl.backbones import IdentityBackbone
@@ -194,6 +195,8 @@ class Sampler:
                     kept = self.series.restore(columns, until=time.time())
                     if kept < len(columns["t"]):
                         log.info("dashboard history: %d points dropped", len(columns["t"]) - kept)
+                    if kept:  # a point without figures: the charts' lines break at the restart
+                        self.series.append(columns["t"][kept - 1] + 1e-3, {}, {})
             self._saved_at = time.monotonic()
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="edgecl-sampler", daemon=True)
