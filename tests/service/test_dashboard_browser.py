@@ -259,7 +259,7 @@ MEASURE = """({
 def look(url: str, tmp_path: Path, name: str, window: tuple[int, int], points: int) -> View:
     """Open the page in a viewport of exactly ``window`` (headless windows cannot be under
     500 px wide, so the viewport is emulated), wait until its five charts hold ``points``,
-    measure it and save a screenshot (also to /work/notes, when it exists, for review)."""
+    measure it and save a screenshot."""
     assert CHROMIUM is not None
     artifacts = Path(os.environ.get("EDGECL_ARTIFACTS_DIR") or tmp_path)
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -280,9 +280,6 @@ def look(url: str, tmp_path: Path, name: str, window: tuple[int, int], points: i
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
         assert colours is not None and len(colours) > 100  # drawn, not a blank page
     log.warning("dashboard screenshot: %s", shot)
-    notes = Path("/work/notes")
-    if notes.is_dir():
-        shutil.copyfile(shot, notes / name)
     return View(ById(seen["html"]), seen["scroll"], seen["inner"], seen["charts"], shot)
 
 
