@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect
 from service.body_limit import BodyLimit
 from service.budget import AsyncBudget
 from service.observability.history import Sampler, TimeSeries
+from service.observability.history_file import NAME as HISTORY_FILE
 from service.observability.metrics import RequestMetrics, Telemetry
 from service.routes import (
     ApiError,
@@ -142,7 +143,10 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
     app.state.telemetry = telemetry
     app.state.usecases = cases = UseCases(runtime, telemetry)
     series = TimeSeries(settings.dashboard_points)
-    app.state.sampler = sampler = Sampler(runtime, telemetry, series, settings.dashboard_interval_s)
+    # A durable daemon keeps the dashboard's history in its data dir too.
+    kept = settings.data_dir / HISTORY_FILE if runtime.wal is not None else None
+    interval = settings.dashboard_interval_s
+    app.state.sampler = sampler = Sampler(runtime, telemetry, series, interval, path=kept)
     app.state.mqtt = None
     if settings.mqtt.host is not None:
         from service.mqtt import MqttBridge

@@ -120,6 +120,7 @@ def _probe_report(writer: Writer, probe: ProbeSet) -> dict[str, Any]:
     report = probe.report(learner.labels.labels, None if view is None else view[1])
     when = view[0] if view is not None else probe.rescored_at
     report["age_s"] = None if when is None else now - when
+    report["min_items"] = probe.min_items
     accuracy, held = report["accuracy"], report["held"]
     if accuracy is not None and held:  # Wilson's interval: not zero at 0% or 100%
         z2 = 1.96**2

@@ -9,7 +9,10 @@
   middleware.
 - :mod:`~service.observability.collector`: the learner's figures as metrics, read from a
   stats snapshot at scrape time, with per-class series bounded.
-- :mod:`~service.observability.history`: the dashboard's time series, sampled in memory.
+- :mod:`~service.observability.latency`: end-to-end durations of ``POST /predict`` and
+  ``/learn`` per interval of the time series (the same figures as the HTTP histogram).
+- :mod:`~service.observability.history`: the dashboard's time series, sampled in memory;
+  :mod:`~service.observability.history_file` keeps it in the data dir across restarts.
 
 Nothing here imports the runtime or the writer: they give their figures through
 :class:`~service.observability.stats.StatsSource`, so the service has no import cycle here.

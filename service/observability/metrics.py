@@ -23,6 +23,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.observability.collector import StatsCollector
+from service.observability.latency import LatencyWindow
 from service.observability.stats import StatsSource
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -57,8 +58,9 @@ class Observer:
 class Telemetry(Observer):
     """Metrics of one app instance, in its own registry (nothing global, nothing at import).
 
-    ``totals`` keeps plain running sums for the dashboard's time series; :meth:`watch`
-    adds the learner's figures.
+    ``totals`` keeps plain running sums for the dashboard's time series, and ``requests_window``
+    the end-to-end durations of ``POST /predict`` and ``/learn`` since its last sample (the
+    same figures as the latency histogram's); :meth:`watch` adds the learner's figures.
 
     >>> t = Telemetry()
     >>> t.observe("GET", "/stats", 200, 0.01)
@@ -85,7 +87,7 @@ class Telemetry(Observer):
         )
         self.latency = Histogram(
             "edgecl_http_request_duration_seconds",
-            "HTTP request latency by route.",
+            "HTTP request latency by route, from arrival to the last byte of the response.",
             ["route"],
             buckets=_BUCKETS,
             registry=r,
@@ -98,7 +100,8 @@ class Telemetry(Observer):
         )
         self.predict_seconds = Histogram(
             "edgecl_predict_duration_seconds",
-            "Time to score one request's latents on the head, waiting for the writer included.",
+            "Time to score one request's latents on the head, waiting for the writer included "
+            "(decoding and the backbone are not: see edgecl_http_request_duration_seconds).",
             buckets=_BUCKETS,
             registry=r,
         )
@@ -127,6 +130,7 @@ class Telemetry(Observer):
             "edgecl_mqtt_connected", "1 while connected to the MQTT broker.", registry=r
         )
         ProcessCollector(registry=r)  # process_resident_memory_bytes and friends
+        self.requests_window = LatencyWindow()
 
     def watch(self, source: StatsSource, **info: str) -> None:
         """Export the figures of ``source.stats()`` at every scrape, with ``info`` (and the
@@ -172,6 +176,8 @@ class Telemetry(Observer):
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
+        if method == "POST":
+            self.requests_window.add(route, seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

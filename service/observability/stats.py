@@ -48,6 +48,9 @@ class ProbeClassStats(BaseModel):
 class ProbeStats(BaseModel):
     status: str = Field(description="ok, or too_few (it cannot measure yet: see reason)")
     reason: str | None = Field(default=None, description="why the probe cannot measure yet")
+    min_items: int | None = Field(
+        default=None, description="held items (of two classes or more) it needs to measure"
+    )
     share: float
     every: int
     held: int = Field(description="samples held in the probe now (acknowledged, not learned)")
@@ -119,7 +122,9 @@ class Stats(BaseModel):
     store: StoreStats
     prequential: PrequentialStats = Field(
         description="test-then-train: each sample scored just before it is learned (it "
-        "cannot see forgetting; the probe can)"
+        "cannot see forgetting; the probe can). A sample of a class the head has not learned "
+        "yet counts as a miss: each new class's first sample, and any others of it in the "
+        "same micro-batch"
     )
     strategy: dict[str, Any] = Field(description="name and options of the head strategy")
     queue: QueueStats

@@ -24,6 +24,8 @@ STATIC = Path(__file__).resolve().parent.parent / "dashboard"
 #: Every file the page may ask for, with its media type (nothing else is served).
 FILES = {
     "index.html": "text/html; charset=utf-8",
+    "format.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "vendor/uPlot.iife.min.js": "text/javascript; charset=utf-8",
