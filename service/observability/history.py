@@ -112,6 +112,7 @@ class Sampler:
         self.source, self.telemetry, self.series = source, telemetry, series
         self.interval_s, self.path, self.save_every_s = interval_s, path, save_every_s
         self._saved_at = time.monotonic()
+        self._saved_activity: tuple[float, float] = (0.0, 0.0)
         self._sampled = 0
         self._last: tuple[float, float, dict[str, float]] | None = None
         self._sampling = threading.Lock()  # the thread and an on-demand sample() may overlap
@@ -171,16 +172,25 @@ class Sampler:
         if self.path is None:
             return
         self._saved_at = time.monotonic()
+        self._saved_activity = self._activity()
         try:
             save_history(self.path, self.series.columns(), self.interval_s)
         except OSError as exc:
             log.warning("could not keep the dashboard's history in %s: %s", self.path, exc)
 
+    def _activity(self) -> tuple[float, float]:
+        """Samples learned and predictions made at the last point: an idle daemon's history
+        is not worth a flash write every ``save_every_s`` (shutdown still saves it)."""
+        if self._last is None:
+            return (0.0, 0.0)
+        return (self._last[1], self._last[2].get("predicted", 0.0))
+
     def _run(self) -> None:
         while True:
             try:
                 self.sample()
-                if time.monotonic() - self._saved_at >= self.save_every_s:
+                due = time.monotonic() - self._saved_at >= self.save_every_s
+                if due and self._activity() != self._saved_activity:
                     self.save()
             except Exception:  # a failed sample must not end the history
                 log.exception("sampling the dashboard's time series failed")

@@ -175,3 +175,15 @@ def test_points_from_the_future_are_dropped_when_the_clock_went_back() -> None:
     capped = TimeSeries(capacity=2)
     assert capped.restore(old.columns(), until=1e9) == 2  # the newest that fit
     assert capped.columns()["t"] == [200.0, 300.0]
+
+
+def test_an_idle_daemon_does_not_rewrite_its_history(tmp_path: Path) -> None:
+    path = tmp_path / "idle.bin"
+    source = build_runtime(make_settings(), durable=False)
+    sampler = Sampler(source, Telemetry(), TimeSeries(10), 0.01, path=path, save_every_s=0.0)
+    sampler.start()  # due to save at every point, but nothing is learned or predicted
+    while sampler.sampled < 20:
+        time.sleep(0.01)
+    assert not path.exists()
+    sampler.stop()  # shutdown still keeps what there is
+    assert path.exists()
