@@ -13,21 +13,15 @@ included.
 
 from __future__ import annotations
 
-import io
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from PIL import ExifTags, Image, ImageFile
+from PIL import ExifTags, Image
 
-from edgecl.backbones.preprocess import DEFAULT_MAX_PIXELS
+from edgecl.backbones.preprocess import DEFAULT_MAX_PIXELS, opened_image
 from service.budget import Budget
 
 #: What Pillow may open (a camera's multi-picture JPEG opens as format MPO).
-FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "GIF", "TIFF")
-_NAMES = "JPEG, PNG, BMP, WebP, GIF or TIFF"
 #: The setting behind the budget, named in the sentence that refuses an image.
 SETTING = "EDGECL_DECODE_PIXELS"
 
@@ -80,7 +74,7 @@ EDGECL_DECODE_PIXELS = 100000
             kind = "JPEG" if jpeg else str(img.format)
             raise ValueError(too_large(width, height, limit, kind, budget.units, max_pixels, why))
 
-    with _opened(data) as (img, undecodable):
+    with opened_image(data) as (img, undecodable):
         jpeg = img.format in ("JPEG", "MPO")
         width, height = img.size
         check(width, height, max_pixels if jpeg else min(max_pixels, budget.units))
@@ -128,39 +122,3 @@ def too_large(
         f"image of {width}x{height} = {width * height} pixels is over the limit of {limit} "
         f"pixels for a {kind} image: {reason}"
     )
-
-
-@contextmanager
-def _opened(data: bytes) -> Iterator[tuple[Image.Image, str]]:
-    """The image opened (its header read, no pixel decoded) and the sentence for a failed
-    decode; ``ValueError`` with a sentence when it is not an image of :data:`FORMATS`."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError(f"expected image bytes, got {type(data).__name__}")
-    if len(data) == 0:
-        raise ValueError("image bytes are empty")
-    undecodable = f"cannot decode image bytes ({len(data)} bytes); expected {_NAMES}"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(io.BytesIO(data), formats=FORMATS)
-        except Image.DecompressionBombError:
-            # Pillow's own guard (past about 180 MP) answers before ours could: open the
-            # header without it, so that the caller refuses the image in its own words.
-            img = _unguarded(bytes(data), undecodable)
-        except (OSError, SyntaxError, ValueError):
-            raise ValueError(undecodable) from None
-    with img:
-        yield img, undecodable
-
-
-def _unguarded(data: bytes, undecodable: str) -> ImageFile.ImageFile:
-    """The image opened as ``Image.open`` does, less Pillow's pixel limit (only called
-    once ``Image.open`` has registered the formats' openers)."""
-    for name in FORMATS:
-        factory, accept = Image.OPEN.get(name, (None, None))
-        if factory is not None and (accept is None or accept(data[:16]) is True):
-            try:
-                return factory(io.BytesIO(data), "")
-            except (OSError, SyntaxError, ValueError, IndexError, TypeError):
-                continue
-    raise ValueError(undecodable)

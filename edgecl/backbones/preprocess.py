@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 from edgecl.types import FloatArray
 
@@ -24,7 +24,9 @@ ResizePolicy = Literal["stretch", "pad", "center-crop"]
 RESIZE_POLICIES: tuple[str, ...] = ("stretch", "pad", "center-crop")
 #: Larger images are refused (decompression bombs); 40 MP covers phone cameras.
 DEFAULT_MAX_PIXELS = 40_000_000
-FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
+#: What Pillow may open (the first frame of a GIF or TIFF is taken).
+FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "GIF", "TIFF")
+FORMAT_NAMES = "JPEG, PNG, BMP, WebP, GIF or TIFF"
 UInt8Image = npt.NDArray[np.uint8]
 
 
@@ -40,28 +42,43 @@ def _check_size(height: int, width: int, max_pixels: int) -> None:
 
 @contextmanager
 def opened_image(data: object) -> Iterator[tuple[Image.Image, str]]:
-    """Image bytes opened (not decoded yet) by Pillow, with the sentence to raise if decoding
-    fails; ``ValueError`` with a sentence when they are not an image of :data:`FORMATS`.
-    Pillow's decompression-bomb warning is silenced inside: the callers' limits apply."""
+    """Image bytes opened (the header read, no pixel decoded) by Pillow, with the sentence
+    to raise if decoding fails; ``ValueError`` with a sentence when they are not an image
+    of :data:`FORMATS`. Pillow's pixel limits are left to the callers' own."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"expected image bytes, got {type(data).__name__}")
     if len(data) == 0:
         raise ValueError("image bytes are empty")
-    undecodable = f"cannot decode image bytes ({len(data)} bytes); expected JPEG, PNG, BMP or WebP"
+    undecodable = f"cannot decode image bytes ({len(data)} bytes); expected {FORMAT_NAMES}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             img = Image.open(io.BytesIO(data), formats=FORMATS)
-        except Image.DecompressionBombError as exc:
-            raise ValueError(f"image is over the pixel limit: {exc}") from None
+        except Image.DecompressionBombError:
+            # Pillow's own guard (past about 180 MP) answers before ours could: open the
+            # header without it, so that the caller refuses the image in its own words.
+            img = _unguarded(bytes(data), undecodable)
         except (OSError, SyntaxError, ValueError):
             raise ValueError(undecodable) from None
-        with img:
-            yield img, undecodable
+    with img:
+        yield img, undecodable
+
+
+def _unguarded(data: bytes, undecodable: str) -> ImageFile.ImageFile:
+    """The image opened as ``Image.open`` does, less Pillow's pixel limit (only called
+    once ``Image.open`` has registered the formats' openers)."""
+    for name in FORMATS:
+        factory, accept = Image.OPEN.get(name, (None, None))
+        if factory is not None and (accept is None or accept(data[:16]) is True):
+            try:
+                return factory(io.BytesIO(data), "")
+            except (OSError, SyntaxError, ValueError, IndexError, TypeError):
+                continue
+    raise ValueError(undecodable)
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> UInt8Image:
-    """Decode JPEG/PNG/BMP/WebP bytes to an RGB ``uint8`` array ``(H, W, 3)``.
+    """Decode JPEG/PNG/BMP/WebP/GIF/TIFF bytes to an RGB ``uint8`` array ``(H, W, 3)``.
 
     The size is checked from the header, before the pixels are decoded.
 
@@ -72,7 +89,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> UInt8I
     >>> decode_image(b"not an image")
     Traceback (most recent call last):
     ...
-    ValueError: cannot decode image bytes (12 bytes); expected JPEG, PNG, BMP or WebP
+    ValueError: cannot decode image bytes (12 bytes); expected JPEG, PNG, BMP, WebP, GIF or TIFF
     """
     with opened_image(data) as (img, undecodable):
         _check_size(img.height, img.width, max_pixels)
