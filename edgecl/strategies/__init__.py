@@ -19,6 +19,8 @@ def _builtin() -> list[Callable[..., Strategy]]:
     from edgecl.strategies.exstream import ExStream
     from edgecl.strategies.gdumb import GDumb
     from edgecl.strategies.gem import GEM
+    from edgecl.strategies.generative_negative_replay import GenerativeNegativeReplay
+    from edgecl.strategies.generative_replay import GenerativeReplay
     from edgecl.strategies.latent_replay import LatentReplay
     from edgecl.strategies.mir import MIR
     from edgecl.strategies.naive import Naive
@@ -29,7 +31,8 @@ def _builtin() -> list[Callable[..., Strategy]]:
         StreamingLDA, NCM, CWRStar, LatentReplay, Naive, ExStream, GDumb, AR1,
     ]  # fmt: skip
     replay_selection: list[Callable[..., Strategy]] = [MIR, AGEM, GEM]
-    return base + replay_selection
+    generative: list[Callable[..., Strategy]] = [GenerativeReplay, GenerativeNegativeReplay]
+    return base + replay_selection + generative
 
 
 REGISTRY: Registry[Strategy] = Registry("strategy", _builtin)

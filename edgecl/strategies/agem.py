@@ -82,7 +82,12 @@ class AGEM(GradientHead):
         xm, lm = xm[keep], lm[keep]
 
         def direction(
-            w: Float64Array, b: Float64Array, xb: FloatArray, yb: IntArray, cols: IntArray
+            w: Float64Array,
+            b: Float64Array,
+            xb: FloatArray,
+            yb: IntArray,
+            cols: IntArray,
+            idx: IntArray,
         ) -> tuple[Float64Array, Float64Array]:
             gw, gb = gradient(w, b, xb, yb)
             if not len(lm):

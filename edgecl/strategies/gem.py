@@ -117,7 +117,12 @@ class GEM(GradientHead):
         groups = [self.opened[lm] == e for e in np.unique(self.opened[lm])]
 
         def direction(
-            w: Float64Array, b: Float64Array, xb: FloatArray, yb: IntArray, cols: IntArray
+            w: Float64Array,
+            b: Float64Array,
+            xb: FloatArray,
+            yb: IntArray,
+            cols: IntArray,
+            idx: IntArray,
         ) -> tuple[Float64Array, Float64Array]:
             gw, gb = gradient(w, b, xb, yb)
             if not groups:

@@ -29,10 +29,11 @@ from edgecl.strategies.linear import (
 from edgecl.types import Float64Array, FloatArray, IntArray, State
 
 H = TypeVar("H", bound="GradientHead")
-#: ``(w, b, x, y, cols) -> (grad_w, grad_b)``: a step's direction for the trained rows
-#: ``cols`` (``w``, ``b`` are theirs, ``y`` indexes them).
+#: ``(w, b, x, y, cols, idx) -> (grad_w, grad_b)``: a minibatch step's direction for the
+#: trained rows ``cols`` (``w``, ``b`` are theirs, ``y`` indexes them; ``idx``: which rows
+#: of the descended set the minibatch ``x`` is).
 Direction = Callable[
-    [Float64Array, Float64Array, FloatArray, IntArray, IntArray],
+    [Float64Array, Float64Array, FloatArray, IntArray, IntArray, IntArray],
     tuple[Float64Array, Float64Array],
 ]
 
@@ -153,7 +154,7 @@ class GradientHead(Configurable):
         w, b = self.w[cols].astype(np.float64), self.b[cols].astype(np.float64)
         local = np.searchsorted(cols, labels)
         for idx in self.minibatches(len(x)):
-            gw, gb = direction(w, b, x[idx], local[idx], cols)
+            gw, gb = direction(w, b, x[idx], local[idx], cols, idx)
             w -= self.sgd.lr * gw
             b -= self.sgd.lr * gb
         self.w[cols], self.b[cols] = w, b
