@@ -21,6 +21,7 @@ def _builtin() -> list[Callable[..., Strategy]]:
     from edgecl.strategies.gem import GEM
     from edgecl.strategies.generative_negative_replay import GenerativeNegativeReplay
     from edgecl.strategies.generative_replay import GenerativeReplay
+    from edgecl.strategies.icarl import ICaRL
     from edgecl.strategies.latent_replay import LatentReplay
     from edgecl.strategies.mir import MIR
     from edgecl.strategies.naive import Naive
@@ -32,7 +33,7 @@ def _builtin() -> list[Callable[..., Strategy]]:
     ]  # fmt: skip
     replay_selection: list[Callable[..., Strategy]] = [MIR, AGEM, GEM]
     generative: list[Callable[..., Strategy]] = [GenerativeReplay, GenerativeNegativeReplay]
-    return base + replay_selection + generative
+    return base + replay_selection + generative + [ICaRL]
 
 
 REGISTRY: Registry[Strategy] = Registry("strategy", _builtin)
