@@ -239,7 +239,7 @@ def test_generated_latents_match_the_class_mean_and_variance() -> None:
 
 
 def test_negative_replay_trains_only_the_batch_classes_rows_on_generated_latents() -> None:
-    options = {"epochs": 1, "batch_size": 1000, "lr": 0.5}
+    options: dict[str, Any] = {"epochs": 1, "batch_size": 1000, "lr": 0.5}
     with_gen = GenerativeNegativeReplay(**options)
     without = GenerativeNegativeReplay(generated=0, **options)
     for s in (with_gen, without):
