@@ -38,6 +38,13 @@ def herding(features: Float64Array, mean: Float64Array, m: int) -> IntArray:
     return np.asarray(chosen, dtype=np.int64)
 
 
+def class_sums(x: Float64Array, labels: IntArray, n_classes: int) -> Float64Array:
+    """Per class, the sum of its rows of ``x`` (a one-hot product: ``np.add.at`` is slow)."""
+    onehot = np.zeros((n_classes, len(labels)))
+    onehot[labels, np.arange(len(labels))] = 1.0
+    return np.asarray(onehot @ x, dtype=np.float64)
+
+
 class Exemplars:
     """Exemplar sets per class (latents, each class's rows in herding order) within
     ``budget`` items, and each class's running mean of normalised latents over every sample
@@ -76,7 +83,7 @@ class Exemplars:
             self.sums = np.zeros((len(self.seen), x.shape[1]))
         self.sums = grow_rows(self.sums, n_classes)
         self.seen = grow_rows(self.seen, n_classes)
-        np.add.at(self.sums, labels, normalize(x))
+        self.sums = self.sums + class_sums(normalize(x), labels, len(self.sums))
         np.add.at(self.seen, labels, 1)
         quota = self.quota()
         classes = sorted(set(self.y.tolist()) | set(labels.tolist()))
@@ -105,8 +112,8 @@ class Exemplars:
         sums = np.zeros((n_classes, dim))
         counts = np.zeros(n_classes, dtype=np.int64)
         if len(self.y):
-            np.add.at(sums, self.y, normalize(self.x))
-            np.add.at(counts, self.y, 1)
+            sums = class_sums(normalize(self.x), self.y, n_classes)
+            counts = np.bincount(self.y, minlength=n_classes)
         return normalize(sums / np.maximum(counts, 1)[:, None]), counts > 0
 
     def nbytes(self) -> int:
