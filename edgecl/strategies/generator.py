@@ -15,9 +15,10 @@ class ClassGaussians:
     A sample of class ``c`` starts a new component while ``c`` has fewer than
     ``components``; afterwards it joins the component whose mean is nearest (MacQueen's
     sequential k-means). Each component keeps its count, mean and sum of squared deviations
-    (Welford), so its mean and (population) variance are exact over the samples it took.
-    It holds ``n_classes * components * (2 * D)`` float64 numbers and the counts: never a
-    sample (:meth:`nbytes`).
+    (Welford, each update in float64, kept as float32: the latents' own precision), so its
+    mean and (population) variance are those of the samples it took. It holds
+    ``n_classes * components * 2 * D`` float32 numbers and the counts, never a sample
+    (:meth:`nbytes`).
 
     >>> g = ClassGaussians(components=1)
     >>> g.grow(1, 2)
@@ -29,15 +30,15 @@ class ClassGaussians:
     def __init__(self, components: int = 1) -> None:
         self.components = components
         self.counts = np.zeros((0, components), dtype=np.int64)
-        self.means = np.zeros((0, components, 0), dtype=np.float64)
-        self.m2 = np.zeros((0, components, 0), dtype=np.float64)
+        self.means = np.zeros((0, components, 0), dtype=np.float32)
+        self.m2 = np.zeros((0, components, 0), dtype=np.float32)
 
     def grow(self, n_classes: int, dim: int) -> None:
         """Room for ``n_classes`` classes of ``dim``-d latents (``dim`` fixed once known)."""
         if self.means.shape[2] == 0 and dim:
             k = self.components
-            self.means = np.zeros((len(self.counts), k, dim))
-            self.m2 = np.zeros((len(self.counts), k, dim))
+            self.means = np.zeros((len(self.counts), k, dim), dtype=np.float32)
+            self.m2 = np.zeros((len(self.counts), k, dim), dtype=np.float32)
         self.counts = grow_rows(self.counts, n_classes)
         self.means = grow_rows(self.means, n_classes)
         self.m2 = grow_rows(self.m2, n_classes)
@@ -51,9 +52,11 @@ class ClassGaussians:
             else:
                 k = int(np.argmin(np.sum((self.means[c] - row) ** 2, axis=1)))
             self.counts[c, k] += 1
-            delta = row - self.means[c, k]
-            self.means[c, k] += delta / self.counts[c, k]
-            self.m2[c, k] += delta * (row - self.means[c, k])
+            mean = self.means[c, k].astype(np.float64)
+            delta = row - mean
+            mean += delta / self.counts[c, k]
+            self.means[c, k] = mean
+            self.m2[c, k] += delta * (row - mean)
 
     @property
     def fitted(self) -> np.ndarray[tuple[int], np.dtype[np.bool_]]:
@@ -63,7 +66,7 @@ class ClassGaussians:
     def variances(self) -> np.ndarray[tuple[int, int, int], np.dtype[np.float64]]:
         """Each component's population variance per dimension (0 for an empty one)."""
         n = np.maximum(self.counts, 1)[:, :, None]
-        return np.asarray(self.m2 / n, dtype=np.float64)
+        return np.asarray(self.m2.astype(np.float64) / n, dtype=np.float64)
 
     def sample(self, classes: IntArray, rng: np.random.Generator) -> FloatArray:
         """One latent per entry of ``classes`` (each fitted): a component drawn by its
@@ -88,8 +91,8 @@ class ClassGaussians:
 
     def load_state_dict(self, state: State) -> None:
         self.counts = np.array(state["counts"], dtype=np.int64)
-        self.means = np.array(state["means"], dtype=np.float64)
-        self.m2 = np.array(state["m2"], dtype=np.float64)
+        self.means = np.array(state["means"], dtype=np.float32)
+        self.m2 = np.array(state["m2"], dtype=np.float32)
 
     def copy(self) -> ClassGaussians:
         out = ClassGaussians(self.components)

@@ -231,8 +231,8 @@ def test_generated_latents_match_the_class_mean_and_variance() -> None:
     g.grow(2, 3)
     for start in range(0, 3000, 7):  # streaming, in odd batches
         g.fit(x[start : start + 7], np.ones(len(x[start : start + 7]), np.int64))
-    np.testing.assert_allclose(g.means[1, 0], x.astype(np.float64).mean(axis=0), rtol=1e-9)
-    np.testing.assert_allclose(g.variances()[1, 0], x.astype(np.float64).var(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(g.means[1, 0], x.astype(np.float64).mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(g.variances()[1, 0], x.astype(np.float64).var(axis=0), rtol=1e-5)
     out = g.sample(np.ones(20000, np.int64), np.random.default_rng(4))
     np.testing.assert_allclose(out.mean(axis=0), mean, atol=0.06)
     np.testing.assert_allclose(out.std(axis=0), std, rtol=0.05)
