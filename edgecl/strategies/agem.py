@@ -41,8 +41,9 @@ class AGEM(GradientHead):
       paper's), ``seed`` (0: minibatch order).
 
     Deviations forced by a stream of latents: the paper's episodic memory holds past tasks
-    only, written at each task's end; here the memory is the learner's store (its paper
-    store: a reservoir), and the reference gradient uses the drawn items whose class
+    only, a ring buffer per task written at its end; here the memory is the learner's store
+    (declared as a reservoir: a stream has no task labels to keep a buffer per task by),
+    and the reference gradient uses the drawn items whose class
     belongs to an experience before the current one, an experience beginning with each
     batch that brings a class not seen before (so a stream that never brings a new class
     is never projected: that is plain SGD). The draw is made once per ``learn_with_memory``

@@ -110,7 +110,7 @@ class GradientHead(Configurable):
 
     # -- learning helpers ---------------------------------------------------------------
     def check(self, z: FloatArray, y: IntArray) -> tuple[FloatArray, IntArray]:
-        """A checked batch (``ValueError`` before any change); sizes ``W`` on first use."""
+        """A checked batch (``ValueError`` before any change)."""
         x, labels = check_batch(z, y, len(self.counts), self.w.shape[1])
         return x, labels
 
@@ -203,4 +203,5 @@ class GradientHead(Configurable):
 
 
 def memory_size_option(value: object) -> int:
+    """``memory_size`` checked: an integer >= 0 (0: the learner draws nothing)."""
     return positive_int("memory_size", value, minimum=0)
