@@ -154,12 +154,7 @@ class Learner(OpenSetLearning):
             self.strategy.add_classes(len(self.labels))
             self.class_counts.extend([0] * (len(self.labels) - before))
         keep = memory.store_first(self.store, self.strategy, z if raw is None else raw, y)
-        zb, yb = z, y
-        if self.store is not None and self.strategy.replay_size > 0 and len(self.store):
-            zr, yr = self.store.sample(self.strategy.replay_size, self._rng)
-            zb, yb = np.concatenate([z[:keep], self.embed_stored(zr)]), np.r_[y[:keep], yr]
-            del zr  # a decoded copy as large as the batch: free it before training
-        self.strategy.learn_many(zb, yb)
+        memory.train(self.strategy, self.store, self._rng, self.embed_stored, z, y, keep)
         if self.store is not None and keep:
             self.store.add_many(z if raw is None else raw, y)
         for idx in y.tolist():

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecl.protocols import Backbone, ReplayStore, Strategy
+from edgecl.protocols import Backbone, MemoryReplay, ReplayStore, Strategy
 from edgecl.replay import holds_inputs
 from edgecl.replay.compress import check_batch
 from edgecl.types import FloatArray, IntArray
@@ -67,3 +67,33 @@ def store_first(store: ReplayStore | None, strategy: Strategy, items: Any, y: In
         return len(y)
     store.add_many(items, y)
     return 0
+
+
+def train(
+    strategy: Strategy,
+    store: ReplayStore | None,
+    rng: np.random.Generator,
+    decode: Callable[[FloatArray], FloatArray],
+    z: FloatArray,
+    y: IntArray,
+    keep: int,
+) -> None:
+    """Train ``strategy`` on a batch with its replay: ``replay_size`` items drawn from
+    ``store`` (through ``decode``) appended to the batch's first ``keep`` rows (see
+    :func:`store_first`), or, for a :class:`MemoryReplay` strategy, ``memory_size`` items
+    handed over beside them. Draws only from a non-empty store, with ``rng`` (the
+    learner's, so a replayed log draws the same items)."""
+    if isinstance(strategy, MemoryReplay):
+        zm = np.zeros((0, *z.shape[1:]), dtype=np.float32)
+        ym = np.zeros(0, dtype=np.int64)
+        if store is not None and strategy.memory_size > 0 and len(store):
+            zm, ym = store.sample(strategy.memory_size, rng)
+            zm = decode(zm)
+        strategy.learn_with_memory(z[:keep], y[:keep], zm, ym)
+        return
+    zb, yb = z, y
+    if store is not None and strategy.replay_size > 0 and len(store):
+        zr, yr = store.sample(strategy.replay_size, rng)
+        zb, yb = np.concatenate([z[:keep], decode(zr)]), np.r_[y[:keep], yr]
+        del zr  # a decoded copy as large as the batch: free it before training
+    strategy.learn_many(zb, yb)

@@ -1,5 +1,6 @@
 """The three roles a learner is built from, and the optional capabilities a strategy may
-have (:class:`Retrainable`, :class:`Logits`, :class:`Novelty`, :class:`Snapshot`).
+have (:class:`Retrainable`, :class:`Logits`, :class:`Novelty`, :class:`Snapshot`,
+:class:`MemoryReplay`).
 Interfaces only, no logic."""
 
 from __future__ import annotations
@@ -125,3 +126,29 @@ class Snapshot(Protocol):
     it learns later, so predictions may read it without waiting for learning."""
 
     def snapshot(self) -> Strategy: ...
+
+
+@runtime_checkable
+class MemoryReplay(Protocol):
+    """A strategy that takes its replay apart from the new batch (MIR, A-GEM, GEM).
+
+    For such a strategy the :class:`~edgecl.Learner` calls ``learn_with_memory(z, y, zm,
+    ym)`` instead of ``learn_many``: ``(z, y)`` is the new batch, ``(zm, ym)`` a draw of
+    ``memory_size`` items from its replay store (with replacement as the store samples,
+    decoded to latents; empty, ``(0, *latent_shape)``, without a store, with an empty one
+    or with ``memory_size == 0``). The strategy decides what the memory is for (candidates
+    to select from, constraints, a reference gradient); ``replay_size`` stays 0, so
+    nothing is concatenated. The learner stays the one owner of the store: the strategy
+    only reads the draw and never adds to or removes from the store.
+
+    The draw uses the learner's generator, whose state is part of the learner's, so
+    learning the same batches again from a checkpoint (the daemon replaying its write-ahead
+    log after a crash) draws the same items and reaches the same state. ``learn_many(z, y)``
+    must still work and means an empty memory (conformance checks, re-embedding).
+    """
+
+    memory_size: int
+
+    def learn_with_memory(self, z: FloatArray, y: IntArray, zm: FloatArray, ym: IntArray) -> None:
+        """Learn the new batch ``(z, y)`` with the memory draw ``(zm, ym)`` beside it."""
+        ...

@@ -10,7 +10,7 @@ import numpy as np
 from edgecl import codec
 from edgecl.calibration import auroc, softmax_t
 from edgecl.openset import Calibration
-from edgecl.protocols import Logits, Snapshot, Strategy
+from edgecl.protocols import Logits, MemoryReplay, Snapshot, Strategy
 from edgecl.types import FloatArray, IntArray
 
 Factory = Callable[..., Strategy]
@@ -217,6 +217,30 @@ def check_a_snapshot_ignores_later_learning(make: Factory) -> None:
     expect(same and np.array_equal(after.novelty, before.novelty), "the snapshot changed")
 
 
+def check_memory_replay_reads_its_memory_and_replays_nothing_itself(make: Factory) -> None:
+    """For :class:`~edgecl.protocols.MemoryReplay` strategies: the learner concatenates
+    nothing (``replay_size`` 0), the memory draw is left as it was, and ``learn_many`` is
+    ``learn_with_memory`` with an empty memory."""
+    strategy = trained(make, [0, 1], n_classes=3)
+    if not isinstance(strategy, MemoryReplay):
+        return
+    expect(strategy.replay_size == 0, "a memory-replay strategy also asks for replay_size")
+    state = strategy.state_dict()
+    zm, ym = blobs([0, 1], per_class=6, seed=9)
+    zm_copy, ym_copy = zm.copy(), ym.copy()
+    z, y = blobs([2], per_class=6, seed=10)
+    strategy.learn_with_memory(z, y, zm, ym)
+    expect(np.array_equal(zm, zm_copy) and np.array_equal(ym, ym_copy), "memory changed")
+    fresh, plain = make(**strategy.options()), make(**strategy.options())
+    for s in (fresh, plain):
+        s.load_state_dict(state)
+    assert isinstance(fresh, MemoryReplay)
+    fresh.learn_with_memory(z, y, zm[:0], ym[:0])
+    plain.learn_many(z, y)
+    same = codec.packb(fresh.state_dict()) == codec.packb(plain.state_dict())
+    expect(same, "learn_many differs from learn_with_memory with an empty memory")
+
+
 def strategy_checks() -> list[Callable[[Factory], None]]:
     """Every check, in a stable order."""
     return [
@@ -235,4 +259,5 @@ def strategy_checks() -> list[Callable[[Factory], None]]:
         check_novel_inputs_score_higher_than_taught_ones,
         check_logits_softmax_to_the_probabilities,
         check_a_snapshot_ignores_later_learning,
+        check_memory_replay_reads_its_memory_and_replays_nothing_itself,
     ]

@@ -13,16 +13,27 @@ from edgecl.strategies.stores import NONE, PAPER_STORES, PaperStore
 def _builtin() -> list[Callable[..., Strategy]]:
     # Imported on first use so that importing edgecl stays light; these heads are NumPy
     # only, and a torch-based strategy imports torch only when built.
+    from edgecl.strategies.agem import AGEM
     from edgecl.strategies.ar1 import AR1
     from edgecl.strategies.cwr_star import CWRStar
     from edgecl.strategies.exstream import ExStream
     from edgecl.strategies.gdumb import GDumb
+    from edgecl.strategies.gem import GEM
+    from edgecl.strategies.generative_negative_replay import GenerativeNegativeReplay
+    from edgecl.strategies.generative_replay import GenerativeReplay
+    from edgecl.strategies.icarl import ICaRL
     from edgecl.strategies.latent_replay import LatentReplay
+    from edgecl.strategies.mir import MIR
     from edgecl.strategies.naive import Naive
     from edgecl.strategies.ncm import NCM
     from edgecl.strategies.slda import StreamingLDA
 
-    return [StreamingLDA, NCM, CWRStar, LatentReplay, Naive, ExStream, GDumb, AR1]
+    base: list[Callable[..., Strategy]] = [
+        StreamingLDA, NCM, CWRStar, LatentReplay, Naive, ExStream, GDumb, AR1,
+    ]  # fmt: skip
+    replay_selection: list[Callable[..., Strategy]] = [MIR, AGEM, GEM]
+    generative: list[Callable[..., Strategy]] = [GenerativeReplay, GenerativeNegativeReplay]
+    return base + replay_selection + generative + [ICaRL]
 
 
 REGISTRY: Registry[Strategy] = Registry("strategy", _builtin)

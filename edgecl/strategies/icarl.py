@@ -1,0 +1,194 @@
+"""iCaRL on latents: herding exemplars, nearest mean of exemplars, distillation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecl.strategies.base import frozen_copy, masked_logits
+from edgecl.strategies.gradient import GradientHead
+from edgecl.strategies.herding import Exemplars, normalize
+from edgecl.strategies.linear import (
+    check_latents,
+    grow_rows,
+    masked_softmax,
+    positive_float,
+    positive_int,
+)
+from edgecl.strategies.stores import ITEMS, NONE
+from edgecl.types import Float64Array, FloatArray, IntArray, State
+
+CLASSIFIERS = ("nme", "head")
+
+
+def sigmoid(s: Float64Array) -> Float64Array:
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * s)), dtype=np.float64)
+
+
+class ICaRL(GradientHead):
+    """iCaRL (Rebuffi et al. 2017, "iCaRL: Incremental Classifier and Representation
+    Learning") with the backbone frozen and a linear head on its latents.
+
+    - Exemplars: herding per class within ``memory_items`` (:class:`~edgecl.strategies.
+      herding.Exemplars`): the strategy keeps them in its own state, because herding picks
+      items by the class mean of all its samples, which no store policy of the learner's
+      does, and a strategy never writes the learner's store; so its paper store is none and
+      :meth:`nbytes` reports what it holds (float32 latents, the running means).
+    - Classifier: nearest mean of exemplars, on L2-normalised features; probabilities are
+      a softmax of ``-distance / temperature``. With a linear head the feature iCaRL
+      averages is the latent itself, so the prediction does not depend on the trained head
+      at all: this is herded exemplars plus a nearest-class-mean on them. ``classifier =
+      "head"`` answers with the trained head instead (softmax of its scores).
+    - Training the head: sigmoid binary cross-entropy per class over the batch and
+      ``exemplar_replay`` exemplars drawn at random; targets are one-hot for the classes of
+      the current experience and, for the classes known at its start, the outputs of the
+      head as it was then (distillation, as the paper).
+
+    Hyper-parameters (defaults): ``memory_items`` (1500, the budget every memory here has;
+    the paper's K is 2000 on CIFAR-100), ``exemplar_replay`` (32: exemplars trained on per
+    call), ``temperature`` (0.1), ``classifier`` ("nme"), ``lr`` (0.01), ``epochs`` (3),
+    ``batch_size`` (64), ``seed`` (0: minibatch order and exemplar draws).
+
+    Deviations forced by a stream: the paper herds each class from all its data at the
+    end of its task; a stream sees each item once, so the running mean of every sample of
+    the class is kept and herding runs over the held exemplars and the arrivals when they
+    no longer fit (see :class:`~edgecl.strategies.herding.Exemplars`). A task is an
+    experience: it begins with a batch that brings a class not seen before, and the head
+    distilled from is the head as it was just before that batch.
+
+    >>> s = ICaRL()
+    >>> s.add_classes(2)
+    >>> s.learn_many(np.array([[1, 0], [0, 1]], np.float32), np.array([0, 1]))
+    >>> s.predict_proba_many(np.array([[2, 0.5]], np.float32)).argmax(axis=1).tolist()
+    [0]
+    """
+
+    name = "icarl"
+    paper_store = NONE
+
+    def __init__(
+        self,
+        memory_items: int = ITEMS,
+        exemplar_replay: int = 32,
+        temperature: float = 0.1,
+        classifier: str = "nme",
+        lr: float = 0.01,
+        epochs: int = 3,
+        batch_size: int = 64,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(lr, epochs, batch_size, seed)
+        self.memory_items = positive_int("memory_items", memory_items)
+        self.exemplar_replay = positive_int("exemplar_replay", exemplar_replay, minimum=0)
+        self.temperature = positive_float("temperature", temperature)
+        if classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
+        self.classifier = classifier
+        self.exemplars = Exemplars(self.memory_items)
+        self.old_w = np.zeros((0, 0), dtype=np.float32)
+        self.old_b = np.zeros(0, dtype=np.float32)
+        self.old_known = np.zeros(0, dtype=bool)
+        self.prototypes, self.has = self.exemplars.means(0)
+
+    def add_classes(self, n_classes: int) -> None:
+        super().add_classes(n_classes)
+        self.old_w = grow_rows(self.old_w, n_classes)
+        self.old_b = grow_rows(self.old_b, n_classes)
+        self.old_known = grow_rows(self.old_known, n_classes)
+        self.refresh()
+
+    def learn_many(self, z: FloatArray, y: IntArray) -> None:
+        x, labels = self.check(z, y)
+        if not len(x):
+            return
+        before, known = self.experiences, self.trained.copy()
+        self.begin(x, labels)
+        if self.experiences != before:  # a new experience: distil from the head as it was
+            self.old_w, self.old_b, self.old_known = self.w.copy(), self.b.copy(), known
+        xe, ye = self.drawn()
+        self.train(np.concatenate([x, xe]), np.r_[labels, ye])
+        self.exemplars.add(x, labels)
+        self.refresh()
+
+    def drawn(self) -> tuple[FloatArray, IntArray]:
+        """``exemplar_replay`` exemplars drawn at random (with replacement) for this call."""
+        ex = self.exemplars
+        if not len(ex.y) or not self.exemplar_replay:
+            return np.zeros((0, self.w.shape[1]), np.float32), np.zeros(0, np.int64)
+        rng = np.random.default_rng([self.sgd.seed, self.calls, 1])
+        rows = rng.integers(len(ex.y), size=self.exemplar_replay)
+        return ex.x[rows], ex.y[rows]
+
+    def train(self, x: FloatArray, labels: IntArray) -> None:
+        """SGD on the summed sigmoid cross-entropy with distillation targets."""
+        old_w, old_b = self.old_w.astype(np.float64), self.old_b.astype(np.float64)
+
+        def direction(
+            w: Float64Array,
+            b: Float64Array,
+            xb: FloatArray,
+            yb: IntArray,
+            cols: IntArray,
+            idx: IntArray,
+        ) -> tuple[Float64Array, Float64Array]:
+            xs = xb.astype(np.float64)
+            target = np.zeros((len(yb), len(cols)))
+            target[np.arange(len(yb)), yb] = 1.0
+            old = self.old_known[cols]
+            if old.any():
+                target[:, old] = sigmoid(xs @ old_w[cols[old]].T + old_b[cols[old]])
+            g = (sigmoid(xs @ w.T + b) - target) / len(yb)
+            return g.T @ xs, g.sum(axis=0)
+
+        self.descend(x, labels, direction)
+
+    def refresh(self) -> None:
+        """The class prototypes from the exemplars (after they change)."""
+        self.prototypes, self.has = self.exemplars.means(len(self.counts))
+
+    # -- prediction -------------------------------------------------------------------
+    def distances(self, z: FloatArray) -> Float64Array:
+        """Distance of each normalised latent to each class prototype ``(N, n_classes)``."""
+        x = normalize(check_latents(z, self.w.shape[1]))
+        if not self.w.shape[1]:
+            return np.zeros((len(x), len(self.counts)))
+        p = self.prototypes
+        d = np.sum(x**2, axis=1, keepdims=True) - 2.0 * x @ p.T + np.sum(p**2, axis=1)[None, :]
+        return np.asarray(np.sqrt(np.maximum(d, 0.0)), dtype=np.float64)
+
+    def logits_many(self, z: FloatArray) -> Float64Array:
+        if self.classifier == "head":
+            return super().logits_many(z)
+        return masked_logits(-self.distances(z) / self.temperature, self.has)
+
+    def novelty_many(self, z: FloatArray) -> Float64Array:
+        """Distance to the nearest class prototype (``inf`` before any exemplar)."""
+        d = masked_logits(-self.distances(z), self.has)
+        return np.asarray(-d.max(axis=1, initial=-np.inf), dtype=np.float64)
+
+    def predict_proba_many(self, z: FloatArray) -> FloatArray:
+        trained = self.trained if self.classifier == "head" else self.has
+        return masked_softmax(self.logits_many(z), trained)
+
+    def nbytes(self) -> int:
+        """Bytes of the exemplar memory (what stands in for a replay store)."""
+        return self.exemplars.nbytes()
+
+    def snapshot(self) -> ICaRL:
+        return frozen_copy(self, "w", "b", "counts", "opened")
+
+    def state_dict(self) -> State:
+        return {
+            **super().state_dict(),
+            "old_w": self.old_w.copy(),
+            "old_b": self.old_b.copy(),
+            "old_known": self.old_known.copy(),
+            "exemplars": self.exemplars.state_dict(),
+        }
+
+    def load_state_dict(self, state: State) -> None:
+        super().load_state_dict(state)
+        self.old_w = np.array(state["old_w"], dtype=np.float32)
+        self.old_b = np.array(state["old_b"], dtype=np.float32)
+        self.old_known = np.array(state["old_known"], dtype=bool)
+        self.exemplars.load_state_dict(state["exemplars"])
+        self.refresh()
