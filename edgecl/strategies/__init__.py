@@ -14,15 +14,22 @@ def _builtin() -> list[Callable[..., Strategy]]:
     # Imported on first use so that importing edgecl stays light; these heads are NumPy
     # only, and a torch-based strategy imports torch only when built.
     from edgecl.strategies.ar1 import AR1
+    from edgecl.strategies.cumulative import Cumulative
     from edgecl.strategies.cwr_star import CWRStar
+    from edgecl.strategies.ensemble import Ensemble
+    from edgecl.strategies.ewc import EWC
     from edgecl.strategies.exstream import ExStream
     from edgecl.strategies.gdumb import GDumb
     from edgecl.strategies.latent_replay import LatentReplay
+    from edgecl.strategies.lwf import LwF
     from edgecl.strategies.naive import Naive
     from edgecl.strategies.ncm import NCM
+    from edgecl.strategies.progress_compress import ProgressCompress
+    from edgecl.strategies.si import SI
     from edgecl.strategies.slda import StreamingLDA
 
-    return [StreamingLDA, NCM, CWRStar, LatentReplay, Naive, ExStream, GDumb, AR1]
+    survey = [Cumulative, Ensemble, LwF, EWC, SI, ProgressCompress]
+    return [StreamingLDA, NCM, CWRStar, LatentReplay, Naive, ExStream, GDumb, AR1, *survey]
 
 
 REGISTRY: Registry[Strategy] = Registry("strategy", _builtin)
