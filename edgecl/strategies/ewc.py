@@ -10,6 +10,7 @@ from edgecl.strategies.experience import (
     copy_params,
     grow_like,
     load_params,
+    pull,
     rows,
 )
 from edgecl.strategies.linear import positive_float
@@ -42,7 +43,8 @@ class EWC(ExperienceHead):
     class never trained, or ``consolidate_every`` samples) it keeps the diagonal Fisher
     ``F`` of the experience and the parameters ``θ*`` it ended with; learning then adds
     the penalty ``λ/2 Σ F (θ - θ*)²`` to the cross-entropy, whose gradient ``λ F (θ - θ*)``
-    is added to every SGD step.
+    is added to every SGD step, with ``λ F`` capped at ``1 / lr`` per parameter (plain SGD
+    on the quadratic diverges once ``lr · λ F > 2``; at the cap a step lands on ``θ*``).
 
     ``F`` is the **empirical** Fisher (squared gradients of the log-likelihood of the
     observed labels), as most implementations, not the true Fisher under the model's own
@@ -122,14 +124,17 @@ class EWC(ExperienceHead):
         self.acc, self.acc_n = {}, 0
 
     def penalty_grads(self, work: Params, cols: IntArray) -> Params:
-        """``λ (Σ F_t θ - Σ F_t θ*_t)``, i.e. ``λ F (θ - θ*)``, shaped as ``work``."""
+        """``λ F (θ - θ*)`` shaped as ``work`` (``λ F`` capped at ``1 / lr``, see
+        :func:`~edgecl.strategies.experience.pull`)."""
         return self.penalty(work, cols)(work) if self.fisher else {}
 
     def penalty(self, work: Params, cols: IntArray) -> Penalty:
-        lam = self.ewc_lambda
-        f = rows(grow_like(self.fisher, self.net.params), work, cols)
-        a = rows(grow_like(self.anchor, self.net.params), work, cols)
-        return lambda p: {k: lam * (f[k] * p[k] - a[k]) for k in f}
+        theta = self.net.params
+        f = rows(grow_like(self.fisher, theta), work, cols)
+        a = rows(grow_like(self.anchor, theta), work, cols)
+        # Σ F_t (θ - θ*_t) = F (θ - θ*) with F = Σ F_t and θ* = Σ F_t θ*_t / F.
+        star = {k: np.divide(a[k], f[k], out=np.zeros_like(a[k]), where=f[k] > 0) for k in f}
+        return pull({k: self.ewc_lambda * f[k] for k in f}, star, self.sgd.lr)
 
     def train(self, work: Params, x: FloatArray, local: IntArray, cols: IntArray) -> None:
         penalty = self.penalty(work, cols) if self.fisher and self.ewc_lambda else None

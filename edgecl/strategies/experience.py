@@ -11,6 +11,8 @@ count towards ``consolidate_every``; they never bring a new class.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from edgecl.strategies.head import SoftmaxHead
@@ -120,3 +122,11 @@ def load_params(state: State) -> Params:
 
 def copy_params(params: Params) -> Params:
     return {k: v.copy() for k, v in params.items()}
+
+
+def pull(coef: Params, anchor: Params, lr: float) -> Callable[[Params], Params]:
+    """The penalty gradient ``coef (θ - anchor)`` of a quadratic anchor (EWC's ``λ F``,
+    SI's ``2 c Ω``), with ``coef`` capped at ``1 / lr``: plain SGD on a quadratic diverges
+    once ``lr · coef > 2``, and at the cap a step lands on the anchor instead."""
+    capped = {k: np.minimum(v, 1.0 / lr) for k, v in coef.items()}
+    return lambda p: {k: capped[k] * (p[k] - anchor[k]) for k in capped}

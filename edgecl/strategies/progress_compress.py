@@ -15,6 +15,7 @@ from edgecl.strategies.experience import (
     copy_params,
     grow_like,
     load_params,
+    pull,
     rows,
 )
 from edgecl.strategies.linear import Float64Array, check_latents, positive_float, positive_int
@@ -32,7 +33,8 @@ class ProgressCompress(ExperienceHead):
     ``compress_epochs`` epochs to match the active column's softmax on the experience's
     latents (``KL(active ‖ knowledge base)``, over every class trained so far) plus the
     online-EWC penalty ``λ/2 F (θ - θ*)²`` of its earlier compressions; then its empirical
-    Fisher on those latents joins ``F ← γ F + F_t`` and ``θ* ←`` its parameters.
+    Fisher on those latents joins ``F ← γ F + F_t`` and ``θ* ←`` its parameters (``λ F``
+    capped at ``1 / lr`` per parameter, as in ``ewc``).
 
     Deviations forced by a head on latents: the paper's active column takes lateral
     connections from the knowledge base's layers; a head has no layers below it to take
@@ -128,7 +130,7 @@ class ProgressCompress(ExperienceHead):
             lam = self.ewc_lambda
             f = rows(grow_like(self.fisher, self.kb.params), work, cols)
             a = rows(grow_like(self.anchor, self.kb.params), work, cols)
-            penalty = lambda p: {k: lam * f[k] * (p[k] - a[k]) for k in f}  # noqa: E731
+            penalty = pull({k: lam * f[k] for k in f}, a, self.sgd.lr)
         rng = self.sgd.rng(self.calls)
         sgd_net(work, x, local, self.sgd, rng, epochs=self.compress_epochs, penalty=penalty,
                 targets=targets)  # fmt: skip

@@ -10,6 +10,7 @@ from edgecl.strategies.experience import (
     copy_params,
     grow_like,
     load_params,
+    pull,
     rows,
 )
 from edgecl.strategies.linear import positive_float
@@ -26,7 +27,9 @@ class SI(ExperienceHead):
     step taken). At each experience boundary (:mod:`edgecl.strategies.experience`)
     ``Ω += ω / ((θ - θ_start)² + ξ)``, where ``θ_start`` are the parameters the experience
     began with, then ``ω = 0`` and ``θ* = θ``. Learning adds the surrogate loss
-    ``c Σ Ω (θ - θ*)²`` (gradient ``2 c Ω (θ - θ*)``).
+    ``c Σ Ω (θ - θ*)²`` (gradient ``2 c Ω (θ - θ*)``, the coefficient ``2 c Ω`` capped at
+    ``1 / lr`` per parameter so that SGD on it cannot diverge; at the cap a step lands on
+    ``θ*``).
 
     Hyper-parameters (defaults): ``si_c`` (1.0, the strength ``c``), ``xi`` (0.1, the
     damping ``ξ``: it keeps ``Ω`` finite for a parameter that barely moved; 0.1 is the
@@ -80,7 +83,7 @@ class SI(ExperienceHead):
             c = self.si_c
             big = rows(grow_like(self.importance, theta), work, cols)
             star = rows(grow_like(self.anchor, theta), work, cols)
-            penalty = lambda p: {k: 2 * c * big[k] * (p[k] - star[k]) for k in big}  # noqa: E731
+            penalty = pull({k: 2 * c * v for k, v in big.items()}, star, self.sgd.lr)
         rng = self.sgd.rng(self.calls)
         sgd_net(work, x, local, self.sgd, rng, penalty=penalty, on_step=on_step)
 
