@@ -58,10 +58,10 @@ def out_name(params: Params) -> tuple[str, str]:
 class Cache:
     """What :func:`forward` keeps for :func:`backward`: each layer's input."""
 
-    inputs: list[FloatArray]
+    inputs: list[Array]
 
 
-def forward(params: Params, x: FloatArray) -> tuple[FloatArray, Cache]:
+def forward(params: Params, x: Array) -> tuple[Array, Cache]:
     """Logits ``(N, K)`` (float32) of ``x`` and the cache for :func:`backward`."""
     n_layers = len(params) // 2
     inputs = [x]
