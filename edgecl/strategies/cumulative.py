@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -27,7 +28,8 @@ class Cumulative(ExperienceHead):
     trained (the boundary of :mod:`edgecl.strategies.experience`; ``add_classes`` is how
     the learner announces it), its ``replay_size`` reads as "everything" for that one
     batch, so the learner mixes the whole store in, and the head is re-initialised and
-    trained from scratch for ``retrain_epochs`` epochs on the store plus the batch.
+    trained from scratch for ``retrain_epochs`` epochs on the store plus the batch (the
+    rate cosine-annealed from ``lr``).
     ``retrain`` (``edgecl.Learner.retrain``, the daemon's ``POST /retrain``) does the same
     on request from the memory alone, off to the side. A ``consolidate_every`` boundary
     retrains on what that batch brings (the batch and ``replay_size`` replayed latents):
@@ -117,13 +119,16 @@ class Cumulative(ExperienceHead):
         step: int,
         on_progress: Callable[[float], bool],
     ) -> None:
-        """``retrain_epochs`` epochs of SGD on ``(x, labels)`` over the classes ``trained``."""
+        """``retrain_epochs`` epochs of SGD on ``(x, labels)`` over the classes ``trained``,
+        the rate cosine-annealed from ``lr`` towards 0 (at a constant rate the head ends
+        wherever its last steps put it)."""
         cols = np.flatnonzero(trained)
         work = net.view(cols)
         local = np.searchsorted(cols, labels)
         rng = self.sgd.rng(step)
         for epoch in range(self.retrain_epochs):
-            sgd_net(work, x, local, self.sgd, rng, epochs=1)
+            lr = 0.5 * self.sgd.lr * (1 + math.cos(math.pi * epoch / self.retrain_epochs))
+            sgd_net(work, x, local, self.sgd, rng, lr=lr, epochs=1)
             if not on_progress((epoch + 1) / self.retrain_epochs):
                 break
         net.put(cols, work)
