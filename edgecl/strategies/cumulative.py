@@ -22,6 +22,8 @@ EVERYTHING = 1 << 30
 class Cumulative(ExperienceHead):
     """The cumulative baseline: at each experience, a fresh head trained on everything seen
     so far, within the memory's budget (its store is the class-balanced one GDumb uses).
+    A baseline of the field rather than one paper's method (e.g. CORe50's "cumulative",
+    Lomonaco & Maltoni 2017, which keeps every sample; a bounded store is the deviation).
 
     Between boundaries it learns as :class:`~edgecl.strategies.latent_replay.LatentReplay`
     (each batch plus ``replay_size`` replayed latents). When a batch brings a class never

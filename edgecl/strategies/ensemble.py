@@ -15,7 +15,8 @@ from edgecl.types import FloatArray, IntArray, State
 
 
 class Ensemble(ExperienceHead):
-    """One softmax head per experience, combined at prediction.
+    """One softmax head per experience, combined at prediction (a baseline, not one
+    paper's method: the task-agnostic ensemble of independent per-experience models).
 
     Each experience (:mod:`edgecl.strategies.experience`) gets a fresh head (the same
     initialisation), trained by SGD on that experience's batches only, with its softmax

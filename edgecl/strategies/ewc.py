@@ -57,8 +57,10 @@ class EWC(ExperienceHead):
     ``Σ F_t`` and ``Σ F_t θ*_t``, so the memory does not grow) and ``online`` (Schwarz et
     al. 2018: one penalty, ``F ← γ F + F_t`` and ``θ* ←`` the latest parameters).
 
-    Hyper-parameters (defaults): ``ewc_lambda`` (100.0; chosen on a validation split of
-    Split-Fashion-MNIST from 1, 10, 100, 1000, see the report), ``mode``
+    Hyper-parameters (defaults): ``ewc_lambda`` (100.0, chosen on a validation split:
+    Split-Fashion-MNIST, 10,000 training images, 2 classes per experience, lr 0.1 chosen
+    first; final validation accuracy 22.5, 27.2, 29.2, 28.5, 28.4% for λ = 1, 10, 100,
+    1000, 10000: class-incrementally barely above ``naive``'s 20%), ``mode``
     (``"separate"``), ``gamma`` (1.0, online only: Schwarz et al.'s ``γ``; below 1 old
     Fishers fade), ``consolidate_every`` (0), ``hidden`` (none: the linear head), and the
     SGD of :class:`~edgecl.strategies.naive.Naive` (``lr`` 0.01, ``epochs`` 3,

@@ -31,7 +31,9 @@ class SI(ExperienceHead):
     ``1 / lr`` per parameter so that SGD on it cannot diverge; at the cap a step lands on
     ``θ*``).
 
-    Hyper-parameters (defaults): ``si_c`` (1.0, the strength ``c``), ``xi`` (0.1, the
+    Hyper-parameters (defaults): ``si_c`` (1.0, the strength ``c``; on the validation
+    split ``ewc``'s λ was chosen on, lr 0.1: 27.6, 28.3, 27.9, 27.3% for c = 0.1, 1, 10,
+    100), ``xi`` (0.1, the
     damping ``ξ``: it keeps ``Ω`` finite for a parameter that barely moved; 0.1 is the
     value used in the common split-task reimplementations, the paper reports 1e-3 on its
     permuted tasks), ``consolidate_every`` (0), ``hidden`` (none: the linear head), and the
