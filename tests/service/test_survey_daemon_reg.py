@@ -5,6 +5,7 @@ the same predictions to the last byte."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,39 @@ def test_learn_kill_9_restart_is_exact(
     assert before["samples_learned"] == 80 and len(before["classes"]) == 5
     top = [p["label"] for p in before["predictions"]["predictions"]]
     assert len(set(top)) >= 3, top  # it learned something of several classes
+
+    with ForkedDaemon(forks, tmp_path / "data", env) as daemon:
+        after = figures(daemon.url)
+    assert after == before
+
+
+@pytest.mark.slow
+def test_cumulative_retrains_on_request_and_the_retrained_head_survives_kill_9(
+    tmp_path: Path, forks: ForkServer
+) -> None:
+    env = identity_env(
+        DIM,
+        strategy__name="cumulative",
+        strategy__options=json.dumps({"lr": 0.1}),
+        store__kind="paper",
+        checkpoint_every_samples="1000",  # only the retrain's own checkpoint
+    )
+    with ForkedDaemon(forks, tmp_path / "data", env) as daemon:
+        learn(daemon.url)
+        learned = figures(daemon.url)
+        reply = httpx.post(f"{daemon.url}/retrain", timeout=30)
+        assert reply.status_code == 202, reply.text
+        job = reply.json()["job"]
+        for _ in range(1000):
+            status = httpx.get(f"{daemon.url}/retrain/{job}", timeout=30).json()
+            if status["state"] != "running":
+                break
+            time.sleep(0.01)
+        assert status["state"] == "succeeded", status
+        before = figures(daemon.url)
+        assert before["model_version"] == learned["model_version"] + 1
+        assert before["predictions"] != learned["predictions"]  # a head trained afresh
+        assert daemon.kill() == -9
 
     with ForkedDaemon(forks, tmp_path / "data", env) as daemon:
         after = figures(daemon.url)
