@@ -59,6 +59,13 @@ class Recipe:
 #: same accuracy on this stream (see BENCHMARKS.md).
 #: Stores: each strategy's paper store (:mod:`edgecl.strategies.stores`).
 AR1_OPTIONS = {"replay_size": 300, "epochs": 1, "batch_size": 16, "lr": 0.003, "top_lr": 0.0003}
+
+
+class _Recipes(dict[str, Recipe]):  # SURVEY's are found, not listed (default runs unchanged)
+    def __missing__(self, name: str) -> Recipe:
+        return SURVEY[name]
+
+
 RECIPES: dict[str, Recipe] = {
     "naive": Recipe("naive", None, 10),
     "latent_replay": Recipe("latent_replay", "latent_replay", 10),
@@ -76,6 +83,13 @@ RECIPES: dict[str, Recipe] = {
     "slda": Recipe("slda", None, 100),
     "ncm": Recipe("ncm", None, 100),
 }
+RECIPES = _Recipes(RECIPES)
+#: Issue 18's: fed as naive; cumulative also retrained at each end (as gdumb); joint: the bound.
+SURVEY: dict[str, Recipe] = {
+    **{n: Recipe(n, None, 10) for n in ("ensemble", "lwf", "ewc", "si", "progress_compress")},
+    "cumulative": Recipe("cumulative", "class_balanced", 10, retrain=True),
+    "joint": Recipe("joint", None, 0),
+}
 
 
 def parse_spec(spec: str) -> Recipe:
@@ -87,13 +101,14 @@ def parse_spec(spec: str) -> Recipe:
     >>> parse_spec("nope")
     Traceback (most recent call last):
     ...
-    ValueError: unknown strategy 'nope'; choose from ar1, cwr_star, exstream, gdumb, latent_replay, naive, ncm, slda
+    ValueError: unknown strategy 'nope'; choose from ar1, cumulative, cwr_star, ensemble, ewc, exstream, gdumb, joint, latent_replay, lwf, naive, ncm, progress_compress, si, slda
     """  # noqa: E501
     head, *pairs = spec.strip().split(":")
     name, _, encoding = head.partition("@")
-    if name not in RECIPES:
-        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(sorted(RECIPES))}")
-    recipe = RECIPES[name]
+    known = {**RECIPES, **SURVEY}
+    if name not in known:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(sorted(known))}")
+    recipe = known[name]
     options, store_options = dict(recipe.options), dict(recipe.store_options)
     for pair in pairs:
         key, eq, text = pair.partition("=")
@@ -218,7 +233,9 @@ def run(
     seed: int = 0,
     on_experience: Callable[[int, float], None] | None = None,
 ) -> Result:
-    """Learn ``stream`` once with ``recipe``; accuracy on seen classes after each experience."""
+    """Learn ``stream`` once with ``recipe`` (or :func:`joint`); accuracy after each experience."""
+    if recipe.strategy == "joint":
+        return joint(stream, seed=seed, **recipe.options)
     learner = build(recipe, stream.latent_shape, memory_items, seed)
     accuracies: list[float] = []
     matrix: list[list[float]] = []

@@ -94,7 +94,8 @@ def run_args(args: argparse.Namespace) -> int:
             )
         results.append(result)
         print(f"{result.label}: {[round(a, 4) for a in result.accuracies]}", flush=True)  # noqa: T201
-    if not args.no_joint:
+    named = any(spec.split(":")[0].strip() == "joint" for spec in args.strategies.split(","))
+    if not args.no_joint and not named:  # named, it sits where it was named
         results.append(joint(stream, seed=args.seed))
     if args.memory_bound:
         results.append(memory_bound(stream, memory_items=args.memory_items, seed=args.seed))

@@ -17,7 +17,9 @@ LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
 
 
 def takes(strategy: str, option: str) -> bool:
-    """Whether ``strategy``'s constructor has ``option``."""
+    """Whether ``strategy``'s constructor has ``option`` (``joint`` is no strategy)."""
+    if strategy not in strategies.names():
+        return False
     factory = strategies.REGISTRY.get(strategy)
     return option in inspect.signature(factory).parameters
 

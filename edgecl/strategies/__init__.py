@@ -15,7 +15,10 @@ def _builtin() -> list[Callable[..., Strategy]]:
     # only, and a torch-based strategy imports torch only when built.
     from edgecl.strategies.agem import AGEM
     from edgecl.strategies.ar1 import AR1
+    from edgecl.strategies.cumulative import Cumulative
     from edgecl.strategies.cwr_star import CWRStar
+    from edgecl.strategies.ensemble import Ensemble
+    from edgecl.strategies.ewc import EWC
     from edgecl.strategies.exstream import ExStream
     from edgecl.strategies.gdumb import GDumb
     from edgecl.strategies.gem import GEM
@@ -23,17 +26,22 @@ def _builtin() -> list[Callable[..., Strategy]]:
     from edgecl.strategies.generative_replay import GenerativeReplay
     from edgecl.strategies.icarl import ICaRL
     from edgecl.strategies.latent_replay import LatentReplay
+    from edgecl.strategies.lwf import LwF
     from edgecl.strategies.mir import MIR
     from edgecl.strategies.naive import Naive
     from edgecl.strategies.ncm import NCM
+    from edgecl.strategies.progress_compress import ProgressCompress
+    from edgecl.strategies.si import SI
     from edgecl.strategies.slda import StreamingLDA
 
     base: list[Callable[..., Strategy]] = [
         StreamingLDA, NCM, CWRStar, LatentReplay, Naive, ExStream, GDumb, AR1,
     ]  # fmt: skip
+    baselines: list[Callable[..., Strategy]] = [Cumulative, Ensemble]
+    regularisers: list[Callable[..., Strategy]] = [LwF, EWC, SI, ProgressCompress]
     replay_selection: list[Callable[..., Strategy]] = [MIR, AGEM, GEM]
     generative: list[Callable[..., Strategy]] = [GenerativeReplay, GenerativeNegativeReplay]
-    return base + replay_selection + generative + [ICaRL]
+    return base + baselines + regularisers + replay_selection + generative + [ICaRL]
 
 
 REGISTRY: Registry[Strategy] = Registry("strategy", _builtin)

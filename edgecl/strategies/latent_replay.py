@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgecl.strategies.linear import SoftmaxHead
+from edgecl.strategies.head import SoftmaxHead
 
 
 class LatentReplay(SoftmaxHead):
@@ -13,6 +13,9 @@ class LatentReplay(SoftmaxHead):
     no store, or an empty one, this is :class:`~edgecl.strategies.naive.Naive`).
     Pellegrini et al. 2020 replay at an intermediate layer; here the cut is wherever the
     backbone ends, and the head is the part that learns.
+
+    ``hidden`` (default none) puts ReLU layers of those widths before the output layer
+    (:class:`~edgecl.strategies.head.SoftmaxHead`), trained by the same SGD.
 
     >>> import numpy as np
     >>> s = LatentReplay(replay_size=16, lr=0.5)
@@ -32,6 +35,7 @@ class LatentReplay(SoftmaxHead):
         batch_size: int = 64,
         weight_decay: float = 0.0,
         seed: int = 0,
+        hidden: tuple[int, ...] | list[int] = (),
     ) -> None:
         super().__init__(
             lr=lr,
@@ -39,5 +43,6 @@ class LatentReplay(SoftmaxHead):
             batch_size=batch_size,
             weight_decay=weight_decay,
             seed=seed,
+            hidden=hidden,
             replay_size=replay_size,
         )

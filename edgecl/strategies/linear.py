@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgecl.registry import Configurable
-from edgecl.strategies.base import energy, flat, frozen_copy, masked_logits
-from edgecl.types import FloatArray, IntArray, State
+from edgecl.strategies.base import flat
+from edgecl.types import FloatArray, IntArray
 
 Float64Array = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -211,86 +210,3 @@ def sgd_softmax(
             w -= (lr * grad_w).astype(w.dtype)
             if b is not None:
                 b -= (lr * g.sum(axis=0)).astype(b.dtype)
-
-
-class SoftmaxHead(Configurable):
-    """A linear softmax head ``W z + b`` trained by a few epochs of SGD on each batch.
-
-    The base of ``naive`` (the batch only) and ``latent_replay`` (the learner mixes
-    ``replay_size`` stored latents into each batch). Only trained classes' outputs take
-    part in the softmax, when training and when predicting.
-
-    >>> head = SoftmaxHead(lr=0.5)
-    >>> head.add_classes(2)
-    >>> head.learn_many(np.array([[1, 0], [0, 1]], np.float32), np.array([0, 1]))
-    >>> head.predict_proba_many(np.array([[2, 0]], np.float32)).argmax(axis=1).tolist()
-    [0]
-    """
-
-    name = "softmax_head"
-
-    def __init__(
-        self,
-        lr: float = 0.01,
-        epochs: int = 3,
-        batch_size: int = 32,
-        weight_decay: float = 0.0,
-        seed: int = 0,
-        replay_size: int = 0,
-    ) -> None:
-        self.sgd = SGD(lr, epochs, batch_size, weight_decay, seed=seed)
-        self.replay_size = positive_int("replay_size", replay_size, minimum=0)
-        self.w = np.zeros((0, 0), dtype=np.float32)
-        self.b = np.zeros(0, dtype=np.float32)
-        # Samples trained on per class (replayed ones included): tells trained classes.
-        self.counts = np.zeros(0, dtype=np.int64)
-        self.calls = 0
-
-    def add_classes(self, n_classes: int) -> None:
-        self.w = grow_rows(self.w, n_classes)
-        self.b = grow_rows(self.b, n_classes)
-        self.counts = grow_rows(self.counts, n_classes)
-
-    def learn_many(self, z: FloatArray, y: IntArray) -> None:
-        x, labels = check_batch(z, y, len(self.counts), self.w.shape[1])
-        if not len(x):
-            return
-        if self.w.shape[1] == 0:
-            self.w = np.zeros((len(self.counts), x.shape[1]), dtype=np.float32)
-        np.add.at(self.counts, labels, 1)
-        cols = np.flatnonzero(self.counts > 0)
-        local = np.searchsorted(cols, labels)
-        w, b = self.w[cols], self.b[cols]
-        sgd_softmax(w, b, x, local, self.sgd, self.sgd.rng(self.calls))
-        self.w[cols], self.b[cols] = w, b
-        self.calls += 1
-
-    def logits_many(self, z: FloatArray) -> Float64Array:
-        x = check_latents(z, self.w.shape[1])
-        scores = x @ self.w.T + self.b if self.w.shape[1] else np.zeros((len(x), len(self.b)))
-        return masked_logits(scores, self.counts > 0)
-
-    def predict_proba_many(self, z: FloatArray) -> FloatArray:
-        return masked_softmax(self.logits_many(z), self.counts > 0)
-
-    def novelty_many(self, z: FloatArray) -> Float64Array:
-        """The energy of the logits (:func:`~edgecl.strategies.base.energy`)."""
-        return energy(self.logits_many(z))
-
-    def snapshot(self) -> SoftmaxHead:
-        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_copy`)."""
-        return frozen_copy(self, "w", "b", "counts")
-
-    def state_dict(self) -> State:
-        return {
-            "w": self.w.copy(),
-            "b": self.b.copy(),
-            "counts": self.counts.copy(),
-            "calls": self.calls,
-        }
-
-    def load_state_dict(self, state: State) -> None:
-        self.w = np.array(state["w"], dtype=np.float32)
-        self.b = np.array(state["b"], dtype=np.float32)
-        self.counts = np.array(state["counts"], dtype=np.int64)
-        self.calls = int(state["calls"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgecl.strategies.linear import SoftmaxHead
+from edgecl.strategies.head import SoftmaxHead
 
 
 class Naive(SoftmaxHead):
@@ -10,6 +10,9 @@ class Naive(SoftmaxHead):
 
     In a class-incremental stream it forgets earlier classes: the softmax pushes their
     outputs down whenever a batch holds only new classes.
+
+    ``hidden`` (default none) puts ReLU layers of those widths before the output layer
+    (:class:`~edgecl.strategies.head.SoftmaxHead`), trained by the same SGD.
 
     >>> import numpy as np
     >>> s = Naive(lr=0.5)
@@ -28,6 +31,7 @@ class Naive(SoftmaxHead):
         batch_size: int = 32,
         weight_decay: float = 0.0,
         seed: int = 0,
+        hidden: tuple[int, ...] | list[int] = (),
     ) -> None:
         super().__init__(
             lr=lr,
@@ -35,5 +39,6 @@ class Naive(SoftmaxHead):
             batch_size=batch_size,
             weight_decay=weight_decay,
             seed=seed,
+            hidden=hidden,
             replay_size=0,
         )

@@ -51,4 +51,8 @@ PAPER_STORES: dict[str, PaperStore] = {
     "ar1": PaperStore("latent_replay"),  # AR1* with latent replay, the same paper
     "exstream": PaperStore("exstream"),  # per-class buffers merging nearest prototypes
     "gdumb": PaperStore("class_balanced"),  # GDumb's greedy class-balanced sampler
+    "ensemble": NONE,  # one head per experience, no samples
+    "lwf": NONE,  # the previous head is the teacher, on new data only
+    "ewc": NONE,  # a Fisher and anchor per parameter
+    "si": NONE,  # importances and anchor per parameter
 }

@@ -10,7 +10,7 @@ from edgecl.backbones import IdentityBackbone
 from edgecl.replay.compress import item_nbytes
 from edgecl.replay.exstream import BOOKKEEPING_NBYTES
 from edgecl.strategies.exstream import ExStream
-from edgecl.strategies.linear import SoftmaxHead
+from edgecl.strategies.head import SoftmaxHead
 from edgecl.strategies.mlp import AdamMLP
 from edgecl.types import FloatArray, IntArray
 

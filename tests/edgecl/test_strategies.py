@@ -78,7 +78,7 @@ def test_cwr_star_learns_from_single_sample_batches() -> None:
 def test_only_the_replay_strategies_ask_for_replay() -> None:
     sizes = {name: strategies.create(name).replay_size for name in strategies.names()}
     replaying = {name for name, size in sizes.items() if size > 0}
-    assert replaying == {"latent_replay", "exstream", "ar1"}
+    assert replaying == {"latent_replay", "exstream", "ar1", "cumulative"}
     assert strategies.create("latent_replay", replay_size=7).replay_size == 7
 
 
