@@ -41,7 +41,7 @@ from benchmarks.bench_common import (
     torch_loaded,
     write_section,
 )
-from edgecl.bench.cl import AR1_OPTIONS
+from edgecl.bench.recipes import AR1_OPTIONS
 from tests.service.daemon import Daemon
 
 HEADING = "## Memory soak (RSS and store bytes over 1M samples)"

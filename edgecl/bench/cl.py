@@ -9,16 +9,16 @@ experience. Every stored item costs ``memory_items`` of the budget, whatever the
 
 from __future__ import annotations
 
-import ast
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from edgecl import replay, strategies
+from edgecl.bench.recipes import Recipe
 from edgecl.bench.streams import ClassIncrementalStream, Latents, PrecomputedBackbone
 from edgecl.learner import Learner
 from edgecl.replay.compress import item_nbytes
@@ -26,109 +26,6 @@ from edgecl.strategies.gdumb import GDumb
 from edgecl.types import IntArray
 
 log = logging.getLogger("edgecl.bench")
-
-STORE_ENCODINGS = ("int8", "float16", "float32", "pq")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How one strategy meets the stream: store, batch size, options, latent cut."""
-
-    strategy: str
-    store: str | None
-    batch: int
-    options: dict[str, Any] = field(default_factory=dict)
-    store_options: dict[str, Any] = field(default_factory=dict)
-    cut: str = "pooled"
-    retrain: bool = False
-    encoding: str = "int8"
-    note: str = ""
-    replay_all: bool = False  # replay_size = the memory's size, unless given
-
-    @property
-    def label(self) -> str:
-        return self.strategy if self.encoding == "int8" else f"{self.strategy}@{self.encoding}"
-
-
-#: SLDA, NCM and GDumb's learning are exact running statistics, the same for any batch
-#: size: 100 only saves time. The SGD heads learn from batches of 10; ExStream streams
-#: one sample at a time (its paper's protocol); AR1 learns in batches of 300 (about the
-#: paper's CORe50 batches) with 300 replayed latents, one epoch in minibatches of 16: the
-#: paper's 4 epochs over 300 new + all 1500 stored cost 12 times the compute through the
-#: layers above the cut, and with those layers frozen (on pooled latents) both reach the
-#: same accuracy on this stream (see BENCHMARKS.md).
-#: Stores: each strategy's paper store (:mod:`edgecl.strategies.stores`).
-AR1_OPTIONS = {"replay_size": 300, "epochs": 1, "batch_size": 16, "lr": 0.003, "top_lr": 0.0003}
-
-
-class _Recipes(dict[str, Recipe]):  # SURVEY's are found, not listed (default runs unchanged)
-    def __missing__(self, name: str) -> Recipe:
-        return SURVEY[name]
-
-
-RECIPES: dict[str, Recipe] = {
-    "naive": Recipe("naive", None, 10),
-    "latent_replay": Recipe("latent_replay", "latent_replay", 10),
-    "cwr_star": Recipe("cwr_star", None, 10),
-    "ar1": Recipe(
-        "ar1",
-        "latent_replay",
-        300,
-        options=AR1_OPTIONS,
-        cut="block14",
-        note="300 new + 300 replayed per batch, 1 epoch, minibatch 16, lr 0.003 / top 0.0003",
-    ),
-    "exstream": Recipe("exstream", "exstream", 1, replay_all=True),
-    "gdumb": Recipe("gdumb", "class_balanced", 100, retrain=True),
-    "slda": Recipe("slda", None, 100),
-    "ncm": Recipe("ncm", None, 100),
-}
-RECIPES = _Recipes(RECIPES)
-#: Issue 18's: fed as naive; cumulative also retrained at each end (as gdumb); joint: the bound.
-SURVEY: dict[str, Recipe] = {
-    **{n: Recipe(n, None, 10) for n in ("ensemble", "lwf", "ewc", "si", "progress_compress")},
-    "cumulative": Recipe("cumulative", "class_balanced", 10, retrain=True),
-    "joint": Recipe("joint", None, 0),
-}
-
-
-def parse_spec(spec: str) -> Recipe:
-    """``name[@encoding][:option=value...]`` to a recipe; ``store.option`` goes to the store.
-
-    >>> r = parse_spec("gdumb@pq:epochs=5:store.subvectors=64")
-    >>> r.strategy, r.encoding, r.options, r.store_options, r.label
-    ('gdumb', 'pq', {'epochs': 5}, {'subvectors': 64}, 'gdumb@pq')
-    >>> parse_spec("nope")
-    Traceback (most recent call last):
-    ...
-    ValueError: unknown strategy 'nope'; choose from ar1, cumulative, cwr_star, ensemble, ewc, exstream, gdumb, joint, latent_replay, lwf, naive, ncm, progress_compress, si, slda
-    """  # noqa: E501
-    head, *pairs = spec.strip().split(":")
-    name, _, encoding = head.partition("@")
-    known = {**RECIPES, **SURVEY}
-    if name not in known:
-        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(sorted(known))}")
-    recipe = known[name]
-    options, store_options = dict(recipe.options), dict(recipe.store_options)
-    for pair in pairs:
-        key, eq, text = pair.partition("=")
-        if not eq:
-            raise ValueError(f"expected option=value in {spec!r}, got {pair!r}")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        if key.startswith("store."):
-            store_options[key[len("store.") :]] = value
-        else:
-            options[key] = value
-    if encoding and encoding not in STORE_ENCODINGS:
-        raise ValueError(f"unknown store encoding {encoding!r}; choose from {STORE_ENCODINGS}")
-    if encoding and recipe.store is None:
-        raise ValueError(f"{name} keeps no replay memory; it takes no @encoding")
-    return replace(
-        recipe, options=options, store_options=store_options, encoding=encoding or "int8"
-    )
 
 
 @dataclass
@@ -265,6 +162,8 @@ def run(
         result.store_bytes = learner.store.nbytes
         if recipe.encoding == "pq":
             result.store = f"pq({recipe.store})"
+    elif callable(held := getattr(learner.strategy, "nbytes", None)):
+        result.store_bytes = int(held())  # what it keeps instead (exemplars, generators)
     if recipe.retrain:
         result.notes.append(f"retrains {retrain_s:.1f} s of it")
     return result

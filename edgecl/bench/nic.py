@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecl.bench.cl import Recipe, build, joint, parse_spec
+from edgecl.bench.cl import build, joint
+from edgecl.bench.recipes import Recipe, parse_spec
 from edgecl.bench.report import machine, write_section
 from edgecl.bench.streams import ClassIncrementalStream, Latents, fashion_latents
 from edgecl.learner import Learner

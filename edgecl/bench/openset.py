@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecl.bench.cl import Recipe, build, parse_spec
+from edgecl.bench.cl import build
+from edgecl.bench.recipes import Recipe, parse_spec
 from edgecl.bench.report import machine, write_section
 from edgecl.bench.streams import SPLIT_FASHION, STREAMS, ClassIncrementalStream, Latents
 from edgecl.calibration import auroc, ece, nll, softmax_t

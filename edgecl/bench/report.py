@@ -72,7 +72,7 @@ def table(results: Sequence[Result], experiences: int) -> str:
     ]
     for r in results:
         if r.store is None:
-            memory = "none"
+            memory = f"none; its own {r.store_bytes} B" if r.store_bytes else "none"
         else:
             memory = f"`{r.store}`: {r.items} items, {r.bytes_per_item:.0f} B/item"
         accs = [_pct(a) for a in r.accuracies]

@@ -17,7 +17,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from edgecl.bench.cl import Result, joint, parse_spec, run
+from edgecl.bench.cl import Result, joint, run
+from edgecl.bench.recipes import parse_spec
 from edgecl.bench.report import machine, table, write_section
 from edgecl.bench.streams import STREAMS, ClassIncrementalStream, fashion_latents, split_classes
 from edgecl.bench.tune import LR_GRID, choose, memory_bound

@@ -7,7 +7,8 @@ import logging
 from dataclasses import replace
 
 from edgecl import replay, strategies
-from edgecl.bench.cl import RECIPES, Recipe, Result, joint, run, store_budget
+from edgecl.bench.cl import Result, joint, run, store_budget
+from edgecl.bench.recipes import RECIPES, Recipe
 from edgecl.bench.streams import ClassIncrementalStream, Latents, holdout
 
 log = logging.getLogger("edgecl.bench")

@@ -11,7 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edgecl.bench.cl import RECIPES, Recipe, Result, joint, parse_spec, run
+from edgecl.bench.cl import Result, joint, run
+from edgecl.bench.recipes import RECIPES, Recipe, parse_spec
 from edgecl.bench.report import comparisons, machine, table, write_section
 from edgecl.bench.streams import SPLIT_FASHION, STREAMS, ClassIncrementalStream, fashion_latents
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgecl.bench import cl, report
+from edgecl.bench import cl, recipes, report
 from edgecl.bench.latents import LatentCache
 from edgecl.bench.streams import SPLIT_FASHION, ClassIncrementalStream, Latents
 from edgecl.datasets import Split, load_fixture
@@ -45,16 +45,16 @@ def test_the_stream_is_class_incremental_in_order(stream: ClassIncrementalStream
 
 def test_every_issue_strategy_has_a_recipe() -> None:
     wanted = {"naive", "latent_replay", "cwr_star", "ar1", "exstream", "gdumb", "slda", "ncm"}
-    assert set(cl.RECIPES) == wanted
+    assert set(recipes.RECIPES) == wanted
     for bad in ("nope", "ncm@float32", "gdumb@float8", "gdumb:epochs"):
         with pytest.raises(ValueError):
-            cl.parse_spec(bad)
+            recipes.parse_spec(bad)
 
 
 def test_replay_and_memory_beat_naive_fine_tuning(stream: ClassIncrementalStream) -> None:
     results = {}
     for spec in ("naive", "latent_replay", "gdumb", "ncm", "exstream:replay_size=100"):
-        recipe = cl.parse_spec(spec)
+        recipe = recipes.parse_spec(spec)
         if recipe.strategy == "exstream":
             recipe = replace(recipe, batch=10)  # one sample at a time is slow for a test
         results[recipe.strategy] = cl.run(recipe, stream, memory_items=100)
@@ -78,14 +78,14 @@ def test_replay_and_memory_beat_naive_fine_tuning(stream: ClassIncrementalStream
 
 
 def test_store_encodings_and_the_ar1_recipe(stream: ClassIncrementalStream) -> None:
-    f32 = cl.run(cl.parse_spec("gdumb@float32"), stream, memory_items=100)
+    f32 = cl.run(recipes.parse_spec("gdumb@float32"), stream, memory_items=100)
     assert f32.items == 100 and f32.bytes_per_item == 49 * 4 + 8
     spec = "gdumb@pq:store.warmup=200:store.subvectors=7"  # 7 codes of 7 values per item
-    pq = cl.run(cl.parse_spec(spec), stream, memory_items=100)
+    pq = cl.run(recipes.parse_spec(spec), stream, memory_items=100)
     assert pq.store == "pq(class_balanced)" and pq.items > 100
     assert pq.store_bytes <= cl.store_budget("class_balanced", "int8", (49,), 100)
     # AR1 on pooled latents with one random hidden layer standing in for a build's top.
-    recipe = cl.parse_spec("ar1:hidden=16:epochs=1:replay_size=50:lr=0.05")
+    recipe = recipes.parse_spec("ar1:hidden=16:epochs=1:replay_size=50:lr=0.05")
     ar1 = cl.run(replace(recipe, cut="pooled", batch=100), stream, memory_items=100)
     assert ar1.store == "latent_replay" and ar1.items == 100 and len(ar1.accuracies) == 5
 
@@ -172,13 +172,16 @@ def test_describe_names_the_batches() -> None:
 
     train = Latents(np.zeros((4, 2), np.float32), np.arange(4) % 2)
     text = describe(
-        args, [cl.parse_spec("exstream")], ClassIncrementalStream(train, train, ((0, 1),)), "here"
+        args,
+        [recipes.parse_spec("exstream")],
+        ClassIncrementalStream(train, train, ((0, 1),)),
+        "here",
     )
     assert "`exstream` 1" in text and "Machine: here." in text
     assert "images of Fashion-MNIST" in text
     args.stream = "digits"
     text = describe(
-        args, [cl.parse_spec("slda")], ClassIncrementalStream(train, train, ((0, 1),)), ""
+        args, [recipes.parse_spec("slda")], ClassIncrementalStream(train, train, ((0, 1),)), ""
     )
     assert "--stream digits" in text and "handwritten digits" in text
 
@@ -205,7 +208,7 @@ def test_the_nic_bench_covers_every_strategy_on_a_small_stream(
 
     monkeypatch.setattr(nic, "fashion_latents", fake_latents)
     monkeypatch.setattr(nic, "cut_latents", fake_cut)
-    assert len(nic.DEFAULT.split(",")) == len(cl.RECIPES)
+    assert len(nic.DEFAULT.split(",")) == len(recipes.RECIPES)
     out = tmp_path / "BENCHMARKS.md"
     out.write_text(f"# B\n\n{nic.HEADING}\n\nold\n\n### Notes\n\n- by hand\n\n## Next\n\nkept\n")
     # AR1 without a build: one random hidden layer stands in for the layers above the cut.
@@ -219,7 +222,7 @@ def test_the_nic_bench_covers_every_strategy_on_a_small_stream(
     assert f"--strategies {strategies}" in text
     assert "`ar1` learns from latents of the same samples at the `block14` cut" in text
     number = r"-?\d+\.\d%"
-    for name in cl.RECIPES:
+    for name in recipes.RECIPES:
         row = rf"^\| `{name}` \| {number} \| {number} \| [+-]\d+\.\d% \| \d+ \|$"
         assert re.search(row, text, re.M), name
     assert re.search(rf"^\| joint \(offline\) \| {number} \| \| \| \|$", text, re.M)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgecl import replay, strategies
-from edgecl.bench.cl import RECIPES
+from edgecl.bench.recipes import RECIPES
 from edgecl.strategies.ncm import NCM
 from edgecl.strategies.stores import PaperStore
 
