@@ -7,6 +7,7 @@ strategies does not import torch.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,12 +31,83 @@ def _freeze_batchnorm(module: nn.Module) -> None:
     module.eval()  # running statistics are used, never updated
 
 
+class SynapticIntelligence:
+    """The reference AR1* code's Synaptic Intelligence (``utils.py`` of
+    vlomonaco/ar1-pytorch; Avalanche's ``SynapticIntelligencePlugin`` is the same), per
+    named parameter.
+
+    Within a batch, after every optimiser step the path ``t += g Δθ`` grows, ``g`` the
+    gradient of the whole loss (task plus this penalty, not the weight decay) and ``Δθ``
+    the step taken. At the end of the batch ``total -= t / ((θ_end - θ_start)² + xi)``,
+    unclipped and never clamped at zero, and ``θ* = θ_end``. The importance is
+    ``Ω = min(total, clip)``; the penalty ``(lam / 2) Σ Ω (θ - θ*)²`` adds ``lam Ω (θ - θ*)``
+    to the gradient.
+
+    >>> si = SynapticIntelligence(lam=1.0, xi=0.0, clip=10.0)
+    >>> si.track("w", np.array([0.0], np.float32))
+    >>> w = torch.tensor([0.0])
+    >>> si.begin([("w", w)])
+    >>> g = si.gradient(0, w, torch.tensor([-2.0]))  # a loss slope of -2; Ω = 0 so far
+    >>> step = -0.5 * g
+    >>> w += step
+    >>> si.moved(0, g, step)
+    >>> si.end([("w", w)])
+    >>> si.omega("w").tolist(), si.star["w"].tolist()  # -(-2 * 1) / 1², θ* = 1
+    ([2.0], [1.0])
+    """
+
+    def __init__(self, lam: float, xi: float, clip: float) -> None:
+        self.lam, self.xi, self.clip = lam, xi, clip
+        self.total: dict[str, AnyArray] = {}  # Σ over batches of -t / (Δ² + xi), unclipped
+        self.star: dict[str, AnyArray] = {}  # θ* : the parameters at the end of the last batch
+        self._start: list[torch.Tensor] = []
+        self._path: list[torch.Tensor] = []
+        self._omega: list[torch.Tensor] = []
+        self._star: list[torch.Tensor] = []
+
+    def track(self, name: str, value: AnyArray) -> None:
+        """A parameter of no importance yet, anchored at ``value``."""
+        self.total[name] = np.zeros(value.shape, dtype=np.float32)
+        self.star[name] = np.array(value, dtype=np.float32)
+
+    def omega(self, name: str) -> AnyArray:
+        """The importance ``Ω`` of parameter ``name``."""
+        return np.minimum(self.total[name], np.float32(self.clip))
+
+    def begin(self, named: Sequence[tuple[str, torch.Tensor]]) -> None:
+        """Start a batch from the current values of ``named``."""
+        self._start = [p.detach().clone() for _, p in named]
+        self._path = [torch.zeros_like(p) for _, p in named]
+        self._omega = [torch.from_numpy(self.omega(n)) for n, _ in named]
+        self._star = [torch.from_numpy(self.star[n]) for n, _ in named]
+
+    def gradient(self, k: int, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """The whole loss's gradient for the ``k``-th parameter ``p``, from its task's ``g``."""
+        if not self.lam:
+            return g
+        return g + self.lam * self._omega[k] * (p - self._star[k])
+
+    def moved(self, k: int, g: torch.Tensor, step: torch.Tensor) -> None:
+        """The ``k``-th parameter took ``step`` where the loss's gradient was ``g``."""
+        self._path[k].add_(g * step)
+
+    def end(self, named: Sequence[tuple[str, torch.Tensor]]) -> None:
+        """Fold this batch's path into the importance; the anchors move to ``named``'s values."""
+        for k, (name, p) in enumerate(named):
+            end = p.detach()
+            gained = self._path[k] / ((end - self._start[k]) ** 2 + self.xi)
+            self.total[name] = self.total[name] - gained.numpy()
+            self.star[name] = end.numpy().copy()
+        self._start, self._path, self._omega, self._star = [], [], [], []
+
+
 class TrainableTop:
     """A torch module from latents ``(N, *in_shape)`` to features ``(N, features)``.
 
     ``top``: a block-cut build's manifest (the pretrained layers above the cut); else
     ``hidden`` > 0 builds one seeded ``Linear + ReLU6`` layer once the latent size is known;
-    else there is no module and the features are the latents.
+    else there is no module and the features are the latents. ``si`` keeps the importance
+    of its trainable parameters.
 
     >>> net = TrainableTop(None, hidden=3, threads=1, seed=0)
     >>> net.ensure_built(4)
@@ -43,7 +115,14 @@ class TrainableTop:
     (2, 3)
     """
 
-    def __init__(self, top: str | None, hidden: int, threads: int, seed: int) -> None:
+    def __init__(
+        self,
+        top: str | None,
+        hidden: int,
+        threads: int,
+        seed: int,
+        si: SynapticIntelligence | None = None,
+    ) -> None:
         torch.set_num_threads(threads)
         self.hidden = hidden
         self.seed = seed
@@ -51,8 +130,7 @@ class TrainableTop:
         self.in_shape: tuple[int, ...] = ()
         self.dim = 0
         self.features = 0
-        self.omega: dict[str, AnyArray] = {}  # importance Ω per trainable parameter
-        self.theta_star: dict[str, AnyArray] = {}  # parameters at the end of the last batch
+        self.si = si if si is not None else SynapticIntelligence(0.0, 1e-7, 0.001)
         if top is not None:
             from edgecl.backbones.build import load_top
             from edgecl.backbones.onnx import read_manifest
@@ -66,8 +144,7 @@ class TrainableTop:
         with torch.no_grad():
             self.features = int(module(torch.zeros(1, *self.in_shape)).shape[1])
         for name, p in self._trainable():
-            self.omega[name] = np.zeros(tuple(p.shape), dtype=np.float32)
-            self.theta_star[name] = p.detach().numpy().copy()
+            self.si.track(name, p.detach().numpy())
 
     def ensure_built(self, dim: int) -> None:
         """Fix the latent size (on the first batch, when there is no ``top``)."""
@@ -111,44 +188,38 @@ class TrainableTop:
         tw: FloatArray,
         sgd: SGD,
         *,
+        lr: float,
         top_lr: float,
-        si_lambda: float,
-        si_xi: float,
         rng: np.random.Generator,
     ) -> FloatArray:
-        """SGD on the module and output weights ``tw`` (rows: classes of ``y``); SI update."""
-        lr, momentum, weight_decay = sgd.lr, sgd.momentum, sgd.weight_decay
-        epochs, batch_size = sgd.epochs, sgd.batch_size
+        """One batch: ``sgd``'s epochs of minibatch SGD with momentum and weight decay on
+        the output weights ``tw`` (rows: classes of ``y``) at ``lr`` and the module at
+        ``top_lr`` (the velocity starts at zero), the module's gradient with the SI penalty;
+        then the SI update. Returns the trained ``tw``."""
+        momentum, weight_decay = sgd.momentum, sgd.weight_decay
         named = self._trainable()
         params = [p for _, p in named]
-        big = [torch.from_numpy(self.omega[n]) for n, _ in named]
-        star = [torch.from_numpy(self.theta_star[n]) for n, _ in named]
-        start = [p.detach().clone() for p in params]
-        path = [torch.zeros_like(p) for p in params]  # ω, this batch's path integral
         velocity = [torch.zeros_like(p) for p in params]
         w = torch.from_numpy(tw.copy()).requires_grad_(True)
         w_velocity = torch.zeros_like(w)
         xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
-        for _ in range(epochs):
+        self.si.begin(named)
+        for _ in range(sgd.epochs):
             order = torch.from_numpy(rng.permutation(len(x)))
-            for s in range(0, len(x), batch_size):
-                idx = order[s : s + batch_size]
+            for s in range(0, len(x), sgd.batch_size):
+                idx = order[s : s + sgd.batch_size]
                 grads = self._minibatch_grads(xt[idx], yt[idx], [*params, w])
                 with torch.no_grad():
                     for k, p in enumerate(params):
-                        g = grads[k] + weight_decay * p + 2.0 * si_lambda * big[k] * (p - star[k])
-                        velocity[k].mul_(momentum).add_(g)
+                        g = self.si.gradient(k, p, grads[k])
+                        velocity[k].mul_(momentum).add_(g + weight_decay * p)
                         step = -top_lr * velocity[k]
                         p.add_(step)
-                        path[k].sub_(grads[k] * step)  # ω += -g_task Δθ
+                        self.si.moved(k, g, step)
                     w_velocity.mul_(momentum).add_(grads[-1] + weight_decay * w)
                     w.sub_(lr * w_velocity)
-        cap = 1.0 / (2.0 * si_lambda * top_lr) if si_lambda > 0 else math.inf
         with torch.no_grad():
-            for k, (name, p) in enumerate(named):
-                gained = path[k].clamp(min=0.0) / ((p - start[k]) ** 2 + si_xi)
-                self.omega[name] = (big[k] + gained).clamp(max=cap).numpy()
-                self.theta_star[name] = p.detach().numpy().copy()
+            self.si.end(named)
         out: FloatArray = w.detach().numpy()
         return out
 
@@ -179,8 +250,8 @@ class TrainableTop:
         return {
             "dim": self.dim,
             "tensors": tensors,
-            "omega": {k: v.copy() for k, v in self.omega.items()},
-            "theta_star": {k: v.copy() for k, v in self.theta_star.items()},
+            "omega": {k: v.copy() for k, v in self.si.total.items()},  # unclipped
+            "theta_star": {k: v.copy() for k, v in self.si.star.items()},
         }
 
     def load_state_dict(self, state: State) -> None:
@@ -193,5 +264,5 @@ class TrainableTop:
             self.module.load_state_dict(
                 {k: torch.from_numpy(np.array(v)) for k, v in state["tensors"].items()}
             )
-        self.omega = {k: np.array(v, dtype=np.float32) for k, v in state["omega"].items()}
-        self.theta_star = {k: np.array(v, dtype=np.float32) for k, v in state["theta_star"].items()}
+        self.si.total = {k: np.array(v, dtype=np.float32) for k, v in state["omega"].items()}
+        self.si.star = {k: np.array(v, dtype=np.float32) for k, v in state["theta_star"].items()}

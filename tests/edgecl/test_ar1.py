@@ -36,7 +36,7 @@ def params(s: AR1) -> dict[str, FloatArray]:
 
 
 def test_without_layers_above_the_cut_ar1_is_cwr_star() -> None:
-    ar1 = AR1(momentum=0.0, lr=0.05, epochs=2, batch_size=8, weight_decay=0.0)
+    ar1 = AR1(momentum=0.0, lr=0.05, inc_lr=0.05, epochs=2, batch_size=8, weight_decay=0.0)
     cwr = CWRStar(lr=0.05, epochs=2, batch_size=8, weight_decay=0.0, outputs=0)
     for s in (ar1, cwr):
         s.add_classes(4)
@@ -51,42 +51,112 @@ def test_without_layers_above_the_cut_ar1_is_cwr_star() -> None:
 
 
 def test_importance_is_the_path_integral_over_the_squared_change() -> None:
-    # One plain SGD step (momentum 0, one minibatch): Δ = -top_lr g, so ω = -g Δ = Δ² / top_lr
-    # and Ω = ω / (Δ² + ξ), clipped at 1 / (2 λ top_lr).
-    top_lr, xi, lam = 0.05, 1e-4, 0.1
-    s = AR1(hidden=5, top_lr=top_lr, si_xi=xi, si_lambda=lam, momentum=0.0, weight_decay=0.0)
+    # One plain SGD step (momentum 0, one minibatch, λ 0): Δ = -lr g, so the path
+    # t = g Δ = -Δ² / lr and Ω = min(-t / (Δ² + ξ), clip), the reference's formula.
+    lr, xi, clip = 0.05, 1e-4, 10.0
+    s = AR1(hidden=5, lr=0.5, inc_lr=lr, si_xi=xi, si_clip=clip, momentum=0.0, weight_decay=0.0)
     s.add_classes(2)
-    s.learn_many(np.zeros((1, 3), np.float32), np.array([0]))  # fixes the latent size
-    s.net.omega = {k: np.zeros_like(v) for k, v in s.net.omega.items()}
+    s.learn_many(*blobs([0, 1], 10, dim=3, seed=5))  # a first batch: output weights to pass g
+    s.net.si.total = {k: np.zeros_like(v) for k, v in s.net.si.total.items()}
     before = params(s)
     s.sgd = dataclasses.replace(s.sgd, epochs=1, batch_size=64)
     s.learn_many(*blobs([0, 1], 10, dim=3))
     after = params(s)
     for name in ("0.weight", "0.bias"):
         delta = after[name] - before[name]
-        expected = np.minimum((delta**2 / top_lr) / (delta**2 + xi), 1 / (2 * lam * top_lr))
-        np.testing.assert_allclose(s.net.omega[name], expected, rtol=1e-3, atol=1e-7)
-        np.testing.assert_array_equal(s.net.theta_star[name], after[name])
-        assert s.net.omega[name].max() > 0
+        expected = np.minimum((delta**2 / lr) / (delta**2 + xi), clip)
+        np.testing.assert_allclose(s.net.si.omega(name), expected, rtol=1e-3, atol=1e-7)
+        np.testing.assert_array_equal(s.net.si.star[name], after[name])
+    weights = s.net.si.omega("0.weight")
+    assert np.any(weights == clip) and np.any((weights > 0) & (weights < clip))
+
+
+def test_synaptic_intelligence_on_a_quadratic_follows_the_reference_formula() -> None:
+    """SGD with momentum on L(θ) = a (θ - c)² / 2 over three batches, through the SI
+    penalty, against the reference's ``post_update`` / ``update_ewc_data`` by hand."""
+    from edgecl.strategies.ar1_top import SynapticIntelligence
+
+    a, c, lr, mu, lam, xi, clip = 2.0, [1.0, -3.0], 0.1, 0.9, 1.0, 1e-3, 3.0
+    si = SynapticIntelligence(lam, xi, clip)
+    theta = torch.tensor([0.5, 0.0])
+    si.track("w", theta.numpy())
+    # By hand, in plain floats, one coordinate at a time.
+    hand_theta, hand_total = [0.5, 0.0], [0.0, 0.0]
+    star = list(hand_theta)
+    for steps in (3, 2, 2):  # three batches; the clip holds the second coordinate's Ω in the last
+        si.begin([("w", theta)])
+        velocity = torch.zeros(2)
+        omega = [min(t, clip) for t in hand_total]
+        start, path, v = list(hand_theta), [0.0, 0.0], [0.0, 0.0]
+        for _ in range(steps):
+            g = si.gradient(0, theta, a * (theta - torch.tensor(c)))
+            velocity = mu * velocity + g
+            step = -lr * velocity
+            theta = theta + step
+            si.moved(0, g, step)
+            for i in range(2):
+                gi = a * (hand_theta[i] - c[i]) + lam * omega[i] * (hand_theta[i] - star[i])
+                v[i] = mu * v[i] + gi
+                new = hand_theta[i] - lr * v[i]
+                path[i] += gi * (new - hand_theta[i])
+                hand_theta[i] = new
+        si.end([("w", theta)])
+        for i in range(2):
+            hand_total[i] -= path[i] / ((hand_theta[i] - start[i]) ** 2 + xi)
+        star = list(hand_theta)
+        np.testing.assert_allclose(si.total["w"], hand_total, rtol=1e-5)
+        np.testing.assert_allclose(si.star["w"], hand_theta, rtol=1e-5)
+    # The second coordinate moved far: its importance hit the clip; the first did not.
+    assert si.omega("w")[1] == np.float32(clip) and 0 < si.omega("w")[0] < clip
+
+
+def test_each_batch_steps_at_the_reference_schedules_learning_rate() -> None:
+    """Plain SGD, one minibatch per batch: every batch moves the layer above the cut by
+    -rate x its gradient, the rate ``lr`` on the first batch and ``inc_lr`` after, unless
+    ``top_lr`` fixes it."""
+    import torch.nn.functional as F  # noqa: N812
+
+    for top_lr, rates in ((None, [0.01, 0.002, 0.002]), (0.004, [0.004] * 3)):
+        s = AR1(hidden=4, lr=0.01, inc_lr=0.002, top_lr=top_lr, momentum=0.0, weight_decay=0.0)
+        s.sgd = dataclasses.replace(s.sgd, epochs=1)
+        s.add_classes(3)
+        for step, rate in enumerate(rates):
+            z, y = blobs([step, (step + 1) % 3], 6, dim=3, seed=step)
+            module: Any = s.net.module
+            if module is not None:
+                classes = np.unique(y)
+                tw = np.vstack([s.cw[classes], np.zeros((1, s.cw.shape[1]), np.float32)])
+                wrt = list(module.parameters())
+                logits = module(torch.from_numpy(z)) @ torch.from_numpy(tw).T
+                loss = F.cross_entropy(logits, torch.from_numpy(np.searchsorted(classes, y)))
+                grads = torch.autograd.grad(loss, wrt)
+                before = [p.detach().clone() for p in wrt]
+            s.learn_many(z, y)
+            module = s.net.module
+            if step == 0:
+                # The first batch also builds the layer: its step is checked from the second.
+                continue
+            for p, b, g in zip(module.parameters(), before, grads, strict=True):
+                np.testing.assert_allclose((p.detach() - b).numpy(), -rate * g.numpy(), atol=1e-7)
 
 
 def test_synaptic_intelligence_holds_important_weights_in_place() -> None:
     # Movement on later batches, weighted by the importance learned on the first: SI lets
-    # unimportant weights move freely and holds the important ones. λ = 100 makes the most
-    # important hit the clip 1 / (2 λ top_lr), the strongest hold that is stable.
+    # unimportant weights move freely and holds the important ones.
     moved = {}
-    for lam in (0.0, 100.0):
-        s = AR1(hidden=16, si_lambda=lam, lr=0.05, top_lr=0.05, seed=1)
+    for lam in (0.0, 1e4):
+        s = AR1(hidden=16, si_lambda=lam, lr=0.05, inc_lr=0.05, seed=1)
         s.add_classes(4)
         s.learn_many(*blobs([0, 1], 40, dim=6))
-        anchor, importance = params(s), dict(s.net.omega)
+        anchor = params(s)
+        importance = {k: np.maximum(s.net.si.omega(k), 0.0) for k in s.net.si.total}
         for step in range(3):
             s.learn_many(*blobs([2, 3], 40, dim=6, seed=step + 1))
         after = params(s)
         moved[lam] = sum(
             float(np.sum(w * (after[k] - anchor[k]) ** 2)) for k, w in importance.items()
         )
-    assert moved[100.0] < 0.5 * moved[0.0]
+    assert moved[1e4] < 0.5 * moved[0.0]
 
 
 def test_the_learner_mixes_replayed_latents_into_every_ar1_batch() -> None:
@@ -145,7 +215,7 @@ def test_a_pretrained_top_trains_with_batchnorm_frozen(tmp_path: Path) -> None:
     after = params(s)
     frozen = [k for k in before if "bn" in k]
     assert frozen and all(np.array_equal(before[k], after[k]) for k in frozen)
-    trained = list(s.net.omega)
+    trained = list(s.net.si.total)
     assert trained and all("bn" not in k for k in trained)
     assert any(not np.array_equal(before[k], after[k]) for k in trained)
     # Latents flat or at their block shape are the same input.
