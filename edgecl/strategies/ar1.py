@@ -95,14 +95,15 @@ class AR1(Configurable):
       4.1e-5 per sample (``inc_step``) up to 1.25 and 0.5 on the first batch and held
       there after; its scale and shift train, with weight decay.
 
-    Here each ``learn_many`` call is one AR1 batch, with that schedule, optimiser and SI
-    formula by default. The :class:`~edgecl.Learner` appends ``replay_size`` stored latents
-    to it; the union is shuffled and trained on for ``epochs`` in minibatches of
-    ``batch_size``, so every minibatch mixes new and replayed latents in their overall
-    proportion (in expectation; the reference fixes that split per minibatch). The velocity
-    starts at zero each batch: the reference's carry-over also pushes the output rows of
-    the previous batch's classes after CWR* has reset them. Every class present (new or
-    replayed) takes part in CWR*; one extra zero output stands for all other classes (see
+    Here each ``learn_many`` call is one AR1 batch, with that optimiser and SI formula by
+    default, and the schedule's structure with one rate throughout (``inc_lr``, below). The
+    :class:`~edgecl.Learner` appends ``replay_size`` stored latents to it; the union is
+    shuffled and trained on for ``epochs`` in minibatches of ``batch_size``, so every
+    minibatch mixes new and replayed latents in their overall proportion (in expectation;
+    the reference fixes that split per minibatch). The velocity starts at zero each batch:
+    the reference's carry-over also pushes the output rows of the previous batch's classes
+    after CWR* has reset them. Every class present (new or replayed) takes part in CWR*; one
+    extra zero output stands for all other classes (see
     :class:`~edgecl.strategies.cwr_star.CWRStar`), and after the batch the rows are
     consolidated with :func:`~edgecl.strategies.cwr_star.consolidate`. SI is
     :class:`~edgecl.strategies.ar1_top.SynapticIntelligence`, off at the reference's
@@ -149,7 +150,10 @@ class AR1(Configurable):
     - ``hidden`` (0): width of a random trainable layer when there is no ``top``;
     - ``replay_size`` (1500, ``rm_sz``): latents replayed per batch (the whole memory);
     - ``lr`` (0.001, ``init_lr``): learning rate of every layer on the first batch;
-    - ``inc_lr`` (5e-5, ``inc_lr``): learning rate of every layer on each later batch;
+    - ``inc_lr`` (None: ``lr``; the reference's ``inc_lr`` is 5e-5): learning rate of
+      every layer on each later batch. The one default that is not the reference's: at
+      5e-5 no class after the first experience was ever learned on any stream measured
+      (above), so a device would learn nothing new; ``inc_lr=5e-5`` restores it;
     - ``top_lr`` (None): None trains the layers above the cut at ``lr`` / ``inc_lr`` as the
       reference does; a number trains them at that rate on every batch (with ``inc_lr =
       lr`` this is the schedule before the reference's: 0.001, layers above 0.0001);
@@ -176,7 +180,7 @@ class AR1(Configurable):
         hidden: int = 0,
         replay_size: int = 1500,
         lr: float = 0.001,
-        inc_lr: float = 5e-5,
+        inc_lr: float | None = None,
         top_lr: float | None = None,
         momentum: float = 0.9,
         weight_decay: float = 0.0005,
@@ -194,7 +198,7 @@ class AR1(Configurable):
             raise ValueError("hidden adds a layer when there is no top; give one or the other")
         self.replay_size = positive_int("replay_size", replay_size, minimum=0)
         self.sgd = SGD(lr, epochs, batch_size, weight_decay, momentum, seed)
-        self.inc_lr = positive_float("inc_lr", inc_lr)
+        self.inc_lr = None if inc_lr is None else positive_float("inc_lr", inc_lr)
         self.top_lr = None if top_lr is None else positive_float("top_lr", top_lr)
         self.si_lambda = positive_float("si_lambda", si_lambda, allow_zero=True)
         self.si_xi = positive_float("si_xi", si_xi)
@@ -210,7 +214,7 @@ class AR1(Configurable):
 
     def learning_rates(self) -> tuple[float, float]:
         """The next batch's learning rates: output layer, layers above the cut."""
-        lr = self.sgd.lr if self.calls == 0 else self.inc_lr
+        lr = self.sgd.lr if self.calls == 0 or self.inc_lr is None else self.inc_lr
         return lr, lr if self.top_lr is None else self.top_lr
 
     def add_classes(self, n_classes: int) -> None:

@@ -319,3 +319,13 @@ def test_an_ar1_batch_through_a_pretrained_top_is_the_same_in_chunks(
                 other["net"][part][name], tensor, rtol=1e-4, atol=1e-6, err_msg=name
             )
     np.testing.assert_allclose(probas[1], probas[0], rtol=1e-4, atol=1e-6)
+
+
+def test_later_batches_keep_the_first_rate_unless_the_reference_rate_is_asked() -> None:
+    z, y = np.eye(4, dtype=np.float32), np.array([0, 1, 0, 1])
+    default, reference = AR1(hidden=4), AR1(hidden=4, inc_lr=5e-5)
+    for s in (default, reference):
+        s.add_classes(2)
+        s.learn_many(z, y)
+    assert default.learning_rates() == (0.001, 0.001)
+    assert reference.learning_rates() == (5e-5, 5e-5)
