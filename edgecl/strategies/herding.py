@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecl.replay.compress import dequantize_int8, quantize_int8
 from edgecl.strategies.linear import grow_rows
 from edgecl.types import Float64Array, FloatArray, IntArray, State
 
@@ -48,7 +49,9 @@ def class_sums(x: Float64Array, labels: IntArray, n_classes: int) -> Float64Arra
 class Exemplars:
     """Exemplar sets per class (latents, each class's rows in herding order) within
     ``budget`` items, and each class's running mean of normalised latents over every sample
-    it ever brought (what herding aims at).
+    it ever brought (what herding aims at). Exemplars are held as int8 with a per-item
+    scale, as the replay stores hold latents, so that the same number of items costs iCaRL
+    the bytes it costs the other strategies.
 
     Each class may hold ``quota = max(1, budget // classes seen)`` items. Arrivals are
     appended while they fit; when they do not, the class's set and the arrivals are herded
@@ -65,10 +68,16 @@ class Exemplars:
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self.x = np.zeros((0, 0), dtype=np.float32)
+        self.codes = np.zeros((0, 0), dtype=np.int8)
+        self.scales = np.zeros(0, dtype=np.float32)
         self.y = np.zeros(0, dtype=np.int64)
         self.sums = np.zeros((0, 0), dtype=np.float64)  # per class: sum of normalised latents
         self.seen = np.zeros(0, dtype=np.int64)
+
+    @property
+    def x(self) -> FloatArray:
+        """The exemplars as float32 (decoded from their int8 codes)."""
+        return dequantize_int8(self.codes, self.scales)
 
     def quota(self) -> int:
         return max(1, self.budget // max(1, int(np.count_nonzero(self.seen))))
@@ -78,8 +87,8 @@ class Exemplars:
         if not len(labels):
             return
         n_classes = int(labels.max()) + 1 if len(labels) else 0
-        if self.x.shape[1] == 0:
-            self.x = np.zeros((0, x.shape[1]), dtype=np.float32)
+        if self.codes.shape[1] == 0:
+            self.codes = np.zeros((0, x.shape[1]), dtype=np.int8)
             self.sums = np.zeros((len(self.seen), x.shape[1]))
         self.sums = grow_rows(self.sums, n_classes)
         self.seen = grow_rows(self.seen, n_classes)
@@ -88,7 +97,7 @@ class Exemplars:
         quota = self.quota()
         classes = sorted(set(self.y.tolist()) | set(labels.tolist()))
         parts = [self.update(c, x[labels == c], quota) for c in classes]
-        self.x = np.concatenate(parts).astype(np.float32)
+        self.codes, self.scales = quantize_int8(np.concatenate(parts).astype(np.float32))
         self.y = np.concatenate(
             [np.full(len(p), c, np.int64) for c, p in zip(classes, parts, strict=True)]
         )
@@ -108,7 +117,7 @@ class Exemplars:
     ) -> tuple[Float64Array, np.ndarray[tuple[int], np.dtype[np.bool_]]]:
         """Each class's mean of normalised exemplars, normalised (iCaRL's prototypes), and
         which classes have exemplars."""
-        dim = self.x.shape[1]
+        dim = self.codes.shape[1]
         sums = np.zeros((n_classes, dim))
         counts = np.zeros(n_classes, dtype=np.int64)
         if len(self.y):
@@ -118,18 +127,21 @@ class Exemplars:
 
     def nbytes(self) -> int:
         """Bytes held: the exemplars, their labels and the running means."""
-        return int(self.x.nbytes + self.y.nbytes + self.sums.nbytes + self.seen.nbytes)
+        held = self.codes.nbytes + self.scales.nbytes + self.y.nbytes
+        return int(held + self.sums.nbytes + self.seen.nbytes)
 
     def state_dict(self) -> State:
         return {
-            "x": self.x.copy(),
+            "codes": self.codes.copy(),
+            "scales": self.scales.copy(),
             "y": self.y.copy(),
             "sums": self.sums.copy(),
             "seen": self.seen.copy(),
         }
 
     def load_state_dict(self, state: State) -> None:
-        self.x = np.array(state["x"], dtype=np.float32)
+        self.codes = np.array(state["codes"], dtype=np.int8)
+        self.scales = np.array(state["scales"], dtype=np.float32)
         self.y = np.array(state["y"], dtype=np.int64)
         self.sums = np.array(state["sums"], dtype=np.float64)
         self.seen = np.array(state["seen"], dtype=np.int64)
