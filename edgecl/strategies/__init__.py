@@ -30,6 +30,7 @@ def _builtin() -> list[Callable[..., Strategy]]:
     from edgecl.strategies.mir import MIR
     from edgecl.strategies.naive import Naive
     from edgecl.strategies.ncm import NCM
+    from edgecl.strategies.pnn import PNN
     from edgecl.strategies.progress_compress import ProgressCompress
     from edgecl.strategies.si import SI
     from edgecl.strategies.slda import StreamingLDA
@@ -41,7 +42,8 @@ def _builtin() -> list[Callable[..., Strategy]]:
     regularisers: list[Callable[..., Strategy]] = [LwF, EWC, SI, ProgressCompress]
     replay_selection: list[Callable[..., Strategy]] = [MIR, AGEM, GEM]
     generative: list[Callable[..., Strategy]] = [GenerativeReplay, GenerativeNegativeReplay]
-    return base + baselines + regularisers + replay_selection + generative + [ICaRL]
+    task_columns: list[Callable[..., Strategy]] = [PNN]
+    return base + baselines + regularisers + replay_selection + generative + [ICaRL] + task_columns
 
 
 REGISTRY: Registry[Strategy] = Registry("strategy", _builtin)
