@@ -30,6 +30,7 @@ def _builtin() -> list[Callable[..., Strategy]]:
     from edgecl.strategies.mir import MIR
     from edgecl.strategies.naive import Naive
     from edgecl.strategies.ncm import NCM
+    from edgecl.strategies.packnet import PackNet
     from edgecl.strategies.piggyback import Piggyback
     from edgecl.strategies.pnn import PNN
     from edgecl.strategies.progress_compress import ProgressCompress
@@ -43,7 +44,7 @@ def _builtin() -> list[Callable[..., Strategy]]:
     regularisers: list[Callable[..., Strategy]] = [LwF, EWC, SI, ProgressCompress]
     replay_selection: list[Callable[..., Strategy]] = [MIR, AGEM, GEM]
     generative: list[Callable[..., Strategy]] = [GenerativeReplay, GenerativeNegativeReplay]
-    task_columns: list[Callable[..., Strategy]] = [PNN, Piggyback]
+    task_columns: list[Callable[..., Strategy]] = [PNN, Piggyback, PackNet]
     return base + baselines + regularisers + replay_selection + generative + [ICaRL] + task_columns
 
 
