@@ -24,6 +24,7 @@ def _builtin() -> list[Callable[..., Strategy]]:
     from edgecl.strategies.gem import GEM
     from edgecl.strategies.generative_negative_replay import GenerativeNegativeReplay
     from edgecl.strategies.generative_replay import GenerativeReplay
+    from edgecl.strategies.hypernetwork import Hypernetwork
     from edgecl.strategies.icarl import ICaRL
     from edgecl.strategies.latent_replay import LatentReplay
     from edgecl.strategies.lwf import LwF
@@ -44,7 +45,7 @@ def _builtin() -> list[Callable[..., Strategy]]:
     regularisers: list[Callable[..., Strategy]] = [LwF, EWC, SI, ProgressCompress]
     replay_selection: list[Callable[..., Strategy]] = [MIR, AGEM, GEM]
     generative: list[Callable[..., Strategy]] = [GenerativeReplay, GenerativeNegativeReplay]
-    task_columns: list[Callable[..., Strategy]] = [PNN, Piggyback, PackNet]
+    task_columns: list[Callable[..., Strategy]] = [PNN, Piggyback, PackNet, Hypernetwork]
     return base + baselines + regularisers + replay_selection + generative + [ICaRL] + task_columns
 
 

@@ -214,6 +214,9 @@ class TaskHead(Configurable):
                     f"task {task} was finalised when a later task began; "
                     "its parameters are frozen and it cannot learn more"
                 )
+            problem = self._problem(task, labels[tasks == task])
+            if problem:
+                raise ValueError(problem)
         if not self.dim:
             self.dim = x.shape[1]
             self._build()
@@ -320,6 +323,10 @@ class TaskHead(Configurable):
             self._load_model(state["model"])
 
     # -- what a subclass gives -------------------------------------------------------------
+    def _problem(self, task: int, labels: IntArray) -> str | None:
+        """Why ``task`` cannot learn ``labels`` (checked before anything changes), or None."""
+        return None
+
     def _build(self) -> None:
         raise NotImplementedError
 
