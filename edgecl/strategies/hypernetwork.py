@@ -127,8 +127,9 @@ class Hypernetwork(TaskHead):
     def _slot_scores(self, rank: int, x: FloatArray) -> tuple[FloatArray, FloatArray]:
         out, _ = self.generate(self.theta, self.emb[rank][None, :])
         p, k = self.proj_dim, self.slots
-        f = x @ self.proj.T
-        return f @ out[0, : k * p].reshape(k, p).T + out[0, k * p :], f
+        f: FloatArray = x @ self.proj.T
+        s: FloatArray = f @ out[0, : k * p].reshape(k, p).T + out[0, k * p :]
+        return s, f
 
     def _scores(self, task: int, x: FloatArray) -> FloatArray:
         rank = self.order.index(task)
