@@ -195,3 +195,13 @@ def test_tasks_are_required_and_a_finalised_task_cannot_learn(name: str) -> None
     assert np.all(proba[:, [0, 1, 4, 5]] == 0.0)  # only task 1's classes get mass
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
     assert set(head.task_nbytes()) == {0, 1} and min(head.task_nbytes().values()) > 0
+
+
+def test_hypernetwork_refuses_more_classes_in_a_task_than_its_output_slots() -> None:
+    head = make("hypernetwork", slots=2)
+    teach(head, 0)
+    before = codec.packb(head.state_dict())
+    z, y = blobs([0, 2], per_class=4, seed=21)
+    with pytest.raises(ValueError, match="3 classes, more than the 2 output slots"):
+        head.learn_tasks(z, y, np.zeros(8, np.int64))
+    assert codec.packb(head.state_dict()) == before
