@@ -6,7 +6,8 @@ import numpy as np
 
 from edgecl.strategies.linear import grow_rows, positive_float, positive_int
 from edgecl.strategies.mlp import glorot
-from edgecl.strategies.tasks import MIB, Params, TaskHead, softmax_grad
+from edgecl.strategies.net import softmax_grad
+from edgecl.strategies.tasks import MIB, Params, TaskHead
 from edgecl.types import FloatArray, IntArray, State
 
 

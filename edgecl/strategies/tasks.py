@@ -17,6 +17,7 @@ another task arrives.
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -32,6 +33,7 @@ from edgecl.strategies.linear import (
     positive_float,
     positive_int,
 )
+from edgecl.strategies.task_parts import Adam, check_tasks
 from edgecl.types import FloatArray, IntArray, State
 
 
@@ -63,75 +65,7 @@ Params = dict[str, Any]
 MIB = 1 << 20
 
 
-def check_tasks(t: object, n: int, n_tasks: int) -> IntArray:
-    """Task indices ``(n,)`` int64, each in ``0..n_tasks-1``, else ``ValueError`` naming
-    ``task``.
-
-    >>> check_tasks([0, 1], 2, 2).tolist()
-    [0, 1]
-    >>> check_tasks([2], 1, 2)
-    Traceback (most recent call last):
-    ...
-    ValueError: task 2 is out of range for 2 tasks; call add_tasks first
-    """
-    tasks = np.asarray(t)
-    if tasks.shape != (n,) or (n and tasks.dtype.kind not in "iu"):
-        raise ValueError(f"task must be {n} integer task indices, got shape {tasks.shape}")
-    if n and (tasks.min() < 0 or tasks.max() >= n_tasks):
-        bad = int(tasks.max() if tasks.max() >= n_tasks else tasks.min())
-        raise ValueError(f"task {bad} is out of range for {n_tasks} tasks; call add_tasks first")
-    return tasks.astype(np.int64)
-
-
-class Adam:
-    """Adam (Kingma & Ba 2015, PyTorch's defaults) over named arrays, updated in place;
-    its moments live as long as the parameters they follow (``reset`` at a new task)."""
-
-    def __init__(self) -> None:
-        self.m: Params = {}
-        self.v: Params = {}
-        self.t = 0
-
-    def reset(self) -> None:
-        self.m, self.v, self.t = {}, {}, 0
-
-    def step(self, params: Params, grads: Params, lr: dict[str, float]) -> None:
-        self.t += 1
-        b1, b2 = 0.9, 0.999
-        for name, g in grads.items():
-            m = self.m.setdefault(name, np.zeros_like(g, dtype=np.float32))
-            v = self.v.setdefault(name, np.zeros_like(g, dtype=np.float32))
-            if m.shape != g.shape:  # output rows of classes added since the last step
-                m = self.m[name] = grow_rows(m, len(g))
-                v = self.v[name] = grow_rows(v, len(g))
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * g * g
-            update = lr[name] * (m / (1 - b1**self.t)) / (np.sqrt(v / (1 - b2**self.t)) + 1e-8)
-            params[name] -= update.astype(np.float32)
-
-    def state(self) -> State:
-        copies = {k: {n: a.copy() for n, a in d.items()} for k, d in (("m", self.m), ("v", self.v))}
-        return {**copies, "t": self.t}
-
-    def load(self, state: State) -> None:
-        self.m = {str(k): np.array(a, np.float32) for k, a in state["m"].items()}
-        self.v = {str(k): np.array(a, np.float32) for k, a in state["v"].items()}
-        self.t = int(state["t"])
-
-
-def softmax_grad(logits: FloatArray, y: IntArray) -> FloatArray:
-    """d mean cross-entropy / d logits for local labels ``y``."""
-    s = logits - logits.max(axis=1, keepdims=True)
-    p = np.exp(s)
-    p /= p.sum(axis=1, keepdims=True)
-    p[np.arange(len(y)), y] -= 1.0
-    out: FloatArray = (p / len(y)).astype(np.float32)
-    return out
-
-
-class TaskHead(Configurable):
+class TaskHead(Configurable, ABC):
     """The base of the task-column heads. A subclass gives ``_build()`` (shared parts,
     once the latent dimension is known), ``_start(task)``, ``_finalise(task)``,
     ``_step(task, x, y_local, cols)`` (one minibatch update), ``_scores(task, x)``
@@ -327,32 +261,32 @@ class TaskHead(Configurable):
         """Why ``task`` cannot learn ``labels`` (checked before anything changes), or None."""
         return None
 
-    def _build(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _build(self) -> None: ...
 
-    def _grow_classes(self, n_classes: int) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _grow_classes(self, n_classes: int) -> None: ...
 
-    def _start(self, task: int) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _start(self, task: int) -> None: ...
 
-    def _finalise(self, task: int) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _finalise(self, task: int) -> None: ...
 
-    def _step(self, task: int, x: FloatArray, y: IntArray, cols: IntArray) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _step(self, task: int, x: FloatArray, y: IntArray, cols: IntArray) -> None: ...
 
-    def _scores(self, task: int, x: FloatArray) -> FloatArray:
-        raise NotImplementedError
+    @abstractmethod
+    def _scores(self, task: int, x: FloatArray) -> FloatArray: ...
 
-    def _task_cost(self, rank: int) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def _task_cost(self, rank: int) -> int: ...
 
-    def task_nbytes(self) -> dict[int, int]:
-        raise NotImplementedError
+    @abstractmethod
+    def task_nbytes(self) -> dict[int, int]: ...
 
-    def _model_state(self) -> State:
-        raise NotImplementedError
+    @abstractmethod
+    def _model_state(self) -> State: ...
 
-    def _load_model(self, state: State) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _load_model(self, state: State) -> None: ...
