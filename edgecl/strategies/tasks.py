@@ -181,6 +181,7 @@ class TaskHead(Configurable, ABC):
 
     def learn_many(self, z: FloatArray, y: IntArray) -> None:
         if not self.n_tasks:
+            check_batch(z, y, self.n_classes, self.dim)  # a bad batch adds no task either
             self.add_tasks(1)
         self.learn_tasks(z, y, np.zeros(len(np.asarray(y)), np.int64))
 

@@ -205,3 +205,15 @@ def test_hypernetwork_refuses_more_classes_in_a_task_than_its_output_slots() -> 
     with pytest.raises(ValueError, match="3 classes, more than the 2 output slots"):
         head.learn_tasks(z, y, np.zeros(8, np.int64))
     assert codec.packb(head.state_dict()) == before
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_bad_first_batch_through_learn_many_adds_no_task(name: str) -> None:
+    head = strategies.create(name)
+    assert isinstance(head, TaskHead)
+    head.add_classes(2)
+    with pytest.raises(ValueError, match="out of range"):
+        head.learn_many(*blobs([0, 3], per_class=2, seed=1))
+    assert head.n_tasks == 0 and head.task_nbytes() == {}
+    head.learn_many(*blobs([0, 1], per_class=2, seed=1))
+    assert head.n_tasks == 1 and set(head.task_nbytes()) == {0}
