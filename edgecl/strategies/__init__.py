@@ -24,12 +24,16 @@ def _builtin() -> list[Callable[..., Strategy]]:
     from edgecl.strategies.gem import GEM
     from edgecl.strategies.generative_negative_replay import GenerativeNegativeReplay
     from edgecl.strategies.generative_replay import GenerativeReplay
+    from edgecl.strategies.hypernetwork import Hypernetwork
     from edgecl.strategies.icarl import ICaRL
     from edgecl.strategies.latent_replay import LatentReplay
     from edgecl.strategies.lwf import LwF
     from edgecl.strategies.mir import MIR
     from edgecl.strategies.naive import Naive
     from edgecl.strategies.ncm import NCM
+    from edgecl.strategies.packnet import PackNet
+    from edgecl.strategies.piggyback import Piggyback
+    from edgecl.strategies.pnn import PNN
     from edgecl.strategies.progress_compress import ProgressCompress
     from edgecl.strategies.si import SI
     from edgecl.strategies.slda import StreamingLDA
@@ -41,7 +45,8 @@ def _builtin() -> list[Callable[..., Strategy]]:
     regularisers: list[Callable[..., Strategy]] = [LwF, EWC, SI, ProgressCompress]
     replay_selection: list[Callable[..., Strategy]] = [MIR, AGEM, GEM]
     generative: list[Callable[..., Strategy]] = [GenerativeReplay, GenerativeNegativeReplay]
-    return base + baselines + regularisers + replay_selection + generative + [ICaRL]
+    task_columns: list[Callable[..., Strategy]] = [PNN, Piggyback, PackNet, Hypernetwork]
+    return base + baselines + regularisers + replay_selection + generative + [ICaRL] + task_columns
 
 
 REGISTRY: Registry[Strategy] = Registry("strategy", _builtin)
