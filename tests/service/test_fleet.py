@@ -1,0 +1,158 @@
+"""A fleet on loopback: a real Flower server (`edgecl fleet server`) and three real
+`edgecl serve` daemons, each taught different classes over HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from edgecl import strategies
+from edgecl.backbones import IdentityBackbone
+from edgecl.learner import Learner
+from tests.net import free_port
+from tests.service.daemon import Daemon, identity_env
+
+pytest.importorskip("flwr")
+
+pytestmark = pytest.mark.slow
+
+DIM = 8
+BASE = 40  # samples the shared covariance is fixed after (slda's fixed-covariance variant)
+TAUGHT = {0: ["cat", "dog"], 1: ["bird", "fish"], 2: ["fox", "owl"]}
+
+
+class Server:
+    """`edgecl fleet server` with its rounds read from its JSON lines."""
+
+    def __init__(self, tmp: Path, devices: int) -> None:
+        self.port = free_port()
+        self.out = tmp / "fleet-server.out"
+        self.args = [
+            sys.executable, "-m", "service", "fleet", "server",
+            "--address", f"127.0.0.1:{self.port}", "--min-devices", str(devices),
+            "--round-interval", "0.3", "--round-timeout", "20",
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes]
+
+    def __enter__(self) -> Server:
+        with open(self.out, "wb") as out, open(self.out.with_suffix(".log"), "wb") as err:
+            self.process = subprocess.Popen(self.args, stdout=out, stderr=err)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+    def rounds(self) -> list[dict[str, Any]]:
+        lines = self.out.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def wait(self, done: Callable[[dict[str, Any]], bool], after: int = 0) -> dict[str, Any]:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            for report in self.rounds():
+                if report["round"] > after and done(report):
+                    return report
+            assert self.process.poll() is None, self.out.with_suffix(".log").read_text()
+            time.sleep(0.1)
+        raise AssertionError(f"no such round: {self.rounds()[-3:]}")
+
+
+def env(server: Server, device: str, strategy: str, **options: Any) -> dict[str, str]:
+    return identity_env(
+        DIM,
+        strategy__name=strategy,
+        strategy__options=json.dumps(options),
+        store__kind="paper",
+        fleet_enabled="true",
+        fleet_server=f"127.0.0.1:{server.port}",
+        fleet_device_id=device,
+        fleet_reconnect_s="0.3",
+    )
+
+
+def samples(label: str, n: int, seed: int) -> np.ndarray[Any, Any]:
+    rng = np.random.default_rng([seed, sum(map(ord, label))])
+    centre = np.random.default_rng(sum(map(ord, label))).normal(0, 2, DIM)
+    return (centre + rng.normal(0, 1, (n, DIM))).astype(np.float32)
+
+
+def teach(url: str, z: np.ndarray[Any, Any], labels: list[str], prefix: str) -> None:
+    body = {
+        "samples": [
+            {"features": [float(v) for v in row], "label": y, "id": f"{prefix}-{i}"}
+            for i, (row, y) in enumerate(zip(z, labels, strict=True))
+        ]
+    }
+    reply = httpx.post(f"{url}/learn", json=body, timeout=30)
+    assert reply.status_code == 200, reply.text
+
+
+def scores(url: str, z: np.ndarray[Any, Any]) -> list[dict[str, float]]:
+    body = {"samples": [{"features": [float(v) for v in row]} for row in z], "top_k": 100}
+    reply = httpx.post(f"{url}/predict", json=body, timeout=30)
+    assert reply.status_code == 200, reply.text
+    return [{k["label"]: k["score"] for k in p["top_k"]} for p in reply.json()["predictions"]]
+
+
+@contextmanager
+def fleet(tmp: Path, strategy: str, **options: Any) -> Iterator[tuple[Server, list[Daemon]]]:
+    with ExitStack() as stack:
+        server = stack.enter_context(Server(tmp, len(TAUGHT)))
+        daemons = [
+            stack.enter_context(
+                Daemon(tmp / f"dev{i}" / "data", env(server, f"dev{i}", strategy, **options))
+            )
+            for i in TAUGHT
+        ]
+        yield server, daemons
+
+
+def all_applied(classes: int) -> Callable[[dict[str, Any]], bool]:
+    def done(report: dict[str, Any]) -> bool:
+        return len(report["classes"]) == classes and len(report["applied"]) == len(TAUGHT)
+
+    return done
+
+
+def test_slda_fleet_equals_one_learner_on_the_union(tmp_path: Path) -> None:
+    """Every daemon answers every class after one round, with the probabilities of one
+    learner taught all the samples (covariance fixed after a shared base)."""
+    union = Learner(IdentityBackbone(DIM), strategies.create("slda", covariance_samples=BASE))
+    with fleet(tmp_path, "slda", covariance_samples=BASE) as (server, daemons):
+        base_z = np.concatenate([samples("base0", BASE // 2, 0), samples("base1", BASE // 2, 0)])
+        base_y = ["base0"] * (BASE // 2) + ["base1"] * (BASE // 2)
+        teach(daemons[0].url, base_z, base_y, "base")
+        union.learn_latents(base_z, base_y)
+        first = server.wait(all_applied(2))
+        for i, daemon in enumerate(daemons):
+            for label in TAUGHT[i]:
+                z = samples(label, 15 + 5 * i, 1)
+                teach(daemon.url, z, [label] * len(z), f"{label}")
+                union.learn_latents(z, [label] * len(z))
+        report = server.wait(all_applied(8), after=first["round"])
+        assert sorted(report["devices"]) == ["dev0", "dev1", "dev2"]
+        probe = np.random.default_rng(9).normal(0, 2, (30, DIM)).astype(np.float32)
+        expected = union.predict_open(probe).proba
+        labels = union.labels.labels
+        for i, daemon in enumerate(daemons):
+            got = scores(daemon.url, probe)
+            gap = max(
+                abs(row[str(label)] - float(expected[r, j]))
+                for r, row in enumerate(got)
+                for j, label in enumerate(labels)
+            )
+            assert gap <= 1e-6
+            fleet_stats = httpx.get(f"{daemon.url}/stats", timeout=10).json()["fleet"]
+            own = set(TAUGHT[i]) | ({"base0", "base1"} if i == 0 else set())
+            assert set(fleet_stats["from_elsewhere"]) == set(labels) - own
