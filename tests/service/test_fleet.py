@@ -156,3 +156,44 @@ def test_slda_fleet_equals_one_learner_on_the_union(tmp_path: Path) -> None:
             fleet_stats = httpx.get(f"{daemon.url}/stats", timeout=10).json()["fleet"]
             own = set(TAUGHT[i]) | ({"base0", "base1"} if i == 0 else set())
             assert set(fleet_stats["from_elsewhere"]) == set(labels) - own
+
+
+def test_a_daemon_killed_mid_round_rejoins_and_nothing_is_lost(tmp_path: Path) -> None:
+    """kill -9 of a daemon while rounds run: the others' rounds complete; it restarts from
+    its data dir with everything it acknowledged, rejoins, and the fleet's model is still
+    exactly the union's (ncm: a class two devices share would drift if counted twice)."""
+    union = Learner(IdentityBackbone(DIM), strategies.create("ncm"))
+    with fleet(tmp_path, "ncm") as (server, daemons):
+        taught = {**TAUGHT, 2: [*TAUGHT[2], "cat"]}  # "cat" on two devices
+        for i, daemon in enumerate(daemons):
+            for label in taught[i]:
+                z = samples(label, 10 + 3 * i, i)
+                teach(daemon.url, z, [label] * len(z), f"{label}-{i}")
+                union.learn_latents(z, [label] * len(z))
+        first = server.wait(all_applied(6))
+        late = samples("late", 12, 5)
+        teach(daemons[2].url, late, ["late"] * len(late), "late")
+        union.learn_latents(late, ["late"] * len(late))
+        daemons[2].process.kill()  # rounds run every 0.3 s: this lands in or near one
+        daemons[2].process.wait(10)
+        down = server.wait(
+            lambda r: sorted(r["applied"]) == ["dev0", "dev1"] and "dev2" not in r["devices"],
+            after=first["round"],
+        )
+        again = Daemon(tmp_path / "dev2" / "data", daemons[2].env)
+        with again:
+            counts = httpx.get(f"{again.url}/stats", timeout=10).json()["classes"]
+            assert counts["late"]["samples"] == len(late)
+            assert counts["cat"]["samples"] == 10 + 3 * 2
+            server.wait(all_applied(7), after=down["round"])
+            probe = np.random.default_rng(3).normal(0, 2, (30, DIM)).astype(np.float32)
+            expected = union.predict_open(probe).proba
+            labels = [str(label) for label in union.labels.labels]
+            for url in (daemons[0].url, daemons[1].url, again.url):
+                got = scores(url, probe)
+                gap = max(
+                    abs(row[label] - float(expected[r, j]))
+                    for r, row in enumerate(got)
+                    for j, label in enumerate(labels)
+                )
+                assert gap <= 1e-6
