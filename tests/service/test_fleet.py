@@ -57,6 +57,18 @@ class Server:
         lines = self.out.read_text().splitlines()
         return [json.loads(line) for line in lines if line.startswith("{")]
 
+    def round_started(self, devices: int) -> int:
+        """Wait until a round asks ``devices`` devices to send (Flower's log); its number."""
+        log, asked = self.out.with_suffix(".log"), f"sampled {devices} clients"
+        before = log.read_text().count(asked)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            text = log.read_text()
+            if text.count(asked) > before:
+                return text.count("[ROUND ")
+            time.sleep(0.002)
+        raise AssertionError("no round began")
+
     def wait(self, done: Callable[[dict[str, Any]], bool], after: int = 0) -> dict[str, Any]:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -170,16 +182,16 @@ def test_a_daemon_killed_mid_round_rejoins_and_nothing_is_lost(tmp_path: Path) -
                 z = samples(label, 10 + 3 * i, i)
                 teach(daemon.url, z, [label] * len(z), f"{label}-{i}")
                 union.learn_latents(z, [label] * len(z))
-        first = server.wait(all_applied(6))
+        server.wait(all_applied(6))
         late = samples("late", 12, 5)
         teach(daemons[2].url, late, ["late"] * len(late), "late")
         union.learn_latents(late, ["late"] * len(late))
-        daemons[2].process.kill()  # rounds run every 0.3 s: this lands in or near one
+        in_round = server.round_started(devices=3)  # within the round that just began
+        daemons[2].process.kill()
         daemons[2].process.wait(10)
-        down = server.wait(
-            lambda r: sorted(r["applied"]) == ["dev0", "dev1"] and "dev2" not in r["devices"],
-            after=first["round"],
-        )
+        killed = server.wait(lambda r: r["round"] == in_round)
+        assert {"dev0", "dev1"} <= set(killed["applied"])  # the others' round completes
+        down = server.wait(lambda r: "dev2" not in r["devices"], after=in_round - 1)
         again = Daemon(tmp_path / "dev2" / "data", daemons[2].env)
         with again:
             counts = httpx.get(f"{again.url}/stats", timeout=10).json()["classes"]
