@@ -69,7 +69,23 @@ def to_arrays(c: Contribution) -> tuple[str, list[AnyArray]]:
     >>> back.labels, back.counts.tolist(), back.dim
     (['a', 7], [2, 1], 3)
     """
-    return json.dumps(_meta(c)), [c.counts, *(c.arrays[k] for k in sorted(c.arrays))]
+    return json.dumps(_meta(c)), [c.counts, *(_packed(k, c.arrays[k]) for k in sorted(c.arrays))]
+
+
+def _packed(name: str, a: AnyArray) -> AnyArray:
+    """``second`` is symmetric: its upper triangle is all of it (half the bytes)."""
+    return a[np.triu_indices(len(a))] if name == "second" else a
+
+
+def _unpacked(name: str, a: AnyArray) -> AnyArray:
+    if name != "second":
+        return a
+    dim = int(round((np.sqrt(8 * len(a) + 1) - 1) / 2))
+    if a.ndim != 1 or dim * (dim + 1) // 2 != len(a):
+        raise ValueError("contribution array 'second' is not an upper triangle")
+    full = np.zeros((dim, dim))
+    full[np.triu_indices(dim)] = a
+    return np.asarray(full + np.triu(full, 1).T)
 
 
 def from_arrays(header: str, arrays: list[AnyArray]) -> Contribution:
@@ -89,7 +105,7 @@ def from_arrays(header: str, arrays: list[AnyArray]) -> Contribution:
     counts = np.asarray(arrays[0], dtype=np.int64)
     if counts.shape != (len(labels),) or len(set(map(_key, labels))) != len(labels):
         raise ValueError("contribution counts do not match its labels (one per distinct label)")
-    out = dict(zip(names, (np.asarray(a) for a in arrays[1:]), strict=True))
+    out = {n: _unpacked(n, np.asarray(a)) for n, a in zip(names, arrays[1:], strict=True)}
     for name, a in out.items():
         if name in ("sums", "w", "b") and (a.shape[:1] != (len(labels),)):
             raise ValueError(
