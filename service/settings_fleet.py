@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class FleetSettings(BaseModel):
     """Joining a fleet over Flower (``pip install edgecl[fleet]``): off unless ``enabled``.
 
-    >>> FleetSettings(enabled=True, server="fleet.local:9092").fleet_id
+    >>> FleetSettings(enabled=True, server="fleet.local:9092").id
     'default'
     """
 
@@ -26,7 +26,7 @@ class FleetSettings(BaseModel):
         default=False, description="TLS to the server with the system CAs (implied by a CA file)."
     )
     tls_ca: Path | None = Field(default=None, description="CA file that signed the server.")
-    fleet_id: str = Field(
+    id: str = Field(
         default="default",
         pattern=r"^[\w.-]{1,64}$",
         description="Which fleet this device belongs to; the server refuses another fleet's.",

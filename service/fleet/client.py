@@ -124,7 +124,7 @@ class FleetClient(Client):
         header, parameters = pack(part)
         self.last.update(sent_round=round_, bytes_sent=size(header, parameters))
         metrics: dict[str, Scalar] = {
-            HEADER: header, DEVICE: self.device, FLEET: self.settings.fleet_id,
+            HEADER: header, DEVICE: self.device, FLEET: self.settings.id,
         }  # fmt: skip
         return FitRes(Status(Code.OK, ""), parameters, int(part.counts.sum()), dict(metrics))
 
@@ -153,14 +153,14 @@ class FleetClient(Client):
         return EvaluateRes(Status(Code.OK, ""), 0.0, 0, dict(metrics))
 
     def _check_fleet(self, config: dict[str, Any]) -> None:
-        if config.get(FLEET) != self.settings.fleet_id:
+        if config.get(FLEET) != self.settings.id:
             raise ValueError(f"the server runs fleet {config.get(FLEET)!r}, not ours")
 
     # -- /stats -----------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
         return {
             "server": self.settings.server,
-            "fleet_id": self.settings.fleet_id,
+            "fleet_id": self.settings.id,
             "device_id": self.device,
             "last_round": self.last.get("round", self.memory.round or None),
             "last_round_at": self.last.get("at"),
