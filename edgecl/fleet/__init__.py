@@ -9,6 +9,7 @@ Only head parameters or statistics are ever in a contribution, never samples or 
 from edgecl.fleet.contribution import Contribution, from_arrays, to_arrays
 from edgecl.fleet.device import FleetMemory, HeadSnapshot, apply_merged, contribution, snapshot
 from edgecl.fleet.merge import Aggregator, merge
+from edgecl.fleet.statistics import supported
 
 __all__ = [
     "Aggregator",
@@ -20,5 +21,6 @@ __all__ = [
     "from_arrays",
     "merge",
     "snapshot",
+    "supported",
     "to_arrays",
 ]

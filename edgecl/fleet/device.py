@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 
 from edgecl.fleet.contribution import Contribution, align, from_arrays, to_arrays
-from edgecl.fleet.statistics import combine, from_head, statistics_state
+from edgecl.fleet.statistics import (
+    combine,
+    from_head,
+    statistics_state,
+    weights_back,
+    weights_view,
+)
 from edgecl.learner import Learner
 from edgecl.types import Label, State
 
@@ -128,14 +134,15 @@ def apply_merged(
 def _weights_state(
     state: State, merged: Contribution, snap: HeadSnapshot, labels: list[Label]
 ) -> State:
-    k = len(labels)
+    k, original, state = len(labels), state, weights_view(state)
     w_now, b_now = np.asarray(state["w"]), np.asarray(state["b"])
     counts_now = np.zeros(k, np.int64)
     counts_now[: len(state["counts"])] = state["counts"]
     dim = max(merged.dim, w_now.shape[1] if w_now.ndim == 2 else 0)
     w, b = np.zeros((k, dim), np.float32), np.zeros(k, np.float32)
     w[: len(w_now), : w_now.shape[1]], b[: len(b_now)] = w_now, b_now
-    w_snap, b_snap = np.asarray(snap.state["w"]), np.asarray(snap.state["b"])
+    at = weights_view(snap.state)
+    w_snap, b_snap = np.asarray(at["w"]), np.asarray(at["b"])
     at_snap = len(snap.labels)
     for j, i in enumerate(align(merged.labels, labels).tolist()):
         if i < at_snap:  # known then: the average, plus what this device drifted since
@@ -144,7 +151,7 @@ def _weights_state(
         elif counts_now[i] == 0:  # new here since the snapshot and not trained here
             w[i], b[i] = merged.arrays["w"][j], merged.arrays["b"][j]
         counts_now[i] = max(counts_now[i], int(merged.counts[j]))
-    out = dict(state, w=w, b=b, counts=counts_now)
+    out = weights_back(original, w, b, counts_now)
     layers = dict(state.get("layers", {}))
     for name in list(layers):
         avg = merged.arrays.get(f"layer:{name}")

@@ -33,14 +33,47 @@ def from_head(strategy: str, state: State, labels: list[Label], own: list[int]) 
             arrays["second"] = t * _sigma(state, sums.shape[1]) + _outer(counts, means)
             scalars["n_updates"] = float(t)
         return Contribution("statistics", strategy, list(labels), counts, arrays, scalars)
-    if "w" not in state or "b" not in state:
-        raise ValueError(f"strategy {strategy!r} has no per-class weights the fleet can average")
+    problem = supported(strategy, state)
+    if problem is not None:
+        raise ValueError(problem)
+    state = weights_view(state)
     arrays = {"w": np.asarray(state["w"])[:k].copy(), "b": np.asarray(state["b"])[:k].copy()}
     for name, value in dict(state.get("layers", {})).items():
         arrays[f"layer:{name}"] = np.asarray(value).copy()
     counts = np.zeros(k, np.int64)
     counts[: len(own)] = own[:k]
     return Contribution("weights", strategy, list(labels), counts, arrays)
+
+
+def supported(strategy: str, state: State) -> str | None:
+    """Why a head cannot join a fleet (None: it can).
+
+    >>> from edgecl import strategies
+    >>> supported("ncm", strategies.create("ncm").state_dict()) is None
+    True
+    >>> supported("gdumb", strategies.create("gdumb").state_dict())
+    "strategy 'gdumb' has no per-class weights the fleet can average"
+    """
+    view = weights_view(state)
+    if strategy in STATISTICS or ("w" in view and "b" in view and "counts" in view):
+        return None
+    return f"strategy {strategy!r} has no per-class weights the fleet can average"
+
+
+def weights_view(state: State) -> State:
+    """An SGD head's state with its output rows as ``w``, ``b`` and ``counts`` (``cwr_star``
+    keeps them as ``cw`` and ``past``, without a bias)."""
+    if "cw" not in state:
+        return state
+    cw = np.asarray(state["cw"])
+    return {**state, "w": cw, "b": np.zeros(len(cw), np.float32), "counts": state["past"]}
+
+
+def weights_back(state: State, w: AnyArray, b: AnyArray, counts: AnyArray) -> State:
+    """``state`` with new output rows, under the head's own names."""
+    if "cw" in state:
+        return dict(state, cw=w, past=counts)
+    return dict(state, w=w, b=b, counts=counts)
 
 
 def _sigma(state: State, dim: int) -> Float64Array:

@@ -32,7 +32,14 @@ from flwr.common import (
     Status,
 )
 
-from edgecl.fleet import Contribution, FleetMemory, HeadSnapshot, apply_merged, contribution
+from edgecl.fleet import (
+    Contribution,
+    FleetMemory,
+    HeadSnapshot,
+    apply_merged,
+    contribution,
+    supported,
+)
 from edgecl.fleet import snapshot as head_snapshot
 from service.fleet.wire import DEVICE, FLEET, HEADER, ROUND, empty, pack, size, unpack
 from service.runtime import LearnerRuntime
@@ -69,6 +76,10 @@ class FleetClient(Client):
     """The Flower client of one daemon; :meth:`start` runs it in a thread."""
 
     def __init__(self, runtime: LearnerRuntime, settings: FleetSettings, data_dir: Path) -> None:
+        strategy = runtime.learner.strategy
+        problem = supported(strategy.name, strategy.state_dict())
+        if problem is not None:
+            raise ValueError(f"fleet_enabled: {problem} (use slda, ncm or an SGD head)")
         self.runtime, self.settings = runtime, settings
         self.device = device_id(settings, data_dir)
         self.memory = FleetMemory()

@@ -75,6 +75,11 @@ def counts_of(model: Learner) -> dict[Label, int]:
     return dict(zip(model.labels.labels, counts, strict=True))
 
 
+def rows_of(model: Learner) -> Any:
+    state = model.strategy.state_dict()
+    return state["cw" if "cw" in state else "w"]
+
+
 def test_ncm_merge_equals_one_learner_on_the_union() -> None:
     rng = np.random.default_rng(0)
     # Devices share a class ("b") and know classes in different orders.
@@ -185,18 +190,17 @@ def test_a_device_resending_after_a_crash_is_not_counted_twice() -> None:
         assert device.strategy.counts.tolist() == [10, 10]  # type: ignore[attr-defined]
 
 
-def test_fedavg_aligns_classes_by_label_and_weights_by_samples() -> None:
+@pytest.mark.parametrize("strategy", ["latent_replay", "cwr_star"])
+def test_fedavg_aligns_classes_by_label_and_weights_by_samples(strategy: str) -> None:
     rng = np.random.default_rng(5)
     data = [blobs(rng, ["cat", "dog"], 30), blobs(rng, ["bird", "dog", "cat"], 10)]
-    fleet = Fleet([learner("latent_replay", lr=0.1) for _ in data])
+    fleet = Fleet([learner(strategy, lr=0.1) for _ in data])
     for device, (z, y) in zip(fleet.devices, data, strict=True):
         device.learn_latents(z, y)
-    w = [{lab: d.strategy.state_dict()["w"][i] for i, lab in enumerate(d.labels.labels)}
-         for d in fleet.devices]  # fmt: skip
+    w = [{lab: rows_of(d)[i] for i, lab in enumerate(d.labels.labels)} for d in fleet.devices]
     fleet.round()
     for device in fleet.devices:
-        state = device.strategy.state_dict()
-        rows = {lab: state["w"][i] for i, lab in enumerate(device.labels.labels)}
+        rows = {lab: rows_of(device)[i] for i, lab in enumerate(device.labels.labels)}
         assert np.allclose(rows["dog"], (30 * w[0]["dog"] + 10 * w[1]["dog"]) / 40, atol=1e-6)
         assert np.allclose(rows["bird"], w[1]["bird"], atol=1e-6)
         assert sorted(device.labels.labels) == ["bird", "cat", "dog"]

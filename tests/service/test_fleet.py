@@ -209,3 +209,14 @@ def test_a_daemon_killed_mid_round_rejoins_and_nothing_is_lost(tmp_path: Path) -
                     for j, label in enumerate(labels)
                 )
                 assert gap <= 1e-6
+
+
+def test_a_head_the_fleet_cannot_merge_is_refused_at_start(tmp_path: Path) -> None:
+    settings = {"strategy__name": "gdumb", "fleet_enabled": "true"}
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "serve", "--data-dir", str(tmp_path / "data"),
+         "--port", str(free_port())],
+        env=identity_env(DIM, **settings), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "fleet_enabled: strategy 'gdumb' has no per-class weights" in done.stderr
