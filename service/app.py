@@ -161,7 +161,12 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
         app.state.mqtt = MqttBridge(settings, cases, observer=telemetry)
     app.state.fleet = None
     if settings.fleet.enabled:
-        from service.fleet.client import FleetClient  # needs the `fleet` extra (flwr)
+        try:
+            from service.fleet.client import FleetClient
+        except ImportError as exc:
+            raise ValueError(
+                f"fleet_enabled needs Flower: pip install 'edgecl[fleet]' ({exc})"
+            ) from None
 
         app.state.fleet = FleetClient(runtime, settings.fleet, settings.data_dir)
         runtime.fleet_report = app.state.fleet.report
