@@ -25,6 +25,7 @@ import numpy as np
 
 from edgecl.fleet.contribution import Contribution, align, from_arrays, to_arrays
 from edgecl.fleet.statistics import (
+    check_compatible,
     combine,
     from_head,
     statistics_state,
@@ -113,18 +114,19 @@ def apply_merged(
     ``sent`` is what this device contributed from ``snap``. Classes only other devices
     taught become classes of this learner. Returns the memory to keep with the new head."""
     now = _as_contribution(snapshot(learner))
+    check_compatible(now, merged)  # a merge that does not fit changes nothing
     known = set(map(_key, learner.labels.labels))
     added = [label for label in merged.labels if _key(label) not in known]
-    for label in added:
-        learner.labels.encode(label)
-        learner.class_counts.append(0)
-    labels = learner.labels.labels
+    labels = learner.labels.labels + added
     if merged.kind == "statistics":
         drift = combine(now, _as_contribution(snap), sign=-1.0)
         state = statistics_state(combine(merged, drift), labels)
         foreign = combine(merged, sent, sign=-1.0)
     else:
         state, foreign = _weights_state(learner.strategy.state_dict(), merged, snap, labels), None
+    for label in added:
+        learner.labels.encode(label)
+        learner.class_counts.append(0)
     learner.swap_head(state)
     own = {_key(label) for label, n in zip(labels, learner.class_counts, strict=True) if n > 0}
     elsewhere = [label for label in merged.labels if _key(label) not in own]

@@ -238,3 +238,16 @@ def test_mismatched_contributions_are_refused() -> None:
     assert list(server.parts) == ["x"]
     with pytest.raises(ValueError, match="do not match its labels"):
         from_arrays(to_arrays(a)[0], [np.array([1, 2]), np.ones((1, 3))])
+
+
+def test_a_merge_that_does_not_fit_changes_nothing() -> None:
+    rng = np.random.default_rng(7)
+    device = learner("ncm")
+    device.learn_latents(*blobs(rng, ["a"], 5))
+    snap = snapshot(device)
+    part = contribution(snap, FleetMemory())
+    wrong = Contribution("statistics", "ncm", ["b"], np.array([3]), {"sums": np.ones((1, DIM + 1))})
+    version = device.model_version
+    with pytest.raises(ValueError, match="cannot merge"):
+        apply_merged(device, wrong, snap, part, FleetMemory(), 1)
+    assert device.labels.labels == ["a"] and device.model_version == version
