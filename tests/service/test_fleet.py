@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -20,11 +21,13 @@ from edgecl import strategies
 from edgecl.backbones import IdentityBackbone
 from edgecl.learner import Learner
 from tests.net import free_port
+from tests.service.cdp import Browser
 from tests.service.daemon import Daemon, identity_env
 
 pytest.importorskip("flwr")
 
 pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 DIM = 8
 BASE = 40  # samples the shared covariance is fixed after (slda's fixed-covariance variant)
@@ -168,6 +171,14 @@ def test_slda_fleet_equals_one_learner_on_the_union(tmp_path: Path) -> None:
             fleet_stats = httpx.get(f"{daemon.url}/stats", timeout=10).json()["fleet"]
             own = set(TAUGHT[i]) | ({"base0", "base1"} if i == 0 else set())
             assert set(fleet_stats["from_elsewhere"]) == set(labels) - own
+        if CHROMIUM is not None:  # the dashboard's headline says so too
+            with Browser(CHROMIUM, tmp_path / "profile") as browser:
+                browser.open(f"{daemons[1].url}/dashboard", 1280, 800)
+                shown = browser.wait_for(
+                    "document.getElementById('fleet') && document.getElementById('fleet')"
+                    ".textContent"
+                )
+                assert shown.endswith("6 classes from elsewhere")
 
 
 def test_a_daemon_killed_mid_round_rejoins_and_nothing_is_lost(tmp_path: Path) -> None:
