@@ -50,11 +50,14 @@ class HeadSnapshot:
 @dataclass
 class FleetMemory:
     """What a device keeps with its head: the statistics that came from elsewhere, the
-    last round applied, and which classes other devices taught."""
+    last round applied, which classes other devices taught, the model version that round
+    left and a digest of its merge (a round that changes neither is skipped)."""
 
     foreign: Contribution | None = None
     round: int = 0
     from_elsewhere: list[Label] = field(default_factory=list)
+    version: int = -1
+    digest: str = ""
 
     def state_dict(self) -> State:
         header, arrays = (None, []) if self.foreign is None else to_arrays(self.foreign)
@@ -62,6 +65,8 @@ class FleetMemory:
             "foreign": None if header is None else {"header": header, "arrays": arrays},
             "round": self.round,
             "from_elsewhere": list(self.from_elsewhere),
+            "version": self.version,
+            "digest": self.digest,
         }
 
     @classmethod
@@ -72,7 +77,13 @@ class FleetMemory:
         foreign = (
             None if f is None else from_arrays(f["header"], [np.asarray(a) for a in f["arrays"]])
         )
-        return cls(foreign, int(state.get("round", 0)), list(state.get("from_elsewhere", [])))
+        return cls(
+            foreign,
+            int(state.get("round", 0)),
+            list(state.get("from_elsewhere", [])),
+            int(state.get("version", -1)),
+            str(state.get("digest", "")),
+        )
 
 
 def snapshot(learner: Learner) -> HeadSnapshot:
@@ -130,7 +141,7 @@ def apply_merged(
     learner.swap_head(state)
     own = {_key(label) for label, n in zip(labels, learner.class_counts, strict=True) if n > 0}
     elsewhere = [label for label in merged.labels if _key(label) not in own]
-    return FleetMemory(foreign, round_, elsewhere)
+    return FleetMemory(foreign, round_, elsewhere, learner.model_version)
 
 
 def _weights_state(

@@ -15,7 +15,7 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,18 @@ from edgecl.fleet import (
     supported,
 )
 from edgecl.fleet import snapshot as head_snapshot
-from service.fleet.wire import DEVICE, FLEET, HEADER, ROUND, empty, pack, size, unpack
+from service.fleet.wire import (
+    DEVICE,
+    FLEET,
+    HEADER,
+    ROUND,
+    UNCHANGED,
+    digest,
+    empty,
+    pack,
+    size,
+    unpack,
+)
 from service.runtime import LearnerRuntime
 from service.settings_fleet import FleetSettings
 
@@ -131,11 +142,15 @@ class FleetClient(Client):
             snap = head_snapshot(learner)
         part = contribution(snap, self.memory)  # outside the lock: learning goes on
         round_ = int(ins.config.get(ROUND, 0))
+        # Nothing learned since the last merge applied (and that round finished here): the
+        # server's entry for this device is still right.
+        unchanged = self.pending is None and snap.version == self.memory.version
         self.pending = _Pending(round_, snap, part)
-        header, parameters = pack(part)
+        header, parameters = ("", empty()) if unchanged else pack(part)
         self.last.update(sent_round=round_, bytes_sent=size(header, parameters))
         metrics: dict[str, Scalar] = {
             HEADER: header, DEVICE: self.device, FLEET: self.settings.id,
+            UNCHANGED: int(unchanged),
         }  # fmt: skip
         return FitRes(Status(Code.OK, ""), parameters, int(part.counts.sum()), dict(metrics))
 
@@ -144,15 +159,19 @@ class FleetClient(Client):
         round_, pending = int(ins.config.get(ROUND, 0)), self.pending
         applied = pending is not None and pending.round == round_
         if pending is not None and applied:
-            merged = unpack(str(ins.config[HEADER]), ins.parameters)
+            header = str(ins.config[HEADER])
+            merged, sha = unpack(header, ins.parameters), digest(header, ins.parameters)
 
             def change() -> None:
                 learner = self.runtime.learner
-                self.memory = apply_merged(
+                memory = apply_merged(
                     learner, merged, pending.snap, pending.sent, self.memory, round_
                 )
+                self.memory = replace(memory, digest=sha)
 
-            self.runtime.change(change).result()  # durable once this returns
+            same = sha == self.memory.digest and pending.snap.version == self.memory.version
+            if not same:  # else the head is the merge already: no swap, no checkpoint
+                self.runtime.change(change).result()  # durable once this returns
             self.pending = None
             self.last.update(
                 round=round_,

@@ -17,7 +17,7 @@ from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
 from edgecl.fleet import Aggregator
-from service.fleet.wire import DEVICE, FLEET, HEADER, ROUND, empty, pack, size, unpack
+from service.fleet.wire import DEVICE, FLEET, HEADER, ROUND, UNCHANGED, empty, pack, size, unpack
 
 log = logging.getLogger("edgecl.fleet")
 
@@ -79,7 +79,10 @@ class FleetStrategy(Strategy):
             try:
                 if res.metrics.get(FLEET) != self.fleet_id:
                     raise ValueError(f"fleet {res.metrics.get(FLEET)!r} is not {self.fleet_id!r}")
-                self.aggregator.update(device, unpack(header, res.parameters))
+                if not res.metrics.get(UNCHANGED):
+                    self.aggregator.update(device, unpack(header, res.parameters))
+                elif device not in self.aggregator.parts:  # e.g. this server restarted
+                    raise ValueError("sent nothing new, and this server holds nothing of it")
             except ValueError as exc:
                 log.warning("device %s left out of round %d: %s", device, server_round, exc)
                 report.refused[device] = str(exc)

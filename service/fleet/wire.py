@@ -3,12 +3,16 @@ bytes), the header (kind, strategy, label names) as a string in the config or me
 
 from __future__ import annotations
 
+import hashlib
+
 from flwr.common import Parameters, ndarrays_to_parameters, parameters_to_ndarrays
 
 from edgecl.fleet import Contribution, from_arrays, to_arrays
 
 #: The keys of the fleet's config and metrics entries.
 HEADER, FLEET, DEVICE, ROUND = "edgecl_header", "edgecl_fleet", "edgecl_device", "edgecl_round"
+#: A device that learned nothing since the last merge it applied sends no arrays.
+UNCHANGED = "edgecl_unchanged"
 
 
 def pack(part: Contribution) -> tuple[str, Parameters]:
@@ -24,6 +28,14 @@ def unpack(header: str, parameters: Parameters) -> Contribution:
 def size(header: str, parameters: Parameters) -> int:
     """Bytes of a message's payload: the arrays as sent, and the header."""
     return sum(len(t) for t in parameters.tensors) + len(header.encode())
+
+
+def digest(header: str, parameters: Parameters) -> str:
+    """What a merge is, in 64 hex digits."""
+    h = hashlib.sha256(header.encode())
+    for tensor in parameters.tensors:
+        h.update(tensor)
+    return h.hexdigest()
 
 
 def empty() -> Parameters:

@@ -171,6 +171,14 @@ def test_slda_fleet_equals_one_learner_on_the_union(tmp_path: Path) -> None:
             fleet_stats = httpx.get(f"{daemon.url}/stats", timeout=10).json()["fleet"]
             own = set(TAUGHT[i]) | ({"base0", "base1"} if i == 0 else set())
             assert set(fleet_stats["from_elsewhere"]) == set(labels) - own
+        # Rounds that change nothing send no arrays, and swap or checkpoint nothing.
+        versions = [
+            httpx.get(f"{d.url}/stats", timeout=10).json()["model_version"] for d in daemons
+        ]
+        idle = server.wait(lambda r: len(r["applied"]) == 3, after=report["round"] + 1)
+        assert max(idle["bytes_sent"].values()) < 1000
+        again = [httpx.get(f"{d.url}/stats", timeout=10).json()["model_version"] for d in daemons]
+        assert again == versions
         if CHROMIUM is not None:  # the dashboard's headline says so too
             with Browser(CHROMIUM, tmp_path / "profile") as browser:
                 browser.open(f"{daemons[1].url}/dashboard", 1280, 800)
