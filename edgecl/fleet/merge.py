@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecl.fleet.contribution import Contribution, align, union
+from edgecl.fleet.contribution import Contribution, align, from_arrays, to_arrays, union
 from edgecl.fleet.statistics import check_compatible, combine
-from edgecl.types import AnyArray
+from edgecl.types import AnyArray, State
 
 
 def merge(parts: list[Contribution]) -> Contribution:
@@ -91,6 +91,27 @@ class Aggregator:
             if other_id != device:
                 check_compatible(other, part)
         self.parts[device] = part
+
+    def state_dict(self) -> State:
+        """Every device's entry, to keep the fleet across server restarts."""
+        parts = {}
+        for device, part in self.parts.items():
+            header, arrays = to_arrays(part)
+            parts[device] = {"header": header, "arrays": arrays}
+        return {"parts": parts, "round": self.round}
+
+    @classmethod
+    def from_state(cls, state: State) -> Aggregator:
+        """``ValueError`` for a state that is not an aggregator's."""
+        out = cls()
+        try:
+            for device, part in dict(state["parts"]).items():
+                arrays = [np.asarray(a) for a in part["arrays"]]
+                out.update(str(device), from_arrays(part["header"], arrays))
+            out.round = int(state.get("round", 0))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a fleet server's state: {exc}") from None
+        return out
 
     def merged(self) -> Contribution | None:
         if not self.parts:

@@ -32,6 +32,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=120.0,
         help="seconds a round waits for devices; those later are left out of it",
     )
+    server.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="keep what each device sent in FILE, so a restarted server still merges devices "
+        "that are away (default: in memory only)",
+    )
     for name, what in (("ca", "CA"), ("cert", "server certificate"), ("key", "its key")):
         server.add_argument(f"--tls-{name}", type=Path, help=f"TLS: {what} (PEM; all three)")
     server.set_defaults(run=run_server)
@@ -58,6 +65,8 @@ def run_server(args: argparse.Namespace) -> int:
         certificates = tuple(Path(p).read_bytes() for p in tls)
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
     strategy = FleetStrategy(args.fleet_id, args.min_devices, args.round_interval, sys.stdout)
+    if args.state is not None:
+        strategy.keep(args.state)
     start_server(
         server_address=args.address,
         config=ServerConfig(num_rounds=args.rounds, round_timeout=args.round_timeout),

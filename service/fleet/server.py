@@ -9,6 +9,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from flwr.common import EvaluateIns, EvaluateRes, FitIns, FitRes, Parameters, Scalar
@@ -16,6 +17,7 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
+from edgecl import persistence
 from edgecl.fleet import Aggregator
 from service.fleet.wire import DEVICE, FLEET, HEADER, ROUND, UNCHANGED, empty, pack, size, unpack
 
@@ -48,10 +50,19 @@ class FleetStrategy(Strategy):
         self.fleet_id, self.min_devices, self.interval_s = fleet_id, min_devices, interval_s
         self.out = out if out is not None else sys.stdout
         self.aggregator = Aggregator()
+        self.state_path: Path | None = None
         self.report = RoundReport(0)
         self._started = 0.0
         self._sent: list[ClientProxy] = []
         self._header = ""
+
+    def keep(self, path: Path) -> None:
+        """Keep the devices' entries in ``path`` (loaded now if it exists, saved atomically
+        after every merge), so a restarted server still merges devices absent from its
+        first rounds."""
+        if path.exists():
+            self.aggregator = Aggregator.from_state(persistence.load(path))
+        self.state_path = path
 
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
         return empty()  # the fleet starts from nothing: no device is asked for a model
@@ -71,7 +82,7 @@ class FleetStrategy(Strategy):
         self, server_round: int, results: list[tuple[ClientProxy, FitRes]],
         failures: list[Any],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:  # fmt: skip
-        report, self._sent = self.report, []
+        report, self._sent, fresh = self.report, [], False
         report.failures = len(failures)
         for proxy, res in results:
             device = str(res.metrics.get(DEVICE, proxy.cid))
@@ -81,6 +92,7 @@ class FleetStrategy(Strategy):
                     raise ValueError(f"fleet {res.metrics.get(FLEET)!r} is not {self.fleet_id!r}")
                 if not res.metrics.get(UNCHANGED):
                     self.aggregator.update(device, unpack(header, res.parameters))
+                    fresh = True
                 elif device not in self.aggregator.parts:  # e.g. this server restarted
                     raise ValueError("sent nothing new, and this server holds nothing of it")
             except ValueError as exc:
@@ -93,6 +105,9 @@ class FleetStrategy(Strategy):
         merged = self.aggregator.merged()
         if merged is None:
             return None, {}
+        if self.state_path is not None and fresh:
+            self.aggregator.round = server_round
+            persistence.save(self.state_path, self.aggregator.state_dict())
         self._header, parameters = pack(merged)
         report.bytes_merged = size(self._header, parameters)
         report.classes = [str(label) for label in merged.labels]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgecl import strategies
+from edgecl import persistence, strategies
 from edgecl.backbones import IdentityBackbone
 from edgecl.fleet import (
     Aggregator,
@@ -251,3 +251,20 @@ def test_a_merge_that_does_not_fit_changes_nothing() -> None:
     with pytest.raises(ValueError, match="cannot merge"):
         apply_merged(device, wrong, snap, part, FleetMemory(), 1)
     assert device.labels.labels == ["a"] and device.model_version == version
+
+
+def test_the_server_keeps_its_devices_across_a_restart(tmp_path: Any) -> None:
+    rng = np.random.default_rng(8)
+    fleet = Fleet([learner("slda"), learner("slda")])
+    fleet.devices[0].learn_latents(*blobs(rng, ["a", "b"], 10))
+    fleet.devices[1].learn_latents(*blobs(rng, ["c"], 10))
+    fleet.send()
+    persistence.save(tmp_path / "fleet.state", fleet.server.state_dict())
+    again = Aggregator.from_state(persistence.load(tmp_path / "fleet.state"))
+    before, after = fleet.server.merged(), again.merged()
+    assert before is not None and after is not None
+    assert after.labels == before.labels and np.array_equal(after.counts, before.counts)
+    for name, array in before.arrays.items():
+        assert np.allclose(after.arrays[name], array, rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="not a fleet server's state"):
+        Aggregator.from_state({"round": 1})

@@ -37,13 +37,13 @@ TAUGHT = {0: ["cat", "dog"], 1: ["bird", "fish"], 2: ["fox", "owl"]}
 class Server:
     """`edgecl fleet server` with its rounds read from its JSON lines."""
 
-    def __init__(self, tmp: Path, devices: int) -> None:
-        self.port = free_port()
-        self.out = tmp / "fleet-server.out"
+    def __init__(self, tmp: Path, devices: int, *extra: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.out = tmp / f"fleet-server-{self.port}-{len(extra)}.out"
         self.args = [
             sys.executable, "-m", "service", "fleet", "server",
             "--address", f"127.0.0.1:{self.port}", "--min-devices", str(devices),
-            "--round-interval", "0.3", "--round-timeout", "20",
+            "--round-interval", "0.3", "--round-timeout", "20", *extra,
         ]  # fmt: skip
         self.process: subprocess.Popen[bytes]
 
@@ -121,9 +121,11 @@ def scores(url: str, z: np.ndarray[Any, Any]) -> list[dict[str, float]]:
 
 
 @contextmanager
-def fleet(tmp: Path, strategy: str, **options: Any) -> Iterator[tuple[Server, list[Daemon]]]:
+def fleet(
+    tmp: Path, strategy: str, *extra: str, **options: Any
+) -> Iterator[tuple[Server, list[Daemon]]]:
     with ExitStack() as stack:
-        server = stack.enter_context(Server(tmp, len(TAUGHT)))
+        server = stack.enter_context(Server(tmp, len(TAUGHT), *extra))
         daemons = [
             stack.enter_context(
                 Daemon(tmp / f"dev{i}" / "data", env(server, f"dev{i}", strategy, **options))
@@ -239,3 +241,23 @@ def test_a_head_the_fleet_cannot_merge_is_refused_at_start(tmp_path: Path) -> No
     )  # fmt: skip
     assert done.returncode == 2
     assert "fleet_enabled: strategy 'gdumb' has no per-class weights" in done.stderr
+
+
+def test_a_restarted_server_with_its_state_still_merges_an_absent_device(tmp_path: Path) -> None:
+    state = str(tmp_path / "fleet.state")
+    with fleet(tmp_path, "ncm", "--state", state) as (server, daemons):
+        for i, daemon in enumerate(daemons):
+            for label in TAUGHT[i]:
+                z = samples(label, 10, i)
+                teach(daemon.url, z, [label] * len(z), label)
+        server.wait(all_applied(6))
+        daemons[2].process.kill()  # away while the server restarts
+        daemons[2].process.wait(10)
+        server.__exit__()
+        extra = ("--state", state, "--min-devices", "2")
+        with Server(tmp_path, 2, *extra, port=server.port) as again:
+            teach(daemons[0].url, samples("cat", 4, 7), ["cat"] * 4, "more-cat")
+            again.wait(lambda r: sorted(r["applied"]) == ["dev0", "dev1"])
+            for daemon in daemons[:2]:
+                got = scores(daemon.url, samples("fox", 1, 0))[0]
+                assert got["fox"] > 0.5  # dev2's class, kept by the server while it is away
