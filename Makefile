@@ -15,7 +15,7 @@ RUN_STAMP := $(RUN_VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[build,dev]'
+	$(BIN)/pip install -q -e '.[build,dev,fleet]'
 	touch $(STAMP)
 
 setup: $(STAMP)

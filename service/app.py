@@ -105,6 +105,9 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        fleet = app.state.fleet
+        if fleet is not None:  # before the start: every checkpoint keeps the fleet's memory
+            await run_in_threadpool(fleet.attach)
         await run_in_threadpool(runtime.start)
         log.info("ready: %s", runtime.learner.strategy.name)
         mqtt = app.state.mqtt
@@ -112,8 +115,12 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
         try:
             if mqtt is not None:
                 await run_in_threadpool(mqtt.start)
+            if fleet is not None:
+                fleet.start()
             yield
         finally:
+            if fleet is not None:
+                fleet.stop()
             sampler.stop()
             if mqtt is not None:  # first: nothing may be acknowledged once the runtime stops
                 await run_in_threadpool(mqtt.stop)
@@ -152,6 +159,17 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
         from service.mqtt import MqttBridge
 
         app.state.mqtt = MqttBridge(settings, cases, observer=telemetry)
+    app.state.fleet = None
+    if settings.fleet.enabled:
+        try:
+            from service.fleet.client import FleetClient
+        except ImportError as exc:
+            raise ValueError(
+                f"fleet_enabled needs Flower: pip install 'edgecl[fleet]' ({exc})"
+            ) from None
+
+        app.state.fleet = FleetClient(runtime, settings.fleet, settings.data_dir)
+        runtime.fleet_report = app.state.fleet.report
     for module in (learn, predict, retrain, health, stats, metrics, dashboard, docs, root):
         app.include_router(module.router)
     _install_handlers(app)

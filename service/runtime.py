@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -18,6 +17,7 @@ from edgecl.types import FloatArray, Label
 from service.batching import MicroBatchQueue
 from service.budget import Budget
 from service.checkpointing import CheckpointsLike
+from service.controls import Control, item_size
 from service.errors import NotAcceptingError
 from service.heads import PredictResult, rank
 from service.inputs import Embedder, SampleInput
@@ -39,18 +39,6 @@ __all__ = ["LearnResult", "LearnerRuntime", "PredictResult", "Reembedded"]
 log = logging.getLogger("edgecl.runtime")
 
 _QUEUE, _DURABILITY = QueueSettings(), DurabilitySettings()  # defaults, only read
-
-
-@dataclass
-class _Control:
-    """A state change the writer thread runs under the lock (e.g. a retrained head)."""
-
-    action: Callable[[], None]
-    future: Future[None] = field(default_factory=Future)
-
-
-def _size(item: LearnJob | _Control) -> int:
-    return len(item.labels) if isinstance(item, LearnJob) else 0
 
 
 class LearnerRuntime:
@@ -105,8 +93,8 @@ class LearnerRuntime:
             probe_rescore_s=probe_rescore_s,
             keep_saved_store=keep_saved_store,
         )
-        self.queue = MicroBatchQueue[LearnJob | _Control](
-            queue.size, queue.max_batch, queue.max_wait_ms / 1000.0, _size
+        self.queue = MicroBatchQueue[LearnJob | Control](
+            queue.size, queue.max_batch, queue.max_wait_ms / 1000.0, item_size
         )
         self.checkpoint_on_stop = durability.checkpoint_on_stop
         self.jobs = RetrainJobs()
@@ -114,6 +102,7 @@ class LearnerRuntime:
         self.observer = observer if observer is not None else Observer()
         self._thread: threading.Thread | None = None
         self._restored = False
+        self.fleet_report: Callable[[], dict[str, Any]] | None = None  # /stats "fleet"
 
     @property
     def learner(self) -> Learner:
@@ -207,7 +196,7 @@ class LearnerRuntime:
                 n = sum(len(job.labels) for job in learn_jobs)
                 self.observer.learned(time.perf_counter() - start, n)
             for item in items:
-                if isinstance(item, _Control):
+                if isinstance(item, Control):
                     try:
                         self.writer.run_locked(item.action)
                     except Exception as exc:
@@ -264,11 +253,16 @@ class LearnerRuntime:
             if job.cancelled:
                 return
             # Classes learned during the retrain keep their (fresh) slots.
-            control = _Control(lambda: self.learner.swap_head(state))
-            self.queue.put(control, bounded=False)
-            control.future.result()
+            self.change(lambda: self.learner.swap_head(state)).result()
 
         return self.jobs.start(work)
+
+    def change(self, action: Callable[[], None]) -> Future[None]:
+        """Run ``action`` on the writer thread under the lock, like a retrained head's swap;
+        the future resolves once a checkpoint holds the change (``NotAcceptingError``)."""
+        control = Control(action)
+        self.queue.put(control, bounded=False)
+        return control.future
 
     def job(self, job_id: str) -> RetrainJob | None:
         """A retrain job by id (the last few are remembered)."""
@@ -297,4 +291,7 @@ class LearnerRuntime:
     # -- statistics -------------------------------------------------------------------
     def stats(self) -> Stats:
         """A consistent snapshot of the learner's figures (``/stats``)."""
-        return read_stats(self.writer, self.queue, self.started_at)
+        stats = read_stats(self.writer, self.queue, self.started_at)
+        if self.fleet_report is not None:
+            stats.fleet = self.fleet_report()
+        return stats

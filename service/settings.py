@@ -18,6 +18,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from service.settings_fleet import FleetSettings
 from service.settings_groups import (
     FLAT_KEYS,
     FLAT_NAMES,
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_REQUEST_PIXELS",
     "PAPER",
     "DurabilitySettings",
+    "FleetSettings",
     "MqttSettings",
     "ProbeSettings",
     "QueueSettings",
@@ -145,6 +147,7 @@ class Settings(HttpSettings, BaseSettings):
         default=720, ge=2, le=100_000, description="Points the dashboard's time series keeps."
     )
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from service.settings_fleet import FleetSettings
+
 
 class MqttSettings(BaseModel):
     """The MQTT bridge (service/mqtt.py): off unless ``host`` is set.
@@ -178,6 +180,7 @@ GROUPS: dict[str, type[BaseModel]] = {
     "durability": DurabilitySettings,
     "probe": ProbeSettings,
     "mqtt": MqttSettings,
+    "fleet": FleetSettings,
 }
 
 #: Flat name (YAML key, keyword, ``EDGECL_`` + upper case) → (group, field).
@@ -187,6 +190,7 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     **{name: ("durability", name) for name in DurabilitySettings.model_fields},
     **{f"probe_{name}": ("probe", name) for name in ProbeSettings.model_fields},
     **{f"mqtt_{name}": ("mqtt", name) for name in MqttSettings.model_fields},
+    **{f"fleet_{name}": ("fleet", name) for name in FleetSettings.model_fields},
 }
 FLAT_NAMES: dict[tuple[str, str], str] = {where: flat for flat, where in FLAT_KEYS.items()}
 

@@ -108,6 +108,8 @@ class Writer:
         self.probe_rescore_s = probe_rescore_s  # /stats scores the probe anew past this age
         self.probe_view: tuple[float, tuple[int, float, dict[int, float]]] | None = None
         self.published: OpenHead | None = None  # read by predictions without the lock
+        # Parts of every checkpoint kept by others (the fleet's memory): key -> its state.
+        self.attached: dict[str, Callable[[], Any]] = {}
 
     # -- one micro-batch --------------------------------------------------------------
     def _fresh(self, jobs: Sequence[LearnJob]) -> list[list[int]]:
@@ -264,6 +266,8 @@ class Writer:
         }
         if self.learner.probe is not None:
             state["probe"] = self.learner.probe.state_dict()
+        for key, part in self.attached.items():
+            state[key] = part()
         return state
 
     @property

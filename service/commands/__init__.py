@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from service.commands import backbone, bench, client, demo, serve, store
+from service.commands import backbone, bench, client, demo, fleet, serve, store
 
-COMMANDS: list[ModuleType] = [demo, serve, backbone, bench, store, client]
+COMMANDS: list[ModuleType] = [demo, serve, backbone, bench, store, client, fleet]

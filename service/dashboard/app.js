@@ -176,12 +176,22 @@
     return [" · backbone check ", el("b", attrs, text)];
   }
 
+  // The fleet (README "Fleet"): the last round applied here, and the classes other devices taught.
+  function fleetInfo(fl) {
+    if (!fl) return [];
+    const text = fl.last_round === null ? "no round yet"
+      : "round " + fl.last_round + ", " + fl.from_elsewhere.length + " classes from elsewhere";
+    const title = fl.from_elsewhere.length ? "from elsewhere: " + fl.from_elsewhere.join(", ") : fl.server;
+    return [" · fleet ", el("b", { id: "fleet", title: title }, text)];
+  }
+
   function render(d) {
     const s = d.stats;
     const head = document.getElementById("headline");
     head.replaceChildren("strategy ", el("b", {}, s.strategy.name), " · store ",
       el("b", {}, s.store.kind || "none"), " · model ", el("b", {}, "v" + s.model_version),
-      " · up ", el("b", {}, f.duration(s.uptime_s)), ...backboneCheck(s.backbone_check));
+      " · up ", el("b", {}, f.duration(s.uptime_s)), ...backboneCheck(s.backbone_check),
+      ...fleetInfo(s.fleet));
     drawKpis(s, d.series, d.time);
     drawClasses(s);
     drawConfusions(s);

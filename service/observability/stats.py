@@ -150,6 +150,9 @@ class Stats(BaseModel):
     backbone_check: BackboneCheck | None = Field(
         default=None, description="the int8 backbone's start-up self-check (null: none ran)"
     )
+    fleet: dict[str, Any] | None = Field(
+        default=None, description="the fleet's last round on this device (null: no fleet)"
+    )
 
     def body(self) -> dict[str, Any]:
         """The ``/stats`` JSON body: ``bytes_written_per_sample`` is left out when null.
