@@ -107,7 +107,7 @@ class SupSup(TaskHead):
             row: FloatArray = (w * np.sqrt(2.0 / (self.density * fan_in)))[0].astype(np.float32)
             return row
         scores: FloatArray = self._draw([4, task, layer, c], (1, fan_in), 1.0 / np.sqrt(fan_in))
-        return scores[0]
+        return np.asarray(scores[0], dtype=np.float32)
 
     def grow(self) -> None:
         if not self.dim:
@@ -212,7 +212,7 @@ class SupSup(TaskHead):
             rows = masked[t][-1][self.counts[t] > 0]
             masked[t][-1] = np.vstack([rows, np.zeros((k - len(rows), rows.shape[1]), np.float32)])
         ws: list[FloatArray] = [
-            np.sum([masked[t][i] for t in taught], axis=0, dtype=np.float32) / len(taught)
+            np.asarray(np.mean([masked[t][i] for t in taught], axis=0), dtype=np.float32)
             for i in range(len(self.weights))
         ]
         logits, inputs = self.forward(ws, x)
