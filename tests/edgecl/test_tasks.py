@@ -148,7 +148,7 @@ class Recorder:
 def test_replayed_items_come_back_with_their_task() -> None:
     store = replay.create("reservoir", max_bytes=1 << 16, encoding="float32")
     head = Recorder()
-    learner = Learner(IdentityBackbone(DIM), head, store)  # type: ignore[arg-type]
+    learner = Learner(IdentityBackbone(DIM), head, store)
     for task in range(3):
         z = np.full((4, DIM), float(task), np.float32)
         learner.learn_latents(z, ["a", "b", "a", "b"], tasks=[f"t{task}"] * 4)
