@@ -187,15 +187,16 @@ def test_every_task_comes_back_exactly_after_kill_9(
     )
     with ForkedDaemon(forks, tmp_path / "data", env) as daemon:
         with httpx.Client(base_url=daemon.url, timeout=30) as http:
-            for task in ("animals", "colours", "animals", "colours"):
-                body = {"samples": samples(task, 10)}
+            for taught in ("animals", "colours", "animals", "colours"):
+                body = {"samples": samples(taught, 10)}
                 assert http.post("/learn", json=body).status_code == 200
         before = figures(daemon.url, asks)
         assert daemon.kill() == -9
-    for task, answer in zip(asks, before["answers"], strict=True):
-        if task is not None:
+    for asked_task, answer in zip(asks, before["answers"], strict=True):
+        if asked_task is not None:
             labels = [p["label"] for p in answer["predictions"]]
-            assert labels == list(TASKS[task]) and answer["predictions"][0]["task"] == task
+            assert labels == list(TASKS[asked_task])
+            assert answer["predictions"][0]["task"] == asked_task
     with ForkedDaemon(forks, tmp_path / "data", env) as daemon:
         after = figures(daemon.url, asks)
     assert after == before
