@@ -66,8 +66,6 @@ class SupSup(TaskHead):
     >>> head.learn_tasks(z, np.array([0, 1, 2, 3]), np.array([0, 0, 1, 1]))
     >>> head.predict_proba_tasks(z, np.array([0, 0, 1, 1])).argmax(axis=1).tolist()
     [0, 1, 2, 3]
-    >>> head.infer_tasks(z).tolist()
-    [0, 0, 1, 1]
     """
 
     name = "supsup"
@@ -146,13 +144,17 @@ class SupSup(TaskHead):
 
     # -- the masked network -----------------------------------------------------------
     def effective(self, task: int) -> list[FloatArray]:
-        """The task's masked weights; its output rows only for the classes it was taught."""
-        ws = [
-            w * top_mask(s, self.density)
-            for w, s in zip(self.weights, self.scores[task], strict=True)
-        ]
-        ws[-1] = ws[-1] * (self.counts[task] > 0)[:, None]
-        return ws
+        """The task's masked weights; in the output layer only the rows of the classes it
+        was taught, ranked among themselves (classes added later leave its mask alone)."""
+        top = len(self.hidden)
+        ws = [self.weights[i] * top_mask(self.scores[task][i], self.density) for i in range(top)]
+        rows = self.counts[task] > 0
+        out = np.zeros_like(self.weights[top])
+        if rows.any():
+            out[rows] = self.weights[top][rows] * top_mask(
+                self.scores[task][top][rows], self.density
+            )
+        return [*ws, out]
 
     @staticmethod
     def forward(ws: list[FloatArray], x: FloatArray) -> tuple[FloatArray, list[FloatArray]]:
