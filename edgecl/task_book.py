@@ -73,8 +73,8 @@ class TaskBook:
         self, strategy: Strategy, tasks: Sequence[object] | None, n: int, learning: bool
     ) -> list[Label | None] | None:
         """``n`` tasks (None: the sample has none), checked against ``strategy``: a
-        task-aware one learns only samples with a task, a "required" one predicts only
-        with a task, and new tasks must fit its byte budget."""
+        task-aware one learns only samples with a task, a "required" one holding several
+        tasks predicts only with a task, and new tasks must fit its byte budget."""
         if tasks is None:
             checked: list[Label | None] = [None] * n
         else:
@@ -91,7 +91,8 @@ class TaskBook:
         head = task_aware(strategy)
         if head is None:
             return None if tasks is None else checked
-        if learning or head.task_mode == "required":
+        # Predicting, a missing task is unambiguous while there is at most one task.
+        if learning or (head.task_mode == "required" and len(self) > 1):
             for i, task in enumerate(checked):
                 if task is None:
                     doing = "learns" if learning else "predicts"
