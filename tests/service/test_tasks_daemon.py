@@ -20,7 +20,8 @@ from service.bootstrap import build_runtime
 from service.mqtt_wire import Topics
 from tests.mosquitto import Mosquitto, Probe, available
 from tests.service.conftest import make_settings, png
-from tests.service.daemon import ForkedDaemon, ForkServer, identity_env
+from tests.service.daemon import Daemon, ForkedDaemon, ForkServer, identity_env
+from tests.service.test_dashboard_browser import CHROMIUM, ById, chromium
 from tests.service.test_mqtt import learned, wait_until
 
 DIM = 4
@@ -200,3 +201,25 @@ def test_every_task_comes_back_exactly_after_kill_9(
     with ForkedDaemon(forks, tmp_path / "data", env) as daemon:
         after = figures(daemon.url, asks)
     assert after == before
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_the_dashboard_lists_the_tasks_stats_reports(tmp_path: Path) -> None:
+    env = identity_env(DIM, strategy__name="multi_head", dashboard_interval_s="0.2")
+    with Daemon(tmp_path / "data", env) as daemon:
+        for task in TASKS:
+            body = {"samples": samples(task)}
+            assert httpx.post(f"{daemon.url}/learn", json=body, timeout=30).status_code == 200
+        tasks = httpx.get(f"{daemon.url}/stats", timeout=30).json()["tasks"]["tasks"]
+        page = ById("")
+        for budget in (5_000, 15_000, 30_000):
+            out = chromium(tmp_path / "profile", budget, "--dump-dom", f"{daemon.url}/dashboard")
+            page = ById(out.stdout)
+            if page.root.get("data-renders"):
+                break
+    assert "hidden" not in page.attrs["tasks-panel"], out.stderr[-2000:]
+    shown = page.text["tasks-body"]
+    for t in tasks:
+        assert t["name"] in shown and ", ".join(t["classes"]) in shown
+    assert "task required" in page.text["tasks-note"]
