@@ -179,3 +179,12 @@ def test_a_state_from_before_tasks_loads_without_any() -> None:
     state = learner.state_dict()
     del state["tasks"]
     assert len(Learner.from_state(state).tasks) == 0
+
+
+def test_a_head_retrained_from_memory_gets_class_indices_not_task_labels() -> None:
+    store = replay.create("class_balanced", max_bytes=1 << 16, encoding="float32")
+    learner = Learner(IdentityBackbone(DIM), strategies.create("gdumb", epochs=5), store)
+    z = np.eye(DIM, dtype=np.float32)[:2].repeat(8, axis=0)
+    learner.learn_latents(z, ["up"] * 8 + ["right"] * 8, tasks=["a"] * 16)
+    assert learner.retrain()
+    assert learner.predict_many(np.eye(DIM, dtype=np.float32)[:2]) == ["up", "right"]

@@ -223,3 +223,19 @@ def test_the_dashboard_lists_the_tasks_stats_reports(tmp_path: Path) -> None:
     for t in tasks:
         assert t["name"] in shown and ", ".join(t["classes"]) in shown
     assert "task required" in page.text["tasks-note"]
+
+
+def test_retraining_from_a_memory_of_tasked_samples_over_http() -> None:
+    settings = make_settings(
+        strategy={"name": "gdumb", "options": {"epochs": 5}},
+        store={"kind": "class_balanced", "max_bytes": 64 << 10},
+    )
+    with TestClient(create_app(settings, build_runtime(settings, durable=False))) as client:
+        assert client.post("/learn", json={"samples": samples("animals")}).status_code == 200
+        job = client.post("/retrain").json()["job"]
+        wait_until(
+            lambda: client.get(f"/retrain/{job}").json()["state"] != "running", "the retrain"
+        )
+        assert client.get(f"/retrain/{job}").json()["state"] == "succeeded"
+        out = client.post("/predict", json=asked("animals")).json()["predictions"]
+        assert [p["label"] for p in out] == ["cat", "dog"]
