@@ -12,13 +12,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from edgecl.learner import Learner
 from edgecl.openset import OpenHead, OpenPrediction
-from edgecl.task_book import TaskBound, infer, task_aware
-from edgecl.types import FloatArray, Label
+from edgecl.task_book import TaskBook, TaskBound, infer, task_aware
+from edgecl.types import FloatArray, IntArray, Label
 
 __all__ = ["OpenHead", "PredictResult", "Prediction", "predict_open", "rank"]
 
@@ -70,15 +71,17 @@ def predict_open(
 
 
 def _in_tasks(
-    head: OpenHead, book: object, z: FloatArray, t: np.ndarray | None, threshold: float | None
+    head: OpenHead, book: TaskBook, z: FloatArray, t: IntArray | None, threshold: float | None
 ) -> tuple[OpenPrediction, list[Label], int, list[Label | None]]:
-    bound = OpenHead(TaskBound(head.head, t), head.calibration, head.labels, head.version)  # type: ignore[arg-type]
+    # The bound head answers predict_proba_many in the rows' tasks: all calibration reads.
+    bound_head: Any = TaskBound(head.head, t)
+    bound = OpenHead(bound_head, head.calibration, head.labels, head.version)
     out = bound.predict(z, threshold)
     used = np.full(len(z), -1, np.int64) if t is None else t.copy()
     missing = used < 0
     if missing.any():
-        used[missing] = infer(head.head, book, z[missing], out.proba[missing])  # type: ignore[arg-type]
-    names = book.names.labels  # type: ignore[attr-defined]
+        used[missing] = infer(head.head, book, z[missing], out.proba[missing].astype(np.float32))
+    names = book.names.labels
     return out, head.labels, head.version, [names[i] if i >= 0 else None for i in used]
 
 
