@@ -58,7 +58,12 @@ def record_tasks(
     records: Sequence[dict[str, Any]], keeps: Sequence[list[int]]
 ) -> list[Label | None] | None:
     """The tasks of the records' samples at ``keeps`` (None: none has one; a record from
-    before tasks has none)."""
+    before tasks has none).
+
+    >>> old, new = {"labels": ["a"]}, {"labels": ["b", "c"], "tasks": ["t", None]}
+    >>> record_tasks([old], [[0]]), record_tasks([old, new], [[0], [0, 1]])
+    (None, [None, 't', None])
+    """
     tasks = [r.get("tasks") for r in records]
     if all(t is None for t in tasks):
         return None
