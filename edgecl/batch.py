@@ -62,7 +62,8 @@ def labels_of(labels: Sequence[object], n: int) -> list[Label]:
 @dataclass(frozen=True)
 class Batch:
     """``z`` float32 ``(N, *latent_shape)``, ``labels`` one per row, ``inputs`` the prepared
-    uint8 inputs the latents came from when the store keeps those (else None).
+    uint8 inputs the latents came from when the store keeps those (else None), ``tasks``
+    one task per row (None when no row has one).
 
     >>> b = Batch(np.zeros((3, 2), np.float32), ["a", "b", "a"])
     >>> len(b.select([0, 2])), Batch.join([b, b]).labels
@@ -72,6 +73,8 @@ class Batch:
     z: FloatArray
     labels: list[Label]
     inputs: np.ndarray[Any, Any] | None = None
+    #: one task name per row (None: the row has none); None: no row has one
+    tasks: list[Label | None] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -83,7 +86,8 @@ class Batch:
             index = np.flatnonzero(index)
         index = index.astype(np.intp, copy=False)
         inputs = None if self.inputs is None else self.inputs[index]
-        return Batch(self.z[index], [self.labels[int(i)] for i in index], inputs)
+        tasks = None if self.tasks is None else [self.tasks[int(i)] for i in index]
+        return Batch(self.z[index], [self.labels[int(i)] for i in index], inputs, tasks)
 
     @staticmethod
     def join(batches: Sequence[Batch]) -> Batch:
@@ -95,4 +99,7 @@ class Batch:
         kept = [b.inputs for b in batches if b.inputs is not None]
         if kept and len(kept) != len(batches):
             raise ValueError("batches to join must all carry raw inputs, or none")
-        return Batch(z, labels, np.concatenate(kept) if kept else None)
+        tasks = None
+        if any(b.tasks is not None for b in batches):
+            tasks = [t for b in batches for t in (b.tasks or [None] * len(b))]
+        return Batch(z, labels, np.concatenate(kept) if kept else None, tasks)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,13 +17,15 @@ from edgecl.open_learning import NotFittedError as NotFittedError  # re-exported
 from edgecl.open_learning import OpenSetLearning
 from edgecl.openset import Calibration
 from edgecl.probe import ProbeSet
-from edgecl.protocols import Backbone, ReplayStore, Retrainable, Strategy
+from edgecl.protocols import Backbone, ReplayStore, Strategy
 from edgecl.replay import holds_inputs
 from edgecl.replay.base import rng_state, set_rng_state
+from edgecl.retraining import Retraining
+from edgecl.task_book import TaskBook, pack, proba, task_aware
 from edgecl.types import FloatArray, IntArray, Label, State
 
 
-class Learner(OpenSetLearning):
+class Learner(Retraining, OpenSetLearning):
     """A continual learner: a frozen backbone, a head strategy and an optional replay store
     (and a probe, on whose held items its calibration is fitted: :meth:`predict_open`).
 
@@ -52,6 +54,7 @@ class Learner(OpenSetLearning):
         self.strategy = strategy
         self.store = store
         self.labels = LabelMap()
+        self.tasks = TaskBook()  # task names -> ints, samples and classes per task
         self.class_counts: list[int] = []
         self.samples_learned = 0
         self.model_version = 0
@@ -107,122 +110,117 @@ class Learner(OpenSetLearning):
     def learn_one(self, x: Any, label: Label) -> None:
         self.learn_many(np.asarray(x)[None, ...], [label])
 
-    def learn_many(self, x: Any, labels: Sequence[Label]) -> None:
-        """Learn a batch of inputs with their labels (all or nothing)."""
+    def learn_many(
+        self, x: Any, labels: Sequence[Label], tasks: Sequence[Label | None] | None = None
+    ) -> None:
+        """Learn a batch of inputs with their labels (and tasks), all or nothing."""
         arr = self._check_batch(x)
         checked = self.check_labels(labels, len(arr))
-        if self.keeps_inputs:
-            raw = self.prepare_inputs(arr)
-            self.learn_latents(self.embed(raw), checked, inputs=raw)
-        else:
-            self.learn_latents(self.embed(arr), checked)
+        self.tasks.check(self.strategy, tasks, len(arr), learning=True)
+        raw = self.prepare_inputs(arr) if self.keeps_inputs else None
+        z = self.embed(arr if raw is None else raw)
+        self.learn_latents(z, checked, inputs=raw, tasks=tasks)
 
-    def check_batch(self, z: Any, labels: Sequence[object], inputs: Any | None = None) -> Batch:
-        """Validate latents, labels and (for a raw-input store) the prepared inputs the
-        latents came from (see :meth:`prepare_inputs`); ``ValueError`` names the problem."""
+    def check_batch(
+        self,
+        z: Any,
+        labels: Sequence[object],
+        inputs: Any | None = None,
+        tasks: Sequence[object] | None = None,
+    ) -> Batch:
+        """Validate latents, labels, tasks (optional; a task-aware strategy needs them to
+        learn, see :class:`edgecl.task_book.TaskBook`) and (for a raw-input store) the
+        prepared inputs the latents came from (see :meth:`prepare_inputs`); ``ValueError``
+        names the problem."""
         z = self.check_latents(z)
         checked = self.check_labels(labels, len(z))
+        named = self.tasks.check(self.strategy, tasks, len(z), learning=True)
         raw = self.check_inputs(inputs, len(z)) if self.keeps_inputs else None
-        return Batch(z, checked, raw)
+        return Batch(z, checked, raw, named)
 
-    def learn_latents(self, z: Any, labels: Sequence[Label], *, inputs: Any | None = None) -> None:
+    def learn_latents(
+        self,
+        z: Any,
+        labels: Sequence[Label],
+        *,
+        inputs: Any | None = None,
+        tasks: Sequence[Label | None] | None = None,
+    ) -> None:
         """Learn latents directly (bypassing the backbone); validates before any change.
 
         A store that keeps raw inputs also needs ``inputs`` (see :meth:`check_batch`)."""
-        self.learn_batch(self.check_batch(z, labels, inputs))
+        self.learn_batch(self.check_batch(z, labels, inputs, tasks))
 
     def learn_batch(self, batch: Batch) -> int:
         """Learn a checked batch; with a probe, a share is held back instead (and the probe
         re-scored when due). Returns how many samples were learned."""
         if self.probe is not None:
-            batch = batch.select(self.probe.divert(self, batch.z, batch.labels))
+            t = self._tasks_of(batch)
+            batch = batch.select(self.probe.divert(self, batch.z, batch.labels, t))
         if len(batch):
             self._learn(batch)
         if self.probe is not None and self.probe.learned(self, len(batch)):
             self.calibrate()
         return len(batch)
 
+    def _tasks_of(self, batch: Batch) -> IntArray:
+        """The batch's task ints (``-1``: none), new tasks added (to the head too)."""
+        t = self.tasks.encode(batch.tasks, len(batch))
+        head = task_aware(self.strategy)
+        if head is not None:
+            head.add_tasks(len(self.tasks))
+        return t
+
     def _learn(self, batch: Batch) -> None:
         z, raw = batch.z, batch.inputs
         before = len(self.labels)
+        t = self._tasks_of(batch)
         y = np.asarray(self.labels.encode_many(batch.labels), dtype=np.int64)
         pred = np.full(len(y), -1)  # test, then train: -1 while no class is known
         if before:
-            pred = np.argmax(self.strategy.predict_proba_many(z), axis=1)
+            pred = np.argmax(proba(self.strategy, z, t), axis=1)
         self.prequential.update(y, pred.astype(np.int64))
         if len(self.labels) > before:
             self.strategy.add_classes(len(self.labels))
             self.class_counts.extend([0] * (len(self.labels) - before))
-        keep = memory.store_first(self.store, self.strategy, z if raw is None else raw, y)
-        memory.train(self.strategy, self.store, self._rng, self.embed_stored, z, y, keep)
+        items = z if raw is None else raw
+        keep = memory.store_first(self.store, self.strategy, items, y, t)
+        memory.train(self.strategy, self.store, self._rng, self.embed_stored, z, y, keep, t)
         if self.store is not None and keep:
-            self.store.add_many(z if raw is None else raw, y)
+            self.store.add_many(items, pack(y, t))
+        self.tasks.taught(y, t)
         for idx in y.tolist():
             self.class_counts[idx] += 1
         self.samples_learned += len(y)
         self.model_version += 1
 
-    # -- retraining -------------------------------------------------------------------
-    def retrain(
-        self,
-        progress: Callable[[float], None] | None = None,
-        cancel: Callable[[], bool] | None = None,
-    ) -> bool:
-        """Retrain the head from the replay memory, if the strategy can (e.g. ``gdumb``).
-
-        The strategy trains a new head off to the side, so predictions (from other
-        threads too) keep using the current one until it is swapped in at the end.
-        ``progress(fraction)`` is told how far it got; once ``cancel()`` returns True it
-        stops, nothing changes and this returns False. Do not learn while it runs: the
-        daemon snapshots the memory under its writer lock instead.
-        """
-        strategy = self.strategy
-        if not isinstance(strategy, Retrainable):
-            raise ValueError(f"strategy {strategy.name!r} does not retrain from memory")
-        if self.store is None or not len(self.store):
-            raise ValueError("the replay memory is empty; learn some samples first")
-        z, y = self.memory_latents()
-
-        def on_progress(fraction: float) -> bool:
-            if progress is not None:
-                progress(fraction)
-            return cancel is None or not cancel()
-
-        state = strategy.retrain(z, y, on_progress)
-        if cancel is not None and cancel():
-            return False
-        self.swap_head(state)
-        return True
-
-    def swap_head(self, state: State) -> None:
-        """Put a head trained off to the side (a retrain's result) in place of the live one.
-
-        Classes learned since the retrain began keep fresh slots in it; the version goes up.
-        """
-        self.strategy.load_state_dict(state)
-        self.strategy.add_classes(len(self.labels))
-        self.model_version += 1
-        self.rescore()
-
     # -- prediction -------------------------------------------------------------------
-    def predict_proba_latents(self, z: Any) -> FloatArray:
-        """Class probabilities ``(N, n_classes)``, columns in ``self.labels`` order."""
+    def predict_proba_latents(
+        self, z: Any, tasks: Sequence[Label | None] | IntArray | None = None
+    ) -> FloatArray:
+        """Class probabilities ``(N, n_classes)``, columns in ``self.labels`` order; a
+        task-aware strategy answers each row within its task (names, or ints from the
+        probe), inferring it for rows without one if it can."""
         if not len(self.labels):
             raise NotFittedError("nothing has been learned yet; learn some samples first")
-        return self.strategy.predict_proba_many(self.check_latents(z))
+        z = self.check_latents(z)
+        if isinstance(tasks, np.ndarray):
+            return proba(self.strategy, z, tasks)
+        named = self.tasks.check(self.strategy, tasks, len(z), learning=False)
+        return proba(self.strategy, z, self.tasks.lookup(named, len(z)))
 
-    def predict_proba_many(self, x: Any) -> FloatArray:
+    def predict_proba_many(self, x: Any, tasks: Sequence[Label | None] | None = None) -> FloatArray:
         if not len(self.labels):
             raise NotFittedError("nothing has been learned yet; learn some samples first")
-        return self.predict_proba_latents(self.embed(x))
+        return self.predict_proba_latents(self.embed(x), tasks)
 
     def predict_proba_one(self, x: Any) -> dict[Label, float]:
         proba = self.predict_proba_many(np.asarray(x)[None, ...])[0]
         return {label: float(p) for label, p in zip(self.labels.labels, proba, strict=True)}
 
-    def predict_many(self, x: Any) -> list[Label]:
-        proba = self.predict_proba_many(x)
-        return [self.labels.decode(int(i)) for i in np.argmax(proba, axis=1)]
+    def predict_many(self, x: Any, tasks: Sequence[Label | None] | None = None) -> list[Label]:
+        p = self.predict_proba_many(x, tasks)
+        return [self.labels.decode(int(i)) for i in np.argmax(p, axis=1)]
 
     def predict_one(self, x: Any) -> Label:
         return self.predict_many(np.asarray(x)[None, ...])[0]
@@ -234,6 +232,7 @@ class Learner(OpenSetLearning):
             "strategy": _part(self.strategy),
             "store": None if self.store is None else _part(self.store),
             "labels": self.labels.state_dict(),
+            "tasks": self.tasks.state_dict(),
             "class_counts": list(self.class_counts),
             "samples_learned": self.samples_learned,
             "model_version": self.model_version,
@@ -268,6 +267,7 @@ class Learner(OpenSetLearning):
     def load_bookkeeping(self, state: State) -> None:
         """Labels, counts, versions, prequential history and generator from a state."""
         self.labels = LabelMap.from_state(state["labels"])
+        self.tasks.load_state_dict(state.get("tasks"))  # absent from states before tasks
         self.class_counts = [int(c) for c in state["class_counts"]]
         self.samples_learned = int(state["samples_learned"])
         self.model_version = int(state["model_version"])

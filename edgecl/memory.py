@@ -10,6 +10,7 @@ import numpy as np
 from edgecl.protocols import Backbone, MemoryReplay, ReplayStore, Strategy
 from edgecl.replay import holds_inputs
 from edgecl.replay.compress import check_batch
+from edgecl.task_book import pack, task_aware, unpack
 from edgecl.types import FloatArray, IntArray
 
 
@@ -45,27 +46,30 @@ def check_inputs(store: ReplayStore | None, x: Any, n: int | None) -> np.ndarray
 def latents(
     embed: Callable[[Any], FloatArray], store: ReplayStore | None, chunk: int = 64
 ) -> tuple[FloatArray, IntArray]:
-    """Every item of ``store`` as a latent with its label: raw inputs go through ``embed``,
-    ``chunk`` at a time (a store of decoded 224x224 images would not fit in memory)."""
+    """Every item of ``store`` as a latent with its class index: raw inputs go through
+    ``embed``, ``chunk`` at a time (a store of decoded 224x224 images would not fit in
+    memory)."""
     if store is None:
         raise ValueError("there is no replay memory")
     chunks = getattr(store, "chunks", None)
     if not holds_inputs(store) or not callable(chunks):
         z, y = store.items()
-        return (embed(z.astype(np.uint8)) if holds_inputs(store) else z), y
-    parts = [(embed(z.astype(np.uint8)), y) for z, y in chunks(chunk)]
+        return (embed(z.astype(np.uint8)) if holds_inputs(store) else z), unpack(y)[0]
+    parts = [(embed(z.astype(np.uint8)), unpack(y)[0]) for z, y in chunks(chunk)]
     if not parts:
         raise ValueError("the replay memory is empty")
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def store_first(store: ReplayStore | None, strategy: Strategy, items: Any, y: IntArray) -> int:
+def store_first(
+    store: ReplayStore | None, strategy: Strategy, items: Any, y: IntArray, t: IntArray
+) -> int:
     """How many rows of a batch the strategy trains on beside the replay: all, or none for
     a strategy that ``learns_after_store`` (ExStream, which trains on its buffer after the
-    batch is merged into it), whose batch goes into ``store`` now."""
+    batch is merged into it), whose batch goes into ``store`` now (with tasks ``t``)."""
     if store is None or not getattr(strategy, "learns_after_store", False):
         return len(y)
-    store.add_many(items, y)
+    store.add_many(items, pack(y, t))
     return 0
 
 
@@ -77,23 +81,32 @@ def train(
     z: FloatArray,
     y: IntArray,
     keep: int,
+    t: IntArray | None = None,
 ) -> None:
     """Train ``strategy`` on a batch with its replay: ``replay_size`` items drawn from
     ``store`` (through ``decode``) appended to the batch's first ``keep`` rows (see
     :func:`store_first`), or, for a :class:`MemoryReplay` strategy, ``memory_size`` items
     handed over beside them. Draws only from a non-empty store, with ``rng`` (the
-    learner's, so a replayed log draws the same items)."""
+    learner's, so a replayed log draws the same items). A :class:`TaskAware` strategy
+    learns every row with its task: the batch's ``t``, the replayed items' own."""
     if isinstance(strategy, MemoryReplay):
         zm = np.zeros((0, *z.shape[1:]), dtype=np.float32)
         ym = np.zeros(0, dtype=np.int64)
         if store is not None and strategy.memory_size > 0 and len(store):
             zm, ym = store.sample(strategy.memory_size, rng)
-            zm = decode(zm)
+            zm, ym = decode(zm), unpack(ym)[0]
         strategy.learn_with_memory(z[:keep], y[:keep], zm, ym)
         return
     zb, yb = z, y
+    tb = np.full(len(y), -1, np.int64) if t is None else t
     if store is not None and strategy.replay_size > 0 and len(store):
-        zr, yr = store.sample(strategy.replay_size, rng)
+        zr, kr = store.sample(strategy.replay_size, rng)
+        yr, tr = unpack(kr)
         zb, yb = np.concatenate([z[:keep], decode(zr)]), np.r_[y[:keep], yr]
+        tb = np.r_[tb[:keep], tr]
         del zr  # a decoded copy as large as the batch: free it before training
-    strategy.learn_many(zb, yb)
+    head = task_aware(strategy)
+    if head is None:
+        strategy.learn_many(zb, yb)
+    else:
+        head.learn_tasks(zb, yb, tb)

@@ -32,7 +32,7 @@ class OpenSetLearning:
 
         def check_latents(self, z: Any) -> FloatArray: ...
 
-        def predict_proba_latents(self, z: Any) -> FloatArray: ...
+        def predict_proba_latents(self, z: Any, tasks: Any = None) -> FloatArray: ...
 
     def rescore(self) -> None:
         """Re-score the probe (if any) and refit the calibration on its held items."""
@@ -42,9 +42,16 @@ class OpenSetLearning:
 
     def calibrate(self) -> None:
         """Refit the temperature and the novelty threshold (see :mod:`edgecl.openset`)."""
-        held = None if self.probe is None else self.probe.store.items()
+        from edgecl.task_book import TaskBound, task_aware
+
+        held, strategy = None, self.strategy
+        if self.probe is not None:
+            z, y, t = self.probe.labelled()
+            held = (z, y)
+            if task_aware(strategy) is not None:  # its items are scored with their tasks
+                strategy = TaskBound(strategy, t)  # type: ignore[assignment]
         at, version = self.samples_learned, self.model_version
-        self.calibration = self.calibration.fit(self.strategy, held, at, version)
+        self.calibration = self.calibration.fit(strategy, held, at, version)
 
     def predict_open(self, z: Any, threshold: float | None = None) -> OpenPrediction:
         """Calibrated probabilities ``(N, n_classes)`` in label order, novelty and unknown

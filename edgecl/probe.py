@@ -21,6 +21,7 @@ from edgecl.labels import LabelMap
 from edgecl.replay.base import rng_state, set_rng_state
 from edgecl.replay.class_balanced import ClassBalancedStore
 from edgecl.replay.compress import item_nbytes
+from edgecl.task_book import pack, unpack
 from edgecl.types import FloatArray, Label, State
 
 BoolArray = npt.NDArray[np.bool_]
@@ -35,7 +36,7 @@ class Scored(Protocol):
     class_counts: list[int]
     samples_learned: int
 
-    def predict_proba_latents(self, z: Any) -> FloatArray: ...
+    def predict_proba_latents(self, z: Any, tasks: Any = None) -> FloatArray: ...
 
 
 class ProbeSet:
@@ -112,8 +113,15 @@ class ProbeSet:
         classes = len(counts) + (y not in counts)
         return counts.get(y, 0) * classes < len(store)
 
-    def divert(self, learner: Scored, z: FloatArray, labels: Sequence[Label]) -> BoolArray:
-        """Hold back some samples; returns the mask of those left to learn."""
+    def divert(
+        self,
+        learner: Scored,
+        z: FloatArray,
+        labels: Sequence[Label],
+        tasks: npt.NDArray[np.int64] | None = None,
+    ) -> BoolArray:
+        """Hold back some samples (each with its task, ``-1``: none); returns the mask of
+        those left to learn. Items are balanced per (class, task) pair."""
         keep = np.ones(len(labels), dtype=bool)
         if self.share == 0.0:
             return keep
@@ -127,8 +135,9 @@ class ProbeSet:
         for i, label in enumerate(labels):
             y = names.encode(label)
             learned.extend([0] * (y + 1 - len(learned)))
-            if draws[i] < self.share and learned[y] >= self.warmup and self._keeps(y, shape):
-                self.store.add(z[i], y)
+            key = y if tasks is None else int(pack(np.array([y]), tasks[i : i + 1])[0])
+            if draws[i] < self.share and learned[y] >= self.warmup and self._keeps(key, shape):
+                self.store.add(z[i], key)
                 keep[i] = False
                 self.diverted += 1
             else:
@@ -162,9 +171,24 @@ class ProbeSet:
         nothing (None: nothing held or no class known)."""
         if not len(self.store) or not len(learner.labels):
             return None
-        z, y = self.store.items()
-        right = np.argmax(learner.predict_proba_latents(z), axis=1) == y
+        z, y, t = self.labelled()
+        right = np.argmax(learner.predict_proba_latents(z, t), axis=1) == y
         return float(right.mean()), {c: float(right[y == c].mean()) for c in np.unique(y).tolist()}
+
+    def labelled(self) -> tuple[FloatArray, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Every held item, its class index and its task (``-1``: none)."""
+        z, keys = self.store.items()
+        y, t = unpack(keys)
+        return z, y, t
+
+    @property
+    def class_counts(self) -> dict[int, int]:
+        """Held items per class index (over all tasks)."""
+        counts: dict[int, int] = {}
+        for key, k in self.store.class_counts.items():
+            c = int(unpack(np.array([key]))[0][0])
+            counts[c] = counts.get(c, 0) + k
+        return counts
 
     def report(
         self, labels: Sequence[Label], fresh: tuple[int, float, dict[int, float]] | None = None
@@ -188,7 +212,7 @@ class ProbeSet:
         last: dict[int, float],
         best: dict[int, float],
     ) -> dict[str, Any]:
-        counts = self.store.class_counts
+        counts = self.class_counts
         classes = {}
         held = {c for c, k in counts.items() if k}  # the store remembers emptied classes
         drop = {c: best[c] - acc for c, acc in last.items()}

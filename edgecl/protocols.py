@@ -152,3 +152,38 @@ class MemoryReplay(Protocol):
     def learn_with_memory(self, z: FloatArray, y: IntArray, zm: FloatArray, ym: IntArray) -> None:
         """Learn the new batch ``(z, y)`` with the memory draw ``(zm, ym)`` beside it."""
         ...
+
+
+@runtime_checkable
+class TaskAware(Protocol):
+    """A strategy that learns and predicts per task (task-incremental learning).
+
+    Tasks are ints 0..n_tasks-1: the Learner maps task names to them as it maps labels to
+    class indices. Class indices stay global (one per label, shared by all tasks); a task's
+    classes are those it has been taught. ``task_mode`` says what a sample without a task
+    means: "required" (the daemon answers 422 naming the field `task`), or "inferred"
+    (prediction infers the task, e.g. SupSup's entropy criterion; learning still needs one).
+    """
+
+    task_mode: str  # "required" | "inferred"
+
+    def add_tasks(self, n_tasks: int) -> None:
+        """Grow to ``n_tasks`` (never shrinks)."""
+        ...
+
+    def task_budget_problem(self, n_tasks: int) -> str | None:
+        """A sentence if growing to ``n_tasks`` would pass the strategy's byte budget
+        (checked before anything is written), else None."""
+        ...
+
+    def learn_tasks(self, z: FloatArray, y: IntArray, t: IntArray) -> None: ...
+
+    def predict_proba_tasks(self, z: FloatArray, t: IntArray | None) -> FloatArray:
+        """``(N, n_classes)`` float32 rows summing to 1; with ``t``, only classes task
+        ``t[i]`` was taught get mass; ``t`` None: infer the task (task_mode "inferred"),
+        else ``ValueError`` naming `task`."""
+        ...
+
+    def task_nbytes(self) -> dict[int, int]:
+        """Bytes held per task (masks, columns, embeddings)."""
+        ...

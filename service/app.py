@@ -56,7 +56,9 @@ def _openapi(app: FastAPI, latent_shape: tuple[int, ...]) -> dict[str, Any]:
             size = latent_shape[0]
             vector = {"type": "array", "items": {"type": "number"}, "minItems": size}
             vector["maxItems"] = size
-            for name in ("SampleIn", "LearnSample"):
+            for name in ("SampleIn", "LearnSample", "PredictSample"):
+                if name not in components:
+                    continue
                 features = components[name]["properties"]["features"]
                 features["anyOf"][0] = vector
         # Our handler answers request validation errors with ErrorReply, not these.

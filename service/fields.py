@@ -16,7 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from edgecl.types import Label, check_label
 
-__all__ = ["ArrayField", "ImageField", "LabelField", "fail"]
+__all__ = ["ArrayField", "ImageField", "LabelField", "TaskField", "fail"]
 
 
 _DTYPES = ("uint8", "int8", "uint16", "int16", "int32", "int64", "float16", "float32", "float64")
@@ -55,6 +55,14 @@ def _label(value: Any) -> Label:
     if isinstance(label, str) and len(label) > 256:
         raise _fail("label is longer than 256 characters")
     return label
+
+
+def _task(value: Any) -> Label:
+    """A task name, under the rules of labels (str of 1..256 characters, or an int)."""
+    try:
+        return _label(value)
+    except PydanticCustomError as exc:
+        raise _fail(str(exc).replace("label", "task")) from None
 
 
 def _image(value: Any) -> bytes | None:
@@ -173,6 +181,17 @@ ImageField = Annotated[
 ]
 ArrayField = Annotated[np.ndarray[Any, Any] | None, PlainValidator(_array), Schema(_ARRAY_SCHEMA)]
 LabelField = Annotated[Label, PlainValidator(_label), Schema(_LABEL_SCHEMA)]
+TaskField = Annotated[
+    Label | None,
+    PlainValidator(lambda v: None if v is None else _task(v)),
+    Schema(
+        {
+            "anyOf": [*_LABEL_SCHEMA["anyOf"], {"type": "null"}],
+            "description": "the task the sample belongs to (a str or an int, as labels); "
+            "a strategy that learns per task needs it",
+        }
+    ),
+]
 
 
 def fail(message: str) -> PydanticCustomError:

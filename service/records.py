@@ -7,38 +7,36 @@ from typing import Any
 
 import numpy as np
 
+from edgecl.batch import Batch
 from edgecl.replay.compress import compress_uint8, decompress_uint8
-from edgecl.types import FloatArray, Label
+from edgecl.types import Label
 
 
 def learn_record(
-    z: FloatArray,
-    labels: Sequence[Label],
-    ids: Sequence[str | None],
-    source: str,
-    part: int,
-    inputs: np.ndarray[Any, Any] | None,
-    keep: list[int],
+    batch: Batch, ids: Sequence[str | None], source: str, part: int, keep: list[int]
 ) -> dict[str, Any]:
-    """The WAL record of a job's samples at ``keep``; ``part`` numbers the jobs of one
-    micro-batch, so replay learns them in one step as the writer did. Raw inputs (for a
-    store that keeps them) go in as one lz4 frame per sample.
+    """The WAL record of a job's checked samples at ``keep``; ``part`` numbers the jobs of
+    one micro-batch, so replay learns them in one step as the writer did. Raw inputs (for
+    a store that keeps them) go in as one lz4 frame per sample; tasks only when a sample
+    has one (a record without them, an older one too, means no task).
 
-    >>> r = learn_record(np.ones((2, 3), np.float32), ["a", "b"], ["1", "2"], "http", 0,
-    ...                  np.zeros((2, 4, 4, 3), np.uint8), [1])
-    >>> r["labels"], r["ids"], r["x_shape"], record_inputs([r], [[0]]).shape
-    (['b'], ['2'], [4, 4, 3], (1, 4, 4, 3))
+    >>> b = Batch(np.ones((2, 3), np.float32), ["a", "b"], np.zeros((2, 4, 4, 3), np.uint8))
+    >>> r = learn_record(b, ["1", "2"], "http", 0, [1])
+    >>> r["labels"], r["ids"], r["x_shape"], record_inputs([r], [[0]]).shape, "tasks" in r
+    (['b'], ['2'], [4, 4, 3], (1, 4, 4, 3), False)
     """
     record: dict[str, Any] = {
         "kind": "learn",
-        "z": z[keep],
-        "labels": [labels[i] for i in keep],
+        "z": batch.z[keep],
+        "labels": [batch.labels[i] for i in keep],
         "ids": [ids[i] for i in keep],
         "source": source,
         "part": part,
     }
-    if inputs is not None:
-        kept = inputs[keep]
+    if batch.tasks is not None:
+        record["tasks"] = [batch.tasks[i] for i in keep]
+    if batch.inputs is not None:
+        kept = batch.inputs[keep]
         record.update(x_shape=list(kept.shape[1:]), x=compress_uint8(kept))
     return record
 
@@ -54,3 +52,19 @@ def record_inputs(
         for r, keep in zip(records, keeps, strict=True)
     ]
     return np.concatenate(parts)
+
+
+def record_tasks(
+    records: Sequence[dict[str, Any]], keeps: Sequence[list[int]]
+) -> list[Label | None] | None:
+    """The tasks of the records' samples at ``keeps`` (None: none has one; a record from
+    before tasks has none).
+
+    >>> old, new = {"labels": ["a"]}, {"labels": ["b", "c"], "tasks": ["t", None]}
+    >>> record_tasks([old], [[0]]), record_tasks([old, new], [[0], [0, 1]])
+    (None, [None, 't', None])
+    """
+    tasks = [r.get("tasks") for r in records]
+    if all(t is None for t in tasks):
+        return None
+    return [None if t is None else t[k] for t, keep in zip(tasks, keeps, strict=True) for k in keep]

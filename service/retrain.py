@@ -14,6 +14,7 @@ import numpy as np
 
 from edgecl.learner import Learner
 from edgecl.protocols import Retrainable
+from edgecl.task_book import unpack
 from edgecl.types import FloatArray, IntArray
 from service.errors import RetrainBusyError, RetrainUnsupportedError
 
@@ -151,8 +152,8 @@ def snapshot_memory(learner: Learner, lock: threading.Lock) -> tuple[FloatArray,
         raise ValueError("there is no replay memory")
     with lock:
         if not learner.keeps_inputs:
-            z, y = store.items()
-            return np.array(z, dtype=np.float32, copy=True), np.array(y, dtype=np.int64)
+            z, keys = store.items()  # labels with each item's task (edgecl.task_book)
+            return np.array(z, dtype=np.float32, copy=True), unpack(keys)[0]
         frozen = replay.create(store.name, **store.options())
         frozen.load_state_dict(store.state_dict())
     return learner.memory_latents(frozen)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -19,7 +20,7 @@ from service.budget import Budget
 from service.checkpointing import CheckpointsLike
 from service.controls import Control, item_size
 from service.errors import NotAcceptingError
-from service.heads import PredictResult, rank
+from service.heads import PredictResult, predict_open, rank
 from service.inputs import Embedder, SampleInput
 from service.observability.metrics import Observer
 from service.observability.stats import Stats
@@ -157,13 +158,13 @@ class LearnerRuntime:
         ids: Sequence[str | None],
         source: str = "http",
         inputs: np.ndarray[Any, Any] | None = None,
+        tasks: Sequence[Label | None] | None = None,
     ) -> Future[LearnResult]:
-        """Check and queue latents to learn; the future resolves once they are learned (and
-        durable). ``ValueError`` for a bad batch, ``QueueFullError``, ``NotAcceptingError``.
-
-        ``inputs``: the prepared raw inputs, when the store keeps them (see
-        :meth:`embed_for_learning`)."""
-        batch = self.learner.check_batch(z, labels, inputs)
+        """Check and queue latents (with ``tasks``, and ``inputs``: the prepared raw inputs
+        when the store keeps them, see :meth:`embed_for_learning`) to learn; the future
+        resolves once they are learned (and durable). ``ValueError`` for a bad batch,
+        ``QueueFullError``, ``NotAcceptingError``."""
+        batch = self.learner.check_batch(z, labels, inputs, tasks)
         if len(ids) != len(batch):
             raise ValueError(f"got {len(batch)} samples but {len(ids)} ids")
         job = LearnJob(batch, list(ids), source)
@@ -222,23 +223,23 @@ class LearnerRuntime:
         return len(self.learner.labels) > 0
 
     def predict(
-        self, z: FloatArray, top_k: int = 3, threshold: float | None = None
+        self,
+        z: FloatArray,
+        top_k: int = 3,
+        threshold: float | None = None,
+        tasks: Sequence[Label | None] | None = None,
     ) -> PredictResult:
-        """Calibrated predictions for latents, each with its novelty and whether that is
-        above ``threshold`` (default: the calibration's); ``NotFittedError`` before
-        anything was learned."""
+        """Calibrated predictions for latents (in their ``tasks``, for a task-aware head),
+        each with its novelty and whether that is above ``threshold`` (default: the
+        calibration's); ``NotFittedError`` before anything was learned."""
         z = self.learner.check_latents(z)
         start = time.perf_counter()
-        head = self.writer.published
-        if head is not None:  # frozen: no need to wait for a learning step
-            out, labels, version = head.predict(z, threshold), head.labels, head.version
-        else:
-            with self.writer.lock:
-                out = self.learner.predict_open(z, threshold)
-                labels = self.learner.labels.labels
-                version = self.learner.model_version
+        w = self.writer  # its published head is frozen: no need to wait for learning
+        out, labels, version, used = predict_open(
+            w.learner, w.published, w.lock, z, threshold, tasks
+        )
         self.observer.predicted(time.perf_counter() - start, len(z))
-        return rank(out, labels, version, top_k)
+        return replace(rank(out, labels, version, top_k), tasks=used)
 
     # -- retraining -------------------------------------------------------------------
     def start_retrain(self) -> RetrainJob:

@@ -10,7 +10,9 @@ from typing import Any
 
 import psutil
 
+from edgecl.learner import Learner
 from edgecl.probe import ProbeSet
+from edgecl.task_book import task_aware
 from service.batching import MicroBatchQueue
 from service.observability.stats import (
     CalibrationStats,
@@ -22,6 +24,8 @@ from service.observability.stats import (
     QueueStats,
     Stats,
     StoreStats,
+    TasksStats,
+    TaskStats,
 )
 from service.schemas import BackboneCheck
 from service.writer import Writer
@@ -59,6 +63,7 @@ def read_stats(writer: Writer, queue: MicroBatchQueue[Any], started_at: float) -
         probe_report = None if probe is None else _probe_report(writer, probe)
         calibration = learner.calibration.report()
         check = getattr(learner.backbone, "check", None)
+        tasks = _tasks(learner)
     durability, per_sample = None, None
     if writer.wal is not None:
         c = writer.checkpointer
@@ -97,6 +102,28 @@ def read_stats(writer: Writer, queue: MicroBatchQueue[Any], started_at: float) -
         probe=None if probe_report is None else ProbeStats.model_validate(probe_report),
         calibration=CalibrationStats.model_validate(calibration),
         backbone_check=None if check is None else BackboneCheck.model_validate(check),
+        tasks=tasks,
+    )
+
+
+def _tasks(learner: Learner) -> TasksStats | None:
+    """Per task: name, samples, classes and the head's bytes (None: no task yet)."""
+    book, strategy = learner.tasks, learner.strategy
+    aware = task_aware(strategy)
+    if not len(book) and aware is None:
+        return None
+    rows = book.report(learner.labels.labels, strategy)
+    return TasksStats(
+        mode=None if aware is None else aware.task_mode,
+        tasks=[
+            TaskStats(
+                name=str(r["name"]),
+                samples=r["samples"],
+                classes=[str(c) for c in r["classes"]],
+                bytes=r["bytes"],
+            )
+            for r in rows
+        ],
     )
 
 

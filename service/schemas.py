@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from service.fields import ArrayField, ImageField, LabelField, fail
+from service.fields import ArrayField, ImageField, LabelField, TaskField, fail
 from service.inputs import SampleInput
 
 
@@ -46,6 +46,11 @@ class SampleIn(BaseModel):
 class LearnSample(SampleIn):
     label: LabelField
     id: str | None = Field(default=None, min_length=1, max_length=128)
+    task: TaskField = None
+
+
+class PredictSample(SampleIn):
+    task: TaskField = None
 
 
 class LearnRequest(BaseModel):
@@ -59,7 +64,7 @@ class PredictRequest(BaseModel):
     """``{"samples": [...], "top_k": 3}``"""
 
     model_config = ConfigDict(strict=True, extra="forbid")
-    samples: list[SampleIn] = Field(min_length=1)
+    samples: list[PredictSample] = Field(min_length=1)
     top_k: int = Field(default=3, ge=1, le=1000)
     threshold: float | None = Field(
         default=None,
@@ -89,6 +94,11 @@ class PredictionOut(ScoredLabel):
     unknown: bool = Field(
         description="novelty above the threshold: the input is likely of no taught class "
         "(label is still the closest one)"
+    )
+    task: TaskField = Field(
+        default=None,
+        description="the task the prediction was made in, given or inferred (null: the "
+        "strategy does not predict per task)",
     )
 
 

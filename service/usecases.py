@@ -24,6 +24,7 @@ call one method here and encode. Samples turned away are counted here, once, by 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +40,11 @@ from service.runtime import LearnerRuntime, LearnResult, PredictResult
 from service.schemas import (
     LearnReply,
     LearnRequest,
+    LearnSample,
     PredictionOut,
     PredictReply,
     PredictRequest,
+    PredictSample,
     RetrainStatus,
     ScoredLabel,
 )
@@ -70,6 +73,7 @@ class PendingLearn:
     ids: list[str | None]
     source: str
     inputs: np.ndarray[Any, Any] | None = None
+    tasks: list[Label | None] | None = None  # None: no sample has a task
 
 
 class UseCases:
@@ -101,7 +105,7 @@ class UseCases:
             self.rejected(source, exc, len(samples))
             raise
         labels, ids = [s.label for s in samples], [s.id for s in samples]
-        return PendingLearn(z, labels, ids, source, raw)
+        return PendingLearn(z, labels, ids, source, raw, _tasks(samples))
 
     @property
     def has_room(self) -> bool:
@@ -113,7 +117,12 @@ class UseCases:
         n = len(pending.ids)
         try:
             inner = self.runtime.submit_learn(
-                pending.z, pending.labels, pending.ids, pending.source, pending.inputs
+                pending.z,
+                pending.labels,
+                pending.ids,
+                pending.source,
+                pending.inputs,
+                pending.tasks,
             )
         except Exception as exc:
             self.rejected(pending.source, exc, n)
@@ -152,7 +161,8 @@ class UseCases:
             raise NotFittedError(NOTHING_LEARNED)
         z = self.runtime.embed([s.to_input() for s in request.samples])
         try:
-            result = self.runtime.predict(z, request.top_k, request.threshold)
+            tasks = _tasks(request.samples)
+            result = self.runtime.predict(z, request.top_k, request.threshold, tasks)
         except NotFittedError:
             raise NotFittedError(NOTHING_LEARNED) from None
         return _reply(result)
@@ -188,7 +198,13 @@ class UseCases:
         return job
 
 
+def _tasks(samples: Sequence[LearnSample | PredictSample]) -> list[Label | None] | None:
+    tasks = [s.task for s in samples]
+    return None if all(t is None for t in tasks) else tasks
+
+
 def _reply(result: PredictResult) -> PredictReply:
+    tasks = result.tasks or [None] * len(result.predictions)
     return PredictReply(
         predictions=[
             PredictionOut(
@@ -197,8 +213,9 @@ def _reply(result: PredictResult) -> PredictReply:
                 top_k=[ScoredLabel(label=label, score=score) for label, score in p.top_k],
                 novelty=p.novelty,
                 unknown=p.unknown,
+                task=task,
             )
-            for p in result.predictions
+            for p, task in zip(result.predictions, tasks, strict=True)
         ],
         model_version=result.model_version,
         threshold=result.threshold,

@@ -18,9 +18,10 @@ from edgecl.types import Label, check_label
 from service.checkpointing import Checkpointer, CheckpointPolicy, CheckpointsLike, Wear
 from service.errors import ClassLimitError, SampleError, StorageUnavailableError
 from service.heads import OpenHead
-from service.records import learn_record, record_inputs
+from service.records import learn_record, record_inputs, record_tasks
 from service.sample_ids import RecentIds
 from service.settings_groups import DurabilitySettings
+from service.task_admission import admit_tasks
 
 log = logging.getLogger("edgecl.runtime")
 
@@ -134,13 +135,13 @@ class Writer:
         A request that cannot be stored or learned fails alone, never the others of its
         micro-batch (they may come from other clients)."""
         new: set[tuple[type, Label]] = set()  # classes the admitted requests bring
-        jobs = [job for job in jobs if self._admit(job, new)]
+        jobs = admit_tasks(self.learner, [job for job in jobs if self._admit(job, new)])
         if not jobs:
             return
         keeps = self._fresh(jobs)
         pairs = [(job, keep) for job, keep in zip(jobs, keeps, strict=True) if keep]
         records = [
-            learn_record(job.batch.z, job.labels, job.ids, job.source, part, job.batch.inputs, keep)
+            learn_record(job.batch, job.ids, job.source, part, keep)
             for part, (job, keep) in enumerate(pairs)
         ]
         # The kept samples as checked: the records hold raw inputs lz4-framed for the WAL.
@@ -238,7 +239,8 @@ class Writer:
         elif any(keeps):
             z = np.concatenate([r["z"][keep] for r, keep in zip(records, keeps, strict=True)])
             labels = [r["labels"][k] for r, keep in zip(records, keeps, strict=True) for k in keep]
-            parts = [self.learner.check_batch(z, labels, record_inputs(records, keeps))]
+            tasks = record_tasks(records, keeps)
+            parts = [self.learner.check_batch(z, labels, record_inputs(records, keeps), tasks)]
         else:
             parts = []
         if parts:

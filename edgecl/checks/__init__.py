@@ -12,7 +12,17 @@ The test suite runs every check over every registered strategy and store.
 
 from __future__ import annotations
 
-from edgecl.checks.store import store_checks
-from edgecl.checks.strategy import strategy_checks
+from collections.abc import Callable
 
-__all__ = ["store_checks", "strategy_checks"]
+from edgecl.checks.store import store_checks
+from edgecl.checks.strategy import Factory
+from edgecl.checks.strategy import strategy_checks as plain_checks
+from edgecl.checks.tasks import task_checks
+
+__all__ = ["store_checks", "strategy_checks", "task_checks"]
+
+
+def strategy_checks() -> list[Callable[[Factory], None]]:
+    """Every strategy check: the plain ones, then the task-aware ones (which pass at once
+    for a strategy that ignores tasks)."""
+    return plain_checks() + task_checks()

@@ -24,11 +24,13 @@ def _builtin() -> list[Callable[..., Strategy]]:
     from edgecl.strategies.gem import GEM
     from edgecl.strategies.generative_negative_replay import GenerativeNegativeReplay
     from edgecl.strategies.generative_replay import GenerativeReplay
+    from edgecl.strategies.hat import HAT
     from edgecl.strategies.hypernetwork import Hypernetwork
     from edgecl.strategies.icarl import ICaRL
     from edgecl.strategies.latent_replay import LatentReplay
     from edgecl.strategies.lwf import LwF
     from edgecl.strategies.mir import MIR
+    from edgecl.strategies.multi_head import MultiHead
     from edgecl.strategies.naive import Naive
     from edgecl.strategies.ncm import NCM
     from edgecl.strategies.packnet import PackNet
@@ -37,6 +39,7 @@ def _builtin() -> list[Callable[..., Strategy]]:
     from edgecl.strategies.progress_compress import ProgressCompress
     from edgecl.strategies.si import SI
     from edgecl.strategies.slda import StreamingLDA
+    from edgecl.strategies.supsup import SupSup
 
     base: list[Callable[..., Strategy]] = [
         StreamingLDA, NCM, CWRStar, LatentReplay, Naive, ExStream, GDumb, AR1,
@@ -46,7 +49,9 @@ def _builtin() -> list[Callable[..., Strategy]]:
     replay_selection: list[Callable[..., Strategy]] = [MIR, AGEM, GEM]
     generative: list[Callable[..., Strategy]] = [GenerativeReplay, GenerativeNegativeReplay]
     task_columns: list[Callable[..., Strategy]] = [PNN, Piggyback, PackNet, Hypernetwork]
-    return base + baselines + regularisers + replay_selection + generative + [ICaRL] + task_columns
+    task_aware: list[Callable[..., Strategy]] = [MultiHead, HAT, SupSup]
+    groups = base + baselines + regularisers + replay_selection + generative + [ICaRL]
+    return groups + task_aware + task_columns
 
 
 REGISTRY: Registry[Strategy] = Registry("strategy", _builtin)

@@ -1,4 +1,4 @@
-"""Task-incremental heads: the :class:`TaskAware` protocol and what ``pnn``, ``piggyback``,
+"""Task-incremental heads: what ``pnn``, ``piggyback``,
 ``packnet`` and ``hypernetwork`` share (task bookkeeping, per-task class masks, the byte
 budget, Adam, and the plain :class:`~edgecl.protocols.Strategy` methods in terms of the
 task ones).
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
@@ -35,31 +35,6 @@ from edgecl.strategies.linear import (
 )
 from edgecl.strategies.task_parts import Adam, check_tasks
 from edgecl.types import FloatArray, IntArray, State
-
-
-@runtime_checkable
-class TaskAware(Protocol):
-    """A strategy that learns and predicts per task (task-incremental learning).
-
-    Tasks are ints 0..n_tasks-1: the Learner maps task names to them as it maps labels to
-    class indices. Class indices stay global (one per label, shared by all tasks); a task's
-    classes are those it has been taught. ``task_mode`` says what a sample without a task
-    means: "required" (the daemon answers 422 naming the field `task`), or "inferred"
-    (prediction infers the task, e.g. SupSup's entropy criterion; learning still needs one).
-    """
-
-    task_mode: str  # "required" | "inferred"
-
-    def add_tasks(self, n_tasks: int) -> None: ...
-
-    def task_budget_problem(self, n_tasks: int) -> str | None: ...
-
-    def learn_tasks(self, z: FloatArray, y: IntArray, t: IntArray) -> None: ...
-
-    def predict_proba_tasks(self, z: FloatArray, t: IntArray | None) -> FloatArray: ...
-
-    def task_nbytes(self) -> dict[int, int]: ...
-
 
 Params = dict[str, Any]
 MIB = 1 << 20

@@ -139,6 +139,26 @@
       : "learned samples and accuracy per class";
   }
 
+  // Shown once a sample came with a task, or the strategy learns per task.
+  function drawTasks(s) {
+    const panel = document.getElementById("tasks-panel");
+    panel.hidden = !s.tasks;
+    if (!s.tasks) return;
+    const rows = s.tasks.tasks.map((t) => el("tr", { "data-task": t.name },
+      el("td", { class: "label", title: t.name }, t.name),
+      el("td", { class: "num" }, num(t.samples)),
+      el("td", { class: "label", title: t.classes.join(", ") }, t.classes.join(", ")),
+      el("td", { class: "num" }, t.bytes === null ? "–" : bytes(t.bytes))));
+    if (!rows.length) {
+      rows.push(el("tr", { class: "empty" }, el("td", { colspan: "4" },
+        "No tasks yet: give each sample a task (the field task).")));
+    }
+    document.getElementById("tasks-body").replaceChildren(...rows);
+    document.getElementById("tasks-note").textContent = s.tasks.mode
+      ? "the strategy learns per task (task " + s.tasks.mode + ")"
+      : "counted only: the strategy ignores tasks";
+  }
+
   function drawConfusions(s) {
     const body = document.getElementById("confusions-body");
     const rows = s.confusions.map((c) => el("tr", {},
@@ -194,6 +214,7 @@
       ...fleetInfo(s.fleet));
     drawKpis(s, d.series, d.time);
     drawClasses(s);
+    drawTasks(s);
     drawConfusions(s);
     drawSettings(d.settings);
     if (d.series.t.length) charts.draw(d.series);

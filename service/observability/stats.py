@@ -107,6 +107,24 @@ class DurabilityStats(BaseModel):
     )
 
 
+class TaskStats(BaseModel):
+    name: str
+    samples: int = Field(description="samples learned with this task")
+    classes: list[str] = Field(description="the labels this task was taught")
+    bytes: int | None = Field(
+        description="bytes the head holds for this task (masks, heads, embeddings; null: "
+        "the strategy does not learn per task)"
+    )
+
+
+class TasksStats(BaseModel):
+    mode: str | None = Field(
+        description="required (a sample needs a task), inferred (predictions infer a missing "
+        "one), or null: the strategy ignores tasks (they are only counted)"
+    )
+    tasks: list[TaskStats]
+
+
 class QueueStats(BaseModel):
     depth: int
     capacity: int
@@ -152,6 +170,9 @@ class Stats(BaseModel):
     )
     fleet: dict[str, Any] | None = Field(
         default=None, description="the fleet's last round on this device (null: no fleet)"
+    )
+    tasks: TasksStats | None = Field(
+        default=None, description="the tasks samples came with (null: none came with one)"
     )
 
     def body(self) -> dict[str, Any]:

@@ -77,6 +77,7 @@ def request_body(schema: str, with_label: bool) -> dict[str, Any]:
         "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
         "label": texts,
         "id": texts,
+        "task": texts,
         "top_k": {"type": "integer", "minimum": 1},
         "threshold": {"type": "number"},
     }

@@ -15,8 +15,8 @@ from service.bodies import BodyError
 from service.schemas import ErrorItem
 
 #: The form fields each route takes; ``file`` carries the images.
-LEARN_FIELDS = ("file", "label", "id")
-PREDICT_FIELDS = ("file", "top_k", "threshold")
+LEARN_FIELDS = ("file", "label", "id", "task")
+PREDICT_FIELDS = ("file", "top_k", "threshold", "task")
 
 
 def fields(with_label: bool) -> tuple[str, ...]:
@@ -64,6 +64,14 @@ async def form_body(form: FormData, with_label: bool, max_samples: int) -> dict[
         )
     images = [await f.read() for f in files if isinstance(f, UploadFile)]
     body: dict[str, Any] = {"samples": [{"image": image} for image in images]}
+    tasks = form.getlist("task")
+    if tasks:
+        if len(tasks) == 1:
+            tasks = tasks * len(images)
+        if len(tasks) != len(images) or not all(isinstance(x, str) for x in tasks):
+            raise _refuse("task", "give one task for all files, or one per file")
+        for sample, task in zip(body["samples"], tasks, strict=True):
+            sample["task"] = task
     if with_label:
         labels, ids = form.getlist("label"), form.getlist("id")
         if len(labels) == 1:

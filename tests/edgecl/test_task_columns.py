@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from edgecl import codec, strategies
+from edgecl.protocols import TaskAware
 from edgecl.strategies.hypernetwork import Hypernetwork
-from edgecl.strategies.tasks import TaskAware, TaskHead
+from edgecl.strategies.tasks import TaskHead
 from edgecl.types import FloatArray, IntArray
 
 NAMES = ["pnn", "piggyback", "packnet", "hypernetwork"]

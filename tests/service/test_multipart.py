@@ -38,7 +38,7 @@ def test_unknown_field_is_refused_like_json(client: TestClient) -> None:
         {
             "loc": "topk",
             "msg": "unknown field (did you mean 'top_k'?); multipart /predict takes the "
-            "fields file, top_k, threshold",
+            "fields file, top_k, threshold, task",
         }
     ]
     # The JSON body with the same mistake names it the same way.
@@ -58,7 +58,8 @@ def test_learn_form_with_label_and_id_still_works(client: TestClient) -> None:
 
 def test_openapi_form_lists_exactly_the_accepted_fields(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    expected = {"/learn": {"file", "label", "id"}, "/predict": {"file", "top_k", "threshold"}}
+    learn, predict = {"file", "label", "id", "task"}, {"file", "top_k", "threshold", "task"}
+    expected = {"/learn": learn, "/predict": predict}
     for path, names in expected.items():
         form = paths[path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
         assert set(form["properties"]) == names
