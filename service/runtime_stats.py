@@ -53,6 +53,7 @@ def read_stats(writer: Writer, queue: MicroBatchQueue[Any], started_at: float) -
             bytes=0 if store is None else store.nbytes,
             max_bytes=0 if store is None else store.max_bytes,
             evictions=None if store is None else int(getattr(store, "evictions", 0)),
+            strategy_bytes=_strategy_bytes(learner.strategy),
         )
         prequential = PrequentialStats(
             seen=pq.seen, accuracy=pq.accuracy, window_accuracy=pq.window_accuracy, window=pq.window
@@ -154,3 +155,9 @@ def _probe_report(writer: Writer, probe: ProbeSet) -> dict[str, Any]:
         spread = accuracy * (1 - accuracy) / held + z2 / (4 * held * held)
         report["margin"] = 1.96 * math.sqrt(spread) / (1 + z2 / held)
     return report
+
+
+def _strategy_bytes(strategy: object) -> int | None:
+    """What a strategy holds as its own memory, if it says (``nbytes()``)."""
+    held = getattr(strategy, "nbytes", None)
+    return int(held()) if callable(held) else None

@@ -103,8 +103,10 @@
       latency,
       kpi("Process RSS", bytes(s.rss_bytes), "resident memory of the daemon"),
       kpi("Replay store", s.store.kind ? bytes(s.store.bytes) : "–",
-        s.store.kind ? fill(s.store.bytes, s.store.max_bytes) + " of its " + bytes(s.store.max_bytes)
-          + " budget · " + num(s.store.items) + " items" : "no store", "", "kpi-store"),
+        (s.store.kind ? fill(s.store.bytes, s.store.max_bytes) + " of its " + bytes(s.store.max_bytes)
+          + " budget · " + num(s.store.items) + " items" : "no store")
+          + (s.store.strategy_bytes != null ? " · the strategy holds " + bytes(s.store.strategy_bytes)
+            + " of its own" : ""), "", "kpi-store"),
       kpi("Queue", num(s.queue.depth) + " / " + num(s.queue.capacity),
         num(s.events.queue_full || 0) + " turned away (full)"),
     );

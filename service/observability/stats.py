@@ -21,6 +21,11 @@ class StoreStats(BaseModel):
     items: int
     bytes: int
     max_bytes: int
+    strategy_bytes: int | None = Field(
+        default=None,
+        description="bytes the strategy keeps in place of (or besides) a store: iCaRL's "
+        "exemplars, generative replay's class Gaussians (null: it keeps none)",
+    )
     # For the metrics only: /stats never showed it, so it stays out of the body.
     evictions: int | None = Field(default=None, exclude=True)
 
