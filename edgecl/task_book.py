@@ -102,6 +102,12 @@ class TaskBook:
             problem = head.task_budget_problem(len(self) + len(new)) if new else None
             if problem:
                 raise ValueError(problem)
+            closed = getattr(head, "closed_task_problem", None)  # tasks taught once, in turn
+            for i, task in enumerate(checked):
+                if callable(closed) and task is not None and task in self.names:
+                    why = closed(self.names.index(task))
+                    if why:
+                        raise TaskError(i, why)
         else:
             for i, task in enumerate(checked):
                 if task is not None and task not in self.names:

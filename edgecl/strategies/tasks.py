@@ -118,11 +118,9 @@ class TaskHead(Configurable, ABC):
         _, first = np.unique(tasks, return_index=True)
         order = [int(tasks[i]) for i in sorted(first)]
         for i, task in enumerate(order):
-            if self.done[task] or (i and task == self.current):
-                raise ValueError(
-                    f"task {task} was finalised when a later task began; "
-                    "its parameters are frozen and it cannot learn more"
-                )
+            why = self.closed_task_problem(task)
+            if why or (i and task == self.current):
+                raise ValueError(why or self._closed(task))
             problem = self._problem(task, labels[tasks == task])
             if problem:
                 raise ValueError(problem)
@@ -233,6 +231,18 @@ class TaskHead(Configurable, ABC):
             self._load_model(state["model"])
 
     # -- what a subclass gives -------------------------------------------------------------
+    def closed_task_problem(self, task: int) -> str | None:
+        """Why ``task`` can learn no more (finalised when a later task began), or None:
+        asked before a sample is accepted, so that it is refused, not logged and dropped."""
+        return self._closed(task) if task < len(self.done) and self.done[task] else None
+
+    @staticmethod
+    def _closed(task: int) -> str:
+        return (
+            f"task {task} was finalised when a later task began; its parameters are frozen "
+            "and it cannot learn more"
+        )
+
     def _problem(self, task: int, labels: IntArray) -> str | None:
         """Why ``task`` cannot learn ``labels`` (checked before anything changes), or None."""
         return None

@@ -188,3 +188,14 @@ def test_a_head_retrained_from_memory_gets_class_indices_not_task_labels() -> No
     learner.learn_latents(z, ["up"] * 8 + ["right"] * 8, tasks=["a"] * 16)
     assert learner.retrain()
     assert learner.predict_many(np.eye(DIM, dtype=np.float32)[:2]) == ["up", "right"]
+
+
+def test_a_finalised_task_is_refused_before_anything_is_learned() -> None:
+    learner = Learner(IdentityBackbone(4), strategies.create("packnet", hidden=8))
+    x = np.eye(4, dtype=np.float32)
+    learner.learn_many(x[:2], ["a", "b"], tasks=["A", "A"])
+    learner.learn_many(x[2:], ["c", "d"], tasks=["B", "B"])  # finalises A
+    before = learner.samples_learned
+    with pytest.raises(ValueError, match=r"samples\[1\]\.task.*finalised"):
+        learner.check_batch(x[:2], ["a", "b"], tasks=["B", "A"])
+    assert learner.samples_learned == before
