@@ -117,8 +117,8 @@ def run(recipe: Recipe, stream: ClassIncrementalStream, *, memory_items: int, se
     if free is not None:
         free.learn_seconds, free.samples = given.learn_seconds, given.samples
     if head is not None:
-        per_task = head.task_nbytes()
-        nbytes = f"{np.mean(list(per_task.values())):.0f}" if per_task else "0"
+        per_task, shared = head.task_nbytes(), getattr(head, "shared_nbytes", lambda: 0)()
+        nbytes = f"{np.mean(list(per_task.values())) if per_task else 0:.0f} + {shared} shared"
     elif learner.store is not None:
         nbytes = f"store {learner.store.nbytes} in all"
     else:
@@ -289,7 +289,8 @@ def describe(
         "given*: chosen among every seen class, the task inferred by the strategies that "
         "can (*task inferred right*: share of the test images whose inferred task is "
         "theirs, after the last experience). *Bytes per task*: mean of the strategy's "
-        "`task_nbytes()` (masks, columns, embeddings, heads); for a task-unaware one its "
+        "`task_nbytes()` (masks, columns, embeddings, heads) + the bytes all tasks share "
+        "(fixed or shared weights); for a task-unaware one its "
         f"replay store's bytes. Default hyper-parameters; batch sizes: {batches}; replay "
         f"memory {args.memory_items} int8 latents."
     )

@@ -49,7 +49,7 @@ def test_a_required_task_head_is_scored_only_with_the_task(stream: ClassIncremen
     run = tasks.run(parse_spec("pnn"), stream, memory_items=50, seed=0)
     assert run.free is None and not run.masked
     assert run.given.final > 0.9 and run.given.forgetting < 0.05
-    assert int(run.task_bytes) > 0
+    assert int(run.task_bytes.split()[0]) > 0 and run.task_bytes.endswith(" shared")
     assert "`pnn`" not in tasks.table([run], 5, given=False)
 
 
