@@ -118,11 +118,10 @@ def run(recipe: Recipe, stream: ClassIncrementalStream, *, memory_items: int, se
         free.learn_seconds, free.samples = given.learn_seconds, given.samples
     if head is not None:
         per_task, shared = head.task_nbytes(), getattr(head, "shared_nbytes", lambda: 0)()
-        nbytes = f"{np.mean(list(per_task.values())) if per_task else 0:.0f} + {shared} shared"
-    elif learner.store is not None:
-        nbytes = f"store {learner.store.nbytes} in all"
+        held = list(per_task.values()) or [0]
+        nbytes = f"{np.mean(held):.0f} ({min(held)}–{max(held)}) + {shared} shared"
     else:
-        nbytes = "0"
+        nbytes = f"store {learner.store.nbytes} in all" if learner.store is not None else "0"
     return TaskRun(given, free, inference, nbytes, masked=head is None)
 
 
@@ -288,7 +287,7 @@ def describe(
         "task-unaware strategy's probabilities masked to the task's classes); *task not "
         "given*: chosen among every seen class, the task inferred by the strategies that "
         "can (*task inferred right*: share of the test images whose inferred task is "
-        "theirs, after the last experience). *Bytes per task*: mean of the strategy's "
+        "theirs, after the last experience). *Bytes per task*: mean (range) of the strategy's "
         "`task_nbytes()` (masks, columns, embeddings, heads) + the bytes all tasks share "
         "(fixed or shared weights); for a task-unaware one its "
         f"replay store's bytes. Default hyper-parameters; batch sizes: {batches}; replay "
