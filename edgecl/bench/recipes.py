@@ -40,6 +40,10 @@ class Recipe:
 AR1_OPTIONS = {"replay_size": 300, "epochs": 1, "batch_size": 16, "lr": 0.003, "top_lr": 0.0003}
 
 
+#: The task-aware strategies (:class:`edgecl.protocols.TaskAware`).
+TASK_AWARE = ("multi_head", "hat", "supsup", "pnn", "piggyback", "packnet", "hypernetwork")
+
+
 class _Recipes(dict[str, Recipe]):  # SURVEY's are found, not listed (default runs unchanged)
     def __missing__(self, name: str) -> Recipe:
         return SURVEY[name]
@@ -75,6 +79,9 @@ SURVEY: dict[str, Recipe] = {
     **{
         n: Recipe(n, None, 10) for n in ("icarl", "generative_replay", "generative_negative_replay")
     },
+    # Issue 19's task-aware heads (``edgecl bench tasks``): no store (none of their papers
+    # replays), fed batches of 32, their own minibatch size.
+    **{n: Recipe(n, None, 32) for n in TASK_AWARE},
 }
 
 
@@ -87,7 +94,7 @@ def parse_spec(spec: str) -> Recipe:
     >>> parse_spec("nope")
     Traceback (most recent call last):
     ...
-    ValueError: unknown strategy 'nope'; choose from agem, ar1, cumulative, cwr_star, ensemble, ewc, exstream, gdumb, gem, generative_negative_replay, generative_replay, icarl, joint, latent_replay, lwf, mir, naive, ncm, progress_compress, si, slda
+    ValueError: unknown strategy 'nope'; choose from agem, ar1, cumulative, cwr_star, ensemble, ewc, exstream, gdumb, gem, generative_negative_replay, generative_replay, hat, hypernetwork, icarl, joint, latent_replay, lwf, mir, multi_head, naive, ncm, packnet, piggyback, pnn, progress_compress, si, slda, supsup
     """  # noqa: E501
     head, *pairs = spec.strip().split(":")
     name, _, encoding = head.partition("@")

@@ -1,6 +1,7 @@
 """``edgecl bench cl``: strategies on Split-Fashion-MNIST latents, written to BENCHMARKS.md;
 ``edgecl bench tuned``: any class layout with learning rates chosen on validation;
-``edgecl bench openset``: their calibration and open-set figures."""
+``edgecl bench openset``: their calibration and open-set figures;
+``edgecl bench tasks``: each experience a task, given at test time or inferred."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def add_parser(sub: Any) -> None:
         help="images: " + "; ".join(f"{k}: {v}" for k, v in STREAMS.items()),
     )
     cl.set_defaults(run=run_cl)
-    from edgecl.bench import openset
+    from edgecl.bench import openset, tasks
     from edgecl.bench import run_cl as tuned_cl
 
     tuned = kinds.add_parser(
@@ -75,6 +76,14 @@ def add_parser(sub: Any) -> None:
     )
     openset.add_arguments(parser)
     parser.set_defaults(run=openset.run_args)
+
+    parser = kinds.add_parser(
+        "tasks",
+        help="task-incremental: each experience a task, given at test time or inferred",
+        description=(tasks.__doc__ or "").split("\n\n")[0],
+    )
+    tasks.add_arguments(parser)
+    parser.set_defaults(run=tasks.run_args)
 
 
 def _say(text: str) -> None:
