@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecl.strategies.gradient import GradientHead, flat, gradient, memory_size_option, unflat
+from edgecl.strategies.net import Params
 from edgecl.strategies.stores import PaperStore
 from edgecl.types import Float64Array, FloatArray, IntArray
 
@@ -25,7 +26,7 @@ def project(g: Float64Array, g_ref: Float64Array) -> Float64Array:
 
 class AGEM(GradientHead):
     """Averaged GEM (Chaudhry et al. 2019, "Efficient Lifelong Learning with A-GEM") on a
-    linear softmax head over latents.
+    softmax head over latents.
 
     Each SGD step computes the gradient ``g`` of the new minibatch's cross-entropy and the
     reference gradient ``g_ref`` of the cross-entropy on the memory items of past
@@ -37,6 +38,8 @@ class AGEM(GradientHead):
 
     - ``memory_size`` (256): items the learner draws from its store for ``g_ref`` each
       call, A-GEM's reference batch (256 in the paper's runs).
+    - ``hidden`` (none): widths of ReLU layers before the output layer (an MLP head;
+      the projected gradient then covers them too).
     - ``lr`` (0.01), ``epochs`` (1: the paper's single pass), ``batch_size`` (10: the
       paper's), ``seed`` (0: minibatch order).
 
@@ -66,8 +69,9 @@ class AGEM(GradientHead):
         epochs: int = 1,
         batch_size: int = 10,
         seed: int = 0,
+        hidden: tuple[int, ...] | list[int] = (),
     ) -> None:
-        super().__init__(lr, epochs, batch_size, seed)
+        super().__init__(lr, epochs, batch_size, seed, hidden)
         self.memory_size = memory_size_option(memory_size)
 
     def learn_many(self, z: FloatArray, y: IntArray) -> None:
@@ -83,17 +87,12 @@ class AGEM(GradientHead):
         xm, lm = xm[keep], lm[keep]
 
         def direction(
-            w: Float64Array,
-            b: Float64Array,
-            xb: FloatArray,
-            yb: IntArray,
-            cols: IntArray,
-            idx: IntArray,
-        ) -> tuple[Float64Array, Float64Array]:
-            gw, gb = gradient(w, b, xb, yb)
+            work: Params, xb: FloatArray, yb: IntArray, cols: IntArray, idx: IntArray
+        ) -> Params:
+            g = gradient(work, xb, yb)
             if not len(lm):
-                return gw, gb
-            g_ref = flat(*gradient(w, b, xm, np.searchsorted(cols, lm)))
-            return unflat(project(flat(gw, gb), g_ref), *w.shape)
+                return g
+            g_ref = flat(gradient(work, xm, np.searchsorted(cols, lm)))
+            return unflat(project(flat(g), g_ref), g)
 
         self.descend(x, labels, direction)

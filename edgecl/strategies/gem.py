@@ -6,6 +6,7 @@ import numpy as np
 
 from edgecl.strategies.gradient import GradientHead, flat, gradient, memory_size_option, unflat
 from edgecl.strategies.linear import positive_float
+from edgecl.strategies.net import Params
 from edgecl.strategies.stores import PaperStore
 from edgecl.types import Float64Array, FloatArray, IntArray
 
@@ -53,7 +54,7 @@ def project(g: Float64Array, memories: Float64Array, margin: float = 0.0) -> Flo
 
 
 class GEM(GradientHead):
-    """Gradient Episodic Memory (Lopez-Paz & Ranzato 2017) on a linear softmax head over
+    """Gradient Episodic Memory (Lopez-Paz & Ranzato 2017) on a softmax head over
     latents.
 
     Each SGD step computes the gradient ``g`` of the new minibatch's cross-entropy and, for
@@ -69,6 +70,8 @@ class GEM(GradientHead):
       keeps 256 per task on MNIST; here the draw is shared by the past experiences).
     - ``margin`` (0.5): the paper's γ, the least weight of each experience's gradient once
       a projection happens (0: the plain projection).
+    - ``hidden`` (none): widths of ReLU layers before the output layer (an MLP head;
+      the projected gradient then covers them too).
     - ``lr`` (0.01), ``epochs`` (1: the paper's single pass), ``batch_size`` (10: the
       paper's), ``seed`` (0: minibatch order).
 
@@ -98,8 +101,9 @@ class GEM(GradientHead):
         epochs: int = 1,
         batch_size: int = 10,
         seed: int = 0,
+        hidden: tuple[int, ...] | list[int] = (),
     ) -> None:
-        super().__init__(lr, epochs, batch_size, seed)
+        super().__init__(lr, epochs, batch_size, seed, hidden)
         self.memory_size = memory_size_option(memory_size)
         self.margin = positive_float("margin", margin, allow_zero=True)
 
@@ -117,18 +121,13 @@ class GEM(GradientHead):
         groups = [self.opened[lm] == e for e in np.unique(self.opened[lm])]
 
         def direction(
-            w: Float64Array,
-            b: Float64Array,
-            xb: FloatArray,
-            yb: IntArray,
-            cols: IntArray,
-            idx: IntArray,
-        ) -> tuple[Float64Array, Float64Array]:
-            gw, gb = gradient(w, b, xb, yb)
+            work: Params, xb: FloatArray, yb: IntArray, cols: IntArray, idx: IntArray
+        ) -> Params:
+            g = gradient(work, xb, yb)
             if not groups:
-                return gw, gb
+                return g
             local = np.searchsorted(cols, lm)
-            rows = [flat(*gradient(w, b, xm[g], local[g])) for g in groups]
-            return unflat(project(flat(gw, gb), np.stack(rows), self.margin), *w.shape)
+            rows = [flat(gradient(work, xm[m], local[m])) for m in groups]
+            return unflat(project(flat(g), np.stack(rows), self.margin), g)
 
         self.descend(x, labels, direction)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from edgecl.strategies.generative_replay import GenerativeReplay
-from edgecl.strategies.gradient import gradient
-from edgecl.types import Float64Array, FloatArray, IntArray
+from edgecl.strategies.gradient import added, gradient
+from edgecl.strategies.net import Params
+from edgecl.types import FloatArray, IntArray
 
 
 class GenerativeNegativeReplay(GenerativeReplay):
@@ -16,14 +17,15 @@ class GenerativeNegativeReplay(GenerativeReplay):
 
     The generator and the head are :class:`~edgecl.strategies.generative_replay.
     GenerativeReplay`'s (per-class diagonal Gaussians fitted streaming, no sample kept, a
-    linear softmax over trained classes). The rule implemented, per SGD minibatch:
+    softmax over trained classes). The rule implemented, per SGD minibatch:
 
     - a real latent adds its cross-entropy over every trained class's output, and its
       gradient reaches every trained row (as plain SGD);
     - a generated latent of an old class ``c`` adds its cross-entropy with target ``c``
       over every trained class's output too, but its gradient reaches only the rows of the
-      new classes (those in the current batch): it pushes their scores down on old-class
-      latents, and no old class's row, ``c``'s included, is ever trained on generated data;
+      new classes (those in the current batch), and the hidden layers (if any) only through
+      those rows: it pushes their scores down on old-class latents, and no old class's
+      row, ``c``'s included, is ever trained on generated data;
     - generated classes are drawn uniformly among the classes fitted before the batch and
       not in it (generating a class of the batch would be a positive for a new class).
 
@@ -33,7 +35,7 @@ class GenerativeNegativeReplay(GenerativeReplay):
 
     Deviations: the paper replays at an intermediate layer of a network trained with AR1*
     on CORe50 with a generator per experience; here the cut is wherever the backbone ends,
-    the head is a linear softmax, and "new" means the classes of the current batch, so no
+    the head a softmax on latents, and "new" means the classes of the current batch, so no
     task boundary is needed.
 
     >>> s = GenerativeNegativeReplay(lr=0.5)
@@ -59,19 +61,13 @@ class GenerativeNegativeReplay(GenerativeReplay):
         new_rows = np.isin(cols, labels)
 
         def direction(
-            w: Float64Array,
-            b: Float64Array,
-            xb: FloatArray,
-            yb: IntArray,
-            cols: IntArray,
-            idx: IntArray,
-        ) -> tuple[Float64Array, Float64Array]:
+            work: Params, xb: FloatArray, yb: IntArray, cols: IntArray, idx: IntArray
+        ) -> Params:
             real = idx < n_real
-            gw, gb = np.zeros_like(w), np.zeros_like(b)
+            g = {k: np.zeros_like(v) for k, v in work.items()}
             for part, rows in ((real, None), (~real, new_rows)):
                 if part.any():
-                    pw, pb = gradient(w, b, xb[part], yb[part], rows)
-                    gw, gb = gw + pw, gb + pb
-            return gw, gb
+                    g = added(g, gradient(work, xb[part], yb[part], rows))
+            return g
 
         self.descend(np.concatenate([x, xg]), np.r_[labels, yg], direction)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecl.strategies.base import frozen_copy
 from edgecl.strategies.generator import ClassGaussians
 from edgecl.strategies.gradient import GradientHead, gradient
 from edgecl.strategies.linear import positive_int
+from edgecl.strategies.net import Params
 from edgecl.strategies.stores import NONE
-from edgecl.types import Float64Array, FloatArray, IntArray, State
+from edgecl.types import FloatArray, IntArray, State
 
 
 class GenerativeReplay(GradientHead):
@@ -21,14 +21,16 @@ class GenerativeReplay(GradientHead):
     mixture of ``components`` diagonal Gaussians fitted streaming on every latent learned
     (Welford), so no sample is kept (its paper store is none) and it holds
     :meth:`nbytes` bytes, independent of how many samples were learned. The head is a
-    linear softmax over trained classes, trained by minibatch SGD on the new batch plus
-    ``generated`` latents whose classes are drawn uniformly among the classes fitted before
-    the batch; the batch is then fitted into the generator.
+    softmax over trained classes (linear, or ``hidden`` ReLU layers first), trained by
+    minibatch SGD on the new batch plus ``generated`` latents whose classes are drawn
+    uniformly among the classes fitted before the batch; the batch is then fitted into
+    the generator.
 
     Hyper-parameters (defaults):
 
     - ``generated`` (32): latents generated per call (as ``latent_replay``'s 32 replayed).
     - ``components`` (1): Gaussians per class (more: a small mixture).
+    - ``hidden`` (none): widths of ReLU layers before the output layer (an MLP head).
     - ``lr`` (0.01), ``epochs`` (3), ``batch_size`` (64), ``seed`` (0: minibatch order and
       generation): ``latent_replay``'s.
 
@@ -56,20 +58,21 @@ class GenerativeReplay(GradientHead):
         epochs: int = 3,
         batch_size: int = 64,
         seed: int = 0,
+        hidden: tuple[int, ...] | list[int] = (),
     ) -> None:
-        super().__init__(lr, epochs, batch_size, seed)
+        super().__init__(lr, epochs, batch_size, seed, hidden)
         self.generated = positive_int("generated", generated, minimum=0)
         self.components = positive_int("components", components)
         self.generator = ClassGaussians(self.components)
 
     def add_classes(self, n_classes: int) -> None:
         super().add_classes(n_classes)
-        self.generator.grow(n_classes, self.w.shape[1])
+        self.generator.grow(n_classes, self.dim)
 
     def replayed(self, labels: IntArray, old: IntArray) -> tuple[FloatArray, IntArray]:
         """This call's generated latents and their classes, drawn among ``old``."""
         if not len(old) or not self.generated:
-            return np.zeros((0, self.w.shape[1]), np.float32), np.zeros(0, np.int64)
+            return np.zeros((0, self.dim), np.float32), np.zeros(0, np.int64)
         rng = np.random.default_rng([self.sgd.seed, self.calls, 1])
         classes = old[rng.integers(len(old), size=self.generated)]
         return self.generator.sample(classes, rng), classes
@@ -93,14 +96,9 @@ class GenerativeReplay(GradientHead):
         """SGD on the batch and the generated latents alike."""
 
         def direction(
-            w: Float64Array,
-            b: Float64Array,
-            xb: FloatArray,
-            yb: IntArray,
-            cols: IntArray,
-            idx: IntArray,
-        ) -> tuple[Float64Array, Float64Array]:
-            return gradient(w, b, xb, yb)
+            work: Params, xb: FloatArray, yb: IntArray, cols: IntArray, idx: IntArray
+        ) -> Params:
+            return gradient(work, xb, yb)
 
         self.descend(np.concatenate([x, xg]), np.r_[labels, yg], direction)
 
@@ -109,7 +107,7 @@ class GenerativeReplay(GradientHead):
         return self.generator.nbytes()
 
     def snapshot(self) -> GenerativeReplay:
-        frozen = frozen_copy(self, "w", "b", "counts", "opened")
+        frozen = super().snapshot()
         frozen.generator = self.generator.copy()
         return frozen
 

@@ -1,22 +1,25 @@
-"""A linear softmax head with its gradients in the open, for the strategies that act on
-them (MIR's virtual step, A-GEM's and GEM's projections) and those that train on
-generated latents; and the stream's experiences, where a method needs task boundaries.
+"""The softmax head of :mod:`~edgecl.strategies.net` with its gradients in the open, for
+the strategies that act on them (MIR's virtual step, A-GEM's and GEM's projections) and
+those that train on generated latents; and the stream's experiences, where a method needs
+task boundaries.
 
 Only trained classes take part in the softmax, as in
-:class:`~edgecl.strategies.linear.SoftmaxHead`; the parameters a step touches are the
-rows of those classes, flattened as ``[W[cols].ravel(), b[cols]]`` when a method needs
-one gradient vector.
+:class:`~edgecl.strategies.head.SoftmaxHead`; the parameters a step touches are the hidden
+layers (none by default) and the output rows of those classes, flattened input side
+first as ``[w0.ravel(), b0, ..., W[cols].ravel(), b[cols]]`` when a method needs one
+gradient vector (with no hidden layer: ``[W[cols].ravel(), b[cols]]``).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
 from edgecl.registry import Configurable
-from edgecl.strategies.base import energy, frozen_copy, masked_logits
+from edgecl.strategies.base import energy, masked_logits
 from edgecl.strategies.linear import (
     SGD,
     BoolArray,
@@ -26,106 +29,122 @@ from edgecl.strategies.linear import (
     masked_softmax,
     positive_int,
 )
+from edgecl.strategies.net import (
+    Net,
+    Params,
+    backward,
+    forward,
+    hidden_widths,
+    joined,
+    order,
+    softmax_grad,
+    split_state,
+)
 from edgecl.types import Float64Array, FloatArray, IntArray, State
 
 H = TypeVar("H", bound="GradientHead")
-#: ``(w, b, x, y, cols, idx) -> (grad_w, grad_b)``: a minibatch step's direction for the
-#: trained rows ``cols`` (``w``, ``b`` are theirs, ``y`` indexes them; ``idx``: which rows
-#: of the descended set the minibatch ``x`` is).
-Direction = Callable[
-    [Float64Array, Float64Array, FloatArray, IntArray, IntArray, IntArray],
-    tuple[Float64Array, Float64Array],
-]
+#: ``(params, x, y, cols, idx) -> grads by name``: a minibatch step's direction for the
+#: working parameters (float64; output rows ``cols``, which ``y`` indexes; ``idx``: which
+#: rows of the descended set the minibatch ``x`` is).
+Direction = Callable[[Params, FloatArray, IntArray, IntArray, IntArray], Params]
 
 
-def softmax_rows(scores: Float64Array) -> Float64Array:
-    """Row softmax of finite scores (float64)."""
-    s = scores - np.max(scores, axis=1, keepdims=True)
-    e = np.exp(s)
-    return np.asarray(e / np.sum(e, axis=1, keepdims=True), dtype=np.float64)
+def losses(params: Params, x: FloatArray, y: IntArray) -> Float64Array:
+    """Cross-entropy of each sample under ``params`` (output rows indexed by ``y``).
 
-
-def losses(w: Any, b: Any, x: Any, y: IntArray) -> Float64Array:
-    """Cross-entropy of each sample under the head ``(w, b)`` (rows indexed by ``y``).
-
-    >>> losses(np.zeros((2, 1)), np.zeros(2), np.ones((1, 1)), np.array([0])).round(4).tolist()
+    >>> p = {"w0": np.zeros((2, 1)), "b0": np.zeros(2)}
+    >>> losses(p, np.ones((1, 1), np.float32), np.array([0])).round(4).tolist()
     [0.6931]
     """
-    s = np.asarray(x, np.float64) @ np.asarray(w, np.float64).T + b
+    s = forward(params, x)[0]
     s -= np.max(s, axis=1, keepdims=True)
     lse = np.log(np.sum(np.exp(s), axis=1))
     return np.asarray(lse - s[np.arange(len(y)), y], dtype=np.float64)
 
 
-def gradient(
-    w: Any, b: Any, x: Any, y: IntArray, rows: BoolArray | None = None
-) -> tuple[Float64Array, Float64Array]:
-    """Gradient of the mean cross-entropy over ``(x, y)`` with respect to ``(w, b)``;
-    ``rows`` (a mask over ``w``'s rows), if given, zeroes the gradient of the other rows
-    (their outputs still take part in the softmax)."""
-    xs = np.asarray(x, np.float64)
-    p = softmax_rows(xs @ np.asarray(w, np.float64).T + b)
-    p[np.arange(len(y)), y] -= 1.0
-    p /= max(len(y), 1)
+def gradient(params: Params, x: FloatArray, y: IntArray, rows: BoolArray | None = None) -> Params:
+    """Gradients by name of the mean cross-entropy over ``(x, y)``; ``rows`` (a mask over
+    the output rows), if given, drops the other rows' share (their outputs still take part
+    in the softmax; the hidden layers get only the kept rows' gradient)."""
+    logits, cache = forward(params, x)
+    g = softmax_grad(logits, y)
     if rows is not None:
-        p[:, ~rows] = 0.0
-    return p.T @ xs, p.sum(axis=0)
+        g[:, ~rows] = 0.0
+    return backward(params, cache, g)
 
 
-def flat(gw: Float64Array, gb: Float64Array) -> Float64Array:
-    """One gradient vector ``[gw.ravel(), gb]``."""
-    return np.concatenate([gw.ravel(), gb])
+def flat(grads: Params) -> Float64Array:
+    """One gradient vector, input side first (see the module's docstring)."""
+    return np.concatenate([grads[k].ravel() for k in order(grads)])
 
 
-def unflat(g: Float64Array, k: int, d: int) -> tuple[Float64Array, Float64Array]:
-    """``flat``'s inverse for ``k`` rows of ``d`` weights.
+def unflat(g: Float64Array, like: Params) -> Params:
+    """``flat``'s inverse for parameters shaped as ``like``.
 
-    >>> [a.tolist() for a in unflat(flat(np.ones((2, 1)), np.zeros(2)), 2, 1)]
+    >>> p = {"w0": np.ones((2, 1)), "b0": np.zeros(2)}
+    >>> [v.tolist() for v in unflat(flat(p), p).values()]
     [[[1.0], [1.0]], [0.0, 0.0]]
     """
-    return g[: k * d].reshape(k, d), g[k * d :]
+    out: Params = {}
+    start = 0
+    for k in order(like):
+        size = like[k].size
+        out[k] = g[start : start + size].reshape(like[k].shape)
+        start += size
+    return out
+
+
+def added(a: Params, b: Params) -> Params:
+    """Gradients summed by name."""
+    return {k: a[k] + b[k] for k in a}
 
 
 class GradientHead(Configurable):
-    """Base of the heads below: ``W z + b`` over trained classes, SGD options, state, and
-    the experience each class opened (a stream has no task boundaries: an experience begins
-    with a batch that brings a class not seen before, and owns the classes it brought)."""
+    """Base of the heads below: the network (``hidden`` ReLU layers, none by default, then
+    one output row per class) over trained classes, SGD options, state, and the experience
+    each class opened (a stream has no task boundaries: an experience begins with a batch
+    that brings a class not seen before, and owns the classes it brought)."""
 
     replay_size = 0
 
-    def __init__(self, lr: float, epochs: int, batch_size: int, seed: int) -> None:
+    def __init__(
+        self, lr: float, epochs: int, batch_size: int, seed: int, hidden: object = ()
+    ) -> None:
         self.sgd = SGD(lr, epochs, batch_size, seed=seed)
-        self.w = np.zeros((0, 0), dtype=np.float32)
-        self.b = np.zeros(0, dtype=np.float32)
+        self.hidden = hidden_widths(hidden)
+        self.net = Net(self.hidden, seed)
         self.counts = np.zeros(0, dtype=np.int64)  # samples trained on per class
         self.opened = np.zeros(0, dtype=np.int64)  # 1 + the experience a class opened; 0: none
         self.experiences = 0
         self.calls = 0
 
+    @property
+    def dim(self) -> int:
+        """The latent dimension (0 before the first batch)."""
+        return self.net.dim
+
     def add_classes(self, n_classes: int) -> None:
-        self.w = grow_rows(self.w, n_classes)
-        self.b = grow_rows(self.b, n_classes)
+        self.net.grow(n_classes)
         self.counts = grow_rows(self.counts, n_classes)
         self.opened = grow_rows(self.opened, n_classes)
 
     # -- learning helpers ---------------------------------------------------------------
     def check(self, z: FloatArray, y: IntArray) -> tuple[FloatArray, IntArray]:
         """A checked batch (``ValueError`` before any change)."""
-        x, labels = check_batch(z, y, len(self.counts), self.w.shape[1])
+        x, labels = check_batch(z, y, len(self.counts), self.dim)
         return x, labels
 
     def check_memory(self, zm: FloatArray, ym: IntArray) -> tuple[FloatArray, IntArray]:
         """A checked memory draw; items of classes never trained are dropped."""
         if not len(ym):
-            return np.zeros((0, self.w.shape[1]), np.float32), np.zeros(0, np.int64)
-        x, labels = check_batch(zm, ym, len(self.counts), self.w.shape[1])
+            return np.zeros((0, self.dim), np.float32), np.zeros(0, np.int64)
+        x, labels = check_batch(zm, ym, len(self.counts), self.dim)
         known = self.counts[labels] > 0
         return x[known], labels[known]
 
     def begin(self, x: FloatArray, labels: IntArray) -> None:
-        """Size ``W``, open an experience if the batch brings a new class, count it."""
-        if self.w.shape[1] == 0:
-            self.w = np.zeros((len(self.counts), x.shape[1]), dtype=np.float32)
+        """Build the network, open an experience if the batch brings a new class, count."""
+        self.net.grow(len(self.counts), x.shape[1])
         fresh = np.unique(labels[self.opened[labels] == 0])
         if len(fresh):
             self.experiences += 1
@@ -149,15 +168,15 @@ class GradientHead(Configurable):
 
     def descend(self, x: FloatArray, labels: IntArray, direction: Direction) -> None:
         """``epochs`` of minibatch SGD over ``(x, labels)`` along ``direction`` (float64
-        within the call), on the trained classes' rows."""
+        within the call), on the hidden layers and the trained classes' output rows."""
         cols = np.flatnonzero(self.trained)
-        w, b = self.w[cols].astype(np.float64), self.b[cols].astype(np.float64)
+        work = {k: v.astype(np.float64) for k, v in self.net.view(cols).items()}
         local = np.searchsorted(cols, labels)
         for idx in self.minibatches(len(x)):
-            gw, gb = direction(w, b, x[idx], local[idx], cols, idx)
-            w -= self.sgd.lr * gw
-            b -= self.sgd.lr * gb
-        self.w[cols], self.b[cols] = w, b
+            grads = direction(work, x[idx], local[idx], cols, idx)
+            for k, g in grads.items():
+                work[k] -= self.sgd.lr * g
+        self.net.put(cols, {k: v.astype(np.float32) for k, v in work.items()})
         self.calls += 1
 
     # -- prediction ---------------------------------------------------------------------
@@ -167,8 +186,8 @@ class GradientHead(Configurable):
         return out
 
     def logits_many(self, z: FloatArray) -> Float64Array:
-        x = check_latents(z, self.w.shape[1])
-        scores = x @ self.w.T + self.b if self.w.shape[1] else np.zeros((len(x), len(self.b)))
+        x = check_latents(z, self.dim)
+        scores = self.net.scores(x) if self.dim else np.zeros((len(x), len(self.counts)))
         return masked_logits(scores, self.trained)
 
     def predict_proba_many(self, z: FloatArray) -> FloatArray:
@@ -179,27 +198,37 @@ class GradientHead(Configurable):
         return energy(self.logits_many(z))
 
     def snapshot(self: H) -> H:
-        """The current head, frozen (see :func:`~edgecl.strategies.base.frozen_copy`)."""
-        return frozen_copy(self, "w", "b", "counts", "opened")
+        """The current head, frozen: a copy owning copies of what learning changes in place
+        (see :func:`~edgecl.strategies.base.frozen_copy`)."""
+        clone = copy.copy(self)
+        clone.net = self.net.copy()
+        clone.counts, clone.opened = self.counts.copy(), self.opened.copy()
+        return clone
 
     # -- state --------------------------------------------------------------------------
     def state_dict(self) -> State:
-        return {
-            "w": self.w.copy(),
-            "b": self.b.copy(),
+        """``w``/``b`` are the output layer (the linear head's keys), ``layers`` the hidden
+        ones (only with ``hidden``)."""
+        w, b, layers = split_state(self.net, len(self.counts))
+        state: State = {
+            "w": w,
+            "b": b,
             "counts": self.counts.copy(),
             "opened": self.opened.copy(),
             "experiences": self.experiences,
             "calls": self.calls,
         }
+        if layers:
+            state["layers"] = layers
+        return state
 
     def load_state_dict(self, state: State) -> None:
-        self.w = np.array(state["w"], dtype=np.float32)
-        self.b = np.array(state["b"], dtype=np.float32)
         self.counts = np.array(state["counts"], dtype=np.int64)
         self.opened = np.array(state["opened"], dtype=np.int64)
         self.experiences = int(state["experiences"])
         self.calls = int(state["calls"])
+        layers = state.get("layers", {})
+        self.net = joined(self.net, len(self.counts), state["w"], state["b"], layers)
 
 
 def memory_size_option(value: object) -> int:

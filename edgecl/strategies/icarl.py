@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecl.strategies.base import frozen_copy, masked_logits
+from edgecl.strategies.base import masked_logits
 from edgecl.strategies.gradient import GradientHead
 from edgecl.strategies.herding import Exemplars, normalize
 from edgecl.strategies.linear import (
@@ -14,6 +14,7 @@ from edgecl.strategies.linear import (
     positive_float,
     positive_int,
 )
+from edgecl.strategies.net import Params, backward, forward, joined, out_name, split_state
 from edgecl.strategies.stores import ITEMS, NONE
 from edgecl.types import Float64Array, FloatArray, IntArray, State
 
@@ -26,7 +27,8 @@ def sigmoid(s: Float64Array) -> Float64Array:
 
 class ICaRL(GradientHead):
     """iCaRL (Rebuffi et al. 2017, "iCaRL: Incremental Classifier and Representation
-    Learning") with the backbone frozen and a linear head on its latents.
+    Learning") with the backbone frozen and a head on its latents (linear, or ``hidden``
+    ReLU layers first).
 
     - Exemplars: herding per class within ``memory_items`` (:class:`~edgecl.strategies.
       herding.Exemplars`): the strategy keeps them in its own state, because herding picks
@@ -46,7 +48,10 @@ class ICaRL(GradientHead):
     Hyper-parameters (defaults): ``memory_items`` (1500, the budget every memory here has;
     the paper's K is 2000 on CIFAR-100), ``exemplar_replay`` (32: exemplars trained on per
     call), ``temperature`` (0.1), ``classifier`` ("nme"), ``lr`` (0.01), ``epochs`` (3),
-    ``batch_size`` (64), ``seed`` (0: minibatch order and exemplar draws).
+    ``batch_size`` (64), ``seed`` (0: minibatch order and exemplar draws), ``hidden``
+    (none: widths of ReLU layers before the output layer; the exemplars, their means and
+    the nearest-mean classifier stay on the latents, so they matter to ``classifier =
+    "head"`` only).
 
     Deviations forced by a stream: the paper herds each class from all its data at the
     end of its task; a stream sees each item once, so the running mean of every sample of
@@ -75,8 +80,9 @@ class ICaRL(GradientHead):
         epochs: int = 3,
         batch_size: int = 64,
         seed: int = 0,
+        hidden: tuple[int, ...] | list[int] = (),
     ) -> None:
-        super().__init__(lr, epochs, batch_size, seed)
+        super().__init__(lr, epochs, batch_size, seed, hidden)
         self.memory_items = positive_int("memory_items", memory_items)
         self.exemplar_replay = positive_int("exemplar_replay", exemplar_replay, minimum=0)
         self.temperature = positive_float("temperature", temperature)
@@ -84,15 +90,13 @@ class ICaRL(GradientHead):
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         self.classifier = classifier
         self.exemplars = Exemplars(self.memory_items)
-        self.old_w = np.zeros((0, 0), dtype=np.float32)
-        self.old_b = np.zeros(0, dtype=np.float32)
+        self.old = self.net.copy()  # the head distilled from
         self.old_known = np.zeros(0, dtype=bool)
         self.prototypes, self.has = self.exemplars.means(0)
 
     def add_classes(self, n_classes: int) -> None:
         super().add_classes(n_classes)
-        self.old_w = grow_rows(self.old_w, n_classes)
-        self.old_b = grow_rows(self.old_b, n_classes)
+        self.old.grow(n_classes)
         self.old_known = grow_rows(self.old_known, n_classes)
         self.refresh()
 
@@ -103,7 +107,7 @@ class ICaRL(GradientHead):
         before, known = self.experiences, self.trained.copy()
         self.begin(x, labels)
         if self.experiences != before:  # a new experience: distil from the head as it was
-            self.old_w, self.old_b, self.old_known = self.w.copy(), self.b.copy(), known
+            self.old, self.old_known = self.net.copy(), known
         xe, ye = self.drawn()
         self.train(np.concatenate([x, xe]), np.r_[labels, ye])
         self.exemplars.add(x, labels)
@@ -113,31 +117,28 @@ class ICaRL(GradientHead):
         """``exemplar_replay`` exemplars drawn at random (with replacement) for this call."""
         ex = self.exemplars
         if not len(ex.y) or not self.exemplar_replay:
-            return np.zeros((0, self.w.shape[1]), np.float32), np.zeros(0, np.int64)
+            return np.zeros((0, self.dim), np.float32), np.zeros(0, np.int64)
         rng = np.random.default_rng([self.sgd.seed, self.calls, 1])
         rows = rng.integers(len(ex.y), size=self.exemplar_replay)
         return ex.x[rows], ex.y[rows]
 
     def train(self, x: FloatArray, labels: IntArray) -> None:
         """SGD on the summed sigmoid cross-entropy with distillation targets."""
-        old_w, old_b = self.old_w.astype(np.float64), self.old_b.astype(np.float64)
+        old = {k: v.astype(np.float64) for k, v in self.old.params.items()}
+        old_w, old_b = out_name(old) if old else ("", "")
 
         def direction(
-            w: Float64Array,
-            b: Float64Array,
-            xb: FloatArray,
-            yb: IntArray,
-            cols: IntArray,
-            idx: IntArray,
-        ) -> tuple[Float64Array, Float64Array]:
-            xs = xb.astype(np.float64)
+            work: Params, xb: FloatArray, yb: IntArray, cols: IntArray, idx: IntArray
+        ) -> Params:
             target = np.zeros((len(yb), len(cols)))
             target[np.arange(len(yb)), yb] = 1.0
-            old = self.old_known[cols]
-            if old.any():
-                target[:, old] = sigmoid(xs @ old_w[cols[old]].T + old_b[cols[old]])
-            g = (sigmoid(xs @ w.T + b) - target) / len(yb)
-            return g.T @ xs, g.sum(axis=0)
+            known = cols[self.old_known[cols]]
+            if len(known):
+                then = {**old, old_w: old[old_w][known], old_b: old[old_b][known]}
+                target[:, self.old_known[cols]] = sigmoid(forward(then, xb)[0])
+            logits, cache = forward(work, xb)
+            g: FloatArray = (sigmoid(logits) - target) / len(yb)  # type: ignore[assignment]
+            return backward(work, cache, g)
 
         self.descend(x, labels, direction)
 
@@ -148,8 +149,8 @@ class ICaRL(GradientHead):
     # -- prediction -------------------------------------------------------------------
     def distances(self, z: FloatArray) -> Float64Array:
         """Distance of each normalised latent to each class prototype ``(N, n_classes)``."""
-        x = normalize(check_latents(z, self.w.shape[1]))
-        if not self.w.shape[1]:
+        x = normalize(check_latents(z, self.dim))
+        if not self.dim:
             return np.zeros((len(x), len(self.counts)))
         p = self.prototypes
         d = np.sum(x**2, axis=1, keepdims=True) - 2.0 * x @ p.T + np.sum(p**2, axis=1)[None, :]
@@ -173,22 +174,21 @@ class ICaRL(GradientHead):
         """Bytes of the exemplar memory (what stands in for a replay store)."""
         return self.exemplars.nbytes()
 
-    def snapshot(self) -> ICaRL:
-        return frozen_copy(self, "w", "b", "counts", "opened")
-
     def state_dict(self) -> State:
+        old_w, old_b, old_layers = split_state(self.old, len(self.counts))
         return {
             **super().state_dict(),
-            "old_w": self.old_w.copy(),
-            "old_b": self.old_b.copy(),
+            "old_w": old_w,
+            "old_b": old_b,
             "old_known": self.old_known.copy(),
+            **({"old_layers": old_layers} if old_layers else {}),
             "exemplars": self.exemplars.state_dict(),
         }
 
     def load_state_dict(self, state: State) -> None:
         super().load_state_dict(state)
-        self.old_w = np.array(state["old_w"], dtype=np.float32)
-        self.old_b = np.array(state["old_b"], dtype=np.float32)
+        layers = state.get("old_layers", {})
+        self.old = joined(self.net, len(self.counts), state["old_w"], state["old_b"], layers)
         self.old_known = np.array(state["old_known"], dtype=bool)
         self.exemplars.load_state_dict(state["exemplars"])
         self.refresh()

@@ -234,3 +234,30 @@ class Net:
     def load(self, state: State) -> None:
         self.params = {str(k): np.array(v, dtype=np.float32) for k, v in state["params"].items()}
         self.n_classes = int(state["n"])
+
+
+def order(params: Params) -> list[str]:
+    """Parameter names input side first, ``w0, b0, w1, b1, ...`` (a gradient vector's)."""
+    return [f"{p}{i}" for i in range(len(params) // 2) for p in "wb"]
+
+
+def split_state(net: Net, n_classes: int) -> tuple[Array, Array, Params]:
+    """``(w, b, layers)``: the output layer (``(n_classes, 0)`` and zeros before the
+    latent dimension is known, as the linear head's) and copies of the hidden layers."""
+    if not net.params:
+        return np.zeros((n_classes, 0), np.float32), np.zeros(n_classes, np.float32), {}
+    w, b = out_name(net.params)
+    layers = {k: v.copy() for k, v in net.params.items() if k not in (w, b)}
+    return net.params[w].copy(), net.params[b].copy(), layers
+
+
+def joined(net: Net, n_classes: int, w: object, b: object, layers: State) -> Net:
+    """``net`` (its hidden widths and seed, no parameters) loaded from :func:`split_state`."""
+    out = Net(net.hidden, net.seed)
+    out.n_classes = n_classes
+    ws, bs = np.array(w, dtype=np.float32), np.array(b, dtype=np.float32)
+    if ws.ndim == 2 and ws.shape[1]:
+        out.params = {str(k): np.array(v, dtype=np.float32) for k, v in layers.items()}
+        last = len(out.params) // 2
+        out.params[f"w{last}"], out.params[f"b{last}"] = ws, grow_rows(bs, len(ws))
+    return out

@@ -3,12 +3,13 @@ a tiny example, checked against a direct computation; and the learner's memory h
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 import pytest
 
-from edgecl import codec, replay, strategies
+from edgecl import checks, codec, replay, strategies
 from edgecl.backbones import IdentityBackbone
 from edgecl.learner import Learner
 from edgecl.protocols import MemoryReplay
@@ -24,6 +25,7 @@ from edgecl.strategies.icarl import ICaRL
 from edgecl.strategies.mir import MIR
 
 DIM = 4
+SIX = ["mir", "agem", "gem", "icarl", "generative_replay", "generative_negative_replay"]
 
 
 def blobs(classes: list[int], n: int, seed: int = 0) -> tuple[Any, Any]:
@@ -78,6 +80,51 @@ def test_agem_step_does_not_raise_the_memory_loss_to_first_order() -> None:
     assert g @ g_ref < -0.1  # the plain gradient would raise the memory's loss...
     assert step @ g_ref >= -1e-4 * np.linalg.norm(step) * np.linalg.norm(g_ref)  # ...this not
     np.testing.assert_allclose(step, agem.project(g, g_ref), atol=1e-5)
+
+
+def mlp_params(strategy: Any) -> dict[str, Any]:
+    """All parameters by name (``w0, b0, w1, b1``) of a head with one hidden layer."""
+    state = strategy.state_dict()
+    out = {k: np.asarray(v, np.float64) for k, v in state["layers"].items()}
+    out["w1"], out["b1"] = np.asarray(state["w"], np.float64), np.asarray(state["b"], np.float64)
+    return out
+
+
+def mlp_loss(p: dict[str, Any], x: Any, y: Any) -> float:
+    h = np.maximum(x.astype(np.float64) @ p["w0"].T + p["b0"], 0.0)
+    return float(ce_loss(p["w1"], p["b1"], h, y).mean())
+
+
+def numeric_grad(p: dict[str, Any], x: Any, y: Any) -> Any:
+    """Central differences of the mean cross-entropy, flattened [w0, b0, w1, b1]."""
+    out = []
+    for name in ("w0", "b0", "w1", "b1"):
+        flat = p[name].ravel()  # a view: perturbing it perturbs p
+        for i in range(flat.size):
+            old = flat[i]
+            flat[i] = old + 1e-6
+            up = mlp_loss(p, x, y)
+            flat[i] = old - 1e-6
+            down = mlp_loss(p, x, y)
+            flat[i] = old
+            out.append((up - down) / 2e-6)
+    return np.array(out)
+
+
+def test_agem_projection_holds_over_every_parameter_of_a_hidden_layer_head() -> None:
+    s = one_step(functools.partial(AGEM, hidden=[8], seed=3))  # a seed whose step conflicts
+    zm, ym = blobs([0, 1, 2], 5, seed=2)
+    z, y = blobs([3], 6, seed=3)
+    p0 = mlp_params(s)
+    assert np.abs(p0["w0"]).sum() > 0 and np.abs(p0["w1"]).sum() > 0
+    s.learn_with_memory(z, y, zm, ym)
+    p1 = mlp_params(s)
+    step = -np.concatenate([(p1[k] - p0[k]).ravel() for k in ("w0", "b0", "w1", "b1")]) / 0.5
+    assert np.abs(step[: p0["w0"].size]).max() > 1e-4  # the hidden layer moved too
+    g, g_ref = numeric_grad(p0, z, y), numeric_grad(p0, zm, ym)
+    assert g @ g_ref < -0.01  # the plain gradient would raise the memory's loss...
+    assert step @ g_ref >= -1e-4 * np.linalg.norm(step) * np.linalg.norm(g_ref)  # ...this not
+    np.testing.assert_allclose(step, agem.project(g, g_ref), atol=1e-4)
 
 
 def test_agem_projection_of_random_gradients() -> None:
@@ -154,7 +201,7 @@ def test_mir_selects_the_candidates_whose_loss_rises_most() -> None:
         for i in range(len(ym))
     ]
     expected = sorted(range(len(ym)), key=lambda i: -rise[i])[:4]
-    assert s.select(w, b, xb, yb, xm, ym).tolist() == expected
+    assert s.select({"w0": w, "b0": b}, xb, yb, xm, ym).tolist() == expected
     assert min(rise[i] for i in expected) >= max(np.delete(rise, expected))
 
 
@@ -252,6 +299,46 @@ def test_negative_replay_trains_only_the_batch_classes_rows_on_generated_latents
     w0, _ = weights(without)
     np.testing.assert_allclose(w1[:2], w0[:2], atol=1e-6)  # old rows: real data only
     assert not np.allclose(w1[2], w0[2])  # the new class's row met the negatives
+
+
+# -- the MLP head ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", SIX)
+def test_the_gradient_heads_pass_the_conformance_checks_with_a_hidden_layer(name: str) -> None:
+    skip = {"check_options_round_trip", "check_bad_options_raise_a_value_error_naming_the_option"}
+    make = functools.partial(strategies.REGISTRY.get(name), hidden=[16])
+    for check in checks.strategy_checks():
+        if check.__name__ not in skip:
+            check(make)
+    options = make().options()
+    assert options["hidden"] == (16,)
+    assert strategies.create(name, **codec.roundtrip(options)).options() == options
+
+
+@pytest.mark.parametrize("name", SIX)
+def test_a_hidden_layer_is_kept_in_the_state_and_the_default_keeps_the_linear_keys(
+    name: str,
+) -> None:
+    z, y = blobs([0, 1], 10)
+    linear, mlp = strategies.create(name), strategies.create(name, hidden=[5])
+    for s in (linear, mlp):
+        s.add_classes(2)
+        s.learn_many(z, y)
+    assert "layers" not in linear.state_dict() and np.asarray(linear.state_dict()["w"]).shape == (
+        2,
+        DIM,
+    )
+    state = codec.roundtrip(mlp.state_dict())
+    assert np.asarray(state["layers"]["w0"]).shape == (5, DIM)
+    assert np.asarray(state["w"]).shape == (2, 5)
+    restored = strategies.create(name, hidden=[5])
+    restored.load_state_dict(state)
+    np.testing.assert_array_equal(restored.predict_proba_many(z), mlp.predict_proba_many(z))
+
+
+def test_hidden_must_be_a_list_of_widths() -> None:
+    for name in SIX:
+        with pytest.raises(ValueError, match="hidden"):
+            strategies.create(name, hidden=[0])
 
 
 # -- the learner's hook ---------------------------------------------------------------------
