@@ -135,6 +135,7 @@ class Fleet:
         result: dict[str, Any] = {}
 
         def drive() -> None:
+            wait_listening(port)  # else each client logs a refused connection first
             for d in self.devices:
                 d.client.start()
             try:
@@ -172,6 +173,18 @@ class Fleet:
         if len(report["applied"]) != self.n:
             raise RuntimeError(f"round {report['round']}: only {report['applied']} applied")
         return report
+
+
+def wait_listening(port: int, timeout: float = 60.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
 
 
 def make(strategy: str) -> Any:
@@ -218,6 +231,7 @@ def cost(strategy: str, n: int, args: argparse.Namespace, tmp: Path) -> dict[str
         "idle_proto": float(np.mean(idle["proto_sent"])),
         "idle_wire": float(np.mean(list(idle["bytes_sent"].values()))),
         "idle_seconds": idle["seconds"],
+        "idle_merged": idle["proto_merged"],
     }
 
 
@@ -335,8 +349,9 @@ def cost_section(rows: list[dict[str, Any]], args: argparse.Namespace, started: 
         "answered that the merge is applied and durable), median over the rounds (min–max).",
         "",
         "| strategy | devices | sent KiB/device/round (max) | wire KiB | merge KiB | "
-        "round s, median (min–max) | idle round: sent bytes/device | idle round s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "round s, median (min–max) | idle round: sent bytes/device | idle: merge KiB | "
+        "idle round s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         s = r["seconds"]
@@ -344,6 +359,7 @@ def cost_section(rows: list[dict[str, Any]], args: argparse.Namespace, started: 
             f"| `{r['strategy']}` | {r['devices']} | {kib(np.mean(r['proto']))} "
             f"({kib(r['proto_max'])}) | {kib(np.mean(r['wire']))} | {kib(r['merged'])} | "
             f"{np.median(s):.3f} ({min(s):.3f}–{max(s):.3f}) | {r['idle_proto']:.0f} | "
+            f"{kib(r['idle_merged'])} | "
             f"{r['idle_seconds']:.3f} |"
         )
     return "\n".join(lines) + "\n"
@@ -397,7 +413,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=1280, help="cost: latent size")
     parser.add_argument("--classes", type=int, default=10, help="cost: classes")
     parser.add_argument("--per-round", type=int, default=100, help="cost: samples per device")
-    parser.add_argument("--cost-rounds", type=int, default=3)
+    parser.add_argument("--cost-rounds", type=int, default=5)
     parser.add_argument("--data-dir", type=Path, default=Path("edgecl-data"))
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     args = parser.parse_args()
