@@ -383,7 +383,9 @@ def acc_section(
         "device i holds classes i and i+1 mod 10 (each class's samples dealt evenly between "
         f"its two devices). Each device learns its share in {args.rounds} equal pieces (in a "
         "seeded random order), one before each round; after the round, the accuracy of each "
-        "device's model on the full test set (*fleet*: mean and min over devices). *Whole "
+        "device's model on the full test set (*fleet*: mean and min over devices; scored "
+        "right after the merge is applied, before any device learns more, so every device "
+        "holds the same model and min equals mean). *Whole "
         "stream*: one learner of the same strategy learning every device's piece of each "
         "round (mixed), the bound; *alone*: each device learning its share with no fleet "
         "(mean, min). Same server and clients as the cost section; default strategy settings.",
