@@ -53,6 +53,8 @@ def run_server(args: argparse.Namespace) -> int:
             raise ValueError(f"{name} must be at least 1, got {number}")
     if args.round_interval < 0 or args.round_timeout <= 0:
         raise ValueError("--round-interval must be >= 0 and --round-timeout > 0")
+    import service.fleet  # noqa: F401  first: it turns Flower's telemetry off
+
     try:
         from flwr.compat.server.app import start_server
         from flwr.server import ServerConfig

@@ -7,3 +7,10 @@ live head under the learner's lock, which a SuperNode-launched ClientApp (anothe
 process) could not do without a second protocol back into the daemon. What merges is in
 :mod:`edgecl.fleet`; this package only carries it.
 """
+
+import os
+
+# Flower posts usage events to its own servers unless told not to, read once when flwr is
+# imported (hence here, before any module of this package imports it): a device on a site
+# network sends nothing but its head to the fleet's server. FLWR_TELEMETRY_ENABLED=1 opts in.
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
