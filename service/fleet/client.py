@@ -43,6 +43,7 @@ from edgecl.fleet import (
 from edgecl.fleet import snapshot as head_snapshot
 from service.fleet.wire import (
     DEVICE,
+    DIGEST,
     FLEET,
     HEADER,
     ROUND,
@@ -158,7 +159,16 @@ class FleetClient(Client):
         self._check_fleet(ins.config)
         round_, pending = int(ins.config.get(ROUND, 0)), self.pending
         applied = pending is not None and pending.round == round_
-        if pending is not None and applied:
+        if pending is not None and applied and not ins.parameters.tensors:
+            # The server sends no arrays for the merge this device applied last: nothing
+            # to do if that is still what the head holds (else it says so, and is sent all).
+            applied = ins.config.get(DIGEST) == self.memory.digest and (
+                pending.snap.version == self.memory.version
+            )
+            if applied:
+                self.pending = None
+                self.last.update(round=round_, at=time.time())
+        elif pending is not None and applied:
             header = str(ins.config[HEADER])
             merged, sha = unpack(header, ins.parameters), digest(header, ins.parameters)
 

@@ -19,7 +19,19 @@ from flwr.server.strategy import Strategy
 
 from edgecl import persistence
 from edgecl.fleet import Aggregator
-from service.fleet.wire import DEVICE, FLEET, HEADER, ROUND, UNCHANGED, empty, pack, size, unpack
+from service.fleet.wire import (
+    DEVICE,
+    DIGEST,
+    FLEET,
+    HEADER,
+    ROUND,
+    UNCHANGED,
+    digest,
+    empty,
+    pack,
+    size,
+    unpack,
+)  # fmt: skip
 
 log = logging.getLogger("edgecl.fleet")
 
@@ -32,7 +44,8 @@ class RoundReport:
     failures: int = 0
     applied: list[str] = field(default_factory=list)
     bytes_sent: dict[str, int] = field(default_factory=dict)  # per device, to the server
-    bytes_merged: int = 0  # the merge, to each device
+    bytes_merged: int = 0  # the merge
+    bytes_back: dict[str, int] = field(default_factory=dict)  # per device: 0 if it had it
     classes: list[str] = field(default_factory=list)
     origins: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
@@ -55,6 +68,10 @@ class FleetStrategy(Strategy):
         self._started = 0.0
         self._sent: list[ClientProxy] = []
         self._header = ""
+        self._digest = ""
+        # The digest of the merge each device last said it applied: sent again only if new.
+        self._applied: dict[str, str] = {}
+        self._devices: dict[str, str] = {}  # proxy cid -> device id, for this round
 
     def keep(self, path: Path) -> None:
         """Keep the devices' entries in ``path`` (loaded now if it exists, saved atomically
@@ -102,6 +119,7 @@ class FleetStrategy(Strategy):
             report.devices.append(device)
             report.bytes_sent[device] = size(header, res.parameters)
             self._sent.append(proxy)
+            self._devices[proxy.cid] = device
         merged = self.aggregator.merged()
         if merged is None:
             return None, {}
@@ -109,6 +127,7 @@ class FleetStrategy(Strategy):
             self.aggregator.round = server_round
             persistence.save(self.state_path, self.aggregator.state_dict())
         self._header, parameters = pack(merged)
+        self._digest = digest(self._header, parameters)
         report.bytes_merged = size(self._header, parameters)
         report.classes = [str(label) for label in merged.labels]
         report.origins = self.aggregator.origins()
@@ -119,11 +138,19 @@ class FleetStrategy(Strategy):
     ) -> list[tuple[ClientProxy, EvaluateIns]]:
         config: dict[str, Scalar] = {
             FLEET: self.fleet_id, ROUND: server_round, HEADER: self._header,
+            DIGEST: self._digest,
         }  # fmt: skip
         if not self._sent:  # nothing to send back: the round ends here
             self.finish()
             return []
-        return [(proxy, EvaluateIns(parameters, dict(config))) for proxy in self._sent]
+
+        def arrays(proxy: ClientProxy) -> Parameters:
+            device = self._devices.get(proxy.cid, "")
+            fresh = self._applied.get(device) != self._digest
+            self.report.bytes_back[device] = size(self._header, parameters) if fresh else 0
+            return parameters if fresh else empty()
+
+        return [(proxy, EvaluateIns(arrays(proxy), dict(config))) for proxy in self._sent]
 
     def aggregate_evaluate(
         self, server_round: int, results: list[tuple[ClientProxy, EvaluateRes]],
@@ -134,6 +161,12 @@ class FleetStrategy(Strategy):
             str(res.metrics.get(DEVICE, proxy.cid)) for proxy, res in results
             if res.metrics.get("applied")
         )  # fmt: skip
+        for proxy, res in results:  # a device that did not apply it is sent it whole next time
+            device = str(res.metrics.get(DEVICE, proxy.cid))
+            if res.metrics.get("applied"):
+                self._applied[device] = self._digest
+            else:
+                self._applied.pop(device, None)
         report.failures += len(failures)
         self.finish()
         return None, {}

@@ -13,6 +13,8 @@ from edgecl.fleet import Contribution, from_arrays, to_arrays
 HEADER, FLEET, DEVICE, ROUND = "edgecl_header", "edgecl_fleet", "edgecl_device", "edgecl_round"
 #: A device that learned nothing since the last merge it applied sends no arrays.
 UNCHANGED = "edgecl_unchanged"
+#: The merge's digest: a device that applied this very merge is sent no arrays again.
+DIGEST = "edgecl_digest"
 
 
 def pack(part: Contribution) -> tuple[str, Parameters]:

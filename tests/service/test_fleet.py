@@ -179,6 +179,7 @@ def test_slda_fleet_equals_one_learner_on_the_union(tmp_path: Path) -> None:
         ]
         idle = server.wait(lambda r: len(r["applied"]) == 3, after=report["round"] + 1)
         assert max(idle["bytes_sent"].values()) < 1000
+        assert set(idle["bytes_back"].values()) == {0}  # each device has this merge already
         again = [httpx.get(f"{d.url}/stats", timeout=10).json()["model_version"] for d in daemons]
         assert again == versions
         if CHROMIUM is not None:  # the dashboard's headline says so too
