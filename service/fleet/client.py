@@ -121,6 +121,7 @@ class FleetClient(Client):
 
         ca = self.settings.tls_ca
         root = ca.read_bytes() if ca is not None else None
+        failures = 0
         while not self._stop.is_set():
             try:
                 start_client(
@@ -129,8 +130,15 @@ class FleetClient(Client):
                     insecure=not (self.settings.tls or root is not None),
                     root_certificates=root,
                 )
-            except Exception:  # the server went away: join again later
-                log.warning("fleet connection to %s failed", self.settings.server, exc_info=True)
+                failures = 0
+            except Exception as exc:  # the server went away: join again later
+                failures += 1
+                # One line per failure; the traceback only the first time in a row.
+                log.warning(
+                    "fleet connection to %s failed (%s); trying again in %s s",
+                    self.settings.server, exc, self.settings.reconnect_s,
+                    exc_info=failures == 1,
+                )  # fmt: skip
             self._stop.wait(self.settings.reconnect_s)
 
     # -- Flower -----------------------------------------------------------------------
