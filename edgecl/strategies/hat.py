@@ -34,7 +34,8 @@ import numpy as np
 
 from edgecl.strategies.linear import grow_rows, positive_float
 from edgecl.strategies.net import Net, Params, hidden_widths, softmax_grad
-from edgecl.strategies.task_head import MAX_BYTES, EnergyNovelty, TaskHead, as_f32
+from edgecl.strategies.task_head import MAX_BYTES, TaskHead
+from edgecl.strategies.task_parts import EnergyNovelty, as_f32
 from edgecl.types import FloatArray, IntArray, State
 
 CLIP_NORM = 10000.0
@@ -106,8 +107,8 @@ class HAT(EnergyNovelty, TaskHead):
         widths = (self.dim, *self.hidden, self.n_classes)
         return 4 * sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:], strict=True))
 
-    def task_nbytes_for(self, n_tasks: int) -> dict[int, int]:
-        return {t: 4 * sum(self.hidden) for t in range(n_tasks)}
+    def task_cost(self, rank: int) -> int:
+        return 4 * sum(self.hidden)
 
     # -- masks ------------------------------------------------------------------------
     def masks(self, task: int, s: float) -> list[FloatArray]:
@@ -148,10 +149,10 @@ class HAT(EnergyNovelty, TaskHead):
                 idx = order[start : start + bs]
                 frac = step / (total - 1) if total > 1 else 1.0
                 s = 1.0 / self.s_max + (self.s_max - 1.0 / self.s_max) * frac
-                self.step(task, s, x[idx], local[idx], cols, prev, shared)
+                self.step_at(task, s, x[idx], local[idx], cols, prev, shared)
                 step += 1
 
-    def step(
+    def step_at(
         self,
         task: int,
         s: float,

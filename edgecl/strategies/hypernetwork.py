@@ -7,13 +7,14 @@ import numpy as np
 from edgecl.strategies.linear import positive_float, positive_int
 from edgecl.strategies.mlp import glorot
 from edgecl.strategies.net import softmax_grad
-from edgecl.strategies.tasks import MIB, Params, TaskHead
+from edgecl.strategies.task_head import MAX_BYTES, TaskHead
+from edgecl.strategies.task_parts import Params, TaskLogits
 from edgecl.types import FloatArray, IntArray, State
 
 THETA = ("a", "a0", "bw", "b0")
 
 
-class Hypernetwork(TaskHead):
+class Hypernetwork(TaskLogits, TaskHead):
     """Task-conditioned hypernetworks (von Oswald, Henning, Grewe & Sacramento, "Continual
     learning with hypernetworks", ICLR 2020): a hypernetwork ``h(e, theta)`` maps a learned
     embedding ``e_t`` of each task to the weights of the target network, and learning task
@@ -31,7 +32,7 @@ class Hypernetwork(TaskHead):
     ReLU hidden layer of ``hyper_hidden`` units. No look-ahead (the paper's optional
     ``Delta theta`` in the regulariser is left out). A task is finalised (its embedding
     frozen, ``theta*`` taken) when a batch of another task arrives (see
-    :mod:`edgecl.strategies.tasks`).
+    :mod:`edgecl.strategies.task_head`).
 
     Hyper-parameters (defaults): ``embedding_dim`` (32); ``hyper_hidden`` (64);
     ``proj_dim`` (128); ``slots`` outputs per task (10); ``beta`` of the output
@@ -53,6 +54,8 @@ class Hypernetwork(TaskHead):
     """
 
     name = "hypernetwork"
+    finalises = True
+    state_key = "model"
 
     def __init__(
         self,
@@ -65,7 +68,7 @@ class Hypernetwork(TaskHead):
         epochs: int = 3,
         batch_size: int = 32,
         seed: int = 0,
-        max_bytes: int = 64 * MIB,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         super().__init__(lr, epochs, batch_size, seed, max_bytes)
         self.embedding_dim = positive_int("embedding_dim", embedding_dim)
@@ -79,10 +82,14 @@ class Hypernetwork(TaskHead):
         self.slot_class: list[IntArray] = []  # per rank: the class of each slot, -1 unused
         self.proj = np.zeros((0, 0), np.float32)
 
+    def grow(self) -> None:
+        if self.dim and not self.theta:  # classes map to slots, whose number is fixed
+            self._build()
+
     def _build(self) -> None:
         self.proj = self._projection()
         e, hh, out = self.embedding_dim, self.hyper_hidden, self.slots * (self.proj_dim + 1)
-        rng = np.random.default_rng([self.seed, 1])
+        rng = np.random.default_rng([self.sgd.seed, 1])
         self.theta = {
             "a": glorot(rng, hh, e, hh + e),
             "a0": np.zeros(hh, np.float32),
@@ -91,25 +98,19 @@ class Hypernetwork(TaskHead):
         }
 
     def _projection(self) -> FloatArray:
-        rng = np.random.default_rng([self.seed, 0])
+        rng = np.random.default_rng([self.sgd.seed, 0])
         p: FloatArray = (rng.normal(size=(self.proj_dim, self.dim)) / np.sqrt(self.dim)).astype(
             np.float32
         )
         return p
 
-    def _grow_classes(self, n_classes: int) -> None:
-        pass  # classes map to slots, whose number is fixed
-
-    def _start(self, task: int) -> None:
-        rng = np.random.default_rng([self.seed, 2, len(self.emb)])
+    def start(self, task: int) -> None:
+        rng = np.random.default_rng([self.sgd.seed, 2, len(self.emb)])
         self.emb.append(rng.normal(size=self.embedding_dim).astype(np.float32))
         self.slot_class.append(np.full(self.slots, -1, np.int64))
         self.theta_star = {k: v.copy() for k, v in self.theta.items()}
 
-    def _finalise(self, task: int) -> None:
-        pass  # the embedding is frozen by never being trained again
-
-    def _problem(self, task: int, labels: IntArray) -> str | None:
+    def label_problem(self, task: int, labels: IntArray) -> str | None:
         wanted = np.union1d(self.taught(task), labels)
         if len(wanted) > self.slots:
             return (
@@ -132,7 +133,7 @@ class Hypernetwork(TaskHead):
         s: FloatArray = f @ out[0, : k * p].reshape(k, p).T + out[0, k * p :]
         return s, f
 
-    def _scores(self, task: int, x: FloatArray) -> FloatArray:
+    def task_logits(self, task: int, x: FloatArray) -> FloatArray:
         rank = self.order.index(task)
         s, _ = self._slot_scores(rank, x)
         used = self.slot_class[rank] >= 0
@@ -140,14 +141,14 @@ class Hypernetwork(TaskHead):
         out[:, self.slot_class[rank][used]] = s[:, used]
         return out
 
-    def _fit(self, task: int, x: FloatArray, labels: IntArray) -> None:
+    def fit_task(self, task: int, x: FloatArray, local: IntArray, cols: IntArray) -> None:
         slots = self.slot_class[self.order.index(task)]
-        for c in np.unique(labels):
+        for c in np.unique(cols[local]):
             if c not in slots:
                 slots[np.argmax(slots < 0)] = c
-        super()._fit(task, x, labels)
+        super().fit_task(task, x, local, cols)
 
-    def _step(self, task: int, x: FloatArray, y: IntArray, cols: IntArray) -> None:
+    def step(self, task: int, x: FloatArray, y: IntArray, cols: IntArray) -> None:
         rank = self.order.index(task)
         s, f = self._slot_scores(rank, x)
         where = [int(np.flatnonzero(self.slot_class[rank] == c)[0]) for c in cols]
@@ -173,9 +174,9 @@ class Hypernetwork(TaskHead):
             "e": da[0] @ self.theta["a"],  # only the training task's embedding learns
         }
         params: Params = {**self.theta, "e": self.emb[rank]}
-        self.opt.step(params, grads, dict.fromkeys(grads, self.lr))
+        self.opt.step(params, grads, dict.fromkeys(grads, self.sgd.lr))
 
-    def _task_cost(self, rank: int) -> int:
+    def task_cost(self, rank: int) -> int:
         return 4 * self.embedding_dim
 
     def shared_nbytes(self) -> int:
@@ -184,11 +185,13 @@ class Hypernetwork(TaskHead):
     def task_nbytes(self) -> dict[int, int]:
         return {task: int(e.nbytes) for task, e in zip(self.order, self.emb, strict=True)}
 
-    def _model_state(self) -> State:
+    def params_state(self) -> State:
         return {"theta": self.theta, "theta_star": self.theta_star, "emb": self.emb,
                 "slot_class": self.slot_class}  # fmt: skip
 
-    def _load_model(self, state: State) -> None:
+    def load_params(self, state: State) -> None:
+        if not self.dim:
+            return
         self.proj = self._projection()
         self.theta = {k: np.array(state["theta"][k], np.float32) for k in THETA}
         self.theta_star = {str(k): np.array(v, np.float32) for k, v in state["theta_star"].items()}

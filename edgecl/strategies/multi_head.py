@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgecl.strategies.linear import sgd_softmax
-from edgecl.strategies.task_head import MAX_BYTES, EnergyNovelty, TaskHead, as_f32
+from edgecl.strategies.task_head import MAX_BYTES, TaskHead
+from edgecl.strategies.task_parts import EnergyNovelty, as_f32
 from edgecl.types import FloatArray, IntArray, State
 
 _INFER = (None, "entropy")
@@ -73,9 +74,8 @@ class MultiHead(EnergyNovelty, TaskHead):
                 b[: self.b.shape[0], : self.b.shape[1]] = self.b
             self.w, self.b = w, b
 
-    def task_nbytes_for(self, n_tasks: int) -> dict[int, int]:
-        per = self.n_classes * (self.dim + 1) * 4
-        return dict.fromkeys(range(n_tasks), per)
+    def task_cost(self, rank: int) -> int:
+        return self.n_classes * (self.dim + 1) * 4
 
     def fit_task(self, task: int, x: FloatArray, local: IntArray, cols: IntArray) -> None:
         w, b = self.w[task, cols], self.b[task, cols]

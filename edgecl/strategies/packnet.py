@@ -7,18 +7,19 @@ import numpy as np
 from edgecl.strategies.linear import grow_rows, positive_float, positive_int
 from edgecl.strategies.mlp import glorot
 from edgecl.strategies.net import softmax_grad
-from edgecl.strategies.tasks import MIB, Params, TaskHead
+from edgecl.strategies.task_head import MAX_BYTES, TaskHead
+from edgecl.strategies.task_parts import Params, TaskLogits
 from edgecl.types import FloatArray, IntArray, State
 
 FREE = -1
 
 
-class PackNet(TaskHead):
+class PackNet(TaskLogits, TaskHead):
     """PackNet (Mallya & Lazebnik, "PackNet: Adding Multiple Tasks to a Single Network by
     Iterative Pruning", CVPR 2018) on a shared head ``latent -> hidden (ReLU) -> classes``.
 
     The first task trains every weight of the hidden layer. When it is finalised (a batch
-    of another task arrives, see :mod:`edgecl.strategies.tasks`), the fraction ``prune``
+    of another task arrives, see :mod:`edgecl.strategies.task_head`), the fraction ``prune``
     of the weights it trained with the smallest magnitudes is *freed* (set to zero), the
     rest are kept and briefly retrained (``retrain_epochs`` passes) with the freed ones
     held at zero, then frozen for good. The next task trains only the freed weights, on
@@ -54,6 +55,8 @@ class PackNet(TaskHead):
     """
 
     name = "packnet"
+    finalises = True
+    state_key = "model"
 
     def __init__(
         self,
@@ -65,7 +68,7 @@ class PackNet(TaskHead):
         epochs: int = 3,
         batch_size: int = 32,
         seed: int = 0,
-        max_bytes: int = 64 * MIB,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         super().__init__(lr, epochs, batch_size, seed, max_bytes)
         self.hidden = positive_int("hidden", hidden)
@@ -80,20 +83,25 @@ class PackNet(TaskHead):
         self.kept_x = np.zeros((0, 0), np.float32)  # the training task's last latents
         self.kept_y = np.zeros(0, np.int64)
 
+    def grow(self) -> None:
+        if self.dim and not self.shared:
+            self._build()
+        for head in self.heads:
+            head["o"], head["c"] = (
+                grow_rows(head["o"], self.n_classes),
+                grow_rows(head["c"], self.n_classes),
+            )
+
     def _build(self) -> None:
-        rng = np.random.default_rng([self.seed, 0])
+        rng = np.random.default_rng([self.sgd.seed, 0])
         h, d = self.hidden, self.dim
         self.shared = {"w": glorot(rng, h, d, d + h), "b": np.zeros(h, np.float32)}
         self.owner = np.full((h, d), FREE, np.int16)
         self.kept_x = np.zeros((0, d), np.float32)
 
-    def _grow_classes(self, n_classes: int) -> None:
-        for head in self.heads:
-            head["o"], head["c"] = grow_rows(head["o"], n_classes), grow_rows(head["c"], n_classes)
-
-    def _start(self, task: int) -> None:
+    def start(self, task: int) -> None:
         rank, h, k = len(self.heads), self.hidden, self.n_classes
-        rng = np.random.default_rng([self.seed, 1, rank])
+        rng = np.random.default_rng([self.sgd.seed, 1, rank])
         self.heads.append({"o": glorot(rng, k, h, h + k), "c": np.zeros(k, np.float32)})
 
     def mask(self, rank: int) -> np.ndarray:
@@ -109,10 +117,10 @@ class PackNet(TaskHead):
         head = self.heads[rank]
         return h, h @ head["o"].T + head["c"]
 
-    def _scores(self, task: int, x: FloatArray) -> FloatArray:
+    def task_logits(self, task: int, x: FloatArray) -> FloatArray:
         return self._forward(self.order.index(task), x)[1]
 
-    def _step(self, task: int, x: FloatArray, y: IntArray, cols: IntArray) -> None:
+    def step(self, task: int, x: FloatArray, y: IntArray, cols: IntArray) -> None:
         self._update(self.order.index(task), x, y, cols, FREE)
 
     def _update(self, rank: int, x: FloatArray, y: IntArray, cols: IntArray, mine: int) -> None:
@@ -126,15 +134,15 @@ class PackNet(TaskHead):
         params: Params = {"o": head["o"], "c": head["c"], "w": self.shared["w"]}
         if not rank:
             grads["b"], params["b"] = dh.sum(0), self.shared["b"]
-        self.opt.step(params, grads, dict.fromkeys(grads, self.lr))
+        self.opt.step(params, grads, dict.fromkeys(grads, self.sgd.lr))
 
-    def _fit(self, task: int, x: FloatArray, labels: IntArray) -> None:
-        super()._fit(task, x, labels)
+    def fit_task(self, task: int, x: FloatArray, local: IntArray, cols: IntArray) -> None:
+        super().fit_task(task, x, local, cols)
         if self.retain:
             self.kept_x = np.concatenate([self.kept_x, x])[-self.retain :]
-            self.kept_y = np.concatenate([self.kept_y, labels])[-self.retain :]
+            self.kept_y = np.concatenate([self.kept_y, cols[local]])[-self.retain :]
 
-    def _finalise(self, task: int) -> None:
+    def finalise(self, task: int) -> None:
         """Prune the task's weights by magnitude, retrain the kept ones, freeze them."""
         rank = self.order.index(task)
         free = np.flatnonzero(self.owner == FREE)
@@ -146,15 +154,15 @@ class PackNet(TaskHead):
         self.opt.reset()
         cols = self.taught(task)
         x, local = self.kept_x, np.searchsorted(cols, self.kept_y)
-        rng = np.random.default_rng([self.seed, self.calls, 1])
+        rng = np.random.default_rng([self.sgd.seed, self.calls, 1])
         for _ in range(self.retrain_epochs if len(x) else 0):
             order = rng.permutation(len(x))
-            for start in range(0, len(x), self.batch_size):
-                idx = order[start : start + self.batch_size]
+            for start in range(0, len(x), self.sgd.batch_size):
+                idx = order[start : start + self.sgd.batch_size]
                 self._update(rank, x[idx], local[idx], cols, rank)
         self.kept_x, self.kept_y = self.kept_x[:0], self.kept_y[:0]
 
-    def _task_cost(self, rank: int) -> int:
+    def task_cost(self, rank: int) -> int:
         h, d, k = self.hidden, self.dim, max(self.n_classes, 1)
         weights = 4 * h * d if not rank else 0  # later tasks reuse freed weights
         return 4 * (k * h + k) + (h * d + 7) // 8 + weights + self.retain * (4 * d + 8)
@@ -173,11 +181,13 @@ class PackNet(TaskHead):
             out[task] = held
         return out
 
-    def _model_state(self) -> State:
+    def params_state(self) -> State:
         return {**self.shared, "owner": self.owner, "heads": self.heads, "kept_x": self.kept_x,
                 "kept_y": self.kept_y}  # fmt: skip
 
-    def _load_model(self, state: State) -> None:
+    def load_params(self, state: State) -> None:
+        if not self.dim:
+            return
         self.shared = {k: np.array(state[k], np.float32) for k in ("w", "b")}
         self.owner = np.array(state["owner"], np.int16)
         self.heads = [{k: np.array(a, np.float32) for k, a in h.items()} for h in state["heads"]]

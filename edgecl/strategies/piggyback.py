@@ -7,11 +7,12 @@ import numpy as np
 from edgecl.strategies.linear import grow_rows, positive_float, positive_int
 from edgecl.strategies.mlp import glorot
 from edgecl.strategies.net import softmax_grad
-from edgecl.strategies.tasks import MIB, Params, TaskHead
+from edgecl.strategies.task_head import MAX_BYTES, TaskHead
+from edgecl.strategies.task_parts import Params, TaskLogits
 from edgecl.types import FloatArray, IntArray, State
 
 
-class Piggyback(TaskHead):
+class Piggyback(TaskLogits, TaskHead):
     """Piggyback (Mallya, Davis & Lazebnik, "Piggyback: Adapting a Single Network to
     Multiple Tasks by Learning to Mask Weights", ECCV 2018): the weights of a network are
     fixed, and each new task learns a binary mask over them plus its own output layer.
@@ -19,7 +20,7 @@ class Piggyback(TaskHead):
     The paper masks a network pretrained on ImageNet, never a random one; so here the
     shared layer is *pretrained on the first task*: a head ``latent -> hidden (ReLU) ->
     classes`` trained densely on the first task (its mask is all ones, stored as nothing),
-    then frozen for good when the next task starts (see :mod:`edgecl.strategies.tasks`).
+    then frozen for good when the next task starts (see :mod:`edgecl.strategies.task_head`).
     Each later task ``t`` learns real-valued scores ``m_t`` over the hidden layer's
     weights, initialised to ``mask_scale`` (1e-2, the paper's), thresholded to a binary
     mask ``m_t >= threshold`` (5e-3, the paper's) in the forward pass, ``h = relu((W *
@@ -49,6 +50,8 @@ class Piggyback(TaskHead):
     """
 
     name = "piggyback"
+    finalises = True
+    state_key = "model"
 
     def __init__(
         self,
@@ -60,7 +63,7 @@ class Piggyback(TaskHead):
         epochs: int = 3,
         batch_size: int = 32,
         seed: int = 0,
-        max_bytes: int = 64 * MIB,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         super().__init__(lr, epochs, batch_size, seed, max_bytes)
         self.hidden = positive_int("hidden", hidden)
@@ -72,23 +75,28 @@ class Piggyback(TaskHead):
         self.masks: list[np.ndarray] = []  # per finalised rank >= 1: packed binary mask
         self.scores = np.zeros((0, 0), np.float32)  # the training task's real-valued mask
 
+    def grow(self) -> None:
+        if self.dim and not self.shared:
+            self._build()
+        for head in self.heads:
+            head["o"], head["c"] = (
+                grow_rows(head["o"], self.n_classes),
+                grow_rows(head["c"], self.n_classes),
+            )
+
     def _build(self) -> None:
-        rng = np.random.default_rng([self.seed, 0])
+        rng = np.random.default_rng([self.sgd.seed, 0])
         h, d = self.hidden, self.dim
         self.shared = {"w": glorot(rng, h, d, d + h), "b": np.zeros(h, np.float32)}
 
-    def _grow_classes(self, n_classes: int) -> None:
-        for head in self.heads:
-            head["o"], head["c"] = grow_rows(head["o"], n_classes), grow_rows(head["c"], n_classes)
-
-    def _start(self, task: int) -> None:
+    def start(self, task: int) -> None:
         rank, h, k = len(self.heads), self.hidden, self.n_classes
-        rng = np.random.default_rng([self.seed, 1, rank])
+        rng = np.random.default_rng([self.sgd.seed, 1, rank])
         self.heads.append({"o": glorot(rng, k, h, h + k), "c": np.zeros(k, np.float32)})
         if rank:
             self.scores = np.full((h, self.dim), self.mask_scale, np.float32)
 
-    def _finalise(self, task: int) -> None:
+    def finalise(self, task: int) -> None:
         if self.order.index(task):
             self.masks.append(np.packbits(self.scores >= self.threshold))
             self.scores = np.zeros((0, 0), np.float32)
@@ -108,13 +116,13 @@ class Piggyback(TaskHead):
         out: FloatArray = np.maximum(x @ w.T + self.shared["b"], 0.0)
         return out
 
-    def _scores(self, task: int, x: FloatArray) -> FloatArray:
+    def task_logits(self, task: int, x: FloatArray) -> FloatArray:
         rank = self.order.index(task)
         head = self.heads[rank]
         out: FloatArray = self._hidden(rank, x) @ head["o"].T + head["c"]
         return out
 
-    def _step(self, task: int, x: FloatArray, y: IntArray, cols: IntArray) -> None:
+    def step(self, task: int, x: FloatArray, y: IntArray, cols: IntArray) -> None:
         rank = self.order.index(task)
         head = self.heads[rank]
         h = self._hidden(rank, x)
@@ -124,17 +132,17 @@ class Piggyback(TaskHead):
         dh = (g @ head["o"]) * (h > 0)
         grads: Params = {"o": g.T @ h, "c": g.sum(0)}
         params: Params = {"o": head["o"], "c": head["c"]}
-        lr = {"o": self.lr, "c": self.lr}
+        lr = {"o": self.sgd.lr, "c": self.sgd.lr}
         if not rank:  # the first task trains the shared layer densely
             grads.update(w=dh.T @ x, b=dh.sum(0))
             params.update(self.shared)
-            lr.update(w=self.lr, b=self.lr)
+            lr.update(w=self.sgd.lr, b=self.sgd.lr)
         else:  # straight-through: d loss / d scores = d loss / d (W * mask) * W
             grads["m"] = (dh.T @ x) * self.shared["w"]
             params["m"], lr["m"] = self.scores, self.mask_lr
         self.opt.step(params, grads, lr)
 
-    def _task_cost(self, rank: int) -> int:
+    def task_cost(self, rank: int) -> int:
         h, d, k = self.hidden, self.dim, max(self.n_classes, 1)
         head = 4 * (k * h + k)
         return head + (4 * (h * d + h) if not rank else 4 * h * d + (h * d + 7) // 8)
@@ -152,10 +160,12 @@ class Piggyback(TaskHead):
             out[task] = held
         return out
 
-    def _model_state(self) -> State:
+    def params_state(self) -> State:
         return {**self.shared, "heads": self.heads, "masks": self.masks, "scores": self.scores}
 
-    def _load_model(self, state: State) -> None:
+    def load_params(self, state: State) -> None:
+        if not self.dim:
+            return
         self.shared = {k: np.array(state[k], np.float32) for k in ("w", "b")}
         self.heads = [{k: np.array(a, np.float32) for k, a in h.items()} for h in state["heads"]]
         self.masks = [np.array(m, np.uint8) for m in state["masks"]]

@@ -7,11 +7,12 @@ import numpy as np
 from edgecl.strategies.linear import grow_rows, positive_int
 from edgecl.strategies.mlp import glorot
 from edgecl.strategies.net import softmax_grad
-from edgecl.strategies.tasks import MIB, Params, TaskHead
+from edgecl.strategies.task_head import MAX_BYTES, TaskHead
+from edgecl.strategies.task_parts import Params, TaskLogits
 from edgecl.types import FloatArray, IntArray, State
 
 
-class PNN(TaskHead):
+class PNN(TaskLogits, TaskHead):
     """Progressive neural networks (Rusu, Rabinowitz, Desjardins et al., "Progressive
     Neural Networks", 2016): a new column per task, with lateral connections from the
     frozen columns of the tasks before it. Earlier columns never change, so nothing is
@@ -26,7 +27,7 @@ class PNN(TaskHead):
     concatenated hidden layers to ``hidden`` units (the paper's dimensionality reduction)
     and ``U_k`` mapping them to the classes. Columns are indexed by the order tasks
     started in; a task's column is finalised (frozen) when a batch of another task arrives
-    (see :mod:`edgecl.strategies.tasks`). Output rows are global classes; a column's
+    (see :mod:`edgecl.strategies.task_head`). Output rows are global classes; a column's
     softmax covers only the classes its task was taught.
 
     Hyper-parameters (defaults): ``hidden`` width of each column (64); ``lr`` of Adam
@@ -48,6 +49,8 @@ class PNN(TaskHead):
     """
 
     name = "pnn"
+    finalises = True
+    state_key = "model"
 
     def __init__(
         self,
@@ -56,24 +59,21 @@ class PNN(TaskHead):
         epochs: int = 3,
         batch_size: int = 32,
         seed: int = 0,
-        max_bytes: int = 64 * MIB,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         super().__init__(lr, epochs, batch_size, seed, max_bytes)
         self.hidden = positive_int("hidden", hidden)
         self.columns: list[Params] = []  # by rank (the order tasks started in)
 
-    def _build(self) -> None:
-        self.columns = []
-
-    def _grow_classes(self, n_classes: int) -> None:
-        for col in self.columns:
+    def grow(self) -> None:
+        for col in self.columns:  # columns start once the latent dimension is known
             for name in ("w2", "b2", "u"):
                 if name in col:
-                    col[name] = grow_rows(col[name], n_classes)
+                    col[name] = grow_rows(col[name], self.n_classes)
 
-    def _start(self, task: int) -> None:
+    def start(self, task: int) -> None:
         rank, h, k = len(self.columns), self.hidden, self.n_classes
-        rng = np.random.default_rng([self.seed, rank])
+        rng = np.random.default_rng([self.sgd.seed, rank])
         col: Params = {
             "w1": glorot(rng, h, self.dim, self.dim + h),
             "b1": np.zeros(h, np.float32),
@@ -85,9 +85,6 @@ class PNN(TaskHead):
             col["v"] = glorot(rng, h, rank * h, rank * h + h)
             col["u"] = glorot(rng, k, h, h + k)
         self.columns.append(col)
-
-    def _finalise(self, task: int) -> None:
-        pass  # the column is frozen simply by never being trained again
 
     def _forward(self, rank: int, x: FloatArray) -> tuple[FloatArray, list[FloatArray]]:
         """Logits of column ``rank`` and what the backward pass needs."""
@@ -102,10 +99,10 @@ class PNN(TaskHead):
         logits += adapter @ col["u"].T
         return logits, [hs[rank], lateral, proj, adapter]
 
-    def _scores(self, task: int, x: FloatArray) -> FloatArray:
+    def task_logits(self, task: int, x: FloatArray) -> FloatArray:
         return self._forward(self.order.index(task), x)[0]
 
-    def _step(self, task: int, x: FloatArray, y: IntArray, cols: IntArray) -> None:
+    def step(self, task: int, x: FloatArray, y: IntArray, cols: IntArray) -> None:
         rank = self.order.index(task)
         col = self.columns[rank]
         logits, cache = self._forward(rank, x)
@@ -120,9 +117,9 @@ class PNN(TaskHead):
             grads["u"] = g.T @ adapter
             grads["v"] = col["alpha"] * (da.T @ lateral)
             grads["alpha"] = np.array([np.sum(da * proj)], np.float32)
-        self.opt.step(col, grads, dict.fromkeys(grads, self.lr))
+        self.opt.step(col, grads, dict.fromkeys(grads, self.sgd.lr))
 
-    def _task_cost(self, rank: int) -> int:
+    def task_cost(self, rank: int) -> int:
         h, k, d = self.hidden, max(self.n_classes, 1), self.dim
         floats = h * d + h + k * h + k + (1 + rank * h * h + k * h if rank else 0)
         return 4 * floats
@@ -131,10 +128,10 @@ class PNN(TaskHead):
         pairs = zip(self.order, self.columns, strict=True)
         return {t: sum(a.nbytes for a in c.values()) for t, c in pairs}
 
-    def _model_state(self) -> State:
+    def params_state(self) -> State:
         return {"columns": self.columns}
 
-    def _load_model(self, state: State) -> None:
+    def load_params(self, state: State) -> None:
         self.columns = [
             {str(k): np.array(a, np.float32) for k, a in c.items()} for c in state["columns"]
         ]

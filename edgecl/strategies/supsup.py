@@ -37,7 +37,8 @@ import numpy as np
 
 from edgecl.strategies.linear import positive_float
 from edgecl.strategies.net import hidden_widths, softmax_grad
-from edgecl.strategies.task_head import MAX_BYTES, TaskHead, as_f32
+from edgecl.strategies.task_head import MAX_BYTES, TaskHead
+from edgecl.strategies.task_parts import as_f32
 from edgecl.types import FloatArray, IntArray, State
 
 
@@ -139,8 +140,8 @@ class SupSup(TaskHead):
     def shared_nbytes(self) -> int:
         return 4 * self._sizes() if self.dim else 0
 
-    def task_nbytes_for(self, n_tasks: int) -> dict[int, int]:
-        return {t: 4 * self._sizes() if self.dim else 0 for t in range(n_tasks)}
+    def task_cost(self, rank: int) -> int:
+        return 4 * self._sizes() if self.dim else 0
 
     # -- the masked network -----------------------------------------------------------
     def effective(self, task: int) -> list[FloatArray]:
@@ -179,26 +180,21 @@ class SupSup(TaskHead):
     def task_logits(self, task: int, x: FloatArray) -> FloatArray:
         return self.forward(self.effective(task), x)[0]
 
-    def fit_task(self, task: int, x: FloatArray, local: IntArray, cols: IntArray) -> None:
-        rng, bs, top = self.sgd.rng(self.calls), self.sgd.batch_size, len(self.hidden)
-        scores = self.scores[task]
-        for _ in range(self.sgd.epochs):
-            order = rng.permutation(len(x))
-            for start in range(0, len(x), bs):
-                idx = order[start : start + bs]
-                ws = self.effective(task)
-                ws[top] = ws[top][cols]
-                logits, inputs = self.forward(ws, x[idx])
-                pre = self.backward(ws, inputs, softmax_grad(logits, local[idx]))
-                for i, (g, h) in enumerate(zip(pre, inputs, strict=True)):
-                    w = self.weights[i] if i < top else self.weights[i][cols]
-                    # Straight through the mask, which ranks |score|: d|s|/ds = sign(s).
-                    grad = (g.T @ h) * w
-                    if i < top:
-                        scores[i] -= (self.sgd.lr * grad * np.sign(scores[i])).astype(np.float32)
-                    else:
-                        sign = np.sign(scores[i][cols])
-                        scores[i][cols] -= (self.sgd.lr * grad * sign).astype(np.float32)
+    def step(self, task: int, x: FloatArray, y: IntArray, cols: IntArray) -> None:
+        top, scores = len(self.hidden), self.scores[task]
+        ws = self.effective(task)
+        ws[top] = ws[top][cols]
+        logits, inputs = self.forward(ws, x)
+        pre = self.backward(ws, inputs, softmax_grad(logits, y))
+        for i, (g, h) in enumerate(zip(pre, inputs, strict=True)):
+            w = self.weights[i] if i < top else self.weights[i][cols]
+            # Straight through the mask, which ranks |score|: d|s|/ds = sign(s).
+            grad = (g.T @ h) * w
+            if i < top:
+                scores[i] -= (self.sgd.lr * grad * np.sign(scores[i])).astype(np.float32)
+            else:
+                sign = np.sign(scores[i][cols])
+                scores[i][cols] -= (self.sgd.lr * grad * sign).astype(np.float32)
 
     def infer_tasks(self, z: FloatArray) -> IntArray:
         """The one-shot entropy-gradient criterion over the taught tasks (see above)."""

@@ -1,14 +1,17 @@
-"""Pieces of the task-column heads (:mod:`edgecl.strategies.tasks`): the check of task
-indices, and Adam over named arrays whose set changes from task to task."""
+"""Pieces of the task-aware heads (:mod:`edgecl.strategies.task_head`): the check of task
+indices, Adam over named arrays whose set changes from task to task, and the two ways a
+head gives logits and novelty."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from edgecl.strategies.linear import grow_rows
-from edgecl.types import IntArray, State
+from edgecl.strategies.base import energy, masked_logits
+from edgecl.strategies.linear import Float64Array, check_latents, grow_rows
+from edgecl.types import FloatArray, IntArray, State
 
 Params = dict[str, Any]
 
@@ -69,3 +72,57 @@ class Adam:
         self.m = {str(k): np.array(a, np.float32) for k, a in state["m"].items()}
         self.v = {str(k): np.array(a, np.float32) for k, a in state["v"].items()}
         self.t = int(state["t"])
+
+
+def as_f32(state: Any) -> FloatArray:
+    return np.array(state, dtype=np.float32)
+
+
+class EnergyNovelty:
+    """Novelty for a task head whose logits are meaningful beyond its data."""
+
+    dim: int
+    n_tasks: int
+    counts: IntArray
+
+    def task_logits(self, task: int, x: FloatArray) -> FloatArray:
+        raise NotImplementedError
+
+    def novelty_many(self, z: FloatArray) -> Float64Array:
+        """The lowest energy over the tasks (each over its own classes): how unlike every
+        taught class, whichever task it belongs to; ``+inf`` before anything is learned."""
+        x = check_latents(z, self.dim)
+        best = np.full(len(x), np.inf)
+        if not self.dim:
+            return best
+        for task in range(self.n_tasks):
+            taught = self.counts[task] > 0
+            if taught.any():
+                s = np.where(taught, self.task_logits(task, x).astype(np.float64), -np.inf)
+                best = np.minimum(best, energy(s))
+        return best
+
+
+class TaskLogits(EnergyNovelty):
+    """``logits_many`` (``-inf`` outside a task's classes) for a task head that predicts
+    without a task only while it holds one, and novelty as the energy of those logits."""
+
+    n_classes: int
+    tasks_for: Callable[[FloatArray, IntArray | None], IntArray]  # the head's
+
+    def logits_many(self, z: FloatArray) -> Float64Array:
+        x = check_latents(z, self.dim)
+        out = np.full((len(x), self.n_classes), -np.inf)
+        if not self.n_tasks:
+            return out
+        tasks = self.tasks_for(x, None)
+        for task in np.unique(tasks).tolist():
+            rows = tasks == task
+            if self.counts[task].any():
+                s = self.task_logits(task, x[rows])
+                out[rows] = masked_logits(s, self.counts[task] > 0)
+        return out
+
+    def novelty_many(self, z: FloatArray) -> Float64Array:
+        """The energy of the logits (:func:`~edgecl.strategies.base.energy`)."""
+        return energy(self.logits_many(z))

@@ -11,7 +11,7 @@ import pytest
 from edgecl import codec, strategies
 from edgecl.protocols import TaskAware
 from edgecl.strategies.hypernetwork import Hypernetwork
-from edgecl.strategies.tasks import TaskHead
+from edgecl.strategies.task_head import TaskHead
 from edgecl.types import FloatArray, IntArray
 
 NAMES = ["pnn", "piggyback", "packnet", "hypernetwork"]
