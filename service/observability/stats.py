@@ -190,8 +190,8 @@ class Stats(BaseModel):
         ...     strategy={"name": "ncm"}, queue=QueueStats(depth=0, capacity=8), events={},
         ... )
         >>> body = s.body()
-        >>> body["store"], "bytes_written_per_sample" in body, body["probe"]
-        ({'kind': None, 'items': 0, 'bytes': 0, 'max_bytes': 0}, False, None)
+        >>> body["store"]["bytes"], "bytes_written_per_sample" in body, body["probe"]
+        (0, False, None)
         """
         data = self.model_dump(mode="json")
         if data["bytes_written_per_sample"] is None:

@@ -141,7 +141,7 @@ def test_stats_without_a_store(client_for: Callable[..., TestClient]) -> None:
     client = client_for(make_settings(store={"kind": None}))
     learn(client, sample("a", 0))
     store = client.get("/stats").json()["store"]
-    assert store == {"kind": None, "items": 0, "bytes": 0, "max_bytes": 0}
+    assert store == {"kind": None, "items": 0, "bytes": 0, "max_bytes": 0, "strategy_bytes": None}
 
 
 def test_metrics_are_prometheus_text(client: TestClient) -> None:
