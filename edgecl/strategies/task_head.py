@@ -16,7 +16,8 @@ batch in task order, and a task may come back at any time.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from edgecl.types import FloatArray, IntArray, State
 MAX_BYTES = 64 << 20
 
 
-class TaskHead(Configurable):
+class TaskHead(Configurable, ABC):
     """Per task, the classes it was taught (``counts[t, c]`` samples). A subclass gives
     ``grow`` (room for the tasks and classes known, once ``dim`` is), ``fit_task`` (or
     ``step``, one minibatch update), ``task_logits``, ``task_cost``, ``params_state`` /
@@ -112,9 +113,10 @@ class TaskHead(Configurable):
         """Bytes held by no task in particular (shared weights); 0 unless overridden."""
         return 0
 
+    @abstractmethod
     def task_cost(self, rank: int) -> int:
         """The most bytes the ``rank``-th task may hold."""
-        raise NotImplementedError
+        ...
 
     def task_nbytes(self) -> dict[int, int]:
         return {t: self.task_cost(t) for t in range(self.n_tasks)}
@@ -171,8 +173,9 @@ class TaskHead(Configurable):
                 idx = order[start : start + bs]
                 self.step(task, x[idx], local[idx], cols)
 
-    def step(self, task: int, x: FloatArray, y: IntArray, cols: IntArray) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # one minibatch update: given by the heads that keep this fit_task
+
+        def step(self, task: int, x: FloatArray, y: IntArray, cols: IntArray) -> None: ...
 
     def start(self, task: int) -> None:
         """Set up a task that begins training (heads that finalise)."""
@@ -197,9 +200,10 @@ class TaskHead(Configurable):
         return None
 
     # -- prediction ---------------------------------------------------------------------
+    @abstractmethod
     def task_logits(self, task: int, x: FloatArray) -> FloatArray:
         """Scores ``(N, n_classes)`` of every class by task ``task``'s parameters."""
-        raise NotImplementedError
+        ...
 
     def infer_tasks(self, z: FloatArray) -> IntArray:
         """The task of each row when none is given (task_mode "inferred")."""
@@ -261,8 +265,8 @@ class TaskHead(Configurable):
             self.opt.load(state["adam"])
         self.load_params(state[self.state_key])
 
-    def params_state(self) -> State:
-        raise NotImplementedError
+    @abstractmethod
+    def params_state(self) -> State: ...
 
-    def load_params(self, state: State) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def load_params(self, state: State) -> None: ...
