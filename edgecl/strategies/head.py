@@ -18,7 +18,7 @@ from edgecl.strategies.linear import (
     masked_softmax,
     positive_int,
 )
-from edgecl.strategies.net import Net, Params, hidden_widths, out_name, sgd_net
+from edgecl.strategies.net import Net, Params, hidden_widths, joined, sgd_net, split_state
 from edgecl.types import FloatArray, IntArray, State
 
 
@@ -120,13 +120,7 @@ class SoftmaxHead(Configurable):
     def state_dict(self) -> State:
         """``w``/``b`` are the output layer (the linear head's keys), ``layers`` the hidden
         ones; a subclass adds its own under ``extra``."""
-        params = self.net.params
-        if params:
-            w, b = (params[k].copy() for k in out_name(params))
-        else:
-            k = len(self.counts)
-            w, b = np.zeros((k, 0), np.float32), np.zeros(k, np.float32)
-        layers = {k: v.copy() for k, v in params.items() if k not in out_name(params)}
+        w, b, layers = split_state(self.net, len(self.counts))
         state: State = {"w": w, "b": b, "counts": self.counts.copy(), "calls": self.calls}
         if layers:
             state["layers"] = layers
@@ -136,18 +130,10 @@ class SoftmaxHead(Configurable):
         return state
 
     def load_state_dict(self, state: State) -> None:
-        w = np.array(state["w"], dtype=np.float32)
-        b = np.array(state["b"], dtype=np.float32)
         self.counts = np.array(state["counts"], dtype=np.int64)
         self.calls = int(state["calls"])
-        net = Net(self.hidden, self.sgd.seed)
-        net.n_classes = len(self.counts)
-        if w.ndim == 2 and w.shape[1]:
-            layers = state.get("layers", {})
-            net.params = {str(k): np.array(v, dtype=np.float32) for k, v in layers.items()}
-            last = len(net.params) // 2
-            net.params[f"w{last}"], net.params[f"b{last}"] = w, grow_rows(b, len(w))
-        self.net = net
+        base = Net(self.hidden, self.sgd.seed)
+        self.net = joined(base, len(self.counts), state["w"], state["b"], state.get("layers", {}))
         self.load_extra(state.get("extra"))
 
     def extra_state(self) -> State | None:
