@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecl.strategies.gradient import GradientHead, flat, gradient, memory_size_option, unflat
+from edgecl.strategies.gradient import MemoryHead, flat, gradient, memory_size_option, unflat
 from edgecl.strategies.net import Params
 from edgecl.strategies.stores import PaperStore
 from edgecl.types import Float64Array, FloatArray, IntArray
@@ -24,7 +24,7 @@ def project(g: Float64Array, g_ref: Float64Array) -> Float64Array:
     return np.asarray(g - (dot / norm) * g_ref, dtype=np.float64)
 
 
-class AGEM(GradientHead):
+class AGEM(MemoryHead):
     """Averaged GEM (Chaudhry et al. 2019, "Efficient Lifelong Learning with A-GEM") on a
     softmax head over latents.
 
@@ -73,9 +73,6 @@ class AGEM(GradientHead):
     ) -> None:
         super().__init__(lr, epochs, batch_size, seed, hidden)
         self.memory_size = memory_size_option(memory_size)
-
-    def learn_many(self, z: FloatArray, y: IntArray) -> None:
-        self.learn_with_memory(z, y, z[:0], np.zeros(0, np.int64))
 
     def learn_with_memory(self, z: FloatArray, y: IntArray, zm: FloatArray, ym: IntArray) -> None:
         x, labels = self.check(z, y)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecl.strategies.gradient import GradientHead, flat, gradient, memory_size_option, unflat
+from edgecl.strategies.gradient import MemoryHead, flat, gradient, memory_size_option, unflat
 from edgecl.strategies.linear import positive_float
 from edgecl.strategies.net import Params
 from edgecl.strategies.stores import PaperStore
@@ -53,7 +53,7 @@ def project(g: Float64Array, memories: Float64Array, margin: float = 0.0) -> Flo
     return np.asarray(g + memories.T @ v, dtype=np.float64)
 
 
-class GEM(GradientHead):
+class GEM(MemoryHead):
     """Gradient Episodic Memory (Lopez-Paz & Ranzato 2017) on a softmax head over
     latents.
 
@@ -106,9 +106,6 @@ class GEM(GradientHead):
         super().__init__(lr, epochs, batch_size, seed, hidden)
         self.memory_size = memory_size_option(memory_size)
         self.margin = positive_float("margin", margin, allow_zero=True)
-
-    def learn_many(self, z: FloatArray, y: IntArray) -> None:
-        self.learn_with_memory(z, y, z[:0], np.zeros(0, np.int64))
 
     def learn_with_memory(self, z: FloatArray, y: IntArray, zm: FloatArray, ym: IntArray) -> None:
         x, labels = self.check(z, y)

@@ -13,6 +13,7 @@ gradient vector (with no hidden layer: ``[W[cols].ravel(), b[cols]]``).
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -229,6 +230,21 @@ class GradientHead(Configurable):
         self.calls = int(state["calls"])
         layers = state.get("layers", {})
         self.net = joined(self.net, len(self.counts), state["w"], state["b"], layers)
+
+
+class MemoryHead(GradientHead, ABC):
+    """A head the learner hands a memory draw apart from the batch
+    (:class:`~edgecl.protocols.MemoryReplay`); on its own, a batch is learned with none."""
+
+    memory_size: int
+
+    def learn_many(self, z: FloatArray, y: IntArray) -> None:
+        self.learn_with_memory(z, y, z[:0], np.zeros(0, np.int64))
+
+    @abstractmethod
+    def learn_with_memory(
+        self, z: FloatArray, y: IntArray, zm: FloatArray, ym: IntArray
+    ) -> None: ...
 
 
 def memory_size_option(value: object) -> int:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecl.strategies.gradient import GradientHead, added, gradient, losses, memory_size_option
+from edgecl.strategies.gradient import MemoryHead, added, gradient, losses, memory_size_option
 from edgecl.strategies.linear import positive_int
 from edgecl.strategies.net import Params
 from edgecl.strategies.stores import PaperStore
 from edgecl.types import Float64Array, FloatArray, IntArray
 
 
-class MIR(GradientHead):
+class MIR(MemoryHead):
     """Maximally Interfered Retrieval (Aljundi et al. 2019, "Online Continual Learning
     with Maximally Interfered Retrieval"), ER-MIR, on a softmax head over latents.
 
@@ -81,9 +81,6 @@ class MIR(GradientHead):
         rise = self.interference(params, xb, yb, xm, ym)
         out: IntArray = np.argsort(-rise, kind="stable")[: self.replay_k]
         return out
-
-    def learn_many(self, z: FloatArray, y: IntArray) -> None:
-        self.learn_with_memory(z, y, z[:0], np.zeros(0, np.int64))
 
     def learn_with_memory(self, z: FloatArray, y: IntArray, zm: FloatArray, ym: IntArray) -> None:
         x, labels = self.check(z, y)
