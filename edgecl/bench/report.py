@@ -49,7 +49,7 @@ def machine() -> str:
     return "; ".join(parts)
 
 
-def _pct(value: float) -> str:
+def pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
@@ -75,10 +75,10 @@ def table(results: Sequence[Result], experiences: int) -> str:
             memory = f"none; its own {r.store_bytes} B" if r.store_bytes else "none"
         else:
             memory = f"`{r.store}`: {r.items} items, {r.bytes_per_item:.0f} B/item"
-        accs = [_pct(a) for a in r.accuracies]
+        accs = [pct(a) for a in r.accuracies]
         accs[-1] = f"**{accs[-1]}**"
         if r.by_experience:
-            accs += [_pct(r.forgetting), f"{100 * r.bwt:+.1f}"]
+            accs += [pct(r.forgetting), f"{100 * r.bwt:+.1f}"]
         else:
             accs += ["", ""]
         speed = "—" if r.label.startswith("joint") else f"{r.samples_per_s:.0f}"

@@ -20,12 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from edgecl.bench.cl import Result, build, by_experience
+from edgecl.bench.cl import Result, build, by_experience, joint_heads
 from edgecl.bench.recipes import TASK_AWARE, Recipe, parse_spec
-from edgecl.bench.report import machine, write_section
+from edgecl.bench.report import machine, pct, write_section
 from edgecl.bench.streams import SPLIT_FASHION, STREAMS, ClassIncrementalStream, Latents
 from edgecl.learner import Learner
-from edgecl.strategies.gdumb import GDumb
 from edgecl.task_book import infer, task_aware
 from edgecl.types import FloatArray, IntArray
 
@@ -144,14 +143,7 @@ def joint(stream: ClassIncrementalStream, *, epochs: int = 32, seed: int = 0) ->
     after each experience), scored with the task given (masked) and without it."""
     given = Result("joint (offline)", [], 0.0, 0, notes=[f"{epochs} epochs, lr 0.05"])
     free = Result("joint (offline)", [], 0.0, 0, notes=list(given.notes))
-    seen: list[Latents] = []
-    for i, exp in enumerate(stream.experiences()):
-        seen.append(exp)
-        z, y = np.concatenate([e.z for e in seen]), np.concatenate([e.y for e in seen])
-        head = GDumb(lr=0.05, min_lr=0.0005, epochs=epochs, batch_size=64, seed=seed)
-        head.add_classes(int(y.max()) + 1)
-        head.learn_many(z, y)
-        head.load_state_dict(head.retrain(z, y, lambda fraction: True))
+    for i, head, _ in joint_heads(stream, epochs=epochs, seed=seed):
         test = stream.test_seen(i)
         p = head.predict_proba_many(test.z)
         t = task_of(test.y, stream)
@@ -160,10 +152,6 @@ def joint(stream: ClassIncrementalStream, *, epochs: int = 32, seed: int = 0) ->
             result.accuracies.append(float(np.mean(correct)))
             result.by_experience.append(by_experience(correct, test.y, stream, i))
     return TaskRun(given, free, [], "—", masked=True)
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}"
 
 
 def table(runs: list[TaskRun], experiences: int, given: bool) -> str:
@@ -188,11 +176,11 @@ def table(runs: list[TaskRun], experiences: int, given: bool) -> str:
         r = run.given if given else run.free
         if r is None:
             continue
-        cells = [_pct(a) for a in r.accuracies]
+        cells = [pct(a) for a in r.accuracies]
         cells[-1] = f"**{cells[-1]}**"
-        cells += [_pct(r.forgetting), f"{100 * r.bwt:+.1f}"]
+        cells += [pct(r.forgetting), f"{100 * r.bwt:+.1f}"]
         if not given:
-            cells.append(_pct(run.inference[-1]) if run.inference else "—")
+            cells.append(pct(run.inference[-1]) if run.inference else "—")
         joint_row = r.label.startswith("joint")
         cells += [run.task_bytes, "—" if joint_row else f"{r.samples_per_s:.0f}"]
         notes = list(r.notes)
