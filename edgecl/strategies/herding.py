@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from edgecl.replay.compress import dequantize_int8, quantize_int8
 from edgecl.strategies.linear import grow_rows
 from edgecl.types import Float64Array, FloatArray, IntArray, State
+
+#: Latents to the features iCaRL averages and compares (a head's last hidden layer).
+Features = Callable[[FloatArray], Float64Array]
 
 
 def normalize(x: FloatArray | Float64Array) -> Float64Array:
@@ -113,15 +118,17 @@ class Exemplars:
         return out
 
     def means(
-        self, n_classes: int
+        self, n_classes: int, features: Features | None = None
     ) -> tuple[Float64Array, np.ndarray[tuple[int], np.dtype[np.bool_]]]:
-        """Each class's mean of normalised exemplars, normalised (iCaRL's prototypes), and
-        which classes have exemplars."""
-        dim = self.codes.shape[1]
-        sums = np.zeros((n_classes, dim))
+        """Each class's mean of normalised exemplar features, normalised (iCaRL's
+        prototypes), and which classes have exemplars. ``features`` maps latents to the
+        features averaged (the latents themselves by default)."""
+        x = self.x
+        f = features(x) if features is not None else np.asarray(x, np.float64)
+        sums = np.zeros((n_classes, f.shape[1]))
         counts = np.zeros(n_classes, dtype=np.int64)
         if len(self.y):
-            sums = class_sums(normalize(self.x), self.y, n_classes)
+            sums = class_sums(normalize(f), self.y, n_classes)
             counts = np.bincount(self.y, minlength=n_classes)
         return normalize(sums / np.maximum(counts, 1)[:, None]), counts > 0
 

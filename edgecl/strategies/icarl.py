@@ -35,9 +35,10 @@ class ICaRL(GradientHead):
       items by the class mean of all its samples, which no store policy of the learner's
       does, and a strategy never writes the learner's store; so its paper store is none and
       :meth:`nbytes` reports what it holds (float32 latents, the running means).
-    - Classifier: nearest mean of exemplars, on L2-normalised features; probabilities are
-      a softmax of ``-distance / temperature``. With a linear head the feature iCaRL
-      averages is the latent itself, so the prediction does not depend on the trained head
+    - Classifier: nearest mean of exemplars, on L2-normalised features (the last hidden
+      layer's, or the latent's with no hidden layer); probabilities are a softmax of
+      ``-distance / temperature``. With a linear head the feature iCaRL averages is the
+      latent itself, so the prediction does not depend on the trained head
       at all: this is herded exemplars plus a nearest-class-mean on them. ``classifier =
       "head"`` answers with the trained head instead (softmax of its scores).
     - Training the head: sigmoid binary cross-entropy per class over the batch and
@@ -49,15 +50,17 @@ class ICaRL(GradientHead):
     the paper's K is 2000 on CIFAR-100), ``exemplar_replay`` (32: exemplars trained on per
     call), ``temperature`` (0.1), ``classifier`` ("nme"), ``lr`` (0.01), ``epochs`` (3),
     ``batch_size`` (64), ``seed`` (0: minibatch order and exemplar draws), ``hidden``
-    (none: widths of ReLU layers before the output layer; the exemplars, their means and
-    the nearest-mean classifier stay on the latents, so they matter to ``classifier =
-    "head"`` only).
+    (none: widths of ReLU layers before the output layer; with them the nearest-mean
+    classifier averages and compares the last hidden layer's features, as the paper does
+    with its trained feature extractor, and the prototypes follow the head as it trains;
+    herding still picks exemplars on the latents, see below).
 
     Deviations forced by a stream: the paper herds each class from all its data at the
     end of its task; a stream sees each item once, so the running mean of every sample of
     the class is kept and herding runs over the held exemplars and the arrivals when they
-    no longer fit (see :class:`~edgecl.strategies.herding.Exemplars`). A task is an
-    experience: it begins with a batch that brings a class not seen before, and the head
+    no longer fit (see :class:`~edgecl.strategies.herding.Exemplars`), on the latents,
+    which do not move, rather than on hidden features that change as the head trains. A
+    task is an experience: it begins with a batch that brings a class not seen before, and the head
     distilled from is the head as it was just before that batch.
 
     >>> s = ICaRL()
@@ -143,13 +146,22 @@ class ICaRL(GradientHead):
         self.descend(x, labels, direction)
 
     def refresh(self) -> None:
-        """The class prototypes from the exemplars (after they change)."""
-        self.prototypes, self.has = self.exemplars.means(len(self.counts))
+        """The class prototypes from the exemplars (after they or the head change)."""
+        self.prototypes, self.has = self.exemplars.means(len(self.counts), self.features)
+
+    def features(self, x: FloatArray) -> Float64Array:
+        """What the nearest-mean classifier compares: the head's last hidden layer (the
+        paper's feature extractor, trained with it), or the latent with no hidden layer."""
+        params = self.net.params
+        h = np.asarray(x, dtype=np.float64)
+        for i in range(len(params) // 2 - 1):
+            h = np.maximum(h @ params[f"w{i}"].T.astype(np.float64) + params[f"b{i}"], 0.0)
+        return h
 
     # -- prediction -------------------------------------------------------------------
     def distances(self, z: FloatArray) -> Float64Array:
         """Distance of each normalised latent to each class prototype ``(N, n_classes)``."""
-        x = normalize(check_latents(z, self.dim))
+        x = normalize(self.features(check_latents(z, self.dim)))
         if not self.dim:
             return np.zeros((len(x), len(self.counts)))
         p = self.prototypes

@@ -240,6 +240,27 @@ def test_icarl_keeps_its_exemplars_within_budget_and_predicts_the_nearest_mean()
     assert s.predict_proba_many(z).argmax(axis=1).tolist() == nearest.tolist()
 
 
+def test_icarl_with_a_hidden_layer_compares_class_means_of_its_features() -> None:
+    s = ICaRL(memory_items=12, hidden=[6], seed=3)
+    s.add_classes(3)
+    for seed, c in enumerate([0, 1, 2]):
+        s.learn_many(*blobs([c], 16, seed=seed))
+    state = s.state_dict()["exemplars"]
+    held = dequantize_int8(np.asarray(state["codes"]), np.asarray(state["scales"]))
+    labels = np.asarray(state["y"])
+    w0, b0 = s.net.params["w0"].astype(np.float64), s.net.params["b0"]
+
+    def feats(x: Any) -> Any:  # the trained hidden layer, not the latent
+        return normalize(np.maximum(x.astype(np.float64) @ w0.T + b0, 0.0))
+
+    means = normalize(np.stack([feats(held[labels == c]).mean(0) for c in range(3)]))
+    z, _ = blobs([0, 1, 2], 5, seed=9)
+    d = np.linalg.norm(feats(z)[:, None] - means[None], axis=2)
+    expected = np.exp(-(d - d.min(axis=1, keepdims=True)) / s.temperature)
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(s.predict_proba_many(z), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_icarl_distils_old_classes_from_the_head_at_the_experience_start() -> None:
     s = ICaRL(exemplar_replay=0, epochs=1, batch_size=1000, lr=0.5)
     s.add_classes(3)
