@@ -109,6 +109,28 @@ def ece(proba: AnyArray, y: IntArray, bins: int = 15) -> float:
     return round(float(total / len(p)), 12) if len(p) else float("nan")
 
 
+def ece_floor(proba: AnyArray, draws: int = 20, seed: int = 0, bins: int = 15) -> float:
+    """The ECE a model exactly as calibrated as ``proba`` claims would measure on this many
+    samples: the mean :func:`ece` of labels drawn from ``proba`` itself. Not zero: on a few
+    hundred samples the bins' accuracies are noisy, and ECE, a sum of their absolute
+    errors, is biased upward by that noise.
+
+    >>> p = np.tile([[0.8, 0.2]], (100, 1))
+    >>> 0.0 < ece_floor(p) < 0.1 < ece_floor(p[:10])
+    True
+    """
+    p = np.asarray(proba, dtype=np.float64)
+    p = p / p.sum(axis=1, keepdims=True)
+    rng = np.random.default_rng(seed)
+    cdf = np.cumsum(p, axis=1)
+    out = []
+    for _ in range(draws):
+        u = rng.random((len(p), 1))
+        y = np.minimum((cdf < u).sum(axis=1), p.shape[1] - 1)
+        out.append(ece(p, y, bins))
+    return float(np.mean(out))
+
+
 def auroc(known: AnyArray, unknown: AnyArray) -> float:
     """Probability that an unknown sample scores higher than a known one (ties count half):
     the Mann-Whitney rank statistic.
