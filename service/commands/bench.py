@@ -17,7 +17,7 @@ import numpy as np
 from edgecl.bench.cl import Result, joint, run
 from edgecl.bench.open_measure import OpenMeter, summarise
 from edgecl.bench.recipes import RECIPES, Recipe, parse_spec
-from edgecl.bench.report import comparisons, machine, table, write_section
+from edgecl.bench.report import HEADING, comparisons, machine, table, write_section
 from edgecl.bench.streams import (
     SPLIT_FASHION,
     STREAMS,
@@ -168,7 +168,11 @@ def run_cl(args: argparse.Namespace) -> int:
         body += "\n\n" + "\n".join(f"- {line}" for line in notes)
     _say(body)
     if args.out is not None:
-        write_section(args.out, body)
+        # Each stream its own section (the heading names Split-Fashion-MNIST otherwise).
+        heading = HEADING
+        if args.stream != "fashion":
+            heading = f"## {args.stream.capitalize()}, class-incremental (strategies)"
+        write_section(args.out, body, heading)
     return 0
 
 

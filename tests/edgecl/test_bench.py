@@ -176,6 +176,10 @@ def test_the_bench_command_writes_its_section(
     assert main([*argv, "--probe-share", "0", "--out", str(out), "--data-dir", str(tmp_path)]) == 0
     assert "near AUROC" not in out.read_text() and "--probe-share 0" in out.read_text()
     assert main([*argv, "--probe-share", "1", "--data-dir", str(tmp_path)]) == 2
+    # Another stream writes its own section and leaves Split-Fashion-MNIST's alone.
+    assert main([*argv, "--stream", "digits", "--out", str(out), "--data-dir", str(tmp_path)]) == 0
+    text = out.read_text()
+    assert report.HEADING in text and "## Digits, class-incremental (strategies)" in text
 
 
 def test_the_openset_bench_pools_folds_so_every_image_is_tested_once(
