@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -146,6 +148,14 @@ def test_latent_cache_embeds_each_chunk_once(tmp_path: Path) -> None:
     assert calls == [4, 2, 4]  # only chunk 1 was missing
     with pytest.raises(ValueError, match="out of range"):
         cache.latents("train", images, np.array([10]))
+    # What it holds is recorded only when that changes: a shared cache is not rewritten.
+    cache.write_meta({"cut": "pooled"})
+    meta = tmp_path / "toy" / "meta.json"
+    os.utime(meta, ns=(0, 0))
+    cache.write_meta({"cut": "pooled"})
+    assert meta.stat().st_mtime_ns == 0
+    cache.write_meta({"cut": "block14"})
+    assert json.loads(meta.read_text()) == {"cut": "block14"}
 
 
 def test_the_bench_command_writes_its_section(
