@@ -102,18 +102,18 @@ class OpenMeter:
 
 def summarise(label: str, meters: list[OpenMeter]) -> OpenResult:
     """The figures of one meter, or of several pooled (each image in one fold's test set):
-    ECE, NLL and AUROC over every test image together; temperature and probe items are
-    the folds' means."""
+    accuracy, ECE and NLL over every test image together; AUROC per run, then the mean
+    (each run's novelty has its own scale); temperature and probe items: the runs'
+    geometric and arithmetic means."""
     finals = [m.final for m in meters if m.final is not None]
     if len(finals) != len(meters):
         raise ValueError("a meter saw no last experience")
-    proba = np.concatenate([f.proba for f in finals])
     y = np.concatenate([m.y for m in meters])
     width = max(m.raw.shape[1] for m in meters)  # a fold may know fewer classes
     raw = np.concatenate([_pad(m.raw, width) for m in meters])
-    proba = _pad(proba, width, 0.0)
+    proba = np.concatenate([_pad(f.proba, width, 0.0) for f in finals])
     temps = np.array([m.temperature for m in meters])
-    scaled = np.concatenate([softmax_t(m.raw, m.temperature) for m in meters])
+    scaled = np.concatenate([_pad(softmax_t(m.raw, m.temperature), width, 0.0) for m in meters])
     cuts = min(len(m.cuts) for m in meters)
     # AUROC per fold, then the mean: each fold's novelty has its own scale.
     near = [float(np.mean([auroc(*m.cuts[c][:2]) for m in meters])) for c in range(cuts)]
@@ -138,7 +138,7 @@ def summarise(label: str, meters: list[OpenMeter]) -> OpenResult:
         far_flagged=far_flagged,
         held=int(round(np.mean([m.held for m in meters]))),
         notes=sorted({n for m in meters for n in m.notes}),
-        floor=ece_floor(_pad(scaled, width, 0.0)),
+        floor=ece_floor(scaled),
         images=len(y),
     )
 
