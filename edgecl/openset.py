@@ -6,7 +6,9 @@ taught included. Two fixes, both fitted on samples the head never learned (the p
 held-back items, :mod:`edgecl.probe`), and refitted whenever the probe is re-scored:
 
 - one temperature ``T`` divides the head's logits (Guo et al. 2017): the ``T`` minimising
-  the negative log-likelihood of the held-back samples' classes. A strategy with
+  the negative log-likelihood of the held-back samples' classes, under a weak normal
+  prior on ``log T`` (:data:`~edgecl.calibration.PRIOR_SD`) so that a few dozen items that
+  happen to be all right do not fit every score to 1.0. A strategy with
   :class:`~edgecl.protocols.Logits` gives its logits; for the others the log of its
   probabilities serves (the same up to a constant per row).
 - a novelty score per input, higher = more novel: the head's own when it has

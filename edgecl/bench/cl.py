@@ -21,6 +21,7 @@ from edgecl import replay, strategies
 from edgecl.bench.recipes import Recipe
 from edgecl.bench.streams import ClassIncrementalStream, Latents, PrecomputedBackbone
 from edgecl.learner import Learner
+from edgecl.probe import ProbeSet
 from edgecl.replay.compress import item_nbytes
 from edgecl.strategies.gdumb import GDumb
 from edgecl.types import IntArray
@@ -47,6 +48,9 @@ class Result:
     store_bytes: int = 0
     notes: list[str] = field(default_factory=list)
     by_experience: list[list[float]] = field(default_factory=list)
+    #: Calibration and open set after the stream (edgecl.bench.open_measure), when measured:
+    #: ECE, near-novel AUROC (mean over the cuts) and far-novel AUROC.
+    open: tuple[float, float, float] | None = None
 
     @property
     def final(self) -> float:
@@ -129,11 +133,19 @@ def run(
     memory_items: int = 1500,
     seed: int = 0,
     on_experience: Callable[[int, float], None] | None = None,
+    probe_share: float = 0.0,
+    observe: Callable[[int, Learner], None] | None = None,
 ) -> Result:
-    """Learn ``stream`` once with ``recipe`` (or :func:`joint`); accuracy after each experience."""
+    """Learn ``stream`` once with ``recipe`` (or :func:`joint`); accuracy after each experience.
+
+    ``probe_share`` > 0: through a probe holding back that share (the daemon's other
+    defaults), on whose items the calibration is fitted; ``observe(i, learner)`` is called
+    after experience ``i`` is learned and scored, outside the timed part."""
     if recipe.strategy == "joint":
         return joint(stream, seed=seed, **recipe.options)
     learner = build(recipe, stream.latent_shape, memory_items, seed)
+    if probe_share > 0:
+        learner.probe = ProbeSet(share=probe_share, seed=seed)
     accuracies: list[float] = []
     matrix: list[list[float]] = []
     seconds, samples, retrain_s = 0.0, 0, 0.0
@@ -154,6 +166,8 @@ def run(
         log.info("%s: experience %d accuracy %.4f", recipe.label, i + 1, accuracies[-1])
         if on_experience is not None:
             on_experience(i, accuracies[-1])
+        if observe is not None:
+            observe(i, learner)
     result = Result(recipe.label, accuracies, seconds, samples, by_experience=matrix)
     if recipe.note:
         result.notes.append(recipe.note)

@@ -98,9 +98,13 @@ class LatentCache:
         return out
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        """Record what the cache holds (backbone manifest, cut) next to the chunks."""
+        """Record what the cache holds (backbone manifest, cut) next to the chunks; a
+        record that says the same is left as it is (a shared or read-only cache)."""
+        path, text = self.directory / "meta.json", json.dumps(meta, indent=2, sort_keys=True)
+        if path.exists() and path.read_text() == text:
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        path.write_text(text)
 
 
 def backbone_cache(

@@ -55,17 +55,23 @@ def pct(value: float) -> str:
 
 def table(results: Sequence[Result], experiences: int) -> str:
     """Rows: accuracy (%) on the seen classes after each experience, average forgetting and
-    backward transfer (points), memory and speed.
+    backward transfer (points), memory and speed; ECE and open-set AUROC (near: mean over
+    the cuts) when any row has them.
 
     >>> r = Result("ncm", [0.9, 0.8], 2.0, 100, by_experience=[[0.9], [0.7, 0.9]])
     >>> print(table([r], 2))
     | strategy | memory | exp 1 | exp 2 (final) | forgetting | BWT | learn samples/s | notes |
     | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |
     | `ncm` | none | 90.0 | **80.0** | 20.0 | -20.0 | 50 |  |
+    >>> r.open = (0.031, 0.88, float("nan"))  # ECE, near and far AUROC
+    >>> print(table([r], 2).splitlines()[2])
+    | `ncm` | none | 90.0 | **80.0** | 20.0 | -20.0 | 0.031 | 0.880 | – | 50 |  |
     """
     head = [f"exp {i + 1}" for i in range(experiences)]
     head[-1] += " (final)"
     head += ["forgetting", "BWT"]
+    measured = any(r.open is not None for r in results)  # calibration and open set
+    head += ["ECE", "near AUROC", "far AUROC"] if measured else []
     lines = [
         "| strategy | memory | " + " | ".join(head) + " | learn samples/s | notes |",
         "| --- | --- | " + " | ".join("---:" for _ in head) + " | ---: | --- |",
@@ -81,10 +87,16 @@ def table(results: Sequence[Result], experiences: int) -> str:
             accs += [pct(r.forgetting), f"{100 * r.bwt:+.1f}"]
         else:
             accs += ["", ""]
+        if measured:
+            accs += ["–"] * 3 if r.open is None else [_figure(v) for v in r.open]
         speed = "—" if r.label.startswith("joint") else f"{r.samples_per_s:.0f}"
         cells = [f"`{r.label}`", memory, *accs, speed, "; ".join(r.notes)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _figure(value: float) -> str:
+    return "–" if value != value else f"{value:.3f}"  # NaN: not measured
 
 
 def comparisons(results: Sequence[Result]) -> list[str]:

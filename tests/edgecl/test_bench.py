@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgecl.bench import cl, recipes, report
+from edgecl.bench import cl, recipes, report, streams
 from edgecl.bench.latents import LatentCache
 from edgecl.bench.streams import SPLIT_FASHION, ClassIncrementalStream, Latents
 from edgecl.datasets import Split, load_fixture
@@ -146,6 +148,14 @@ def test_latent_cache_embeds_each_chunk_once(tmp_path: Path) -> None:
     assert calls == [4, 2, 4]  # only chunk 1 was missing
     with pytest.raises(ValueError, match="out of range"):
         cache.latents("train", images, np.array([10]))
+    # What it holds is recorded only when that changes: a shared cache is not rewritten.
+    cache.write_meta({"cut": "pooled"})
+    meta = tmp_path / "toy" / "meta.json"
+    os.utime(meta, ns=(0, 0))
+    cache.write_meta({"cut": "pooled"})
+    assert meta.stat().st_mtime_ns == 0
+    cache.write_meta({"cut": "block14"})
+    assert json.loads(meta.read_text()) == {"cut": "block14"}
 
 
 def test_the_bench_command_writes_its_section(
@@ -164,6 +174,45 @@ def test_the_bench_command_writes_its_section(
     assert report.HEADING in text and "`naive`" in text and "`joint (offline)`" in text
     assert "--memory-items 50" in text
     assert main(["bench", "cl", "--strategies", "nope"]) == 2
+    # Per strategy: ECE of its calibrated probabilities, near- and far-novel AUROC.
+    header = next(line for line in text.splitlines() if line.startswith("| strategy"))
+    assert header.split(" | ")[-5:-2] == ["ECE", "near AUROC", "far AUROC"]
+    for name in ("naive", "ncm"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{name}`"))
+        ece, near, far = (float(v) for v in row.split(" | ")[-5:-2])
+        assert 0.0 <= ece <= 1.0 and 0.0 <= near <= 1.0 and 0.0 <= far <= 1.0
+    joint = next(line for line in text.splitlines() if line.startswith("| `joint"))
+    assert joint.split(" | ")[-5:-2] == ["–", "–", "–"]  # no learner, no probe
+    assert main([*argv, "--probe-share", "0", "--out", str(out), "--data-dir", str(tmp_path)]) == 0
+    assert "near AUROC" not in out.read_text() and "--probe-share 0" in out.read_text()
+    assert main([*argv, "--probe-share", "1", "--data-dir", str(tmp_path)]) == 2
+    # Another stream writes its own section and leaves Split-Fashion-MNIST's alone.
+    assert main([*argv, "--stream", "digits", "--out", str(out), "--data-dir", str(tmp_path)]) == 0
+    text = out.read_text()
+    assert report.HEADING in text and "## Digits, class-incremental (strategies)" in text
+
+
+def test_the_openset_bench_pools_folds_so_every_image_is_tested_once(
+    tmp_path: Path, stream: ClassIncrementalStream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgecl.bench import openset
+
+    def fixture_latents(*args: Any, **kwargs: Any) -> tuple[Latents, Latents, Path]:
+        return stream.train, stream.test, tmp_path / "manifest.json"
+
+    monkeypatch.setattr(streams, "fashion_latents", fixture_latents)
+    out = tmp_path / "BENCHMARKS.md"
+    argv = ["bench", "openset", "--stream", "digits", "--strategies", "ncm", "--folds", "3"]
+    assert main([*argv, "--out", str(out), "--data-dir", str(tmp_path)]) == 0
+    text = out.read_text()
+    assert openset.HEADING.format(name="digits, 3 folds pooled") in text
+    images = len(stream.train) + len(stream.test)
+    assert "the test predictions pooled; T and probe items" in text and f"({images})" in text
+    row = next(line for line in text.splitlines() if line.startswith("| `ncm`"))
+    cells = row.split(" | ")
+    ece, floor = float(cells[3].strip("*")), float(cells[4])
+    assert 0.0 < floor < 0.2 and 0.0 <= ece < 0.5
+    assert main([*argv[:-1], "1", "--data-dir", str(tmp_path)]) == 2
 
 
 def test_describe_names_the_batches() -> None:

@@ -17,9 +17,9 @@ import pytest
 
 from edgecl import Learner, codec, strategies
 from edgecl.backbones import IdentityBackbone
-from edgecl.calibration import auroc, ece, nll
+from edgecl.calibration import T_MIN, auroc, ece, fit_temperature, nll
 from edgecl.datasets import load_fixture
-from edgecl.openset import MIN_SAMPLES, Calibration
+from edgecl.openset import MIN_SAMPLES, Calibration, logits
 from edgecl.probe import ProbeSet
 
 TAUGHT = list(range(8))
@@ -192,3 +192,33 @@ def test_the_probe_says_why_it_cannot_measure_a_small_session() -> None:
     learner.rescore()
     assert learner.calibration.status == "too_few"
     assert learner.calibration.reason.startswith(f"the probe holds {probe.held} items")
+
+
+def test_a_small_probe_that_is_all_right_does_not_make_every_score_one() -> None:
+    # Two overlapping classes: the few dozen held items happen to be all right, on which
+    # the likelihood alone fits T -> 0 and every score 1.0; the prior on log T does not.
+    rng = np.random.default_rng(3)
+    centres = np.array([[0.0, 0.0], [2.5, 0.0]])
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 2, n)
+        return (centres[y] + rng.normal(size=(n, 2))).astype(np.float32), y
+
+    learner = Learner(
+        IdentityBackbone(2), strategies.create("ncm"), probe=ProbeSet(share=0.1, seed=0)
+    )
+    x, y = draw(300)
+    learner.learn_batch(learner.check_batch(x, y.tolist()))
+    learner.rescore()
+    assert learner.probe is not None
+    held, held_y, _ = learner.probe.labelled()
+    assert learner.calibration.status == "fitted" and len(held_y) >= MIN_SAMPLES
+    assert (learner.predict_proba_latents(held).argmax(axis=1) == held_y).all()
+    test, test_y = draw(2000)
+    answer = learner.predict_open(test)
+    right = answer.proba.argmax(axis=1) == np.array([learner.labels.index(int(c)) for c in test_y])
+    unregularised = fit_temperature(logits(learner.strategy, held), held_y, prior_sd=None)
+    assert unregularised == pytest.approx(T_MIN)  # what the likelihood alone would use
+    assert learner.calibration.temperature > 100 * T_MIN
+    confidence = answer.proba.max(axis=1)
+    assert right.mean() < 0.95 and confidence.mean() < 0.97 and (confidence < 0.9).any()
