@@ -160,19 +160,17 @@ class StreamingLDA(Configurable):
                 self._few = None  # many at once: factorise Σ when next needed
                 return
             few.add(dev[terms] * np.sqrt(w[terms])[:, None])
-            if few.full:  # from now on a kept inverse costs less
-                self._rows, self._few = lr.RowPrecision(few.d, few.gram, after), None
-        elif rows is not None:
-            if small and rows.r + len(x) <= 0.75 * self.dim:
-                proj = self._cached(x)
-                rows.add(dev, w, labels, self.counts, after, proj or rows.project(x))
-            else:  # an explicit precision costs less from here on
-                self._rows = None
+            if few.full:  # from now on a kept inverse costs less (explicit from ¾ D)
+                keep = len(few.d) < 0.75 * self.dim
+                self._rows = lr.RowPrecision(few.d, few.gram, after) if keep else None
+                self._few = None
+        elif rows is not None and small and rows.r + len(x) <= 0.75 * self.dim:
+            rows.add(dev, w, labels, self.counts, after, self._cached(x) or rows.project(x))
         elif kept is not None and small:
             px = self._cached(x)
             kept.learn(kept.apply(x) if px is None else px, dev, w, labels, self.counts, after)
-        else:
-            self._kept = None  # a large batch: one factorisation costs less
+        else:  # a large batch, or ¾ D terms: one explicit factorisation costs less
+            self._kept = self._rows = None
 
     def _gamma(self, n_updates: int) -> float:
         """``γ = ε t/(1 − ε)``: the ridge of ``S`` that the shrinkage amounts to."""
