@@ -6,10 +6,11 @@ With the rows ``D`` (``r × D``, ``S = Dᵀ D``) and ``G = D Dᵀ``, Woodbury gi
 ``(S + γ I)⁻¹ = (I − Dᵀ (G + γ I)⁻¹ D)/γ``: exact on the null space of ``S`` whatever
 ``γ`` is, which is where the explicit precision drifts most. ``M = (G + γ₀ I)⁻¹`` is kept
 for the ``γ₀`` of its last factorisation, grown by a bordered (Schur complement) term per
-new row, and corrected to first order, ``(G + γ I)⁻¹ ≈ M − δ M²``, ``δ = γ − γ₀``. An
-eigenvalue ``s`` of ``S`` then has its precision's eigenvalue within a relative
-``(s/γ) (δ/(s + γ₀))² ≤ ρ²/(4 (1 + ρ))`` of the exact one, ``ρ = δ/γ₀``
-(:func:`row_error`); past ``tolerance``, ``M`` is factorised again (``r³``). A
+new row, and corrected for ``δ = γ − γ₀`` as ``(G + γ I)⁻¹ ≈ M − δ' M²`` with the ``δ'``
+of least largest relative error (:func:`row_drift`): with ``ρ = δ/γ₀`` every eigenvalue
+of the precision used is within a relative ``α ρ²/((1 + α ρ)(1 + ρ))``, ``α = 3 − 2√2``,
+of the exact one (a first-order ``δ' = δ`` would allow ``ρ²/(4 (1 + ρ))``); past
+``tolerance``, ``M`` is factorised again (``r³``). A
 prediction costs ``D x`` and ``M D x``: ``r D + r²`` per input, less than the ``D²`` of
 an explicit precision while ``r`` is below about ``0.6 D``.
 """
@@ -24,21 +25,39 @@ from edgecl.strategies.lda_update import FOLD_ROWS, running_means
 from edgecl.strategies.linear import Float64Array, grow_rows
 from edgecl.types import IntArray
 
+ALPHA = 3.0 - 2.0 * 2.0**0.5
 
-def row_error(rho: float) -> float:
-    """Relative error bound of the first-order ``M − δ M²`` for ``ρ = δ/γ₀``.
 
-    >>> round(row_error(below_rows(1e-3)), 12)
-    0.001
+def row_drift(rho: float) -> tuple[float, float]:
+    """For ``ρ = δ/γ₀``: ``δ'/δ`` and the relative error of ``M − δ' M²``.
+
+    On an eigenvalue ``s`` of ``G``, with ``x = γ₀/(s + γ₀) ∈ (0, 1]`` and ``δ' = κ δ``, the
+    precision's relative error is ``(1 − x)(ρ(κ − 1) + κ ρ² x)/(1 + ρ)``: zero on the null
+    space (``x = 1``), and least in its largest value when its value at ``x = 0`` is
+    ``−α`` times its ``x²`` coefficient, ``α = 3 − 2√2`` (so that it equals the interior
+    extreme): ``κ = 1/(1 + α ρ)``, error ``α ρ²/((1 + α ρ)(1 + ρ))``.
+
+    >>> shrink, err = row_drift(0.1)
+    >>> x = np.linspace(0.0, 1.0, 100001)
+    >>> used = (1 - x) * (0.1 * (shrink - 1) + shrink * 0.01 * x) / 1.1
+    >>> bool(abs(float(np.abs(used).max()) - err) < 1e-9)
+    True
     """
-    return float("inf") if rho <= -0.5 else rho * rho / (4.0 * (1.0 + rho))
+    if rho <= -0.5:  # far outside any tolerance: the caller factorises again
+        return 1.0, float("inf")
+    return 1.0 / (1.0 + ALPHA * rho), ALPHA * rho * rho / ((1.0 + ALPHA * rho) * (1.0 + rho))
 
 
 def below_rows(tolerance: float) -> float:
-    """The ``ρ < 0`` where :func:`row_error` reaches ``tolerance``: factorising for a
-    ``γ₀`` that far ahead spans growth on both sides."""
+    """The ``ρ < 0`` where :func:`row_drift`'s error reaches ``tolerance``: factorising for
+    a ``γ₀`` that far ahead spans growth on both sides.
+
+    >>> round(row_drift(below_rows(1e-3))[1], 12)
+    0.001
+    """
     tol = min(tolerance, 0.1)
-    return float(2.0 * tol - 2.0 * np.sqrt(tol * tol + tol))
+    a, b, c = ALPHA * (1.0 - tol), -tol * (1.0 + ALPHA), -tol
+    return float((-b - np.sqrt(b * b - 4.0 * a * c)) / (2.0 * a))
 
 
 class RowPrecision:
@@ -74,6 +93,12 @@ class RowPrecision:
         self.a = means @ rows.T
         self.b = np.zeros_like(self.a)
         self._new_terms()
+
+    def drift(self, gamma: float) -> tuple[float, float]:
+        """``δ'`` of ``(G + γ I)⁻¹ ≈ M − δ' M²`` now, and its relative error."""
+        delta = gamma - self.gamma
+        shrink, err = row_drift(delta / self.gamma) if self.gamma else (1.0, float("inf"))
+        return delta * shrink, err
 
     def grow(self, n_classes: int) -> None:
         """Rows for new classes (mean 0: ``D·0``)."""
@@ -112,7 +137,8 @@ class RowPrecision:
         self, x: Float64Array, mu: Float64Array, delta: float, eps: float, quadratic: bool
     ) -> tuple[Float64Array, Float64Array | None, tuple[Float64Array, Float64Array]]:
         """The scores ``μᵀ Λ x − ½ μᵀ Λ μ`` (and ``xᵀ Λ x`` if asked) with ``ε Λ = I − Dᵀ
-        (M − δ M²) D``; also ``(D x, M D x)`` for a learn to reuse."""
+        (M − δ M²) D`` (``δ``: :meth:`drift`'s ``δ'``); also ``(D x, M D x)`` for a learn
+        to reuse."""
         dx, y = self.project(x)
         a, b = self.a, self.b
         bias = np.sum(mu * mu, axis=1) - np.sum(a * b, axis=1) + delta * np.sum(b * b, axis=1)

@@ -160,7 +160,7 @@ class KeptPrecision:
     def _fold(self) -> None:
         """``base − Uᵀ diag(β) U`` into a new ``base``, subtracted in the product's own
         buffer: one fresh D×D array per fold instead of two (the allocation and its page
-        faults cost as much as the product). A symmetric product (half the arithmetic) is
+        faults cost nearly as much as the product). A symmetric product (half the arithmetic) is
         no faster here for 64 rows."""
         new = (self.u.T * self.beta) @ self.u
         np.subtract(self.base, new, out=new)

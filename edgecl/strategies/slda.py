@@ -189,22 +189,23 @@ class StreamingLDA(Configurable):
         if self._few is not None or self.shrinkage == 1.0:
             return
         if rows is not None:
-            if not rows.gamma or lr.row_error(gamma / rows.gamma - 1) > self.tolerance:
-                rows.refactor(self._ahead(lr.below_rows(self.tolerance)), precision)
+            if rows.drift(gamma)[1] > self.tolerance:
+                rows.refactor(self._ahead(lr.below_rows(0.98 * self.tolerance)), precision)
                 self._last = None
         elif self._kept is None or self._kept.drift(gamma)[2] > self.tolerance:
             self._refactor()
 
     def _ahead(self, below: float) -> float:
         """The ``γ`` to factorise for: a little ahead, so the correction spans growth on
-        both sides of it (half the factorisations); now if the covariance is frozen."""
+        both sides of it (half the factorisations; 0.98 of the way, so rounding never
+        puts it past the bound at once); now if the covariance is frozen."""
         t = max(self.n_updates, 1)
         frozen = self.covariance_samples is not None and t >= self.covariance_samples
         return self._gamma(t) / (1.0 if frozen else 1.0 + below)
 
     def _refactor(self) -> None:
         sigma, dim, t = self.sigma, self.dim, max(self.n_updates, 1)
-        gamma = self._ahead(lu.below(self.tolerance))
+        gamma = self._ahead(lu.below(0.98 * self.tolerance))
         a = (1.0 - self.shrinkage) / t
         shrunk = (1.0 - self.shrinkage) * sigma
         shrunk.flat[:: dim + 1] += a * gamma
@@ -242,7 +243,7 @@ class StreamingLDA(Configurable):
             return self._few.scores(x, mu, gamma, c, quadratic)
         self._ready()
         if (rows := self._rows) is not None:  # c/γ = 1/ε
-            scores, quad, proj = rows.scores(x, mu, gamma - rows.gamma, self.shrinkage, quadratic)
+            scores, quad, proj = rows.scores(x, mu, rows.drift(gamma)[0], self.shrinkage, quadratic)
             self._last, self._predicted = (x, proj), True
             return scores, quad
         px, kept = self._cached(x), self._kept  # logits then novelty: one product
