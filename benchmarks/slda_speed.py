@@ -70,24 +70,24 @@ def avalanche_minibatch(state: dict[str, Any], x: np.ndarray, y: np.ndarray, eps
 
 
 def bandwidth_gbs() -> float:
-    """Bytes per second of one core reading a 256 MiB array (best of three)."""
+    """Bytes per CPU second of one core reading a 256 MiB array (best of three)."""
     a = np.ones(32 << 20)
     best = float("inf")
     for _ in range(3):
-        t = time.perf_counter()
+        t = time.process_time()
         a.sum()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.process_time() - t)
     return a.nbytes / best / 1e9
 
 
 def gemm_gflops() -> float:
-    """Floating-point operations per second of one 1280x1280 matrix product (best of three)."""
+    """Operations per CPU second of one 1280x1280 matrix product (best of three)."""
     a = np.ones((DIM, DIM))
     best = float("inf")
     for _ in range(3):
-        t = time.perf_counter()
+        t = time.process_time()
         a @ a
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.process_time() - t)
     return 2 * DIM**3 / best / 1e9
 
 
@@ -170,6 +170,7 @@ def section(r: dict[str, Any], command: str, where: str, tolerance: float) -> st
     for start, stop, rate, cpu, calls in r["windows"]:
         rows.append(f"| {start}–{stop} | {rate:.0f} | {cpu:.0f} | {calls} |")
     batch_rate, batch_calls, batches, batch_cpu = r["batch"]
+    first = "arithmetic" if flops_ten < limit_ten else "memory traffic"
     return "\n".join(
         [
             HEADING,
@@ -206,8 +207,14 @@ def section(r: dict[str, Any], command: str, where: str, tolerance: float) -> st
             "product with P and 2D² for its share of the fold (both matrix products, with a "
             f"10-row and a 64-row panel); at this core's {r['gflops']:.0f} GFLOP/s on a "
             f"1280×1280 product that bounds minibatches of 10 near {flops_ten:.0f} samples/s, "
-            "below the memory bound: the minibatch is limited by arithmetic, `learn_one` by "
-            "reading P.",
+            f"so {first} bounds them first (at {batch_cpu / min(flops_ten, limit_ten):.0%} of "
+            f"it by CPU time), and `learn_one` is bound by reading P (at "
+            f"{r['windows'][-1][3] / limit_one:.0%} of it). Both core rates are per CPU "
+            "second, as the CPU-time column is: on a shared machine the clock's rates are "
+            "lower by the share of the core the process got. What separates the rates from "
+            "the bounds: a 10-row product with P runs at well under the 1280×1280 product's "
+            "rate, P is read from memory other processes contend for, and each call has "
+            "tens of µs of Python around its two products.",
             "- Before 960 samples the precision is kept in the space of the covariance's "
             "r terms (Woodbury): a sample reads the r×1280 terms and the r×r inverse instead "
             "of P, 8(1280 r + r²) bytes (less than P up to r ≈ 790, 17 MB at r = 960), and "
