@@ -195,8 +195,9 @@ class LowRankPrecision:
 
     By Woodbury, ``(S + γ I)⁻¹ y = (y − Dᵀ (γ I + D Dᵀ)⁻¹ D y) / γ``: O(D r) per input
     for ``r`` rows, however ``γ`` moves, which is what a head that has seen a handful of
-    samples needs. Past :data:`MAX_ROWS` rows the explicit matrix (:meth:`matrix`) and
-    :class:`KeptPrecision` cost less. Rows are only ever appended.
+    samples needs. Past :data:`MAX_ROWS` rows a kept inverse costs less (a solve per
+    prediction grows as ``r³``): :class:`~edgecl.strategies.lda_rows.RowPrecision`, then
+    :class:`KeptPrecision`. Rows are only ever appended.
 
     >>> low = LowRankPrecision(2)
     >>> low.add(np.array([[1.0, 1.0]]))
@@ -238,10 +239,6 @@ class LowRankPrecision:
         if quadratic:
             quad = c * np.einsum("ij,ij->i", x, self.apply(x, gamma))
         return x @ lam_mu.T - 0.5 * np.sum(mu * lam_mu, axis=1), quad
-
-    def matrix(self, gamma: float) -> Float64Array:
-        """``(S + γ I)⁻¹`` itself."""
-        return self.apply(np.eye(self.d.shape[1]), gamma)
 
 
 def running_means(
