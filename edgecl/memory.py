@@ -89,7 +89,7 @@ def train(
     handed over beside them. Draws only from a non-empty store, with ``rng`` (the
     learner's, so a replayed log draws the same items). A :class:`TaskAware` strategy
     learns every row with its task: the batch's ``t``, the replayed items' own."""
-    if isinstance(strategy, MemoryReplay):
+    if hasattr(strategy, "learn_with_memory") and isinstance(strategy, MemoryReplay):
         zm = np.zeros((0, *z.shape[1:]), dtype=np.float32)
         ym = np.zeros(0, dtype=np.int64)
         if store is not None and strategy.memory_size > 0 and len(store):

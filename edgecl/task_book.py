@@ -50,6 +50,8 @@ class TaskError(ValueError):
 
 
 def task_aware(strategy: Strategy) -> TaskAware | None:
+    if not hasattr(strategy, "add_tasks"):  # a protocol's isinstance costs tens of µs
+        return None
     return strategy if isinstance(strategy, TaskAware) else None
 
 

@@ -6,23 +6,57 @@ How :class:`~edgecl.strategies.slda.StreamingLDA` uses them. With the scatter ``
 term to ``S``, which a Sherman–Morrison update follows exactly in O(D²)
 (:class:`KeptPrecision`), and ``Pμ`` is kept current with it; but ``γ`` grows with ``t``
 (the shrinkage is relative to the normalised covariance), a full-rank change. The kept ``P =
-(S + γ₀ I)⁻¹`` is for the ``γ₀`` of its last factorisation, and predictions correct it to
-first order, ``(S + γ I)⁻¹ ≈ P − δ P²`` with ``δ = γ − γ₀``. Every eigenvalue of the
-precision used is then within a factor ``1 − (δ p)²`` of the exact one, ``p ≤ ‖P‖₂``; when
-``(δ ‖P‖₂)²`` (with a bound of ``‖P‖₂``) would pass ``tolerance`` the precision is
-factorised again from ``Σ`` (a Cholesky factor), exactly. A prediction costs one product
-with ``P`` per input (which the learn of the same input then reuses) and O(DK) more; a
-learned sample O(D² + DK).
+(S + γ₀ I)⁻¹`` is for the ``γ₀`` of its last factorisation, and predictions correct it with
+the polynomial ``β (P − δ' P²)``, ``δ = γ − γ₀``, that is closest to the exact
+``(S + γ I)⁻¹ = P (I + δ P)⁻¹`` in relative terms over every eigenvalue ``p ≤ b`` of ``P``
+(``b`` a bound of ``‖P‖₂``; Chebyshev's equioscillation, see :func:`drift`): with ``ρ = δ
+b`` every eigenvalue of the precision used is within a relative ``ρ²/(8(1 + ρ) + ρ²)`` of
+the exact one, about an eighth of the plain first-order term's ``ρ²``. When that would pass
+``tolerance`` the precision is factorised again from ``Σ`` (a Cholesky factor), exactly. A
+prediction costs one product with ``P`` per input (which the learn of the same input then
+reuses) and O(DK) more; a learned sample O(D² + DK).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgecl.strategies.linear import Float64Array
+from edgecl.strategies.linear import Float64Array, grow_rows
 from edgecl.types import IntArray
 
 FOLD_ROWS = 64  # rank-one terms kept apart before one matrix product folds them in
+
+
+def drift(rho: float) -> tuple[float, float, float]:
+    """For ``ρ = δ b``: ``β`` and ``δ'/δ`` of ``β (P − δ' P²)``, and its relative error.
+
+    On ``x = p/b ∈ (0, 1]`` the exact eigenvalue is ``p/(1 + δ p)``; the relative error
+    ``β (1 − δ' p)(1 + δ p) − 1`` is a quadratic in ``x`` with leading term ``−β ρ²x²/(1 +
+    ρ)``, least in its largest value when it equioscillates at ``x = 0, ½, 1`` (Chebyshev):
+    ``δ' = δ/(1 + ρ)`` and ``β = 8(1 + ρ)/(8(1 + ρ) + ρ²)``, error ``ρ²/(8(1 + ρ) + ρ²)``.
+
+    >>> beta, shrink, err = drift(0.09)
+    >>> p = np.linspace(1e-6, 1.0, 1001)  # b = 1, δ = ρ
+    >>> exact, used = p / (1 + 0.09 * p), beta * (p - 0.09 * shrink * p**2)
+    >>> bool(abs(float(np.abs(used / exact - 1).max()) - err) < 1e-9)
+    True
+    """
+    if rho <= -0.5:  # far outside any tolerance: the caller factorises again
+        return 1.0, 1.0, float("inf")
+    denom = 8.0 * (1.0 + rho) + rho * rho
+    return 8.0 * (1.0 + rho) / denom, 1.0 / (1.0 + rho), rho * rho / denom
+
+
+def below(tolerance: float) -> float:
+    """The ``ρ < 0`` at which :func:`drift`'s error reaches ``tolerance`` (its negative root):
+    a factorisation for a ``γ₀`` that far ahead of ``γ`` spans growth on both sides.
+
+    >>> round(drift(below(1e-3))[2], 12)
+    0.001
+    """
+    tol = min(tolerance, 0.5)
+    a, b, c = 1.0 - tol, -8.0 * tol, -8.0 * tol
+    return float((-b - np.sqrt(b * b - 4.0 * a * c)) / (2.0 * a))
 
 
 class KeptPrecision:
@@ -37,22 +71,25 @@ class KeptPrecision:
     buffer): a shallow copy is a frozen snapshot.
 
     ``bound`` is an upper bound of ``‖P‖₂`` that holds for every later ``P`` too (adding
-    to ``S`` only shrinks ``P``): the least of ``1/γ`` and the largest absolute row sum
-    of the first ``base``.
+    to ``S`` only shrinks ``P``): the least of ``1/γ``, the largest absolute row sum and
+    the Frobenius norm of the first ``base`` (far below ``1/γ`` once ``S`` has no small
+    eigenvalues, which lets ``γ`` drift further between factorisations).
 
     >>> s = np.array([[2.0, 0.0], [0.0, 0.0]])
-    >>> kept = KeptPrecision(np.linalg.inv(s + np.eye(2)), gamma=1.0)
+    >>> kept = KeptPrecision(np.linalg.inv(s + np.eye(2)), 1.0, np.zeros((1, 2)))
     >>> d = np.array([[1.0, 1.0]])
     >>> _ = kept.update(d, kept.apply(d), np.array([0.5]))
     >>> bool(np.allclose(kept.apply(np.eye(2)), np.linalg.inv(s + 0.5 * d.T @ d + np.eye(2))))
     True
     """
 
-    def __init__(self, base: Float64Array, gamma: float) -> None:
+    def __init__(self, base: Float64Array, gamma: float, means: Float64Array) -> None:
         self.base = base
         self.gamma = gamma
+        self.wp = means @ base  # P μ_c, one row per class, kept current with P and μ
         self._new_buffers()
-        self.bound = min(1.0 / gamma, float(np.abs(base).sum(axis=1).max(initial=0.0)))
+        rows = float(np.abs(base).sum(axis=1).max(initial=0.0))
+        self.bound = min(1.0 / gamma, rows, float(np.sqrt(np.vdot(base, base))))
 
     def _new_buffers(self) -> None:
         self._u = np.empty((FOLD_ROWS, len(self.base)))
@@ -68,6 +105,50 @@ class KeptPrecision:
     def beta(self) -> Float64Array:
         return self._beta[: self.k]
 
+    def grow(self, n_classes: int) -> None:
+        self.wp = grow_rows(self.wp, n_classes)  # P·0 for the new classes
+
+    def drift(self, gamma: float) -> tuple[float, float, float]:
+        """``β``, ``δ'`` of ``(S + γ I)⁻¹ ≈ β (P − δ' P²)`` (:func:`drift`), and its error."""
+        delta = gamma - self.gamma
+        beta, shrink, err = drift(delta * self.bound)
+        return beta, delta * shrink, err
+
+    def scores(
+        self,
+        x: Float64Array,
+        px: Float64Array,
+        mu: Float64Array,
+        c: float,
+        gamma: float,
+        quadratic: bool,
+    ) -> tuple[Float64Array, Float64Array | None]:
+        """Scores with ``Λ = c (S + γ I)⁻¹`` (and ``xᵀ Λ x`` if asked); ``px = P x``."""
+        beta, delta, _ = self.drift(gamma)
+        c, wp = c * beta, self.wp
+        quad = None
+        if quadratic:
+            quad = c * (np.einsum("ij,ij->i", x, px) - delta * np.einsum("ij,ij->i", px, px))
+        scores = x @ wp.T - 0.5 * np.sum(mu * wp, axis=1)
+        if delta:
+            scores -= delta * (px @ wp.T - 0.5 * np.sum(wp * wp, axis=1))
+        return np.asarray(c * scores, dtype=np.float64), quad
+
+    def learn(
+        self,
+        px: Float64Array,
+        dev: Float64Array,
+        w: Float64Array,
+        labels: IntArray,
+        counts: IntArray,
+        after: Float64Array,
+    ) -> None:
+        """:meth:`update` with a batch's deviations from their running class means
+        (``px`` is ``P`` of its inputs), then ``P μ`` for the means ``after`` it."""
+        pbefore, pafter = running_means(px, labels, self.wp, counts)
+        u, beta = self.update(dev, px - pbefore, w)
+        self.wp = pafter - ((after @ u.T) * beta) @ u
+
     def apply(self, x: Float64Array) -> Float64Array:
         """``P`` applied to each row of ``x``."""
         px = x @ self.base
@@ -75,6 +156,16 @@ class KeptPrecision:
             u = self.u
             px -= ((x @ u.T) * self.beta) @ u
         return np.asarray(px, dtype=np.float64)
+
+    def _fold(self) -> None:
+        """``base − Uᵀ diag(β) U`` into a new ``base``, subtracted in the product's own
+        buffer: one fresh D×D array per fold instead of two (the allocation and its page
+        faults cost nearly as much as the product). A symmetric product (half the arithmetic) is
+        no faster here for 64 rows."""
+        new = (self.u.T * self.beta) @ self.u
+        np.subtract(self.base, new, out=new)
+        self.base = new
+        self._new_buffers()
 
     def update(
         self, d: Float64Array, pd: Float64Array, w: Float64Array
@@ -93,8 +184,7 @@ class KeptPrecision:
             beta[j] = w[j] / (1.0 + w[j] * float(d[j] @ u[j]))
         for j in np.flatnonzero(beta).tolist():
             if self.k == FOLD_ROWS:
-                self.base = self.base - (self.u.T * self.beta) @ self.u
-                self._new_buffers()
+                self._fold()
             self._u[self.k], self._beta[self.k] = u[j], beta[j]
             self.k += 1
         return u, beta
@@ -105,8 +195,9 @@ class LowRankPrecision:
 
     By Woodbury, ``(S + γ I)⁻¹ y = (y − Dᵀ (γ I + D Dᵀ)⁻¹ D y) / γ``: O(D r) per input
     for ``r`` rows, however ``γ`` moves, which is what a head that has seen a handful of
-    samples needs. Past :data:`MAX_ROWS` rows the explicit matrix (:meth:`matrix`) and
-    :class:`KeptPrecision` cost less. Rows are only ever appended.
+    samples needs. Past :data:`MAX_ROWS` rows a kept inverse costs less (a solve per
+    prediction grows as ``r³``): :class:`~edgecl.strategies.lda_rows.RowPrecision`, then
+    :class:`KeptPrecision`. Rows are only ever appended.
 
     >>> low = LowRankPrecision(2)
     >>> low.add(np.array([[1.0, 1.0]]))
@@ -139,9 +230,15 @@ class LowRankPrecision:
         coef = np.linalg.solve(inner, self.d @ y.T)
         return np.asarray((y - coef.T @ self.d) / gamma, dtype=np.float64)
 
-    def matrix(self, gamma: float) -> Float64Array:
-        """``(S + γ I)⁻¹`` itself."""
-        return self.apply(np.eye(self.d.shape[1]), gamma)
+    def scores(
+        self, x: Float64Array, mu: Float64Array, gamma: float, c: float, quadratic: bool
+    ) -> tuple[Float64Array, Float64Array | None]:
+        """Scores with ``Λ = c (S + γ I)⁻¹`` (and ``xᵀ Λ x`` if asked), exactly."""
+        lam_mu = c * self.apply(mu, gamma)
+        quad = None
+        if quadratic:
+            quad = c * np.einsum("ij,ij->i", x, self.apply(x, gamma))
+        return x @ lam_mu.T - 0.5 * np.sum(mu * lam_mu, axis=1), quad
 
 
 def running_means(

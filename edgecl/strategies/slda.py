@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from edgecl.registry import Configurable
+from edgecl.strategies import lda_rows as lr
+from edgecl.strategies import lda_update as lu
 from edgecl.strategies.base import masked_logits
 from edgecl.strategies.cholesky import precision
 from edgecl.strategies.lda_update import KeptPrecision, LowRankPrecision, running_means
@@ -37,12 +39,13 @@ class StreamingLDA(Configurable):
     (``ε = shrinkage``): scores ``W z + b`` with ``W = Λ μ`` and ``b = −½ μᵀ Λ μ``,
     softmaxed.
 
-    The precision is kept current by rank-one updates, and factorised again only when
-    its first-order correction would pass ``tolerance`` (see
-    :mod:`edgecl.strategies.lda_update`): a prediction costs one product with it per
-    input and O(DK) more; a learned sample O(D² + DK). :meth:`novelty_many` is the
-    squared Mahalanobis distance to the nearest class mean under the same precision
-    (Lee et al. 2018), from the same product.
+    The precision is kept current by rank-one updates, in the space of the scatter's
+    terms while they are fewer than ``¾ D`` (:mod:`~edgecl.strategies.lda_rows`), then
+    explicitly (:mod:`~edgecl.strategies.lda_update`), and factorised again only when its
+    correction for the shrinkage's drift would pass ``tolerance``: a prediction costs one
+    product per input and O(DK) more; a learned sample O(D² + DK). :meth:`novelty_many`
+    is the squared Mahalanobis distance to the nearest class mean under the same
+    precision (Lee et al. 2018), from the same product.
 
     ``covariance_samples``: ``None`` keeps the covariance plastic (updated by every
     sample); an integer stops updating it after that many samples, as the paper's
@@ -91,9 +94,9 @@ class StreamingLDA(Configurable):
         self._sigma_at = 0  # n_updates that _sigma holds; the rest wait in _pending
         self._pending: list[Float64Array] = []  # rows sqrt(w) d of later updates
         self._few: LowRankPrecision | None = None  # exact while S has few terms
+        self._rows: lr.RowPrecision | None = None  # then while it has fewer than D
         self._kept: KeptPrecision | None = None  # from then on
-        self._wp = np.zeros((0, 0), dtype=np.float64)  # rows P μ_c
-        self._last: tuple[Float64Array, Float64Array] | None = None  # (x, P x) predicted
+        self._last: tuple[Float64Array, Any] | None = None  # x predicted, its product(s)
         self._predicted = False  # predicted since the last learn_many
 
     @property
@@ -113,7 +116,9 @@ class StreamingLDA(Configurable):
         if n_classes > len(self.counts):
             self.means = grow_rows(self.means, n_classes)
             self.counts = grow_rows(self.counts, n_classes)
-            self._wp = grow_rows(self._wp, n_classes)  # P·0 for the new classes
+            for kept in (self._rows, self._kept):
+                if kept is not None:
+                    kept.grow(n_classes)
 
     def learn_many(self, z: FloatArray, y: IntArray) -> None:
         x32, labels = check_batch(z, y, len(self.counts), self.dim)
@@ -123,7 +128,6 @@ class StreamingLDA(Configurable):
         if self.dim == 0:
             self.means = np.zeros((len(self.counts), x.shape[1]))
             self._sigma = np.zeros((x.shape[1], x.shape[1]))
-            self._wp = np.zeros_like(self.means)
             self._few = LowRankPrecision(x.shape[1])
         before, after = running_means(x, labels, self.means, self.counts)
         dev = x - before
@@ -148,62 +152,65 @@ class StreamingLDA(Configurable):
         self, x: Float64Array, labels: IntArray, dev: Float64Array, w: Float64Array, after: Any
     ) -> None:
         """Keep the precision current with this batch's rank-one terms."""
-        few, kept = self._few, self._kept
+        few, kept, rows = self._few, self._kept, self._rows
+        small = len(x) <= _REFACTOR_BATCH
         if few is not None:
             terms = (w > 0.0) & dev.any(axis=1)
             if len(few.d) + int(terms.sum()) > 2 * few.MAX_ROWS:
                 self._few = None  # many at once: factorise Σ when next needed
                 return
             few.add(dev[terms] * np.sqrt(w[terms])[:, None])
-            if few.full:  # from now on an explicit matrix costs less
-                gamma = self._gamma(self.n_updates)
-                self._kept, self._few = KeptPrecision(few.matrix(gamma), gamma), None
-                self._wp = after @ self._kept.base
-        elif kept is not None and len(x) <= _REFACTOR_BATCH:
-            px = self._apply(x)
-            pbefore, pafter = running_means(px, labels, self._wp, self.counts)
-            u, beta = kept.update(dev, px - pbefore, w)
-            self._wp = pafter - ((after @ u.T) * beta) @ u
-        else:
-            self._kept = None  # a large batch: one factorisation costs less
+            if few.full:  # from now on a kept inverse costs less (explicit from ¾ D)
+                keep = len(few.d) < 0.75 * self.dim
+                self._rows = lr.RowPrecision(few.d, few.gram, after) if keep else None
+                self._few = None
+        elif rows is not None and small and rows.r + len(x) <= 0.75 * self.dim:
+            rows.add(dev, w, labels, self.counts, after, self._cached(x) or rows.project(x))
+        elif kept is not None and small:
+            px = self._cached(x)
+            kept.learn(kept.apply(x) if px is None else px, dev, w, labels, self.counts, after)
+        else:  # a large batch, or ¾ D terms: one explicit factorisation costs less
+            self._kept = self._rows = None
 
     def _gamma(self, n_updates: int) -> float:
         """``γ = ε t/(1 − ε)``: the ridge of ``S`` that the shrinkage amounts to."""
         return self.shrinkage * max(n_updates, 1) / (1.0 - self.shrinkage)
 
-    def _apply(self, x: Float64Array) -> Float64Array:
-        """``P x`` for each row, reusing the last prediction's product."""
+    def _cached(self, x: Float64Array) -> Any:
+        """The last prediction's product(s) with the precision, if it was of ``x``."""
         last = self._last
         if last is not None and last[0].shape == x.shape and np.array_equal(last[0], x):
             return last[1]
-        assert self._kept is not None
-        return self._kept.apply(x)
-
-    def _delta(self) -> float:
-        """``δ = γ − γ₀`` of ``Λ ≈ c (P − δ P²)`` now, ``c = t/(1 − ε)``."""
-        assert self._kept is not None
-        return self._gamma(self.n_updates) - self._kept.gamma
+        return None
 
     def _ready(self) -> None:
-        """Factorise again if nothing is kept or the first-order term is out of bounds."""
+        """Factorise again if nothing is kept or the drift correction is out of bounds."""
+        rows, gamma = self._rows, self._gamma(self.n_updates)
         if self._few is not None or self.shrinkage == 1.0:
             return
-        if self._kept is None or (self._delta() * self._kept.bound) ** 2 > self.tolerance:
+        if rows is not None:
+            if rows.drift(gamma)[1] > self.tolerance:
+                rows.refactor(self._ahead(lr.below_rows(0.98 * self.tolerance)), precision)
+                self._last = None
+        elif self._kept is None or self._kept.drift(gamma)[2] > self.tolerance:
             self._refactor()
+
+    def _ahead(self, below: float) -> float:
+        """The ``γ`` to factorise for: a little ahead, so the correction spans growth on
+        both sides of it (half the factorisations; 0.98 of the way, so rounding never
+        puts it past the bound at once); now if the covariance is frozen."""
+        t = max(self.n_updates, 1)
+        frozen = self.covariance_samples is not None and t >= self.covariance_samples
+        return self._gamma(t) / (1.0 if frozen else 1.0 + below)
 
     def _refactor(self) -> None:
         sigma, dim, t = self.sigma, self.dim, max(self.n_updates, 1)
-        # Factorised for the γ the stream will reach a little later, so the first-order
-        # term spans growth on both sides of it (half as many factorisations); not when
-        # the covariance is frozen and γ stays.
-        frozen = self.covariance_samples is not None and t >= self.covariance_samples
-        gamma = self._gamma(t) * (1.0 if frozen else 1.0 + self.tolerance**0.5)
+        gamma = self._ahead(lu.below(0.98 * self.tolerance))
         a = (1.0 - self.shrinkage) / t
         shrunk = (1.0 - self.shrinkage) * sigma
         shrunk.flat[:: dim + 1] += a * gamma
         base = a * precision(shrunk)  # (S + γI)⁻¹ = a ((1 − ε) Σ + a γ I)⁻¹, S = t Σ
-        self._kept = KeptPrecision(base, gamma)
-        self._wp = self.means @ base
+        self._kept = KeptPrecision(base, gamma, self.means)
         self._last = None
 
     def predict_proba_many(self, z: FloatArray) -> FloatArray:
@@ -231,24 +238,19 @@ class StreamingLDA(Configurable):
         mu = self.means
         if self.shrinkage == 1.0:
             return x @ mu.T - 0.5 * np.sum(mu * mu, axis=1), quad
-        c = max(self.n_updates, 1) / (1.0 - self.shrinkage)
-        if self._few is not None:  # exact: Λ = c (S + γ I)⁻¹, and c/γ = 1/ε
-            gamma = self._gamma(self.n_updates)
-            lam_mu = c * self._few.apply(mu, gamma)
-            if quadratic:
-                quad = c * np.einsum("ij,ij->i", x, self._few.apply(x, gamma))
-            return x @ lam_mu.T - 0.5 * np.sum(mu * lam_mu, axis=1), quad
+        c, gamma = max(self.n_updates, 1) / (1.0 - self.shrinkage), self._gamma(self.n_updates)
+        if self._few is not None:  # exact: Λ = c (S + γ I)⁻¹
+            return self._few.scores(x, mu, gamma, c, quadratic)
         self._ready()
-        px = self._apply(x)  # logits then novelty of the same inputs: one product
+        if (rows := self._rows) is not None:  # c/γ = 1/ε
+            scores, quad, proj = rows.scores(x, mu, rows.drift(gamma)[0], self.shrinkage, quadratic)
+            self._last, self._predicted = (x, proj), True
+            return scores, quad
+        px, kept = self._cached(x), self._kept  # logits then novelty: one product
+        assert kept is not None
+        px = kept.apply(x) if px is None else px
         self._last, self._predicted = (x, px), True
-        delta = self._delta()
-        if quadratic:
-            quad = c * (np.einsum("ij,ij->i", x, px) - delta * np.einsum("ij,ij->i", px, px))
-        wp = self._wp
-        scores = x @ wp.T - 0.5 * np.sum(mu * wp, axis=1)
-        if delta:
-            scores -= delta * (px @ wp.T - 0.5 * np.sum(wp * wp, axis=1))
-        return np.asarray(c * scores, dtype=np.float64), quad
+        return kept.scores(x, px, mu, c, gamma, quadratic)
 
     def snapshot(self) -> StreamingLDA:
         """The current head, frozen: a copy sharing only arrays this head replaces rather
@@ -257,13 +259,14 @@ class StreamingLDA(Configurable):
             self._ready()
         clone = copy.copy(self)
         clone._kept, clone._few = copy.copy(self._kept), copy.copy(self._few)
+        clone._rows = copy.copy(self._rows)
         clone._pending = list(self._pending)
         return clone
 
     def state_dict(self) -> State:
         sigma, few = self.sigma, self._few
         # What a restore recomputes, recomputed here too, so both go on alike.
-        self._kept, self._last = None, None
+        self._kept, self._rows, self._last = None, None, None
         if few is not None:
             few.gram = few.d @ few.d.T
         upper = sigma[np.triu_indices(self.dim)] if self.dim else np.zeros(0)
@@ -287,7 +290,8 @@ class StreamingLDA(Configurable):
             sigma = np.array(state["sigma"], dtype=np.float64)
         self._sigma, self.n_updates = sigma, int(state["n_updates"])
         self._sigma_at, self._pending, self._kept, self._last = self.n_updates, [], None, None
-        self._wp, self._few, rows = np.zeros_like(self.means), None, state.get("few_rows")
+        self._rows = None
+        self._few, rows = None, state.get("few_rows")
         if rows is not None:
             self._few = LowRankPrecision(dim)
             self._few.d = np.array(rows, dtype=np.float64).reshape(-1, dim)

@@ -82,22 +82,27 @@ def test_slda_predicts_with_the_shrunk_precision() -> None:
     np.testing.assert_allclose(s.predict_proba_many(z), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("tolerance", [1e-3, 1e-6])
+@pytest.mark.parametrize(
+    ("tolerance", "dim", "step"), [(1e-3, 48, 1), (1e-6, 48, 1), (1e-3, 192, 1), (1e-3, 192, 7)]
+)
 def test_slda_stays_within_tolerance_of_the_exact_solution_on_a_long_stream(
-    tolerance: float,
+    tolerance: float, dim: int, step: int
 ) -> None:
-    """Test-then-train one sample at a time, as the daemon does, on a stream long enough
-    to pass from a rank-deficient covariance to a full one; every 25th step is compared
-    with the exact precision, each score within the stated bound."""
-    dim, n = 48, 1500
+    """Test-then-train as the daemon does (one sample, or small batches), on a stream long
+    enough to pass from a rank-deficient covariance to a full one (at 192-d through each
+    form of the kept precision: exact for few terms, in the terms' space, explicit);
+    every 25th step is compared with the exact precision, each score and novelty within
+    the stated bound."""
+    n = 1500
     z, y = relu_stream(n, dim, 6, seed=3)
     learner = Learner(IdentityBackbone(dim), StreamingLDA(tolerance=tolerance))
     s = learner.strategy
     assert isinstance(s, StreamingLDA)
-    probe = z[:40]
-    for i in range(n):
-        learner.learn_one(z[i], int(y[i]))
-        if i % 25 == 24 and len(set(y[: i + 1].tolist())) > 1:
+    probe, forms = z[:40], set()
+    for i in range(0, n, step):
+        learner.learn_many(z[i : i + step], [int(v) for v in y[i : i + step]])
+        forms.add("few" if s._few is not None else "rows" if s._rows is not None else "kept")
+        if (i // step) % 25 == 24 and len(set(y[: i + 1].tolist())) > 1:
             got = used_scores(s, probe)
             want, bound = exact_scores(s, probe)
             trained = s.counts > 0
@@ -105,6 +110,34 @@ def test_slda_stays_within_tolerance_of_the_exact_solution_on_a_long_stream(
             limit = bound + 1e-9 * np.abs(want).max()
             err = got - want
             assert np.all(np.abs(err) <= limit), (i, float((np.abs(err) / limit).max()))
+            # novelty: zᵀΛz − 2 max score, each term within its bound
+            lam = np.linalg.inv((1 - s.shrinkage) * s.sigma + s.shrinkage * np.eye(dim))
+            x = probe.astype(np.float64)
+            quad = np.einsum("ij,jk,ik->i", x, lam, x)
+            exact_novelty = quad - 2 * want.max(axis=1)
+            room = tolerance * quad + 2 * limit.max(axis=1) + 1e-9 * np.abs(quad).max()
+            assert np.all(np.abs(s.novelty_many(probe) - exact_novelty) <= room), i
+    assert forms == ({"few", "kept"} if dim == 48 else {"few", "rows", "kept"})
+
+
+def test_slda_a_snapshot_in_the_terms_space_form_is_frozen() -> None:
+    """While the precision is kept in the space of the scatter's terms, a snapshot shares
+    its buffers, which later learning writes past; it must predict as it did."""
+    dim = 160
+    z, y = relu_stream(200, dim, 4, seed=5)
+    learner = Learner(IdentityBackbone(dim), StreamingLDA())
+    s = learner.strategy
+    assert isinstance(s, StreamingLDA)
+    for i in range(110):
+        learner.learn_one(z[i], int(y[i]))
+    assert s._rows is not None
+    frozen = s.snapshot()
+    before = frozen.scores_many(z[:30])
+    for i in range(110, 118):
+        learner.learn_one(z[i], int(y[i]))
+    learner.learn_many(z[118:120], [int(v) for v in y[118:120]])
+    np.testing.assert_array_equal(frozen.scores_many(z[:30]), before)
+    assert not np.array_equal(s.scores_many(z[:30]), before)
 
 
 def test_slda_learning_a_sample_needs_no_factorisation(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,215 @@
+"""Streaming LDA's precision while the scatter has fewer terms than dimensions, kept in the
+space of its terms, where a new ``γ`` costs an ``r × r`` factorisation rather than a
+``D × D`` one.
+
+With the rows ``D`` (``r × D``, ``S = Dᵀ D``) and ``G = D Dᵀ``, Woodbury gives
+``(S + γ I)⁻¹ = (I − Dᵀ (G + γ I)⁻¹ D)/γ``: exact on the null space of ``S`` whatever
+``γ`` is, which is where the explicit precision drifts most. ``M = (G + γ₀ I)⁻¹`` is kept
+for the ``γ₀`` of its last factorisation, grown by a bordered (Schur complement) term per
+new row, and corrected for ``δ = γ − γ₀`` as ``(G + γ I)⁻¹ ≈ M − δ' M²`` with the ``δ'``
+of least largest relative error (:func:`row_drift`): with ``ρ = δ/γ₀`` every eigenvalue
+of the precision used is within a relative ``α ρ²/((1 + α ρ)(1 + ρ))``, ``α = 3 − 2√2``,
+of the exact one (a first-order ``δ' = δ`` would allow ``ρ²/(4 (1 + ρ))``); past
+``tolerance``, ``M`` is factorised again (``r³``). A
+prediction costs ``D x`` and ``M D x``: ``r D + r²`` per input, less than the ``D²`` of
+an explicit precision while ``r`` is below about ``0.6 D``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from edgecl.strategies.lda_update import FOLD_ROWS, running_means
+from edgecl.strategies.linear import Float64Array, grow_rows
+from edgecl.types import IntArray
+
+ALPHA = 3.0 - 2.0 * 2.0**0.5
+
+
+def row_drift(rho: float) -> tuple[float, float]:
+    """For ``ρ = δ/γ₀``: ``δ'/δ`` and the relative error of ``M − δ' M²``.
+
+    On an eigenvalue ``s`` of ``G``, with ``x = γ₀/(s + γ₀) ∈ (0, 1]`` and ``δ' = κ δ``, the
+    precision's relative error is ``(1 − x)(ρ(κ − 1) + κ ρ² x)/(1 + ρ)``: zero on the null
+    space (``x = 1``), and least in its largest value when its value at ``x = 0`` is
+    ``−α`` times its ``x²`` coefficient, ``α = 3 − 2√2`` (so that it equals the interior
+    extreme): ``κ = 1/(1 + α ρ)``, error ``α ρ²/((1 + α ρ)(1 + ρ))``.
+
+    >>> shrink, err = row_drift(0.1)
+    >>> x = np.linspace(0.0, 1.0, 100001)
+    >>> used = (1 - x) * (0.1 * (shrink - 1) + shrink * 0.01 * x) / 1.1
+    >>> bool(abs(float(np.abs(used).max()) - err) < 1e-9)
+    True
+    """
+    if rho <= -0.5:  # far outside any tolerance: the caller factorises again
+        return 1.0, float("inf")
+    return 1.0 / (1.0 + ALPHA * rho), ALPHA * rho * rho / ((1.0 + ALPHA * rho) * (1.0 + rho))
+
+
+def below_rows(tolerance: float) -> float:
+    """The ``ρ < 0`` where :func:`row_drift`'s error reaches ``tolerance``: factorising for
+    a ``γ₀`` that far ahead spans growth on both sides.
+
+    >>> round(row_drift(below_rows(1e-3))[1], 12)
+    0.001
+    """
+    tol = min(tolerance, 0.1)
+    a, b, c = ALPHA * (1.0 - tol), -tol * (1.0 + ALPHA), -tol
+    return float((-b - np.sqrt(b * b - 4.0 * a * c)) / (2.0 * a))
+
+
+class RowPrecision:
+    """``(S + γ I)⁻¹`` in the space of the scatter's rows (see the module text).
+
+    Buffers have room for more rows than held; rows, the Gram matrix's new entries and
+    the bordered terms are only ever written past what a shallow copy holds, and the
+    rest is replaced rather than changed, so a shallow copy is a frozen snapshot.
+    ``a = D μ`` and ``b = M D μ`` (one row per class) are kept current with the means.
+
+    >>> rng = np.random.default_rng(0)
+    >>> rows, mu = rng.normal(size=(5, 8)), rng.normal(size=(2, 8))
+    >>> kept = RowPrecision(rows, rows @ rows.T, mu)
+    >>> kept.refactor(0.5, np.linalg.inv)
+    >>> x = rng.normal(size=(1, 8))
+    >>> dx, y = kept.project(x)
+    >>> exact = np.linalg.inv(rows.T @ rows + 0.5 * np.eye(8))
+    >>> used = x @ mu.T - dx @ kept.b.T  # γ x (S + γ I)⁻¹ μᵀ at γ = γ₀
+    >>> bool(np.allclose(used, 0.5 * x @ exact @ mu.T))
+    True
+    """
+
+    def __init__(self, rows: Float64Array, gram: Float64Array, means: Float64Array) -> None:
+        r, dim = rows.shape
+        cap = max(2 * r, 64)
+        self.d = np.zeros((cap, dim))
+        self.d[:r] = rows
+        self.g = np.zeros((cap, cap))
+        self.g[:r, :r] = gram
+        self.r = r
+        self.gamma = 0.0
+        self.m = np.zeros((r, r))  # M for the first len(m) rows; the terms border it
+        self.a = means @ rows.T
+        self.b = np.zeros_like(self.a)
+        self._new_terms()
+
+    def drift(self, gamma: float) -> tuple[float, float]:
+        """``δ'`` of ``(G + γ I)⁻¹ ≈ M − δ' M²`` now, and its relative error."""
+        delta = gamma - self.gamma
+        shrink, err = row_drift(delta / self.gamma) if self.gamma else (1.0, float("inf"))
+        return delta * shrink, err
+
+    def grow(self, n_classes: int) -> None:
+        """Rows for new classes (mean 0: ``D·0``)."""
+        self.a, self.b = grow_rows(self.a, n_classes), grow_rows(self.b, n_classes)
+
+    def _new_terms(self) -> None:
+        self._v = np.zeros((FOLD_ROWS, len(self.g)))  # [M e; −1] of each bordered row
+        self._s = np.zeros(FOLD_ROWS)  # 1/schur of each
+        self.k = 0
+
+    def refactor(self, gamma: float, inverse: Callable[[Float64Array], Float64Array]) -> None:
+        """``M = (G + γ I)⁻¹`` afresh (``inverse`` of a symmetric positive definite)."""
+        r = self.r
+        ridged = self.g[:r, :r].copy()
+        ridged.flat[:: r + 1] += gamma
+        self.gamma, self.m = gamma, np.asarray(inverse(ridged), dtype=np.float64)
+        self._new_terms()
+        self.b = self.a @ self.m
+
+    def _apply(self, e: Float64Array) -> Float64Array:
+        """``M e`` for each row of ``e`` (``r`` columns)."""
+        n = len(self.m)
+        out = np.zeros_like(e)
+        out[:, :n] = e[:, :n] @ self.m
+        if self.k:
+            v, s = self._v[: self.k, : e.shape[1]], self._s[: self.k]
+            out += ((e @ v.T) * s) @ v
+        return out
+
+    def project(self, x: Float64Array) -> tuple[Float64Array, Float64Array]:
+        """``D x`` and ``M D x`` for each row of ``x``."""
+        dx = x @ self.d[: self.r].T
+        return dx, self._apply(dx)
+
+    def scores(
+        self, x: Float64Array, mu: Float64Array, delta: float, eps: float, quadratic: bool
+    ) -> tuple[Float64Array, Float64Array | None, tuple[Float64Array, Float64Array]]:
+        """The scores ``μᵀ Λ x − ½ μᵀ Λ μ`` (and ``xᵀ Λ x`` if asked) with ``ε Λ = I − Dᵀ
+        (M − δ M²) D`` (``δ``: :meth:`drift`'s ``δ'``); also ``(D x, M D x)`` for a learn
+        to reuse."""
+        dx, y = self.project(x)
+        a, b = self.a, self.b
+        bias = np.sum(mu * mu, axis=1) - np.sum(a * b, axis=1) + delta * np.sum(b * b, axis=1)
+        scores = (x @ mu.T - dx @ b.T + delta * (y @ b.T) - 0.5 * bias) / eps
+        quad = None
+        if quadratic:
+            xx, yy = np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", y, y)
+            quad = (xx - np.einsum("ij,ij->i", dx, y) + delta * yy) / eps
+        return scores, quad, (dx, y)
+
+    def add(
+        self,
+        dev: Float64Array,
+        w: Float64Array,
+        labels: IntArray,
+        counts: IntArray,
+        after: Float64Array,
+        projected: tuple[Float64Array, Float64Array],
+    ) -> None:
+        """Add the rows ``√w dev`` (the batch's deviations from their class's running
+        mean, ``projected`` its inputs' ``(D x, M D x)``), then the means move to
+        ``after``."""
+        dx, y = projected
+        a_before, a_after = running_means(dx, labels, self.a, counts)
+        b_before, b_after = running_means(y, labels, self.b, counts)
+        keep = (w > 0.0) & dev.any(axis=1)
+        root = np.sqrt(w[keep])[:, None]
+        e, de, me = dev[keep] * root, (dx - a_before)[keep] * root, (y - b_before)[keep] * root
+        cross = e @ e.T
+        r0, m = self.r, len(e)
+        self._reserve(r0 + m)
+        borders: list[tuple[Float64Array, float]] = []  # this batch's, in order
+        for j in range(m):
+            n = r0 + j
+            full = np.concatenate([de[j], cross[j, :j]])
+            v = np.zeros(n)
+            v[:r0] = me[j]  # M e_j as it was before the batch
+            for vi, si in borders:  # and the batch's earlier rows, bordered in since
+                v[: len(vi)] += vi * (si * float(vi @ full[: len(vi)]))
+            schur = cross[j, j] + self.gamma - float(full @ v)
+            term = np.append(v, -1.0)
+            borders.append((term, 1.0 / schur))
+            if self.k == FOLD_ROWS:
+                self._fold(n)
+            self._v[self.k, : n + 1], self._s[self.k] = term, 1.0 / schur
+            self.k += 1
+            self.d[n] = e[j]
+            self.g[n, :n], self.g[:n, n], self.g[n, n] = full, full, cross[j, j]
+        self.r = r0 + m
+        new_a = np.concatenate([a_after, after @ e.T], axis=1)
+        new_b = np.zeros_like(new_a)
+        new_b[:, :r0] = b_after
+        for vi, si in borders:
+            new_b[:, : len(vi)] += np.outer((new_a[:, : len(vi)] @ vi) * si, vi)
+        self.a, self.b = new_a, new_b
+
+    def _reserve(self, rows: int) -> None:
+        if rows <= len(self.g):
+            return
+        cap = 2 * rows
+        d, g = np.zeros((cap, self.d.shape[1])), np.zeros((cap, cap))
+        v = np.zeros((FOLD_ROWS, cap))
+        d[: self.r], g[: self.r, : self.r] = self.d[: self.r], self.g[: self.r, : self.r]
+        v[:, : self._v.shape[1]] = self._v
+        self.d, self.g, self._v = d, g, v
+
+    def _fold(self, n: int) -> None:
+        """The pending borders (of the first ``n`` rows) into a new ``M`` (``1/schur >
+        0``: a symmetric product)."""
+        v = self._v[: self.k, :n] * np.sqrt(self._s[: self.k])[:, None]
+        new = v.T @ v
+        new[: len(self.m), : len(self.m)] += self.m
+        self.m = new
+        self._new_terms()
