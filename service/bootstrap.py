@@ -156,6 +156,7 @@ def make_embedder(
             backbone.embed,
             lanes=settings.embed_lanes,
             max_batch=settings.embed_max_batch,
+            learn_chunk=settings.embed_learn_chunk,
             learn_lag_ms=settings.embed_learn_lag_ms,
         )
     return Embedder(

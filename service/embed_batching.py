@@ -71,8 +71,8 @@ class EmbedBatcher:
     ...     outs = list(pool.map(batcher.embed, [np.full((1, 2), i) for i in range(4)]))
     >>> [o.tolist() for o in outs], sum(calls)
     ([[[0.0, 0.0]], [[2.0, 2.0]], [[4.0, 4.0]], [[6.0, 6.0]]], 4)
-    >>> batcher.embed(np.ones((5, 2)), urgent=False).shape, calls[-3:]  # after predictions
-    ((5, 2), [2, 2, 1])
+    >>> batcher.embed(np.ones((3, 2)), urgent=False).shape, calls[-3:]  # after predictions
+    ((3, 2), [1, 1, 1])
     >>> batcher.close()
     """
 
@@ -82,7 +82,7 @@ class EmbedBatcher:
         *,
         lanes: int = 1,
         max_batch: int = 32,
-        learn_chunk: int = 2,
+        learn_chunk: int = 1,
         learn_lag_ms: float = 50.0,
         quiet_s: float = 0.5,
     ) -> None:

@@ -109,6 +109,13 @@ class Settings(HttpSettings, BaseSettings):
         description="With embed batching: backbone runs at once; unless backbone_threads is "
         "set, each gets an equal share of the cores as its ONNX Runtime threads.",
     )
+    embed_learn_chunk: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="With embed batching: most learn images in one backbone run while "
+        "predictions keep coming (a prediction waits for at most one such run).",
+    )
     embed_learn_lag_ms: float = Field(
         default=50.0,
         ge=0,
