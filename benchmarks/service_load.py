@@ -138,6 +138,9 @@ def modes(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]]:
             name, _, value = pair.partition("=")
             settings[name] = value
         out.append((label, settings))
+    labels = [label for label, _ in out]
+    if len(set(labels)) < len(labels):
+        raise SystemExit(f"--modes: give each mode its own label, got {labels}")
     return out
 
 
