@@ -293,10 +293,7 @@ def predict_row(url: str, pid: int, args: argparse.Namespace, load: float, conc:
 
 def threads_text(threads: int | None) -> str:
     if threads is None:
-        return (
-            "the default ONNX Runtime threads (embed batching on: the cores shared among the "
-            "lanes; off: ONNX Runtime's own, one per core)"
-        )
+        return "its default ONNX Runtime threads (one per core) per run"
     return f"{threads} ONNX Runtime thread{'s' if threads > 1 else ''} per run"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -32,24 +31,9 @@ def make_backbone(settings: Settings) -> tuple[Backbone, Literal["image", "vecto
         manifest,
         settings.backbone_check_min_cosine,
         providers=settings.backbone_providers,
-        intra_op_threads=backbone_threads(settings),
+        intra_op_threads=settings.backbone_threads,
     )
     return backbone, "image"
-
-
-def backbone_threads(settings: Settings) -> int | None:
-    """ONNX Runtime threads per backbone run: the setting, else with embed batching the
-    cores shared among its lanes (runs of each lane's own threads beside each other, not
-    more threads than cores), else ONNX Runtime's default (None).
-
-    >>> backbone_threads(Settings(embed_batching=True, embed_lanes=2)) >= 1
-    True
-    >>> backbone_threads(Settings(embed_batching=False)) is None
-    True
-    """
-    if settings.backbone_threads is not None or not settings.embed_batching:
-        return settings.backbone_threads
-    return max(1, (os.cpu_count() or 1) // settings.embed_lanes)
 
 
 def strategy_options(settings: Settings) -> dict[str, Any]:

@@ -86,8 +86,8 @@ class Settings(HttpSettings, BaseSettings):
     backbone_threads: int | None = Field(
         default=None,
         ge=0,
-        description="ONNX Runtime intra-op threads per backbone run; unset: with embed batching "
-        "the cores shared among embed_lanes, else ONNX Runtime's default.",
+        description="ONNX Runtime intra-op threads per backbone run; unset: its default (one "
+        "per core).",
     )
     backbone_check_min_cosine: float = Field(
         default=0.95,
@@ -106,8 +106,8 @@ class Settings(HttpSettings, BaseSettings):
         default=2,
         ge=1,
         le=64,
-        description="With embed batching: backbone runs at once; unless backbone_threads is "
-        "set, each gets an equal share of the cores as its ONNX Runtime threads.",
+        description="With embed batching: backbone runs at once (each with backbone_threads "
+        "ONNX Runtime threads).",
     )
     embed_learn_chunk: int = Field(
         default=1,
