@@ -206,8 +206,9 @@ def section(command: str, where: str, fs: str, rates: list[Any], ckpts: list[Any
         "`durability.wal_bytes` over the samples learned, as `/stats` reports them. Timings "
         "on a machine shared with other work vary between runs.",
         "",
-        "How to read it: a lone request waits up to `max_wait_ms` (5 ms, the default) for "
-        "others to share its micro-batch, and the HTTP round trip itself (FastAPI, decoding, "
+        "How to read it: the writer waits up to `max_wait_ms` (5 ms, the default) for "
+        "learn requests still being embedded, never for a lone one, and the HTTP round trip "
+        "itself (FastAPI, decoding, "
         "the reply) costs milliseconds on this machine, so with one sample per request the "
         "per-request cost bounds throughput more than the fsync does; 32 samples per "
         "request share all of it. With several clients, one fsync covers every request in "

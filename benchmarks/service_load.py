@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -21,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import msgpack
@@ -42,8 +44,8 @@ from edgecl.backbones.preprocess import decode_image
 from edgecl.datasets import load_fixture
 from tests.service.daemon import Daemon
 
+T = TypeVar("T")
 HEADING = "## Service throughput and /predict latency under learn load"
-CONCURRENCY = (1, 4, 16)
 
 
 def images() -> tuple[list[bytes], list[str]]:
@@ -123,80 +125,140 @@ def loop(url: str, seconds: float, clients: int, make: Callable[[int], tuple[str
     return time.perf_counter() - start, lat, accepted[0]
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    folder = backbone_dir(args.backbone_dir)
-    manifest = folder / "efficientnet-lite0-pooled" / "manifest.json"
-    pngs, labels = images()
-    out: dict[str, Any] = {"backbone": {}, "learn": [], "predict": [], "rss": {}}
-    for batch in (1, 32):
-        out["backbone"][batch] = backbone_rate(
-            manifest, pngs, batch, args.seconds, args.backbone_threads
+def modes(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]]:
+    """(label, daemon settings) per ``--modes`` entry ``label`` or ``label:name=value,...``:
+    ``off`` and ``on`` are embed batching off and on, with nothing else set."""
+    out = []
+    for spec in args.modes:
+        label, _, rest = spec.partition(":")
+        settings = {"off": {"embed_batching": "false"}, "on": {"embed_batching": "true"}}.get(
+            label, {}
         )
-        print("backbone", batch, out["backbone"][batch], flush=True)  # noqa: T201
-    for strategy in args.strategies:
-        threads = (
-            {}
-            if args.backbone_threads is None
-            else {"backbone_threads": str(args.backbone_threads)}
-        )
-        env = daemon_env(folder, strategy__name=strategy, **threads)
-        with (
-            tempfile.TemporaryDirectory(prefix=".service-load-", dir=Path.cwd()) as tmp,
-            Daemon(Path(tmp) / "data", env) as daemon,
-        ):
-            n = len(pngs)
-            for kind in ("json", "msgpack"):
-                for batch in (1, 32):
-                    ctype = "application/json" if kind == "json" else MSGPACK
-                    bodies = [
-                        body([pngs[(i + j) % n] for j in range(batch)],
-                             [labels[(i + j) % n] for j in range(batch)], kind)
-                        for i in range(0, n, batch)
-                    ]  # fmt: skip
-                    elapsed, lat, got = loop(
-                        daemon.url, args.seconds, args.clients,
-                        cycle("/learn", bodies, ctype),
-                    )  # fmt: skip
-                    row = {"strategy": strategy, "kind": kind, "batch": batch,
-                           "rate": got / elapsed, "p50": pct(lat, 0.5),
-                           "p99": pct(lat, 0.99)}  # fmt: skip
-                    out["learn"].append(row)
-                    print(row, flush=True)  # noqa: T201
-            out["rss"][strategy] = rss_mib(daemon.process.pid)
-            learn_bodies = [
-                body(pngs[i : i + 8], labels[i : i + 8], "msgpack") for i in range(0, n, 8)
-            ]
-            preds = [predict_body(p) for p in pngs]
-            predict_rows(daemon.url, args, strategy, "off", learn_bodies, preds, out)
-        # The same /predict rows with embed batching on, side by side.
-        with (
-            tempfile.TemporaryDirectory(prefix=".service-load-", dir=Path.cwd()) as tmp,
-            Daemon(Path(tmp) / "data", {**env, "EDGECL_EMBED_BATCHING": "true"}) as daemon,
-        ):
-            predict_rows(daemon.url, args, strategy, "on", learn_bodies, preds, out)
+        for pair in filter(None, rest.split(",")):
+            name, _, value = pair.partition("=")
+            settings[name] = value
+        out.append((label, settings))
+    labels = [label for label, _ in out]
+    if len(set(labels)) < len(labels):
+        raise SystemExit(f"--modes: give each mode its own label, got {labels}")
     return out
 
 
-def predict_rows(
-    url: str,
-    args: argparse.Namespace,
-    strategy: str,
-    batching: str,
-    learn_bodies: list[bytes],
-    preds: list[bytes],
-    out: dict[str, Any],
-) -> None:
-    for load in args.learn_loads:
-        for conc in CONCURRENCY:
-            row = predict_row(url, args, load, conc, learn_bodies, preds)
-            out["predict"].append({"strategy": strategy, "batching": batching, **row})
-            print(out["predict"][-1], flush=True)  # noqa: T201
+def cpu_s(pid: int | None = None) -> float:
+    """User + system CPU seconds of process ``pid`` (None: this one), all threads."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
-def predict_row(url: str, args: argparse.Namespace, load: float, conc: int,
+def load_now() -> str:
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def rotated(items: list[T], k: int) -> list[T]:
+    """``items`` starting at its ``k``-th: each round of modes starts with another one."""
+    k %= len(items)
+    return items[k:] + items[:k]
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """All modes' daemons run at once (idle but one); every row runs on each in turn, for
+    ``--repeats`` rounds, so a shared machine's changing load falls on every mode alike."""
+    folder = backbone_dir(args.backbone_dir)
+    manifest = folder / "efficientnet-lite0-pooled" / "manifest.json"
+    pngs, labels = images()
+    n = len(pngs)
+    out: dict[str, Any] = {"learn": [], "predict": [], "rss": {}, "modes": modes(args)}
+    threads = (
+        {} if args.backbone_threads is None else {"backbone_threads": str(args.backbone_threads)}
+    )
+    learn_bodies = [body(pngs[i : i + 8], labels[i : i + 8], "msgpack") for i in range(0, n, 8)]
+    preds = [predict_body(p) for p in pngs]
+    for strategy in args.strategies:
+        with contextlib.ExitStack() as stack:
+            daemons: dict[str, Daemon] = {}
+            for mode, settings in out["modes"]:
+                tmp = stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix=".service-load-", dir=Path.cwd())
+                )
+                env = daemon_env(folder, strategy__name=strategy, **threads, **settings)
+                daemons[mode] = stack.enter_context(Daemon(Path(tmp) / "data", env))
+            for row in args.learn_rows:
+                kind, _, size = row.partition(":")
+                batch = int(size or 1)
+                ctype = "application/json" if kind == "json" else MSGPACK
+                bodies = [
+                    body([pngs[(i + j) % n] for j in range(batch)],
+                         [labels[(i + j) % n] for j in range(batch)], kind)
+                    for i in range(0, n, batch)
+                ]  # fmt: skip
+                runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in daemons}
+                refs = []
+                for k in range(args.repeats):
+                    # The reference in every round: the machine is shared.
+                    refs.append(
+                        backbone_rate(manifest, pngs, batch, args.seconds, args.backbone_threads)
+                    )
+                    for mode in rotated(list(daemons), k):
+                        d = daemons[mode]
+                        load, cpu0, own0 = load_now(), cpu_s(d.process.pid), cpu_s()
+                        elapsed, lat, got = loop(
+                            d.url, args.seconds, args.clients, cycle("/learn", bodies, ctype)
+                        )
+                        runs[mode].append({"elapsed": elapsed, "lat": lat, "images": got,
+                                           "cpu": cpu_s(d.process.pid) - cpu0,
+                                           "own": cpu_s() - own0, "load": load})  # fmt: skip
+                bb = sum(refs) / len(refs)
+                for mode, parts in runs.items():
+                    r = pooled(parts)
+                    result = {"strategy": strategy, "mode": mode, "kind": kind, "batch": batch,
+                              "backbone": bb, "ratio": r["rate"] / bb, **r}  # fmt: skip
+                    out["learn"].append(result)
+                    print({k: v for k, v in result.items() if k != "lat"}, flush=True)  # noqa: T201
+            for mode, d in daemons.items():
+                out["rss"][f"{strategy} {mode}"] = rss_mib(d.process.pid)
+            for load in args.learn_loads:
+                for conc in args.concurrency:
+                    runs = {mode: [] for mode in daemons}
+                    for k in range(args.repeats):
+                        for mode in rotated(list(daemons), k):
+                            d = daemons[mode]
+                            runs[mode].append(
+                                predict_row(
+                                    d.url, d.process.pid, args, load, conc, learn_bodies, preds
+                                )  # fmt: skip
+                            )
+                    for mode, parts in runs.items():
+                        r = pooled(parts)
+                        learned = sum(p["learned"] for p in parts) / r["elapsed"]
+                        result = {"strategy": strategy, "batching": mode, "load": load,
+                                  "conc": conc, "learned_s": learned, "rps": r["rate"],
+                                  "p95": pct(r["lat"], 0.95), "n": len(r["lat"]),
+                                  "load_avg": r["load"], **{k: r[k] for k in
+                                  ("p50", "p99", "daemon_ms", "client_ms")}}  # fmt: skip
+                        out["predict"].append(result)
+                        print(result, flush=True)  # noqa: T201
+    return out
+
+
+def pooled(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rounds of one row on one daemon as one: rate over all of them, latencies pooled,
+    CPU per image (daemon and this process's clients), the first round's load."""
+    elapsed = sum(p["elapsed"] for p in parts)
+    images = sum(p["images"] for p in parts)
+    lat = [x for p in parts for x in p["lat"]]
+    return {"rate": images / elapsed, "elapsed": elapsed, "lat": lat,
+            "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "load": parts[0]["load"],
+            "daemon_ms": 1000 * sum(p["cpu"] for p in parts) / max(images, 1),
+            "client_ms": 1000 * sum(p["own"] for p in parts) / max(images, 1)}  # fmt: skip
+
+
+def predict_row(url: str, pid: int, args: argparse.Namespace, load: float, conc: int,
                 learn_bodies: list[bytes], preds: list[bytes]) -> dict[str, Any]:  # fmt: skip
     """/predict latencies at ``conc`` clients while one client learns 8-image msgpack
-    batches at ``load`` images/s (0: back to back)."""
+    batches at ``load`` images/s (0: back to back); ``images`` counts predictions only,
+    CPU is per backbone image (predicted and learned)."""
     stop = threading.Event()
     learned = [0]
 
@@ -214,45 +276,63 @@ def predict_row(url: str, args: argparse.Namespace, load: float, conc: int,
     thread = threading.Thread(target=learner)
     thread.start()
     time.sleep(1.0)  # the load is running before the first prediction
-    before = learned[0]
+    before, load_avg, cpu0, own0 = learned[0], load_now(), cpu_s(pid), cpu_s()
     try:
         elapsed, lat, _ = loop(url, args.seconds, conc,
                                cycle("/predict", preds, MSGPACK))  # fmt: skip
     finally:
         stop.set()
         thread.join()
-    return {"load": load, "conc": conc, "learned_s": (learned[0] - before) / elapsed,
-            "rps": len(lat) / elapsed, "p50": pct(lat, 0.5), "p95": pct(lat, 0.95),
-            "p99": pct(lat, 0.99), "n": len(lat)}  # fmt: skip
+    # CPU per backbone image: predictions and learned images, counted as predictions
+    # here so that pooled() divides by them all.
+    share = len(lat) / max(len(lat) + learned[0] - before, 1)
+    return {"elapsed": elapsed, "lat": lat, "images": len(lat),
+            "learned": learned[0] - before, "load": load_avg,
+            "cpu": (cpu_s(pid) - cpu0) * share, "own": (cpu_s() - own0) * share}  # fmt: skip
 
 
 def threads_text(threads: int | None) -> str:
     if threads is None:
-        return "its default ONNX Runtime threads (one per core)"
+        return "its default ONNX Runtime threads (one per core) per run"
     return f"{threads} ONNX Runtime thread{'s' if threads > 1 else ''} per run"
+
+
+def mode_text(mode: str, settings: dict[str, str]) -> str:
+    named = ", ".join(f"`{k}` {v}" for k, v in settings.items())
+    return f"*{mode}*: {named or 'the defaults'}"
 
 
 def section(command: str, where: str, args: argparse.Namespace, r: dict[str, Any]) -> str:
     lines = [
         HEADING, "", f"Command: `{command}`", "", f"Machine: {where}.", "",
-        "One daemon per strategy (`python -m service serve`, the int8 EfficientNet-Lite0 "
-        f"backbone at {threads_text(args.backbone_threads)}, strategy as in the table, default "
-        "store, probe and WAL fsync `always`). Inputs are the Fashion-MNIST fixture images as PNG "
-        "(28x28, resized to 224 in the daemon), base64 in JSON or bytes in msgpack. "
-        f"{args.clients} client threads post back to back for {args.seconds:.0f} s per row, "
-        "on the same two cores as the daemon. *Backbone only* is `OnnxBackbone.embed` in the "
-        "benchmark process on the same images, decoded (resize and normalise included), in "
-        "the same run and at the same batch size; the ratio is HTTP over backbone only.",
+        "One daemon per strategy and mode (`python -m service serve`, the int8 "
+        f"EfficientNet-Lite0 backbone at {threads_text(args.backbone_threads)}, strategy as in "
+        "the table, default store, probe and WAL fsync `always`). Modes: "
+        + "; ".join(mode_text(m, s) for m, s in r["modes"]) + ". "
+        "Inputs are the Fashion-MNIST fixture images as PNG (28x28, resized to 224 in the "
+        f"daemon), base64 in JSON or bytes in msgpack. {args.clients} client threads post "
+        f"back to back for {args.seconds:.0f} s per row, on the same two cores as the daemon. "
+        "*Backbone only* is `OnnxBackbone.embed` in the benchmark process on the same images, "
+        "decoded (resize and normalise included), one batch at a time at the row's batch "
+        "size, measured right before the row (the machine is shared); the ratio is HTTP over "
+        "backbone only. Every row runs on each mode's daemon in turn (the others idle), "
+        f"{args.repeats} rounds with the mode order rotated, pooled; the reference runs once "
+        "per round. *CPU ms/image*: user + system CPU of the daemon, and of the benchmark "
+        "process (its HTTP clients), per image; with N cores no closed loop passes "
+        "N x 1000 / (daemon + client) images/s. *Load* is the load average (1, 5, 15 min) "
+        "when the row's first round started.",
         "",
-        "| strategy | body | images per request | images/s | backbone only images/s | ratio "
-        "| reply p50 ms | reply p99 ms |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| strategy | mode | body | images per request | images/s | backbone only images/s "
+        "| ratio | reply p50 ms | reply p99 ms | daemon CPU ms/image | client CPU ms/image "
+        "| load |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]  # fmt: skip
     for row in r["learn"]:
-        bb = r["backbone"][row["batch"]]
         lines.append(
-            f"| `{row['strategy']}` | {row['kind']} | {row['batch']} | {row['rate']:.1f} "
-            f"| {bb:.1f} | {row['rate'] / bb:.0%} | {row['p50']:.1f} | {row['p99']:.1f} |"
+            f"| `{row['strategy']}` | {row['mode']} | {row['kind']} | {row['batch']} "
+            f"| {row['rate']:.1f} | {row['backbone']:.1f} | {row['ratio']:.0%} "
+            f"| {row['p50']:.1f} | {row['p99']:.1f} | {row['daemon_ms']:.1f} "
+            f"| {row['client_ms']:.1f} | {row['load']} |"
         )
     lines += [
         "",
@@ -264,19 +344,22 @@ def section(command: str, where: str, args: argparse.Namespace, r: dict[str, Any
         "threads send back to back while one more client learns 8-image msgpack requests, "
         "paced to the *learn load* (images/s; *max* is back to back). *Learned/s* is what "
         "that client achieved during the row. Client threads share the CPUs and Python's "
-        "GIL with each other, so at 16 clients part of the latency is the client's. *Embed "
-        "batching*: off (the default), each request runs the backbone alone; on (a second "
-        "daemon), concurrent requests' images share backbone runs (`embed_wait_ms` 2).",
+        "GIL with each other, so at 16 clients part of the latency is the client's. In a "
+        "closed loop, latency is about clients / (predictions/s). CPU per image counts the "
+        "learned images too.",
         "",
-        "| strategy | embed batching | learn load images/s | clients | learned/s | "
-        "predictions/s | p50 ms | p95 ms | p99 ms | requests |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| strategy | mode | learn load images/s | clients | learned/s | "
+        "predictions/s | p50 ms | p95 ms | p99 ms | requests | daemon CPU ms/image "
+        "| client CPU ms/image | load |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for p in r["predict"]:
         load = "max" if p["load"] == 0 else f"{p['load']:.0f}"
         lines.append(
-            f"| `{p['strategy']}` | {p['batching']} | {load} | {p['conc']} | {p['learned_s']:.1f} "
-            f"| {p['rps']:.1f} | {p['p50']:.1f} | {p['p95']:.1f} | {p['p99']:.1f} | {p['n']} |"
+            f"| `{p['strategy']}` | {p['batching']} | {load} | {p['conc']} "
+            f"| {p['learned_s']:.1f} | {p['rps']:.1f} | {p['p50']:.1f} | {p['p95']:.1f} "
+            f"| {p['p99']:.1f} | {p['n']} | {p['daemon_ms']:.1f} | {p['client_ms']:.1f} "
+            f"| {p['load_avg']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -293,6 +376,22 @@ def main() -> None:
         default=[30.0, 0.0],
         help="images/s of the learn load under /predict (0: back to back)",
     )
+    parser.add_argument(
+        "--learn-rows",
+        nargs="*",
+        default=["json:1", "json:32", "msgpack:1", "msgpack:32"],
+        help="/learn rows as body:images-per-request",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, nargs="*", default=[1, 4, 16], help="/predict clients"
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["off", "on"],
+        help="daemons to compare: off, on (embed batching), or label:name=value,...",
+    )
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of every row over the modes")
     parser.add_argument("--backbone-dir", type=Path, default=None)
     parser.add_argument(
         "--backbone-threads", type=int, default=None, help="ONNX Runtime threads (default: its own)"

@@ -64,7 +64,8 @@ DESCRIPTIONS: dict[str, str] = {
     "prequential_window": "Samples in the sliding window of prequential accuracy.",
     "queue_size": "Learn requests the writer queue holds before answering 503.",
     "max_batch": "Most samples the writer learns in one step.",
-    "max_wait_ms": "How long the writer waits to fill a batch.",
+    "max_wait_ms": "How long the writer waits to fill a batch with learn requests still "
+    "being embedded (never for a lone one).",
     "recent_ids": "Sample ids remembered so a retried request is not learned twice.",
     "retry_after_s": "`Retry-After` seconds sent with a 503.",
     "wal_fsync": "`always`: fsync each WAL write before answering; `group`: batch fsyncs.",

@@ -9,13 +9,14 @@ How one ``POST /learn`` travels (an MQTT ``learn`` message takes the same path f
       ▼
     use case         usecases.UseCases.learn
       embed            runtime.embed_for_learning → inputs.Embedder (decoding.py, budget.py);
-                       concurrent requests share backbone runs (embed_batching.EmbedBatcher)
+                       backbone lanes, predictions first (embed_batching.EmbedBatcher)
       check + queue    runtime.submit_learn → Learner.check_batch → batching.MicroBatchQueue
       │
       ▼
     writer thread    runtime._run → writer.Writer.learn_batch
       dedup, WAL       sample_ids.RecentIds, records.learn_record → wal.WriteAheadLog
-      learn            Learner.learn_batch (probe, strategy, store); Learner.open_head publishes
+      learn            Learner.learn_batch (probe, strategy, store), while the WAL fsyncs;
+                       Learner.open_head publishes
       durable          wal fsync (wal.py, wal_segments.py), then the future resolves
       checkpoint       checkpointing.Checkpointer: when the WAL since the last one holds as many
                        bytes as it (checkpoints.Checkpoints writes it; restore.py reads it back)

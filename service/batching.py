@@ -18,6 +18,8 @@ class MicroBatchQueue(Generic[T]):
     """FIFO of items; :meth:`take` gathers up to ``max_batch`` samples within ``max_wait_s``.
 
     ``size(item)`` is how many samples an item counts for (0 for control items).
+    ``coming()`` says whether more items are on their way (e.g. requests being embedded):
+    only then does :meth:`take` wait for them, so a lone item is not delayed.
 
     >>> q = MicroBatchQueue[list[int]](capacity=4, max_batch=3, max_wait_s=0.0, size=len)
     >>> q.open()
@@ -30,10 +32,15 @@ class MicroBatchQueue(Generic[T]):
     """
 
     def __init__(
-        self, capacity: int, max_batch: int, max_wait_s: float, size: Callable[[T], int]
+        self,
+        capacity: int,
+        max_batch: int,
+        max_wait_s: float,
+        size: Callable[[T], int],
+        coming: Callable[[], object] = lambda: True,
     ) -> None:
         self.capacity, self.max_batch, self.max_wait_s = capacity, max_batch, max_wait_s
-        self.size = size
+        self.size, self.coming = size, coming
         self.rejected = 0
         self._queue: queue.Queue[object] = queue.Queue()
         self._lock = threading.Lock()  # orders puts against close()
@@ -86,7 +93,7 @@ class MicroBatchQueue(Generic[T]):
         while n < self.max_batch:
             try:
                 remaining = deadline - time.monotonic()
-                if remaining > 0:
+                if remaining > 0 and self.coming():
                     item = self._queue.get(timeout=remaining)
                 else:
                     item = self._queue.get_nowait()
@@ -98,3 +105,31 @@ class MicroBatchQueue(Generic[T]):
             batch.append(cast(T, item))
             n += self.size(batch[-1])
         return batch
+
+
+class InFlight:
+    """Counts work on its way to a queue (``with in_flight:`` around it); calling it says
+    whether any is (a :class:`MicroBatchQueue`'s ``coming``).
+
+    >>> on_the_way = InFlight()
+    >>> with on_the_way:
+    ...     on_the_way()
+    True
+    >>> on_the_way()
+    False
+    """
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._n += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._n -= 1
+
+    def __call__(self) -> bool:
+        return self._n > 0

@@ -132,11 +132,16 @@ def make_embedder(
     settings: Settings, backbone: Backbone, pixels: Literal["image", "vector"]
 ) -> Embedder:
     """What turns request inputs into latents: bounded decoding, and concurrent requests'
-    images batched into shared backbone runs (unless ``embed_batching`` is off)."""
+    images batched into shared backbone runs, predictions first (unless ``embed_batching`` is
+    off)."""
     batcher = None
     if settings.embed_batching:
         batcher = EmbedBatcher(
-            backbone.embed, wait_ms=settings.embed_wait_ms, max_batch=settings.embed_max_batch
+            backbone.embed,
+            lanes=settings.embed_lanes,
+            max_batch=settings.embed_max_batch,
+            learn_chunk=settings.embed_learn_chunk,
+            learn_lag_ms=settings.embed_learn_lag_ms,
         )
     return Embedder(
         backbone,

@@ -1,15 +1,24 @@
-"""Concurrent embeds run as one backbone batch, as Triton's dynamic batcher does.
+"""Concurrent embeds run as shared backbone batches, predictions ahead of learning.
 
-Every ``/predict`` and ``/learn`` request embeds its own few images; on a small CPU one
-backbone run of eight images costs far less than eight runs of one. Callers hand their
-prepared inputs to :class:`EmbedBatcher` from worker threads; one thread runs the backbone
-on whatever arrived together and hands each caller its rows.
+Every ``/predict`` and ``/learn`` request embeds its own few images; on a small CPU the
+backbone is the cost of both. Callers hand their prepared inputs to :class:`EmbedBatcher`
+from worker threads; ``lanes`` threads run the backbone. A lone input runs at once on an
+idle lane (no timer); inputs that arrive while every lane is busy have waited anyway, so
+the next free lane runs them together, as Triton's dynamic batcher does. A prediction is
+answered in one backbone run or two, so it goes first: learning only needs to be
+acknowledged a few milliseconds later, and its inputs run in small chunks between
+predictions (at most ``learn_chunk`` images while predictions come, so a prediction
+waits for one chunk at most) unless the oldest has waited ``learn_lag_ms``, which bounds
+how long predictions can hold learning back. Without predictions, learning runs in full
+batches.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -18,94 +27,183 @@ from typing import Any
 import numpy as np
 
 from edgecl.types import FloatArray
-from service.batching import MicroBatchQueue
-from service.errors import NotAcceptingError
 
 log = logging.getLogger("edgecl.embed")
 
 Embed = Callable[[np.ndarray[Any, Any]], FloatArray]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Item:
+    """One caller's inputs; lanes fill ``out`` chunk by chunk (``taken`` rows handed out)."""
+
     x: np.ndarray[Any, Any]
+    queued: float = field(default_factory=time.monotonic)
     future: Future[FloatArray] = field(default_factory=Future)
+    out: FloatArray | None = None
+    taken: int = 0
+    done: int = 0
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return self.x.shape[1:], self.x.dtype.str
 
 
-def _rows(item: _Item) -> int:
-    return len(item.x)
+_Part = tuple[_Item, int, int]  # an item's rows [start, stop) in one backbone run
 
 
 class EmbedBatcher:
-    """Gathers concurrent :meth:`embed` calls into backbone batches of up to ``max_batch``
-    samples.
+    """Runs concurrent :meth:`embed` calls as backbone batches on ``lanes`` threads.
 
-    The first input waits at most ``wait_ms`` for company; inputs that arrive while the
-    backbone is busy go into the next batch without waiting, so a lone request is never
-    delayed by more than ``wait_ms`` and a loaded daemon runs full batches. Inputs of
-    different shapes in one gathering run as separate batches. A batch that fails is run
-    again one caller at a time, so a bad input fails only its own request.
+    ``urgent`` inputs (predictions) run first, gathered up to ``max_batch`` rows; the
+    others (learning) run when no urgent input waits, or when the oldest has waited
+    ``learn_lag_ms``: in chunks of at most ``learn_chunk`` rows while urgent inputs keep
+    coming (one came in the last ``quiet_s``), else up to ``max_batch``. A batch that
+    fails is run again one caller at a time, so a bad input fails only its own request.
 
     >>> calls = []
     >>> def embed(x):
     ...     calls.append(len(x))
     ...     return x.astype(np.float32) * 2
-    >>> batcher = EmbedBatcher(embed, wait_ms=50)
+    >>> batcher = EmbedBatcher(embed)
     >>> from concurrent.futures import ThreadPoolExecutor
     >>> with ThreadPoolExecutor(4) as pool:
     ...     outs = list(pool.map(batcher.embed, [np.full((1, 2), i) for i in range(4)]))
-    >>> [o.tolist() for o in outs], sum(calls), len(calls) < 4
-    ([[[0.0, 0.0]], [[2.0, 2.0]], [[4.0, 4.0]], [[6.0, 6.0]]], 4, True)
+    >>> [o.tolist() for o in outs], sum(calls)
+    ([[[0.0, 0.0]], [[2.0, 2.0]], [[4.0, 4.0]], [[6.0, 6.0]]], 4)
+    >>> batcher.embed(np.ones((3, 2)), urgent=False).shape, calls[-3:]  # after predictions
+    ((3, 2), [1, 1, 1])
     >>> batcher.close()
     """
 
-    def __init__(self, embed: Embed, *, wait_ms: float = 2.0, max_batch: int = 32) -> None:
-        if wait_ms < 0 or max_batch < 1:
-            raise ValueError("wait_ms must be >= 0 and max_batch >= 1")
+    def __init__(
+        self,
+        embed: Embed,
+        *,
+        lanes: int = 1,
+        max_batch: int = 32,
+        learn_chunk: int = 1,
+        learn_lag_ms: float = 50.0,
+        quiet_s: float = 0.5,
+    ) -> None:
+        if lanes < 1 or max_batch < 1 or learn_chunk < 1 or learn_lag_ms < 0:
+            raise ValueError("lanes, max_batch and learn_chunk must be >= 1, learn_lag_ms >= 0")
         self._embed = embed
+        self.max_batch, self.learn_chunk = max_batch, learn_chunk
+        self.learn_lag_s, self.quiet_s = learn_lag_ms / 1000.0, quiet_s
         self.batches = self.samples = 0  # backbone runs and the samples they held
-        # Unbounded: each caller waits for its own item, so threads bound what is queued.
-        self._queue = MicroBatchQueue[_Item](0, max_batch, wait_ms / 1000.0, _rows)
-        self._queue.open()
-        self._thread = threading.Thread(target=self._run, name="edgecl-embed", daemon=True)
-        self._thread.start()
+        self._cond = threading.Condition()
+        self._urgent: deque[_Item] = deque()
+        self._learn: deque[_Item] = deque()
+        self._closed = False
+        self._last_urgent = -float("inf")
+        self._threads = [
+            threading.Thread(target=self._run, name=f"edgecl-embed-{i}", daemon=True)
+            for i in range(lanes)
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def embed(self, x: np.ndarray[Any, Any]) -> FloatArray:
+    def embed(self, x: np.ndarray[Any, Any], urgent: bool = True) -> FloatArray:
         """Latents of ``x`` (a batch of prepared inputs), computed with whatever else is
         waiting; raises what the backbone raised for these inputs."""
-        item = _Item(x)
-        try:
-            self._queue.put(item, bounded=False)
-        except NotAcceptingError:  # closed: run alone
+        if len(x) == 0:
             return self._embed(x)
+        item = _Item(x)
+        with self._cond:
+            if self._closed:  # closed: run alone
+                return self._embed(x)
+            if urgent:
+                self._urgent.append(item)
+                self._last_urgent = item.queued
+            else:
+                self._learn.append(item)
+            self._cond.notify()
         return item.future.result()
 
+    def waiting(self) -> int:
+        """Inputs queued that no lane has taken whole yet."""
+        with self._cond:
+            return len(self._urgent) + len(self._learn)
+
     def close(self) -> None:
-        """Finish what is queued and stop the thread; later calls embed directly."""
-        self._queue.close()
-        self._thread.join()
+        """Finish what is queued and stop the lanes; later calls embed directly."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()
 
+    # -- the lanes --------------------------------------------------------------------
     def _run(self) -> None:
-        while (items := self._queue.take()) is not None:
-            groups: dict[tuple[Any, ...], list[_Item]] = {}
-            for item in items:
-                groups.setdefault((item.x.shape[1:], item.x.dtype.str), []).append(item)
-            for group in groups.values():
-                self._run_group(group)
-
-    def _run_group(self, group: list[_Item]) -> None:
-        try:
-            out = self._embed(np.concatenate([item.x for item in group]))
-        except Exception as exc:
-            if len(group) == 1:
-                group[0].future.set_exception(exc)
+        while True:
+            with self._cond:
+                while not (self._urgent or self._learn or self._closed):
+                    self._cond.wait()
+                parts = self._next()
+            if parts is None:
                 return
-            for item in group:  # find the bad input: each caller alone
-                self._run_group([item])
+            self._run_parts(parts)
+
+    def _next(self) -> list[_Part] | None:
+        """What the lane runs next (the lock held); None once closed and drained."""
+        learn, urgent, now = self._learn, self._urgent, time.monotonic()
+        if urgent and not (learn and now - learn[0].queued > self.learn_lag_s):
+            return self._gather(urgent, self.max_batch)
+        if learn:
+            busy = now - self._last_urgent < self.quiet_s
+            return self._gather(learn, self.learn_chunk if busy else self.max_batch)
+        return None
+
+    @staticmethod
+    def _gather(queue: deque[_Item], limit: int) -> list[_Part]:
+        """Up to ``limit`` rows from the front of ``queue``, of the first item's shape."""
+        parts: list[_Part] = []
+        rows, key = 0, queue[0].key
+        while queue and rows < limit and queue[0].key == key:
+            item = queue[0]
+            take = min(limit - rows, len(item.x) - item.taken)
+            parts.append((item, item.taken, item.taken + take))
+            item.taken += take
+            rows += take
+            if item.taken == len(item.x):
+                queue.popleft()
+        return parts
+
+    def _run_parts(self, parts: list[_Part]) -> None:
+        live = [p for p in parts if not p[0].future.done()]  # an earlier chunk failed
+        if not live:
             return
-        self.batches += 1
-        self.samples += len(out)
+        try:
+            out = self._embed(np.concatenate([item.x[a:b] for item, a, b in live]))
+        except Exception as exc:
+            if len(live) > 1:  # find the bad input: each caller alone
+                for part in live:
+                    self._run_parts([part])
+                return
+            self._fail(live[0][0], exc)
+            return
+        with self._cond:
+            self.batches += 1
+            self.samples += len(out)
         start = 0
-        for item in group:
-            item.future.set_result(out[start : start + len(item.x)])
-            start += len(item.x)
+        for item, a, b in live:
+            self._fill(item, a, out[start : start + b - a])
+            start += b - a
+
+    def _fill(self, item: _Item, a: int, rows: FloatArray) -> None:
+        with self._cond:
+            if item.out is None:
+                item.out = np.empty((len(item.x), *rows.shape[1:]), rows.dtype)
+            item.out[a : a + len(rows)] = rows
+            item.done += len(rows)
+            if item.done == len(item.x) and not item.future.done():
+                item.future.set_result(item.out)
+
+    def _fail(self, item: _Item, exc: Exception) -> None:
+        with self._cond:
+            for queue in (self._urgent, self._learn):
+                if item in queue:
+                    queue.remove(item)  # its other chunks need not run
+            if not item.future.done():
+                item.future.set_exception(exc)

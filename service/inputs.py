@@ -46,7 +46,8 @@ class Embedder:
     Memory stays bounded whatever a request holds: images are decoded one at a time
     within ``budget`` (see :mod:`service.decoding`) and resized to the backbone's input
     at once, and a request may decode at most ``max_request_pixels`` pixels in all. With a
-    ``batcher`` (:mod:`service.embed_batching`), concurrent calls share backbone runs.
+    ``batcher`` (:mod:`service.embed_batching`), concurrent calls share backbone runs,
+    predictions first.
 
     >>> from edgecl.backbones import IdentityBackbone
     >>> embedder = Embedder(IdentityBackbone(2), "vector")
@@ -79,9 +80,9 @@ class Embedder:
         """Inputs as a raw-input store keeps them (the store checks its item shape)."""
         return memory.prepare(self.backbone, None, numeric(x))
 
-    def _embed(self, x: np.ndarray[Any, Any]) -> FloatArray:
+    def _embed(self, x: np.ndarray[Any, Any], urgent: bool = True) -> FloatArray:
         x = numeric(x)
-        out = self.backbone.embed(x) if self.batcher is None else self.batcher.embed(x)
+        out = self.backbone.embed(x) if self.batcher is None else self.batcher.embed(x, urgent)
         return checked_latents(out, self.latent_shape)
 
     def close(self) -> None:
@@ -149,7 +150,8 @@ class Embedder:
             yield i, arr
 
     def embed_kept(self, samples: Sequence[SampleInput]) -> tuple[FloatArray, np.ndarray[Any, Any]]:
-        """Latents and the prepared uint8 inputs a raw-input store keeps (no ``features``)."""
+        """Latents and the prepared uint8 inputs a raw-input store keeps (no ``features``),
+        for learning."""
         if not samples:
             raise ValueError("give at least one sample")
         for i, sample in enumerate(samples):
@@ -166,10 +168,11 @@ class Embedder:
             except ValueError as exc:
                 raise SampleError(i, str(exc)) from None
         raw = np.stack(kept)
-        return self._embed(raw), raw
+        return self._embed(raw, urgent=False), raw
 
-    def embed(self, samples: Sequence[SampleInput]) -> FloatArray:
-        """Latents ``(N, *latent_shape)``; ``SampleError`` names the first bad sample."""
+    def embed(self, samples: Sequence[SampleInput], urgent: bool = True) -> FloatArray:
+        """Latents ``(N, *latent_shape)``; ``SampleError`` names the first bad sample.
+        Not ``urgent`` (learning): with a batcher, predictions run first."""
         if not samples:
             raise ValueError("give at least one sample")
         out = np.empty((len(samples), *self.latent_shape), dtype=np.float32)
@@ -181,7 +184,7 @@ class Embedder:
         # Same-shaped inputs are embedded as one batch.
         for indices in groups.values():
             try:
-                out[indices] = self._embed(np.stack([prepared[i] for i in indices]))
+                out[indices] = self._embed(np.stack([prepared[i] for i in indices]), urgent)
             except ValueError as exc:
                 raise SampleError(indices[0], str(exc)) from None
         return out

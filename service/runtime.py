@@ -15,7 +15,7 @@ import numpy as np
 
 from edgecl.learner import Learner
 from edgecl.types import FloatArray, Label
-from service.batching import MicroBatchQueue
+from service.batching import InFlight, MicroBatchQueue
 from service.budget import Budget
 from service.checkpointing import CheckpointsLike
 from service.controls import Control, item_size
@@ -94,8 +94,9 @@ class LearnerRuntime:
             probe_rescore_s=probe_rescore_s,
             keep_saved_store=keep_saved_store,
         )
+        self.embedding = InFlight()  # the writer waits for these learn requests only
         self.queue = MicroBatchQueue[LearnJob | Control](
-            queue.size, queue.max_batch, queue.max_wait_ms / 1000.0, item_size
+            queue.size, queue.max_batch, queue.max_wait_ms / 1000.0, item_size, self.embedding
         )
         self.checkpoint_on_stop = durability.checkpoint_on_stop
         self.jobs = RetrainJobs()
@@ -184,9 +185,10 @@ class LearnerRuntime:
         self, samples: Sequence[SampleInput]
     ) -> tuple[FloatArray, np.ndarray[Any, Any] | None]:
         """Latents, plus the prepared raw inputs when the store keeps those."""
-        if self.learner.keeps_inputs:
-            return self.embedder.embed_kept(samples)
-        return self.embedder.embed(samples), None
+        with self.embedding:
+            if self.learner.keeps_inputs:
+                return self.embedder.embed_kept(samples)
+            return self.embedder.embed(samples, urgent=False), None
 
     def _run(self) -> None:
         while (items := self.queue.take()) is not None:

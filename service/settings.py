@@ -84,7 +84,10 @@ class Settings(HttpSettings, BaseSettings):
         description="ONNX Runtime execution providers, in order of preference.",
     )
     backbone_threads: int | None = Field(
-        default=None, ge=0, description="ONNX Runtime intra-op threads; unset: its default."
+        default=None,
+        ge=0,
+        description="ONNX Runtime intra-op threads per backbone run; unset: its default (one "
+        "per core).",
     )
     backbone_check_min_cosine: float = Field(
         default=0.95,
@@ -95,16 +98,30 @@ class Settings(HttpSettings, BaseSettings):
         "graph optimisations off (slower, the same on every CPU).",
     )
     embed_batching: bool = Field(
-        default=False,
-        description="Run the images of concurrent requests through the backbone as one batch "
-        "(off by default: on a 2-core CPU it did not pay, see BENCHMARKS.md).",
+        default=True,
+        description="Run the images of concurrent requests through the backbone as shared "
+        "batches on `embed_lanes` threads, predictions ahead of learning (see BENCHMARKS.md).",
     )
-    embed_wait_ms: float = Field(
-        default=2.0,
+    embed_lanes: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="With embed batching: backbone runs at once (each with backbone_threads "
+        "ONNX Runtime threads).",
+    )
+    embed_learn_chunk: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="With embed batching: most learn images in one backbone run while "
+        "predictions keep coming (a prediction waits for at most one such run).",
+    )
+    embed_learn_lag_ms: float = Field(
+        default=50.0,
         ge=0,
-        le=1000,
-        description="With embed batching: how long a request's images may wait for others "
-        "to share a backbone run (those arriving while it is busy wait for no timer).",
+        le=60_000,
+        description="With embed batching: the longest a learn request's images wait behind "
+        "predictions before they run anyway.",
     )
     embed_max_batch: int = Field(
         default=32, ge=1, le=1024, description="Most images in one batched backbone run."

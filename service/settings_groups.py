@@ -171,7 +171,13 @@ class QueueSettings(BaseModel):
 
     size: int = Field(default=64, ge=1)
     max_batch: int = Field(default=64, ge=1)
-    max_wait_ms: float = Field(default=5.0, ge=0)
+    max_wait_ms: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long the writer waits to fill a batch with learn requests still being "
+        "embedded (never for a lone one): fewer learning steps and fsyncs for concurrent "
+        "clients; 0: it takes what is queued.",
+    )
     recent_ids: int = Field(default=10_000, ge=0)
 
 

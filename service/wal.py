@@ -30,9 +30,10 @@ _RETRY_S = 1.0  # pause of the group syncer after a failed fsync
 class WriteAheadLog:
     """Segmented, checksummed, append-only log of learn records with consecutive seqs.
 
-    ``fsync="always"``: :meth:`wait_durable` fsyncs, one fsync covering every append so far
-    (concurrent callers share it). ``fsync="group"``: a background thread fsyncs at most
-    once per ``group_ms`` while there is unsynced data; :meth:`wait_durable` waits for it.
+    ``fsync="always"``: :meth:`wait_durable` fsyncs (or :meth:`sync_ahead` did), one fsync
+    covering every append so far (concurrent callers share it). ``fsync="group"``: a
+    background thread fsyncs at most once per ``group_ms`` while there is unsynced data;
+    :meth:`wait_durable` waits for it.
     Fewer fsyncs mean less flash wear, at the cost of up to ``group_ms`` more latency.
 
     >>> import tempfile
@@ -66,7 +67,7 @@ class WriteAheadLog:
         self._cond = threading.Condition()
         self._files = SegmentFiles(self.directory)  # used with _cond held
         self._sync_error: StorageError | None = None
-        self._syncing = False  # an "always" fsync is in flight
+        self._syncing = self._ahead = False  # an "always" fsync in flight; asked ahead
         # After a failed fsync the kernel may have dropped those pages whatever a later
         # fsync says: records up to _lost_upto are never reported durable, and the next
         # append starts a new segment, so later records do not sit behind a possible hole.
@@ -78,10 +79,9 @@ class WriteAheadLog:
         self._lock_fd = lock_directory(self.directory) if exclusive else None
         self.last_seq = self._files.recover()
         self._synced_seq = self.last_seq
-        self._thread: threading.Thread | None = None
-        if fsync == "group":
-            self._thread = threading.Thread(target=self._group_loop, name="wal-sync", daemon=True)
-            self._thread.start()
+        loop = self._group_loop if fsync == "group" else self._ahead_loop
+        self._thread = threading.Thread(target=loop, name="wal-sync", daemon=True)
+        self._thread.start()
 
     def _open_active(self) -> int:
         """The fd of the newest segment, created (and its tail cut) if needed."""
@@ -159,6 +159,8 @@ class WriteAheadLog:
                 self._cond.wait()
             if self._synced_seq >= seq:
                 return
+            if seq <= self._lost_upto:  # the fsync waited for failed
+                raise self._lost_error
             self._syncing = True
         try:
             self._sync()
@@ -166,6 +168,32 @@ class WriteAheadLog:
             with self._cond:
                 self._syncing = False
                 self._cond.notify_all()
+
+    def sync_ahead(self) -> None:
+        """``always``: fsync what was appended in the background, so that work done before
+        :meth:`wait_durable` overlaps it (``group`` syncs in the background anyway)."""
+        with self._cond:
+            if self.fsync == "always" and not self._syncing and self._synced_seq < self.last_seq:
+                self._syncing = self._ahead = True
+                self._cond.notify_all()
+
+    def _ahead_loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed or self._ahead)
+                if self._closed:
+                    self._syncing = self._ahead = False
+                    self._cond.notify_all()
+                    return
+                self._ahead = False
+            try:
+                self._sync()
+            except StorageError as exc:
+                log.warning("%s", exc)  # wait_durable raises it to the caller
+            finally:
+                with self._cond:
+                    self._syncing = False
+                    self._cond.notify_all()
 
     def _sync(self) -> None:
         """fsync everything appended so far; a duplicate fd is synced without the lock held,
@@ -251,15 +279,14 @@ class WriteAheadLog:
             self._files.remove_before(seq)
 
     def close(self) -> None:
-        """Stop the group syncer, fsync what is left (a failure is logged) and close."""
+        """Stop the background syncer, fsync what is left (a failure is logged) and close."""
         with self._cond:
             if self._closed:
                 return
             self._closed = True
             self._stop.set()
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
+        self._thread.join()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the lock
             self._lock_fd = None

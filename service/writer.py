@@ -34,6 +34,7 @@ class WriteAheadLogLike(Protocol):
     replayed_bytes: int
 
     def append_many(self, records: list[dict[str, Any]]) -> int: ...
+    def sync_ahead(self) -> None: ...
     def wait_durable(self, seq: int) -> None: ...
     def replay(self, after_seq: int) -> Any: ...
     def covers(self, first: int, last: int) -> bool: ...
@@ -203,7 +204,8 @@ class Writer:
         return True
 
     def _store_and_apply(self, records: list[dict[str, Any]], batches: list[Batch]) -> None:
-        """WAL append → learn → fsync; ``StorageUnavailableError`` says how far it got."""
+        """WAL append → learn (while the fsync runs) → durable; ``StorageUnavailableError``
+        says how far it got."""
         seq = self.applied_seq
         if self.wal is not None:
             try:
@@ -212,6 +214,7 @@ class Writer:
                 raise StorageUnavailableError(
                     f"the samples could not be stored, nothing was learned: {exc}"
                 ) from exc
+            self.wal.sync_ahead()
         self._apply(records, seq, batches)
         if self.wal is not None:
             try:

@@ -1,9 +1,12 @@
 """Concurrent requests share backbone runs, on the shipped int8 backbone, and answer exactly
-what they answer alone; a bad image in a shared batch fails only its own request."""
+what they answer alone; a bad image in a shared batch fails only its own request;
+predictions run ahead of learning, and learning under predictions is still acknowledged
+and durable."""
 
 from __future__ import annotations
 
 import base64
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,14 +21,15 @@ from service.embed_batching import EmbedBatcher
 from tests.service.conftest import make_settings, png
 
 
-def serve(tmp_path: Path, **overrides: Any) -> TestClient:
+def serve(tmp_path: Path, durable: bool = False, **overrides: Any) -> TestClient:
     settings = make_settings(
         backbone="onnx",
         backbone_dir=tmp_path / "backbone",
+        data_dir=tmp_path / "data",
         backbone_threads=1,
         **overrides,
     )
-    return TestClient(create_app(settings, build_runtime(settings, durable=False)))
+    return TestClient(create_app(settings, build_runtime(settings, durable=durable)))
 
 
 def images(n: int) -> tuple[list[str], list[str]]:
@@ -49,25 +53,32 @@ def predict_all(client: TestClient, encoded: list[str], workers: int) -> list[di
 def test_batched_predictions_equal_lone_ones(tmp_path: Path) -> None:
     encoded, labels = images(48)
     teach = [{"image": im, "label": y} for im, y in zip(encoded[:32], labels[:32], strict=True)]
-    answers = {}
+    answers: dict[object, list[dict[str, Any]]] = {}
     for batching in (False, True):
-        with serve(tmp_path, embed_batching=batching, embed_wait_ms=20.0) as client:
+        with serve(tmp_path, embed_batching=batching, embed_lanes=1) as client:
             assert client.post("/learn", json={"samples": teach}).status_code == 200
             answers[batching] = predict_all(client, encoded[32:], workers=8 if batching else 1)
             batcher = client.app.state.runtime.embedder.batcher  # type: ignore[attr-defined]
             if batching:
-                # Eight clients at once: some backbone runs held more than one request.
+                # Eight clients at once on one lane: some runs held more than one request.
                 assert batcher.batches < batcher.samples
-    for alone, shared in zip(answers[False], answers[True], strict=True):
-        assert shared["label"] == alone["label"]
-        for a, b in zip(alone["top_k"], shared["top_k"], strict=True):
+                # A lone prediction is answered too, as it is without batching.
+                answers["lone"] = predict_all(client, encoded[32:33], workers=1)
+    assert_same(answers[False], answers[True])
+    assert_same(answers[False][:1], answers["lone"])
+
+
+def assert_same(alone: list[dict[str, Any]], shared: list[dict[str, Any]]) -> None:
+    for a_, s_ in zip(alone, shared, strict=True):
+        assert s_["label"] == a_["label"]
+        for a, b in zip(a_["top_k"], s_["top_k"], strict=True):
             assert a["label"] == b["label"] and abs(a["score"] - b["score"]) < 1e-5
 
 
 def test_a_bad_image_fails_alone_in_a_shared_batch(tmp_path: Path) -> None:
     encoded, labels = images(8)
     broken = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64).decode()
-    with serve(tmp_path, embed_wait_ms=50.0) as client:
+    with serve(tmp_path, embed_lanes=1) as client:
         teach = [{"image": im, "label": y} for im, y in zip(encoded, labels, strict=True)]
         assert client.post("/learn", json={"samples": teach}).status_code == 200
 
@@ -87,7 +98,7 @@ def test_the_batcher_isolates_an_input_the_backbone_refuses() -> None:
             raise ValueError("negative pixels")
         return x.astype(np.float32)
 
-    batcher = EmbedBatcher(embed, wait_ms=100.0)
+    batcher = EmbedBatcher(embed)
     inputs = [np.full((2, 3), i) for i in (1, -1, 2, 3)]
 
     def run(x: np.ndarray) -> str:
@@ -101,3 +112,60 @@ def test_the_batcher_isolates_an_input_the_backbone_refuses() -> None:
     batcher.close()
     assert outs == ["1.0", "negative pixels", "2.0", "3.0"]
     assert batcher.embed(np.ones((1, 3))).shape == (1, 3)  # closed: runs alone
+
+
+def test_predictions_run_ahead_of_queued_learning() -> None:
+    """While the lane is busy, a learn input and then two predictions queue: the lane runs
+    the predictions next (as one batch), then the learning, in chunks while predictions
+    keep coming."""
+    started, release, runs = threading.Event(), threading.Event(), []
+
+    def embed(x: np.ndarray) -> np.ndarray:
+        runs.append(sorted({int(v) for v in x[:, 0]}))
+        if len(runs) == 1:
+            started.set()
+            release.wait(10)
+        return x.astype(np.float32)
+
+    batcher = EmbedBatcher(embed, lanes=1, learn_chunk=2, learn_lag_ms=10_000, quiet_s=600)
+    with ThreadPoolExecutor(4) as pool:
+        busy = pool.submit(batcher.embed, np.full((1, 2), 9))
+        started.wait(10)
+        learn = pool.submit(batcher.embed, np.full((3, 2), 1), False)
+        while not batcher.waiting():
+            pass
+        predictions = [pool.submit(batcher.embed, np.full((1, 2), v)) for v in (2, 3)]
+        while batcher.waiting() < 3:
+            pass
+        release.set()
+        outs = [f.result(10) for f in (busy, learn, *predictions)]
+    batcher.close()
+    assert runs == [[9], [2, 3], [1], [1]]  # the 3 learn rows as chunks of 2 and 1
+    assert [o.shape for o in outs] == [(1, 2), (3, 2), (1, 2), (1, 2)]
+    assert outs[1][:, 0].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_learning_beside_predictions_is_acknowledged_and_durable(tmp_path: Path) -> None:
+    """Learn requests sent while predictions keep both lanes busy are all answered, and a
+    restarted daemon on the same data dir holds every sample they taught."""
+    encoded, labels = images(40)
+    teach = [{"image": im, "label": y} for im, y in zip(encoded, labels, strict=True)]
+    with serve(tmp_path, durable=True) as client:
+        assert client.post("/learn", json={"samples": teach[:8]}).status_code == 200
+
+        def learn(k: int) -> int:
+            body = {"samples": teach[8 + 8 * k : 16 + 8 * k]}
+            reply = client.post("/learn", json=body)
+            assert reply.status_code == 200, reply.text
+            accepted: int = reply.json()["accepted"]
+            return accepted
+
+        with ThreadPoolExecutor(8) as pool:
+            asked = pool.submit(predict_all, client, encoded * 2, 4)
+            accepted = list(pool.map(learn, range(4)))
+            assert len(asked.result()) == 80
+        assert accepted == [8, 8, 8, 8]
+        learned = client.get("/stats").json()["samples_learned"]
+    assert learned == 40
+    with serve(tmp_path, durable=True) as client:
+        assert client.get("/stats").json()["samples_learned"] == 40

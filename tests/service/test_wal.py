@@ -277,8 +277,12 @@ def test_group_commit_waits_for_the_syncer(tmp_path: Path, monkeypatch: pytest.M
     wal.close()
 
 
-@pytest.mark.parametrize("fsync", ["always", "group"])
-def test_concurrent_appends_and_waits(tmp_path: Path, fsync: Literal["always", "group"]) -> None:
+@pytest.mark.parametrize(
+    ("fsync", "ahead"), [("always", False), ("always", True), ("group", False)]
+)
+def test_concurrent_appends_and_waits(
+    tmp_path: Path, fsync: Literal["always", "group"], ahead: bool
+) -> None:
     wal = WriteAheadLog(tmp_path, fsync=fsync, group_ms=0.5, segment_bytes=4000)
     errors: list[BaseException] = []
 
@@ -286,6 +290,8 @@ def test_concurrent_appends_and_waits(tmp_path: Path, fsync: Literal["always", "
         try:
             for i in range(1, 301, 3):
                 seq = wal.append_many([record(i), record(i + 1), record(i + 2)])
+                if ahead:  # as the daemon's writer does: the fsync runs while it learns
+                    wal.sync_ahead()
                 if i % 2:
                     wal.wait_durable(seq)
         except BaseException as exc:  # surfaced by the assert below
@@ -314,9 +320,11 @@ def test_concurrent_appends_and_waits(tmp_path: Path, fsync: Literal["always", "
     assert len(segments(tmp_path)) > 3
 
 
-@pytest.mark.parametrize("fsync", ["always", "group"])
+@pytest.mark.parametrize(
+    ("fsync", "ahead"), [("always", False), ("always", True), ("group", False)]
+)
 def test_failed_fsync_raises_then_recovers_in_a_new_segment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: Literal["always", "group"]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: Literal["always", "group"], ahead: bool
 ) -> None:
     monkeypatch.setattr("service.wal._RETRY_S", 0.01)
     failing = threading.Event()
@@ -333,6 +341,8 @@ def test_failed_fsync_raises_then_recovers_in_a_new_segment(
     monkeypatch.setattr(os, "fsync", failing_fsync)
     failing.set()
     seq = wal.append_many([record(2)])
+    if ahead:  # the background fsync fails: the wait reports it
+        wal.sync_ahead()
     with pytest.raises(StorageError, match="^the data directory is full: syncing"):
         wal.wait_durable(seq)
     failing.clear()
