@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from edgecl.strategies.cwr_star import tied_row
 from edgecl.strategies.linear import SGD
 from edgecl.types import AnyArray, FloatArray, IntArray, State
 
@@ -191,15 +192,18 @@ class TrainableTop:
         lr: float,
         top_lr: float,
         rng: np.random.Generator,
+        tied: float = 0.0,
     ) -> FloatArray:
         """One batch: ``sgd``'s epochs of minibatch SGD with momentum and weight decay on
-        the output weights ``tw`` (rows: classes of ``y``) at ``lr`` and the module at
-        ``top_lr`` (the velocity starts at zero), the module's gradient with the SI penalty;
-        then the SI update. Returns the trained ``tw``."""
+        the output weights ``tw`` (rows: classes of ``y``, then, if ``tied``, one row for
+        ``tied`` identical outputs, :func:`~edgecl.strategies.cwr_star.tied_row`) at
+        ``lr`` and the module at ``top_lr`` (the velocity starts at zero), the module's
+        gradient with the SI penalty; then the SI update. Returns the trained ``tw``."""
         momentum, weight_decay = sgd.momentum, sgd.weight_decay
         named = self._trainable()
         params = [p for _, p in named]
         velocity = [torch.zeros_like(p) for p in params]
+        shift, scale = (torch.from_numpy(a) for a in tied_row(len(tw), tied))
         w = torch.from_numpy(tw.copy()).requires_grad_(True)
         w_velocity = torch.zeros_like(w)
         xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
@@ -208,7 +212,7 @@ class TrainableTop:
             order = torch.from_numpy(rng.permutation(len(x)))
             for s in range(0, len(x), sgd.batch_size):
                 idx = order[s : s + sgd.batch_size]
-                grads = self._minibatch_grads(xt[idx], yt[idx], [*params, w])
+                grads = self._minibatch_grads(xt[idx], yt[idx], [*params, w], shift)
                 with torch.no_grad():
                     for k, p in enumerate(params):
                         g = self.si.gradient(k, p, grads[k])
@@ -216,7 +220,7 @@ class TrainableTop:
                         step = -top_lr * velocity[k]
                         p.add_(step)
                         self.si.moved(k, g, step)
-                    w_velocity.mul_(momentum).add_(grads[-1] + weight_decay * w)
+                    w_velocity.mul_(momentum).add_(grads[-1] * scale + weight_decay * w)
                     w.sub_(lr * w_velocity)
         with torch.no_grad():
             self.si.end(named)
@@ -224,15 +228,22 @@ class TrainableTop:
         return out
 
     def _minibatch_grads(
-        self, x: torch.Tensor, y: torch.Tensor, wrt: list[torch.Tensor]
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        wrt: list[torch.Tensor],
+        shift: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
-        """Gradients of the minibatch's mean cross-entropy, summed over chunks of
+        """Gradients of the minibatch's mean cross-entropy (logits plus ``shift``, if
+        given), summed over chunks of
         :data:`TRAIN_CHUNK` latents: batch normalisation is frozen, so no latent's loss
         depends on another's and the sum is the minibatch's gradient, while only one
         chunk's activations are alive at a time."""
         total: list[torch.Tensor] | None = None
         for s in range(0, len(x), TRAIN_CHUNK):
             logits = self._forward(x[s : s + TRAIN_CHUNK]) @ wrt[-1].T
+            if shift is not None:
+                logits = logits + shift
             loss = F.cross_entropy(logits, y[s : s + TRAIN_CHUNK], reduction="sum") / len(x)
             grads = torch.autograd.grad(loss, wrt)
             if total is None:

@@ -35,37 +35,58 @@ def consolidate(
     past[classes] += cur
 
 
+def background(outputs: int, known: int, in_batch: int) -> float:
+    """How many zero outputs of the reference's fixed-size layer of ``outputs`` rows (grown
+    to the ``known`` classes if there are more) the background row stands for when the
+    batch holds ``in_batch`` classes; ``outputs == 0``: one row counted once.
+
+    >>> background(10, 3, 2), background(10, 12, 2), background(0, 3, 2)
+    (8.0, 10.0, 1.0)
+    """
+    if outputs == 0:
+        return 1.0
+    return float(max(outputs, known) - in_batch)
+
+
+def tied_row(rows: int, tied: float) -> tuple[FloatArray, FloatArray]:
+    """Logit shift ``(rows,)`` and gradient scale ``(rows, 1)`` by which the last of
+    ``rows`` output rows stands for ``tied`` identical outputs (``tied == 0``: no such row).
+
+    ``tied`` zero-initialised outputs that no sample belongs to get the same gradient at
+    every step, so they stay equal; one row emulates them exactly: the softmax counts its
+    logit ``tied`` times (``+ log tied``), so its probability is theirs together, and each
+    of them gets ``1 / tied`` of the gradient that probability gives. The gradient reaching
+    the features below is unchanged: ``tied`` rows of ``1 / tied`` of it each.
+
+    >>> shift, scale = tied_row(3, 4.0)
+    >>> [round(float(v), 3) for v in shift], scale.ravel().tolist()
+    ([0.0, 0.0, 1.386], [1.0, 1.0, 0.25])
+    """
+    shift = np.zeros(rows, dtype=np.float32)
+    scale = np.ones((rows, 1), dtype=np.float32)
+    if tied:
+        shift[-1], scale[-1] = np.log(tied), 1.0 / tied
+    return shift, scale
+
+
 def sgd_tied(
     w: FloatArray, tied: float, x: FloatArray, y: IntArray, sgd: SGD, rng: np.random.Generator
 ) -> None:
     """Minibatch SGD on softmax cross-entropy, bias-free, updating ``w`` (K, D) in place,
-    where the last row stands for ``tied`` identical outputs (``tied == 0``: no such row).
-
-    ``tied`` zero-initialised outputs that no sample belongs to get the same gradient at
-    every step, so they stay equal; one row emulates them exactly: the softmax counts its
-    logit ``tied`` times (``+ log tied``) and each of them gets ``1 / tied`` of the
-    gradient the row's total probability gives. ``y`` indexes the other rows.
-    """
-    k = len(w) - (1 if tied else 0)
-    shift = np.zeros(len(w), dtype=np.float32)
-    scale = np.ones((len(w), 1), dtype=np.float32)
-    if tied:
-        shift[k], scale[k] = np.log(tied), 1.0 / tied
+    where the last row stands for ``tied`` identical outputs (:func:`tied_row`; ``tied ==
+    0``: no such row). ``y`` indexes the other rows."""
+    shift, scale = tied_row(len(w), tied)
     for _ in range(sgd.epochs):
         order = rng.permutation(len(x))
         for start in range(0, len(x), sgd.batch_size):
             idx = order[start : start + sgd.batch_size]
             xb = x[idx]
-            logits = xb @ w.T
-            if tied > 1:
-                logits += shift
+            logits = xb @ w.T + shift
             logits -= np.max(logits, axis=1, keepdims=True)
             p = np.exp(logits)
             p /= np.sum(p, axis=1, keepdims=True)
             p[np.arange(len(idx)), y[idx]] -= 1.0
-            grad_w = (p / len(idx)).T @ xb
-            if tied > 1:
-                grad_w *= scale
+            grad_w = (p / len(idx)).T @ xb * scale
             if sgd.weight_decay:
                 grad_w += sgd.weight_decay * w
             w -= (sgd.lr * grad_w).astype(w.dtype)
@@ -93,7 +114,7 @@ class CWRStar(Configurable):
     so weights consolidated from different batches are comparable, and a single-class
     batch still has a gradient (over its own output alone the softmax is constant).
     ``outputs=0`` keeps one background row counted once, whatever the classes (edgecl's
-    rule before issue 17, and AR1's).
+    rule before issue 17). :class:`~edgecl.strategies.ar1.AR1` trains with the same layer.
 
     >>> s = CWRStar(lr=0.5)
     >>> s.add_classes(2)
@@ -145,9 +166,7 @@ class CWRStar(Configurable):
 
     def background(self, in_batch: int) -> float:
         """How many zero outputs the background row stands for, with ``in_batch`` classes."""
-        if self.outputs == 0:
-            return 1.0
-        return float(max(self.outputs, len(self.past)) - in_batch)
+        return background(self.outputs, len(self.past), in_batch)
 
     def logits_many(self, z: FloatArray) -> Float64Array:
         x = check_latents(z, self.cw.shape[1])

@@ -31,13 +31,25 @@ def blobs(classes: list[int], n: int, dim: int = 6, seed: int = 0) -> tuple[Floa
 
 
 def params(s: AR1) -> dict[str, FloatArray]:
-    module: Any = s.net.module
+    return params_of(s.net.module)
+
+
+def params_of(module: Any) -> dict[str, FloatArray]:
     return {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
 
 
-def test_without_layers_above_the_cut_ar1_is_cwr_star() -> None:
-    ar1 = AR1(momentum=0.0, lr=0.05, inc_lr=0.05, epochs=2, batch_size=8, weight_decay=0.0)
-    cwr = CWRStar(lr=0.05, epochs=2, batch_size=8, weight_decay=0.0, outputs=0)
+@pytest.mark.parametrize("outputs", [0, 10])
+def test_without_layers_above_the_cut_ar1_is_cwr_star(outputs: int) -> None:
+    ar1 = AR1(
+        momentum=0.0,
+        lr=0.05,
+        inc_lr=0.05,
+        epochs=2,
+        batch_size=8,
+        weight_decay=0.0,
+        outputs=outputs,
+    )
+    cwr = CWRStar(lr=0.05, epochs=2, batch_size=8, weight_decay=0.0, outputs=outputs)
     for s in (ar1, cwr):
         s.add_classes(4)
     for step, classes in enumerate(([0, 1], [2, 3], [0, 2], [1])):
@@ -48,6 +60,74 @@ def test_without_layers_above_the_cut_ar1_is_cwr_star() -> None:
     np.testing.assert_allclose(ar1.cw, cwr.cw, atol=1e-5)
     np.testing.assert_array_equal(ar1.past, cwr.past)
     np.testing.assert_allclose(ar1.predict_proba_many(z), cwr.predict_proba_many(z), atol=1e-5)
+
+
+@pytest.mark.parametrize("outputs", [3, 6])
+def test_ar1_trains_as_the_reference_layer_of_every_output(outputs: int) -> None:
+    """The reference's training, by hand in torch: an output layer of ``max(outputs,
+    classes known)`` rows, the batch's classes from their consolidated weights and every
+    other row zero, one SGD with momentum and weight decay over it and the layer above the
+    cut, then CWR*'s consolidation. AR1's single background row gives the same weights,
+    single-class batches and a batch of every class (no background) included."""
+    import copy
+
+    import torch.nn.functional as F  # noqa: N812
+
+    from edgecl.strategies.cwr_star import consolidate
+
+    lr, inc_lr, top_lr, epochs, size, mu, decay = 0.05, 0.02, 0.01, 2, 4, 0.9, 0.0005
+    s = AR1(
+        hidden=5,
+        lr=lr,
+        inc_lr=inc_lr,
+        top_lr=top_lr,
+        momentum=mu,
+        weight_decay=decay,
+        epochs=epochs,
+        batch_size=size,
+        outputs=outputs,
+    )
+    s.add_classes(4)
+    s.net.ensure_built(6)
+    module: Any = copy.deepcopy(s.net.module)
+    rows = max(outputs, 4)
+    cw, past = np.zeros((rows, 5), np.float32), np.zeros(rows, np.int64)
+    for call, classes in enumerate(([2], [0, 1], [0, 1, 2, 3], [3], [1, 2])):
+        z, y = blobs(classes, 5, seed=call)
+        s.learn_many(z, y)
+        present, cur = np.unique(y, return_counts=True)
+        layer = torch.zeros(rows, 5)
+        layer[present] = torch.from_numpy(cw[present])
+        layer.requires_grad_(True)
+        trainable = [*module.parameters(), layer]
+        rates = [top_lr] * (len(trainable) - 1) + [lr if call == 0 else inc_lr]
+        velocity = [torch.zeros_like(p) for p in trainable]
+        rng = np.random.default_rng([0, call])
+        for _ in range(epochs):
+            order = rng.permutation(len(y))
+            for start in range(0, len(y), size):
+                idx = order[start : start + size]
+                logits = module(torch.from_numpy(z[idx])) @ layer.T
+                loss = F.cross_entropy(logits, torch.from_numpy(y[idx]))
+                grads = torch.autograd.grad(loss, trainable)
+                with torch.no_grad():
+                    for p, v, g, rate in zip(trainable, velocity, grads, rates, strict=True):
+                        v.mul_(mu).add_(g + decay * p)
+                        p.sub_(rate * v)
+        consolidate(cw, past, present, cur, layer.detach().numpy()[present])
+        np.testing.assert_allclose(s.cw, cw[:4], rtol=1e-4, atol=1e-6, err_msg=f"batch {call}")
+        for name, value in params_of(module).items():
+            np.testing.assert_allclose(params(s)[name], value, rtol=1e-4, atol=1e-6)
+    assert s.past.tolist() == past[:4].tolist()
+
+
+def test_ar1_learns_from_a_first_single_class_batch() -> None:
+    # Over its own output alone the softmax is constant: the layer's other outputs give
+    # the gradient (one zero row counted once gave a weak one).
+    s = AR1(hidden=4, lr=0.05)
+    s.add_classes(1)
+    s.learn_many(*blobs([0], 8))
+    assert np.abs(s.cw).sum() > 0
 
 
 def test_importance_is_the_path_integral_over_the_squared_change() -> None:
@@ -117,7 +197,15 @@ def test_each_batch_steps_at_the_reference_schedules_learning_rate() -> None:
     import torch.nn.functional as F  # noqa: N812
 
     for top_lr, rates in ((None, [0.01, 0.002, 0.002]), (0.004, [0.004] * 3)):
-        s = AR1(hidden=4, lr=0.01, inc_lr=0.002, top_lr=top_lr, momentum=0.0, weight_decay=0.0)
+        s = AR1(
+            hidden=4,
+            lr=0.01,
+            inc_lr=0.002,
+            top_lr=top_lr,
+            momentum=0.0,
+            weight_decay=0.0,
+            outputs=0,  # one zero row counted once, as the hand-built layer below
+        )
         s.sgd = dataclasses.replace(s.sgd, epochs=1)
         s.add_classes(3)
         for step, rate in enumerate(rates):

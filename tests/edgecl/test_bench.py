@@ -285,3 +285,39 @@ def test_digits_stream_splits_sklearns_bundled_digits() -> None:
     assert len(train.labels) + len(test.labels) == 1797 and len(test.labels) == 450
     assert train.images.dtype == np.uint8 and train.images.shape[1:] == (8, 8)
     assert train.images.max() == 255 and set(test.labels.tolist()) == set(range(10))
+
+
+def test_the_tuned_bench_runs_ar1_at_its_cut_with_the_builds_top(
+    tmp_path: Path, stream: ClassIncrementalStream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bench tuned`` gives a block-cut recipe latents of the same images at its cut and
+    the build's layers above it; the other strategies keep the pooled latents."""
+    from edgecl.bench import run_cl
+    from tests.edgecl.test_ar1 import fake_build
+
+    manifest = fake_build(tmp_path)
+    project = np.random.default_rng(0).uniform(size=(49, 192 * 2 * 2)).astype(np.float32) / 8
+    asked: list[str] = []
+
+    def at_cut(data: Latents) -> Latents:
+        return Latents((data.z @ project).reshape(len(data), 192, 2, 2).astype(np.float32), data.y)
+
+    def fake_latents(cache: Path, backbones: Path, cut: str, **kwargs: Any) -> Any:
+        asked.append(cut)
+        n = kwargs["limit_train"]
+        train = Latents(stream.train.z[:n], stream.train.y[:n])
+        if cut == "pooled":
+            return train, stream.test, tmp_path / "pooled.json"
+        return at_cut(train), at_cut(stream.test), manifest
+
+    monkeypatch.setattr(run_cl, "fashion_latents", fake_latents)
+    out = tmp_path / "BENCHMARKS.md"
+    spec = "ar1:epochs=1:replay_size=20:lr=0.01"
+    argv = ["bench", "tuned", "--strategies", f"naive,{spec}", "--lr-grid", "0.01"]
+    argv += ["--memory-items", "50", "--no-joint", "--limit-train", "500"]
+    assert main([*argv, "--out", str(out), "--data-dir", str(tmp_path)]) == 0
+    assert asked == ["pooled", "block14"]
+    text = out.read_text()
+    row = next(line for line in text.splitlines() if line.startswith(f"| `{spec}`"))
+    assert "latents at `block14`" in row
+    assert "--limit-train 500" in text
