@@ -245,6 +245,7 @@ def _ar1_sentence(recipe: Recipe | None) -> str:
     return (
         f" `{recipe.label}` learns from latents at the `{recipe.cut}` cut (its replay memory "
         "holds latents there); the layers above the cut, initialised from the pretrained "
-        "weights, train with Synaptic Intelligence (batch normalisation frozen) under CWR* "
-        "on the output layer; its replay ratio and epochs are in its notes."
+        "weights, train (batch normalisation frozen; Synaptic Intelligence only if "
+        "`si_lambda` is set, 0 by default as in the reference) under CWR* on the output "
+        "layer; its replay ratio and epochs are in its notes."
     )
