@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecl.protocols import Rows
 from edgecl.registry import Configurable
+from edgecl.replay.drawn import LatentRows
 from edgecl.strategies.cwr_star import consolidate
 from edgecl.strategies.linear import (
     SGD,
     check_batch,
+    check_classes,
     check_latents,
     grow_rows,
     masked_softmax,
@@ -223,17 +227,32 @@ class AR1(Configurable):
 
     def learn_many(self, z: FloatArray, y: IntArray) -> None:
         x, labels = check_batch(z, y, len(self.past), self.net.dim)
-        if not len(x):
+        self._learn(LatentRows(x), labels)
+
+    def learn_rows(self, rows: Rows, y: IntArray) -> None:
+        """Learn what ``learn_many`` would learn of ``rows`` (see
+        :class:`~edgecl.protocols.ReadsRows`), reading them a minibatch at a time: the
+        replayed ones stay int8 until read."""
+        dim = math.prod(rows.item_shape)
+        if self.net.dim and dim != self.net.dim:
+            raise ValueError(
+                f"latent dimension mismatch: this head was trained on {self.net.dim}-d "
+                f"latents, got {dim}-d"
+            )
+        self._learn(rows, check_classes(y, len(rows), len(self.past)))
+
+    def _learn(self, rows: Rows, labels: IntArray) -> None:
+        if not len(rows):
             return
-        self.net.ensure_built(x.shape[1])
+        self.net.ensure_built(math.prod(rows.item_shape))
         if self.cw.shape[1] == 0:
             self.cw = np.zeros((len(self.past), self.net.features), dtype=np.float32)
-        release_freed_memory()  # the replay the learner decoded for this batch
+        release_freed_memory()  # what predicting the batch left
         classes, cur = np.unique(labels, return_counts=True)
         tw = np.vstack([self.cw[classes], np.zeros((1, self.cw.shape[1]), np.float32)])
         lr, top_lr = self.learning_rates()
         tw = self.net.train_batch(
-            x,
+            rows,
             np.searchsorted(classes, labels),
             tw,
             self.sgd,

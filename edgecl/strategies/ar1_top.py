@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from edgecl.protocols import Rows
 from edgecl.strategies.linear import SGD
 from edgecl.types import AnyArray, FloatArray, IntArray, State
 
@@ -183,7 +184,7 @@ class TrainableTop:
 
     def train_batch(
         self,
-        x: FloatArray,
+        rows: Rows,
         y: IntArray,
         tw: FloatArray,
         sgd: SGD,
@@ -195,20 +196,23 @@ class TrainableTop:
         """One batch: ``sgd``'s epochs of minibatch SGD with momentum and weight decay on
         the output weights ``tw`` (rows: classes of ``y``) at ``lr`` and the module at
         ``top_lr`` (the velocity starts at zero), the module's gradient with the SI penalty;
-        then the SI update. Returns the trained ``tw``."""
+        then the SI update. ``rows`` are read one minibatch at a time. Returns the trained
+        ``tw``."""
         momentum, weight_decay = sgd.momentum, sgd.weight_decay
         named = self._trainable()
         params = [p for _, p in named]
         velocity = [torch.zeros_like(p) for p in params]
         w = torch.from_numpy(tw.copy()).requires_grad_(True)
         w_velocity = torch.zeros_like(w)
-        xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+        yt = torch.from_numpy(y)
         self.si.begin(named)
         for _ in range(sgd.epochs):
-            order = torch.from_numpy(rng.permutation(len(x)))
-            for s in range(0, len(x), sgd.batch_size):
+            order = rng.permutation(len(rows))
+            for s in range(0, len(rows), sgd.batch_size):
                 idx = order[s : s + sgd.batch_size]
-                grads = self._minibatch_grads(xt[idx], yt[idx], [*params, w])
+                xb = torch.from_numpy(rows.take(idx).reshape(len(idx), -1))
+                grads = self._minibatch_grads(xb, yt[torch.from_numpy(idx)], [*params, w])
+                del xb
                 with torch.no_grad():
                     for k, p in enumerate(params):
                         g = self.si.gradient(k, p, grads[k])
