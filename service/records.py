@@ -25,19 +25,19 @@ def learn_record(
     >>> r["labels"], r["ids"], r["x_shape"], record_inputs([r], [[0]]).shape, "tasks" in r
     (['b'], ['2'], [4, 4, 3], (1, 4, 4, 3), False)
     """
+    kept = batch.select(keep)  # no copy of the latents when every sample is kept
     record: dict[str, Any] = {
         "kind": "learn",
-        "z": batch.z[keep],
-        "labels": [batch.labels[i] for i in keep],
+        "z": kept.z,
+        "labels": list(kept.labels),
         "ids": [ids[i] for i in keep],
         "source": source,
         "part": part,
     }
-    if batch.tasks is not None:
-        record["tasks"] = [batch.tasks[i] for i in keep]
-    if batch.inputs is not None:
-        kept = batch.inputs[keep]
-        record.update(x_shape=list(kept.shape[1:]), x=compress_uint8(kept))
+    if kept.tasks is not None:
+        record["tasks"] = list(kept.tasks)
+    if kept.inputs is not None:
+        record.update(x_shape=list(kept.inputs.shape[1:]), x=compress_uint8(kept.inputs))
     return record
 
 
