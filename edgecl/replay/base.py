@@ -122,7 +122,8 @@ class EncodedStore(Configurable, ABC):
     def draw(self, n: int, rng: np.random.Generator) -> tuple[EncodedDraw, IntArray]:
         """The items :meth:`sample` gives for the same ``rng``, still as held (int8: a
         quarter of float32's bytes), to decode a few at a time (see
-        :mod:`edgecl.replay.drawn`); ``ValueError`` for lz4, whose items are raw inputs."""
+        :mod:`edgecl.replay.drawn`): rows of the store's arrays, valid until the store next
+        changes. ``ValueError`` for lz4, whose items are raw inputs."""
         return self._items.draw(n, rng)
 
     def items(self) -> tuple[FloatArray, IntArray]:

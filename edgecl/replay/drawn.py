@@ -20,7 +20,8 @@ from edgecl.types import AnyArray, FloatArray, IntArray
 
 class EncodedDraw:
     """Items drawn from a store in held form: int8 codes with their scales, or float16 /
-    float32 values (a float32 array: items already decoded, e.g. by another store kind).
+    float32 values (a float32 array: items already decoded, e.g. by another store kind);
+    with ``picks``, the drawn rows of the store's own arrays, copied only when decoded.
 
     >>> from edgecl.replay.compress import quantize_int8
     >>> x = np.array([[0.5, -1.0], [2.0, 1.0], [0.0, 3.0]], np.float32)
@@ -31,12 +32,15 @@ class EncodedDraw:
     True
     """
 
-    def __init__(self, codes: AnyArray, scales: FloatArray | None = None) -> None:
+    def __init__(
+        self, codes: AnyArray, scales: FloatArray | None = None, picks: IntArray | None = None
+    ) -> None:
         self.codes = codes
         self.scales = scales
+        self.picks = picks  # the rows of ``codes`` drawn, in draw order (None: every row)
 
     def __len__(self) -> int:
-        return len(self.codes)
+        return len(self.codes) if self.picks is None else len(self.picks)
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -44,15 +48,17 @@ class EncodedDraw:
 
     @property
     def nbytes(self) -> int:
-        """Bytes the draw holds (codes and scales)."""
-        return int(self.codes.nbytes) + (0 if self.scales is None else int(self.scales.nbytes))
+        """Bytes the drawn items take as held (codes and scales)."""
+        per_item = self.codes[:1].nbytes + (0 if self.scales is None else self.scales[:1].nbytes)
+        return len(self) * int(per_item)
 
     def decode(self, rows: IntArray | None = None) -> FloatArray:
         """Items ``rows`` of the draw (None: all) as float32, each the values decoding the
         whole draw gives for it."""
-        codes = self.codes if rows is None else self.codes[rows]
+        index = rows if self.picks is None else self.picks if rows is None else self.picks[rows]
+        codes = self.codes if index is None else self.codes[index]
         if self.scales is not None:
-            return dequantize_int8(codes, self.scales if rows is None else self.scales[rows])
+            return dequantize_int8(codes, self.scales if index is None else self.scales[index])
         out: FloatArray = codes.astype(np.float32)
         return out
 

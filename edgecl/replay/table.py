@@ -188,9 +188,14 @@ class EncodedItems:
         return self.decode(picks), self._labels[picks].copy()
 
     def draw(self, n: int, rng: np.random.Generator) -> tuple[EncodedDraw, IntArray]:
-        """What :meth:`sample` gives (the same items for the same ``rng``), still encoded."""
+        """What :meth:`sample` gives (the same items for the same ``rng``), still encoded:
+        the drawn rows of the held arrays, not a copy, so it reads what the table holds
+        until the table next changes (not for lz4)."""
         picks = self.picks(n, rng)
-        return self.encoded(picks), self._labels[picks].copy()
+        if self.encoding == "lz4" or self._codes is None:
+            return self.encoded(picks), self._labels[picks].copy()
+        scales = self._scales if self.encoding == "int8" else None
+        return EncodedDraw(self._codes, scales, picks), self._labels[picks].copy()
 
     def state_dict(self) -> State:
         n = self._n
