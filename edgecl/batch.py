@@ -68,6 +68,8 @@ class Batch:
     >>> b = Batch(np.zeros((3, 2), np.float32), ["a", "b", "a"])
     >>> len(b.select([0, 2])), b.select([0, 1, 2]) is b, Batch.join([b, b]).labels
     (2, True, ['a', 'b', 'a', 'a', 'b', 'a'])
+    >>> b.rows(1, 3).labels, b.rows(1, 3).z.base is b.z
+    (['b', 'a'], True)
     """
 
     z: FloatArray
@@ -92,6 +94,12 @@ class Batch:
         inputs = None if self.inputs is None else self.inputs[index]
         tasks = None if self.tasks is None else [self.tasks[int(i)] for i in index]
         return Batch(self.z[index], [self.labels[int(i)] for i in index], inputs, tasks)
+
+    def rows(self, start: int, stop: int) -> Batch:
+        """Rows ``start`` to ``stop`` (excluded), sharing this batch's arrays (no copy)."""
+        inputs = None if self.inputs is None else self.inputs[start:stop]
+        tasks = None if self.tasks is None else self.tasks[start:stop]
+        return Batch(self.z[start:stop], self.labels[start:stop], inputs, tasks)
 
     @staticmethod
     def join(batches: Sequence[Batch]) -> Batch:

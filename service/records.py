@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from edgecl.batch import Batch
 from edgecl.replay.compress import compress_uint8, decompress_uint8
 from edgecl.types import Label
+
+
+class Job(Protocol):
+    batch: Batch
+
+
+def join_kept(pairs: Sequence[tuple[Job, list[int]]]) -> Batch | None:
+    """The samples at ``keep`` of each job, in one batch (None for no job). A job keeping
+    all of its samples holds them as rows of that batch from then on, so the latents of
+    a micro-batch are held once, not once per request and once more joined."""
+    if not pairs:
+        return None
+    kept = Batch.join([job.batch.select(keep) for job, keep in pairs])
+    start = 0
+    for job, keep in pairs:
+        if len(keep) == len(job.batch):
+            job.batch = kept.rows(start, start + len(keep))
+        start += len(keep)
+    return kept
 
 
 def learn_record(
