@@ -101,7 +101,8 @@ class AR1(Configurable):
 
     Here each ``learn_many`` call is one AR1 batch, with that optimiser and SI formula by
     default, and the schedule's structure with one rate throughout (``inc_lr``, below). The
-    :class:`~edgecl.Learner` appends ``replay_size`` stored latents to it; the union is
+    :class:`~edgecl.Learner` appends ``replay_size`` stored latents to it (``learn_rows``:
+    int8 as stored, each minibatch decoded when read, to the same float32); the union is
     shuffled and trained on for ``epochs`` in minibatches of ``batch_size``, so every
     minibatch mixes new and replayed latents in their overall proportion (in expectation;
     the reference fixes that split per minibatch). The velocity starts at zero each batch:
