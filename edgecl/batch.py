@@ -66,8 +66,10 @@ class Batch:
     one task per row (None when no row has one).
 
     >>> b = Batch(np.zeros((3, 2), np.float32), ["a", "b", "a"])
-    >>> len(b.select([0, 2])), Batch.join([b, b]).labels
-    (2, ['a', 'b', 'a', 'a', 'b', 'a'])
+    >>> len(b.select([0, 2])), b.select([0, 1, 2]) is b, Batch.join([b, b]).labels
+    (2, True, ['a', 'b', 'a', 'a', 'b', 'a'])
+    >>> b.rows(1, 3).labels, b.rows(1, 3).z.base is b.z
+    (['b', 'a'], True)
     """
 
     z: FloatArray
@@ -80,14 +82,24 @@ class Batch:
         return len(self.labels)
 
     def select(self, rows: Sequence[int] | np.ndarray[Any, Any]) -> Batch:
-        """The rows ``rows`` (indices, or a boolean mask), still checked."""
+        """The rows ``rows`` (indices, or a boolean mask), still checked; all rows in order
+        give this batch itself (a batch is never changed in place), not a copy of its
+        latents."""
         index = np.asarray(rows)
         if index.dtype == np.bool_:
             index = np.flatnonzero(index)
         index = index.astype(np.intp, copy=False)
+        if len(index) == len(self) and np.array_equal(index, np.arange(len(self))):
+            return self
         inputs = None if self.inputs is None else self.inputs[index]
         tasks = None if self.tasks is None else [self.tasks[int(i)] for i in index]
         return Batch(self.z[index], [self.labels[int(i)] for i in index], inputs, tasks)
+
+    def rows(self, start: int, stop: int) -> Batch:
+        """Rows ``start`` to ``stop`` (excluded), sharing this batch's arrays (no copy)."""
+        inputs = None if self.inputs is None else self.inputs[start:stop]
+        tasks = None if self.tasks is None else self.tasks[start:stop]
+        return Batch(self.z[start:stop], self.labels[start:stop], inputs, tasks)
 
     @staticmethod
     def join(batches: Sequence[Batch]) -> Batch:

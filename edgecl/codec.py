@@ -40,7 +40,8 @@ def _default(obj: Any) -> Any:
             raise TypeError(f"cannot serialise an array of dtype {dtype}")
         arr = np.ascontiguousarray(obj).astype(obj.dtype.newbyteorder("<"), copy=False)
         head = msgpack.packb([dtype, list(arr.shape)])
-        return msgpack.ExtType(_ND_EXT, head + arr.tobytes())
+        # One copy of the values (``head + arr.tobytes()`` made two, alive at once).
+        return msgpack.ExtType(_ND_EXT, b"".join((head, arr.reshape(-1).view(np.uint8).data)))
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, tuple):
@@ -48,9 +49,8 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    if code != _ND_EXT:
-        return msgpack.ExtType(code, data)
+def _array_view(data: bytes) -> tuple[np.ndarray[Any, Any], str, list[int]]:
+    """The values of a serialised array (a read-only view of ``data``), its dtype, shape."""
     # Only the small [dtype, shape] head goes through an Unpacker: feeding it the whole
     # array would copy it and trip its 100 MiB default buffer limit.
     unpacker = msgpack.Unpacker(raw=False, max_buffer_size=_HEAD_BYTES)
@@ -63,7 +63,26 @@ def _ext_hook(code: int, data: bytes) -> Any:
         raise ValueError(f"serialised array has unsupported dtype {dtype!r}")
     offset = unpacker.tell()
     arr = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"), offset=offset)
+    return arr, dtype, shape
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code != _ND_EXT:
+        return msgpack.ExtType(code, data)
+    arr, dtype, shape = _array_view(data)
     return arr.astype(np.dtype(dtype), copy=True).reshape(shape)
+
+
+def _checked_ext(code: int, data: bytes) -> Any:
+    """What :func:`_ext_hook` checks, without building the array."""
+    if code != _ND_EXT:
+        return msgpack.ExtType(code, data)
+    arr, _, shape = _array_view(data)
+    try:
+        arr.reshape(shape)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"serialised array does not hold shape {shape!r}") from exc
+    return None
 
 
 def packb(state: Any) -> bytes:
@@ -78,8 +97,31 @@ def packb(state: Any) -> bytes:
     return out
 
 
-def unpackb(data: bytes) -> Any:
+def pack_view(state: Any) -> memoryview:
+    """What :func:`packb` gives, as a view of the packer's buffer: a large state is then
+    never held twice (the buffer and a ``bytes`` copy of it).
+
+    >>> bytes(pack_view({"n": 1})) == packb({"n": 1})
+    True
+    """
+    packer = msgpack.Packer(default=_default, use_bin_type=True, autoreset=False)
+    packer.pack(state)
+    view: memoryview = packer.getbuffer()  # keeps the packer, and so its buffer, alive
+    return view
+
+
+def unpackb(data: bytes | memoryview) -> Any:
     return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+
+
+def unpack_checked(data: bytes | memoryview) -> Any:
+    """What :func:`unpackb` gives, with None in place of every array: every array is
+    checked as it would be loaded, none is built (a check that holds no second copy).
+
+    >>> unpack_checked(packb({"w": np.ones(3), "n": 2}))
+    {'w': None, 'n': 2}
+    """
+    return msgpack.unpackb(data, ext_hook=_checked_ext, raw=False, strict_map_key=False)
 
 
 def roundtrip(state: State) -> State:

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from edgecl.protocols import Backbone, MemoryReplay, ReplayStore, Strategy
+from edgecl.protocols import Backbone, MemoryReplay, ReadsRows, ReplayStore, Strategy
 from edgecl.replay import holds_inputs
 from edgecl.replay.compress import check_batch
+from edgecl.replay.drawn import EncodedDraw, LatentRows
 from edgecl.task_book import pack, task_aware, unpack
 from edgecl.types import FloatArray, IntArray
 
@@ -88,7 +89,20 @@ def train(
     :func:`store_first`), or, for a :class:`MemoryReplay` strategy, ``memory_size`` items
     handed over beside them. Draws only from a non-empty store, with ``rng`` (the
     learner's, so a replayed log draws the same items). A :class:`TaskAware` strategy
-    learns every row with its task: the batch's ``t``, the replayed items' own."""
+    learns every row with its task: the batch's ``t``, the replayed items' own. A
+    :class:`ReadsRows` strategy gets the same rows with the replay still encoded."""
+    # hasattr first: a runtime protocol check costs tens of microseconds per call
+    if (
+        hasattr(strategy, "learn_rows")
+        and isinstance(strategy, ReadsRows)
+        and task_aware(strategy) is None
+    ):
+        rows, yb = LatentRows(z[:keep]), y[:keep]
+        if store is not None and strategy.replay_size > 0 and len(store):
+            drawn, kr = draw(store, strategy.replay_size, rng, decode)
+            rows, yb = LatentRows(z[:keep], drawn), np.r_[y[:keep], unpack(kr)[0]]
+        strategy.learn_rows(rows, yb)
+        return
     if hasattr(strategy, "learn_with_memory") and isinstance(strategy, MemoryReplay):
         zm = np.zeros((0, *z.shape[1:]), dtype=np.float32)
         ym = np.zeros(0, dtype=np.int64)
@@ -110,3 +124,20 @@ def train(
         strategy.learn_many(zb, yb)
     else:
         head.learn_tasks(zb, yb, tb)
+
+
+def draw(
+    store: ReplayStore,
+    n: int,
+    rng: np.random.Generator,
+    decode: Callable[[FloatArray], FloatArray],
+) -> tuple[EncodedDraw, IntArray]:
+    """``n`` items of ``store`` as :meth:`~edgecl.protocols.ReplayStore.sample` draws them
+    with ``rng``, kept encoded when the store can hand them so (a built-in store of
+    latents), else decoded (through ``decode``: raw inputs are embedded)."""
+    encoded = getattr(store, "draw", None)
+    if callable(encoded) and not holds_inputs(store):
+        out: tuple[EncodedDraw, IntArray] = encoded(n, rng)
+        return out
+    z, keys = store.sample(n, rng)
+    return EncodedDraw(decode(z)), keys

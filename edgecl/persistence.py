@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,14 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a crash leaves either the old or the new file."""
+def write_atomic(path: str | os.PathLike[str], data: bytes | Sequence[bytes | memoryview]) -> None:
+    """Replace ``path`` with ``data`` (or its parts, written one after another) so a crash
+    leaves either the old or the new file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
-        f.write(data)
+        for part in [data] if isinstance(data, bytes) else data:
+            f.write(part)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -35,8 +38,14 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 def dump_snapshot(state: dict[str, Any]) -> bytes:
     """Framed snapshot bytes: magic, schema version, CRC32 of the body, msgpack body."""
-    body = codec.packb({"schema": SCHEMA_VERSION, "state": state})
-    return _MAGIC + zlib.crc32(body).to_bytes(4, "little") + body
+    return b"".join(snapshot_parts(state))
+
+
+def snapshot_parts(state: dict[str, Any]) -> list[bytes | memoryview]:
+    """The bytes of :func:`dump_snapshot` in three parts (header, checksum, body) for
+    :func:`write_atomic`: joining them would hold a large state's bytes twice."""
+    body = codec.pack_view({"schema": SCHEMA_VERSION, "state": state})
+    return [_MAGIC, zlib.crc32(body).to_bytes(4, "little"), body]
 
 
 def load_snapshot(data: bytes) -> dict[str, Any]:
@@ -49,15 +58,30 @@ def load_snapshot(data: bytes) -> dict[str, Any]:
     ...
     ValueError: not an edgecl snapshot (bad header)
     """
+    return _loaded(data, codec.unpackb)
+
+
+def check_snapshot(data: bytes) -> dict[str, Any]:
+    """:func:`load_snapshot` with None in place of every array: the same checks (``ValueError``
+    on any damage) without holding the state a second time.
+
+    >>> import numpy as np
+    >>> check_snapshot(dump_snapshot({"a": 1, "w": np.zeros(2)}))
+    {'a': 1, 'w': None}
+    """
+    return _loaded(data, codec.unpack_checked)
+
+
+def _loaded(data: bytes, unpack: Callable[[memoryview], Any]) -> dict[str, Any]:
     head = len(_MAGIC)
     if len(data) < head + 4 or data[:head] != _MAGIC:
         raise ValueError("not an edgecl snapshot (bad header)")
     crc = int.from_bytes(data[head : head + 4], "little")
-    body = data[head + 4 :]
+    body = memoryview(data)[head + 4 :]  # not a copy of the body
     if zlib.crc32(body) != crc:
         raise ValueError("snapshot is corrupt (checksum mismatch)")
     try:
-        doc = codec.unpackb(body)
+        doc = unpack(body)
     except Exception as exc:  # msgpack raises several types on garbage
         raise ValueError(f"snapshot is corrupt ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_VERSION:
@@ -67,7 +91,7 @@ def load_snapshot(data: bytes) -> dict[str, Any]:
 
 
 def save(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    write_atomic(path, dump_snapshot(state))
+    write_atomic(path, snapshot_parts(state))
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:

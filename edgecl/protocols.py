@@ -1,6 +1,6 @@
 """The three roles a learner is built from, and the optional capabilities a strategy may
 have (:class:`Retrainable`, :class:`Logits`, :class:`Novelty`, :class:`Snapshot`,
-:class:`MemoryReplay`).
+:class:`MemoryReplay`, :class:`ReadsRows`).
 Interfaces only, no logic."""
 
 from __future__ import annotations
@@ -152,6 +152,36 @@ class MemoryReplay(Protocol):
     def learn_with_memory(self, z: FloatArray, y: IntArray, zm: FloatArray, ym: IntArray) -> None:
         """Learn the new batch ``(z, y)`` with the memory draw ``(zm, ym)`` beside it."""
         ...
+
+
+class Rows(Protocol):
+    """A batch of latents read a few rows at a time (:class:`~edgecl.replay.drawn.LatentRows`):
+    ``take(index)`` gives rows ``(len(index), *item_shape)`` as float32."""
+
+    @property
+    def item_shape(self) -> tuple[int, ...]: ...
+
+    def __len__(self) -> int: ...
+
+    def take(self, index: IntArray) -> FloatArray: ...
+
+
+@runtime_checkable
+class ReadsRows(Protocol):
+    """A strategy that reads its batch a minibatch at a time (AR1), so that its replay need
+    never be decoded whole.
+
+    For such a strategy (not task-aware) the :class:`~edgecl.Learner` calls ``learn_rows
+    (rows, y)`` instead of ``learn_many``: ``rows`` are the new latents followed by the
+    ``replay_size`` items drawn from the store, those still as the store holds them (int8
+    codes: a quarter of float32's bytes) and decoded when read; ``y`` the class index of
+    every row. It must learn exactly what ``learn_many(rows.take(all rows), y)`` would:
+    the learner draws the same items either way.
+    """
+
+    replay_size: int
+
+    def learn_rows(self, rows: Rows, y: IntArray) -> None: ...
 
 
 @runtime_checkable

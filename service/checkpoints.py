@@ -71,8 +71,8 @@ class Checkpoints:
         the previous checkpoints are untouched either way.
         """
         start = time.perf_counter()
-        data = persistence.dump_snapshot({"wal_seq": int(wal_seq), "state": state})
-        size = len(data)
+        data = persistence.snapshot_parts({"wal_seq": int(wal_seq), "state": state})
+        size = sum(len(part) for part in data)
         path = self.directory / f"checkpoint-{int(wal_seq):012d}.ckpt"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,9 @@ class Checkpoints:
         """Load ``path`` as a restart would: a checkpoint counts (and the WAL it covers may
         go) only once it has been read back."""
         try:
-            got = _read(path)[1]
+            # Every array is checked as a load would, none built: the state being saved
+            # is still in memory, and a second copy would double a checkpoint's peak.
+            got = _read(path, check=True)[1]
             if got != wal_seq:
                 raise ValueError(f"it holds wal_seq {got}, not {wal_seq}")
         except (OSError, ValueError) as exc:
@@ -212,13 +214,15 @@ class Checkpoints:
             log.warning("no readable checkpoint in %s; starting from the WAL alone", self.directory)
 
 
-def _read(path: Path) -> tuple[dict[str, Any], int]:
-    """``(state, wal_seq)`` of one checkpoint file; ``ValueError`` when it is damaged."""
+def _read(path: Path, check: bool = False) -> tuple[dict[str, Any], int]:
+    """``(state, wal_seq)`` of one checkpoint file (``check``: arrays checked, given as
+    None); ``ValueError`` when it is damaged."""
     data = path.read_bytes()
     if not data:
         raise ValueError("the file is empty")
     try:
-        doc = persistence.load_snapshot(data)
+        load = persistence.check_snapshot if check else persistence.load_snapshot
+        doc = load(data)
         wal_seq, state = doc["wal_seq"], doc["state"]
     except (KeyError, TypeError) as exc:
         raise ValueError("it does not hold a wal_seq and a state") from exc

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from edgecl.batch import Batch
 from edgecl.replay.compress import compress_uint8, decompress_uint8
 from edgecl.types import Label
+
+
+class Job(Protocol):
+    batch: Batch
+
+
+def join_kept(pairs: Sequence[tuple[Job, list[int]]]) -> Batch | None:
+    """The samples at ``keep`` of each job, in one batch (None for no job). A job keeping
+    all of its samples holds them as rows of that batch from then on, so the latents of
+    a micro-batch are held once, not once per request and once more joined."""
+    if not pairs:
+        return None
+    kept = Batch.join([job.batch.select(keep) for job, keep in pairs])
+    start = 0
+    for job, keep in pairs:
+        if len(keep) == len(job.batch):
+            job.batch = kept.rows(start, start + len(keep))
+        start += len(keep)
+    return kept
 
 
 def learn_record(
@@ -25,19 +44,19 @@ def learn_record(
     >>> r["labels"], r["ids"], r["x_shape"], record_inputs([r], [[0]]).shape, "tasks" in r
     (['b'], ['2'], [4, 4, 3], (1, 4, 4, 3), False)
     """
+    kept = batch.select(keep)  # no copy of the latents when every sample is kept
     record: dict[str, Any] = {
         "kind": "learn",
-        "z": batch.z[keep],
-        "labels": [batch.labels[i] for i in keep],
+        "z": kept.z,
+        "labels": list(kept.labels),
         "ids": [ids[i] for i in keep],
         "source": source,
         "part": part,
     }
-    if batch.tasks is not None:
-        record["tasks"] = [batch.tasks[i] for i in keep]
-    if batch.inputs is not None:
-        kept = batch.inputs[keep]
-        record.update(x_shape=list(kept.shape[1:]), x=compress_uint8(kept))
+    if kept.tasks is not None:
+        record["tasks"] = list(kept.tasks)
+    if kept.inputs is not None:
+        record.update(x_shape=list(kept.inputs.shape[1:]), x=compress_uint8(kept.inputs))
     return record
 
 

@@ -128,14 +128,15 @@ class UseCases:
             self.rejected(pending.source, exc, n)
             raise
         out: Future[LearnReply] = Future()
+        source = pending.source  # not ``pending``: its latents need not wait for the reply
 
         def done(future: Future[LearnResult]) -> None:
             exc = future.exception()
             if exc is not None:
-                self.rejected(pending.source, exc, n)
+                self.rejected(source, exc, n)
                 out.set_exception(exc)
                 return
-            self.observer.ingested(pending.source, n)
+            self.observer.ingested(source, n)
             result = future.result()
             out.set_result(
                 LearnReply(

@@ -18,7 +18,7 @@ from edgecl.types import Label, check_label
 from service.checkpointing import Checkpointer, CheckpointPolicy, CheckpointsLike, Wear
 from service.errors import ClassLimitError, SampleError, StorageUnavailableError
 from service.heads import OpenHead
-from service.records import learn_record, record_inputs, record_tasks
+from service.records import join_kept, learn_record, record_inputs, record_tasks
 from service.sample_ids import RecentIds
 from service.settings_groups import DurabilitySettings
 from service.task_admission import admit_tasks
@@ -141,16 +141,16 @@ class Writer:
             return
         keeps = self._fresh(jobs)
         pairs = [(job, keep) for job, keep in zip(jobs, keeps, strict=True) if keep]
+        # The kept samples as checked (the records hold raw inputs lz4-framed for the WAL).
+        kept = join_kept(pairs)
         records = [
             learn_record(job.batch, job.ids, job.source, part, keep)
             for part, (job, keep) in enumerate(pairs)
         ]
-        # The kept samples as checked: the records hold raw inputs lz4-framed for the WAL.
-        batches = [job.batch.select(keep) for job, keep in pairs]
         appended = self.wal.last_seq if self.wal is not None else 0
         try:
-            if records:
-                self._store_and_apply(records, batches)
+            if records and kept is not None:
+                self._store_and_apply(records, kept)
         except StorageUnavailableError as exc:
             self.counters["storage_errors"] += 1
             log.error("%s", exc)
@@ -203,9 +203,8 @@ class Writer:
         new |= mine
         return True
 
-    def _store_and_apply(self, records: list[dict[str, Any]], batches: list[Batch]) -> None:
-        """WAL append → learn (while the fsync runs) → durable; ``StorageUnavailableError``
-        says how far it got."""
+    def _store_and_apply(self, records: list[dict[str, Any]], batch: Batch) -> None:
+        """WAL append → learn (while the fsync runs) → durable; errors say how far it got."""
         seq = self.applied_seq
         if self.wal is not None:
             try:
@@ -215,7 +214,7 @@ class Writer:
                     f"the samples could not be stored, nothing was learned: {exc}"
                 ) from exc
             self.wal.sync_ahead()
-        self._apply(records, seq, batches)
+        self._apply(records, seq, batch)
         if self.wal is not None:
             try:
                 self.wal.wait_durable(seq)
@@ -229,16 +228,17 @@ class Writer:
             self.unsynced.discard_many([i for r in records for i in r["ids"]])
 
     def _apply(
-        self, records: Sequence[dict[str, Any]], seq: int, batches: list[Batch] | None = None
+        self, records: Sequence[dict[str, Any]], seq: int, batch: Batch | None = None
     ) -> None:
-        """Learn the records' samples as one step, but none whose id was learned already
-        (a retry after a failed fsync, or that retry's record met again in replay).
-        ``batches``: the records' samples as the learner checked them when they were
-        queued; without them (replay) the records are checked here."""
+        """Learn the records' samples as one step, but none whose id was learned already (a
+        retry after a failed fsync, or its record met again in replay). ``batch``: the
+        samples as checked when queued; without it (replay) the records are checked here."""
         recent = self.recent
         keeps = [[k for k, i in enumerate(r["ids"]) if i not in recent] for r in records]
-        if batches is not None:
-            parts = [b.select(keep) for b, keep in zip(batches, keeps, strict=True) if keep]
+        if batch is not None:
+            starts = np.cumsum([0] + [len(r["ids"]) for r in records[:-1]])
+            rows = [int(s) + k for s, keep in zip(starts, keeps, strict=True) for k in keep]
+            parts = [batch.select(rows)] if rows else []
         elif any(keeps):
             z = np.concatenate([r["z"][keep] for r, keep in zip(records, keeps, strict=True)])
             labels = [r["labels"][k] for r, keep in zip(records, keeps, strict=True) for k in keep]

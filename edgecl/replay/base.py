@@ -10,6 +10,7 @@ import numpy as np
 
 from edgecl.registry import Configurable
 from edgecl.replay.compress import check_batch, check_encoding
+from edgecl.replay.drawn import EncodedDraw
 from edgecl.replay.table import EncodedItems
 from edgecl.types import AnyArray, FloatArray, IntArray, State
 
@@ -117,6 +118,13 @@ class EncodedStore(Configurable, ABC):
     def sample(self, n: int, rng: np.random.Generator) -> tuple[FloatArray, IntArray]:
         """``min(n, len)`` distinct held items, decoded to float32, with their labels."""
         return self._items.sample(n, rng)
+
+    def draw(self, n: int, rng: np.random.Generator) -> tuple[EncodedDraw, IntArray]:
+        """The items :meth:`sample` gives for the same ``rng``, still as held (int8: a
+        quarter of float32's bytes), to decode a few at a time (see
+        :mod:`edgecl.replay.drawn`): rows of the store's arrays, valid until the store next
+        changes. ``ValueError`` for lz4, whose items are raw inputs."""
+        return self._items.draw(n, rng)
 
     def items(self) -> tuple[FloatArray, IntArray]:
         """Every held item, decoded, with its label (in storage order)."""

@@ -10,10 +10,10 @@ from edgecl.replay.compress import (
     check_encoding,
     compress_uint8,
     decompress_uint8,
-    dequantize_int8,
     item_nbytes,
     quantize_int8,
 )
+from edgecl.replay.drawn import EncodedDraw
 from edgecl.types import AnyArray, FloatArray, IntArray, State
 
 
@@ -161,21 +161,41 @@ class EncodedItems:
         return kept
 
     def decode(self, slots: IntArray) -> FloatArray:
-        shape = self.shape if self.shape is not None else ()
         if self.encoding == "lz4":
+            shape = self.shape if self.shape is not None else ()
             raw = decompress_uint8([self._frames[i] for i in slots.tolist()], shape)
             return raw.astype(np.float32)
+        return self.encoded(slots).decode()
+
+    def encoded(self, slots: IntArray) -> EncodedDraw:
+        """Copies of the items at ``slots`` as held (not for lz4: frames are not arrays)."""
+        if self.encoding == "lz4":
+            raise ValueError("lz4 items are frames of raw inputs; decode them instead")
         if self._codes is None:
-            return np.zeros((0, *shape), dtype=np.float32)
-        if self.encoding == "int8":
-            return dequantize_int8(self._codes[slots], self._scales[slots])
-        return self._codes[slots].astype(np.float32)
+            shape = self.shape if self.shape is not None else ()
+            return EncodedDraw(np.zeros((0, *shape), dtype=np.float32))
+        scales = self._scales[slots] if self.encoding == "int8" else None
+        return EncodedDraw(self._codes[slots], scales)
+
+    def picks(self, n: int, rng: np.random.Generator) -> IntArray:
+        """Up to ``n`` distinct positions of held items, drawn without replacement."""
+        picks = rng.choice(self._n, size=min(max(n, 0), self._n), replace=False)
+        return np.asarray(picks, dtype=np.int64)
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[FloatArray, IntArray]:
         """Up to ``n`` distinct held items (without replacement), decoded, with labels."""
-        picks = rng.choice(self._n, size=min(max(n, 0), self._n), replace=False)
-        picks = np.asarray(picks, dtype=np.int64)
+        picks = self.picks(n, rng)
         return self.decode(picks), self._labels[picks].copy()
+
+    def draw(self, n: int, rng: np.random.Generator) -> tuple[EncodedDraw, IntArray]:
+        """What :meth:`sample` gives (the same items for the same ``rng``), still encoded:
+        the drawn rows of the held arrays, not a copy, so it reads what the table holds
+        until the table next changes (not for lz4)."""
+        picks = self.picks(n, rng)
+        if self.encoding == "lz4" or self._codes is None:
+            return self.encoded(picks), self._labels[picks].copy()
+        scales = self._scales if self.encoding == "int8" else None
+        return EncodedDraw(self._codes, scales, picks), self._labels[picks].copy()
 
     def state_dict(self) -> State:
         n = self._n

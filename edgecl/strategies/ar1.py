@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecl.protocols import Rows
 from edgecl.registry import Configurable
+from edgecl.replay.drawn import LatentRows
 from edgecl.strategies.cwr_star import background, consolidate
 from edgecl.strategies.linear import (
     SGD,
     check_batch,
+    check_classes,
     check_latents,
     grow_rows,
     masked_softmax,
@@ -97,7 +101,8 @@ class AR1(Configurable):
 
     Here each ``learn_many`` call is one AR1 batch, with that optimiser and SI formula by
     default, and the schedule's structure with one rate throughout (``inc_lr``, below). The
-    :class:`~edgecl.Learner` appends ``replay_size`` stored latents to it; the union is
+    :class:`~edgecl.Learner` appends ``replay_size`` stored latents to it (``learn_rows``:
+    int8 as stored, each minibatch decoded when read, to the same float32); the union is
     shuffled and trained on for ``epochs`` in minibatches of ``batch_size``, so every
     minibatch mixes new and replayed latents in their overall proportion (in expectation;
     the reference fixes that split per minibatch). The velocity starts at zero each batch:
@@ -111,43 +116,36 @@ class AR1(Configurable):
     :class:`~edgecl.strategies.ar1_top.SynapticIntelligence`, off at the reference's
     ``si_lambda`` 0.
 
-    Measured on Split-Fashion-MNIST (5 experiences of 2 classes, one pass, the whole
-    memory replayed, 4 epochs, minibatches of 128; A: pooled latents under ``hidden=256``,
-    12000 images, batches of 300, memory 1500; B: ``block14`` with its pretrained top,
-    1500 images, batches of 100, memory 200), final accuracy on all classes:
+    Final accuracy, Split-Fashion-MNIST 5x2, one pass, whole memory replayed, 4 epochs of
+    128 (A: pooled latents, ``hidden=256``, 12000 images, batches of 300, memory 1500; B:
+    ``block14`` and its pretrained top, 1500 images, batches of 100, memory 200):
 
-    - the reference's ``inc_lr`` 5e-5 keeps the classes of the first experience and never
-      learns the later ones (A 0.184, B 0.214); ``inc_lr = lr`` 0.001 for every layer
-      (A 0.806, B 0.802) beats the schedule before (0.001, layers above 0.0001: A 0.768,
-      B 0.678), still below ``latent_replay`` on the same pooled images (A 0.857, B
-      0.842). The reference's rates were set for CORe50 NICv2-391 (391 batches,
-      MobileNetV1 features; its README warns they may not suit other settings), and they
-      do not carry over here: give ``inc_lr`` (0.001 on these streams). The same at B on
-      scikit-learn's digits (1347 images): 0.193 at the reference's rates, 0.778 at
-      ``inc_lr`` 0.001, 0.302 with the schedule before, ``latent_replay`` 0.704;
+    - the reference's ``inc_lr`` 5e-5 keeps the first experience's classes and never
+      learns the later ones (A 0.184, B 0.214); ``inc_lr = lr`` 0.001 (A 0.806, B 0.802)
+      beats the schedule before (layers above at 0.0001: A 0.768, B 0.678), still below
+      ``latent_replay`` (A 0.857, B 0.842). The reference's rates were set for CORe50
+      NICv2-391 (its README warns they may not suit other settings). Digits at B (1347
+      images): 0.193 at the reference's rates, 0.778 at ``inc_lr`` 0.001, 0.302 with the
+      schedule before, ``latent_replay`` 0.704;
     - SI does nothing measurable at the reference's rates (A, λ 1e4 and 1e6: 0.183 and
-      0.182 against 0.184): at 5e-5 per step the layers above the cut barely leave ``θ*``.
-      Where they do move (``inc_lr`` 0.001) it changes nothing or costs accuracy: A λ 1e4
-      0.776, 1e6 0.711 against 0.806; B λ 1e4 0.806, 1e6 0.480 against 0.802 (one seed;
-      B has 500 test images). With ``Ω`` capped at 0.001 its pull ``λ Ω (θ - θ*)`` is
-      below the weight decay's ``0.0005 θ`` unless λ is in the hundreds; stronger, it
-      holds the top where the earlier classes left it and the later ones are learned worse
-      (with ``Ω`` also clamped at 0, A λ 1e6: forgetting -0.04 against 0.10, final 0.684);
+      0.182 against 0.184): the layers above the cut barely leave ``θ*``. At ``inc_lr``
+      0.001 it changes nothing or costs accuracy (A λ 1e4 0.776, 1e6 0.711 against 0.806;
+      B 0.806, 0.480 against 0.802): with ``Ω`` capped at 0.001 its pull is below the
+      weight decay's unless λ is in the hundreds, and stronger it holds the top where the
+      earlier classes left it;
     - Batch Renormalization in place of the frozen batch normalisation (the reference's
       layer and schedule) at B: 0.526 against 0.214 at the reference's rates, where
       neither learns the later classes well, and 0.628 against 0.802 at ``inc_lr`` 0.001;
-    - the reference's whole output layer (``outputs`` 10) against one zero row counted once,
-      on the validation split of digits in 10 single-class experiences (block14, the
-      ``edgecl bench`` recipe at 1 epoch): 0.776 against 0.754; 4 epochs instead of 1: 0.862.
+    - the reference's whole output layer (``outputs`` 10) against one zero row counted once
+      (digits' validation split, 10 single-class experiences, block14, 1 epoch): 0.776
+      against 0.754; 4 epochs instead of 1: 0.862.
 
-    Batch normalisation in ``top`` is frozen (running statistics and affine parameters as
-    pretrained, eval mode) instead of Batch Renormalization: both are there because small
-    non-i.i.d. minibatches corrupt BN's statistics; freezing avoids that too, scored
-    higher above, keeps predictions independent of the batch and lets a minibatch's
-    gradient be summed over a few latents at a time. ``top=None`` means no layers above
-    the cut unless ``hidden > 0`` adds one randomly initialised (seeded) ``Linear +
-    ReLU6`` layer, for latent streams without a build (tests); with neither, AR1 is CWR*
-    with latent replay.
+    Batch normalisation in ``top`` is frozen (as pretrained, eval mode) instead of Batch
+    Renormalization: both guard BN's statistics from small non-i.i.d. minibatches; freezing
+    scored higher above, keeps predictions independent of the batch and lets a minibatch's
+    gradient be summed a few latents at a time. ``top=None``: no layers above the cut
+    unless ``hidden > 0`` adds a seeded random ``Linear + ReLU6`` (latent streams without
+    a build; tests); with neither, AR1 is CWR* with latent replay.
 
     Hyper-parameters (defaults: the reference code's, named in brackets):
 
@@ -162,15 +160,14 @@ class AR1(Configurable):
     - ``top_lr`` (None): None trains the layers above the cut at ``lr`` / ``inc_lr`` as the
       reference does; a number trains them at that rate on every batch (with ``inc_lr =
       lr`` this is the schedule before the reference's: 0.001, layers above 0.0001);
-    - ``momentum`` (0.9, ``momentum``), ``weight_decay`` (0.0005, ``l2``): SGD;
-    - ``epochs`` (4, ``init_train_ep`` / ``inc_train_ep``), ``batch_size`` (128,
-      ``mb_size``): per batch;
+    - ``momentum`` (0.9, ``momentum``), ``weight_decay`` (0.0005, ``l2``), ``epochs`` (4,
+      ``init_train_ep`` / ``inc_train_ep``), ``batch_size`` (128, ``mb_size``): per batch;
     - ``si_lambda`` (0, ``reg_lambda``): SI strength; ``si_xi`` (1e-7, ``eps`` of
       ``update_ewc_data``): damping; ``si_clip`` (0.001, ``clip_to``): largest ``Ω``;
     - ``outputs`` (10): rows of the training-time output layer (grown to the classes known
       if there are more); 0 keeps one zero row counted once (edgecl's rule before);
-    - ``threads`` (1): torch threads (set process-wide when built);
-    - ``seed`` (0): initialisation of ``hidden`` and minibatch order.
+    - ``threads`` (1): torch threads (set process-wide); ``seed`` (0): ``hidden``'s
+      initialisation and minibatch order.
 
     >>> s = AR1(lr=0.5)
     >>> s.add_classes(2)
@@ -232,12 +229,27 @@ class AR1(Configurable):
 
     def learn_many(self, z: FloatArray, y: IntArray) -> None:
         x, labels = check_batch(z, y, len(self.past), self.net.dim)
-        if not len(x):
+        self._learn(LatentRows(x), labels)
+
+    def learn_rows(self, rows: Rows, y: IntArray) -> None:
+        """Learn what ``learn_many`` would learn of ``rows`` (see
+        :class:`~edgecl.protocols.ReadsRows`), reading them a minibatch at a time: the
+        replayed ones stay int8 until read."""
+        dim = math.prod(rows.item_shape)
+        if self.net.dim and dim != self.net.dim:
+            raise ValueError(
+                f"latent dimension mismatch: this head was trained on {self.net.dim}-d "
+                f"latents, got {dim}-d"
+            )
+        self._learn(rows, check_classes(y, len(rows), len(self.past)))
+
+    def _learn(self, rows: Rows, labels: IntArray) -> None:
+        if not len(rows):
             return
-        self.net.ensure_built(x.shape[1])
+        self.net.ensure_built(math.prod(rows.item_shape))
         if self.cw.shape[1] == 0:
             self.cw = np.zeros((len(self.past), self.net.features), dtype=np.float32)
-        release_freed_memory()  # the replay the learner decoded for this batch
+        release_freed_memory()  # what predicting the batch left
         classes, cur = np.unique(labels, return_counts=True)
         tied = background(self.outputs, len(self.past), len(classes))
         tw = self.cw[classes]
@@ -245,7 +257,7 @@ class AR1(Configurable):
             tw = np.vstack([tw, np.zeros((1, tw.shape[1]), np.float32)])
         lr, top_lr = self.learning_rates()
         tw = self.net.train_batch(
-            x,
+            rows,
             np.searchsorted(classes, labels),
             tw,
             self.sgd,

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from edgecl.protocols import Rows
 from edgecl.strategies.cwr_star import tied_row
 from edgecl.strategies.linear import SGD
 from edgecl.types import AnyArray, FloatArray, IntArray, State
@@ -184,7 +185,7 @@ class TrainableTop:
 
     def train_batch(
         self,
-        x: FloatArray,
+        rows: Rows,
         y: IntArray,
         tw: FloatArray,
         sgd: SGD,
@@ -198,7 +199,8 @@ class TrainableTop:
         the output weights ``tw`` (rows: classes of ``y``, then, if ``tied``, one row for
         ``tied`` identical outputs, :func:`~edgecl.strategies.cwr_star.tied_row`) at
         ``lr`` and the module at ``top_lr`` (the velocity starts at zero), the module's
-        gradient with the SI penalty; then the SI update. Returns the trained ``tw``."""
+        gradient with the SI penalty; then the SI update. ``rows`` are read one minibatch
+        at a time. Returns the trained ``tw``."""
         momentum, weight_decay = sgd.momentum, sgd.weight_decay
         named = self._trainable()
         params = [p for _, p in named]
@@ -206,13 +208,15 @@ class TrainableTop:
         shift, scale = (torch.from_numpy(a) for a in tied_row(len(tw), tied))
         w = torch.from_numpy(tw.copy()).requires_grad_(True)
         w_velocity = torch.zeros_like(w)
-        xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+        yt = torch.from_numpy(y)
         self.si.begin(named)
         for _ in range(sgd.epochs):
-            order = torch.from_numpy(rng.permutation(len(x)))
-            for s in range(0, len(x), sgd.batch_size):
+            order = rng.permutation(len(rows))
+            for s in range(0, len(rows), sgd.batch_size):
                 idx = order[s : s + sgd.batch_size]
-                grads = self._minibatch_grads(xt[idx], yt[idx], [*params, w], shift)
+                xb = torch.from_numpy(rows.take(idx).reshape(len(idx), -1))
+                grads = self._minibatch_grads(xb, yt[torch.from_numpy(idx)], [*params, w], shift)
+                del xb
                 with torch.no_grad():
                     for k, p in enumerate(params):
                         g = self.si.gradient(k, p, grads[k])

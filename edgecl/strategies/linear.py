@@ -74,9 +74,14 @@ def check_batch(
 ) -> tuple[FloatArray, IntArray]:
     """Validated ``(latents (N, D) float32, class indices (N,) int64)`` for ``learn_many``."""
     x = check_latents(z, dim)
+    return x, check_classes(y, len(x), n_classes)
+
+
+def check_classes(y: IntArray, n: int, n_classes: int) -> IntArray:
+    """``n`` class indices in ``0..n_classes-1`` as int64, else ``ValueError``."""
     labels = np.asarray(y)
-    if labels.ndim != 1 or len(labels) != len(x):
-        raise ValueError(f"got {len(x)} latents but labels of shape {labels.shape}")
+    if labels.ndim != 1 or len(labels) != n:
+        raise ValueError(f"got {n} latents but labels of shape {labels.shape}")
     if len(labels) and labels.dtype.kind not in "iu":
         raise ValueError(f"class indices must be integers, got dtype {labels.dtype}")
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
@@ -84,7 +89,7 @@ def check_batch(
             f"class index {int(labels.max())} is out of range for {n_classes} classes; "
             "call add_classes first"
         )
-    return x, labels.astype(np.int64)
+    return labels.astype(np.int64)
 
 
 def grow_rows(a: npt.NDArray[Any], n_rows: int) -> npt.NDArray[Any]:

@@ -111,8 +111,10 @@ def serve(settings: Settings) -> int:
 
     from service.app import create_app
     from service.bootstrap import build_runtime
+    from service.malloc_tuning import map_large_buffers
     from service.server import ListenError, listen, uvicorn_config
 
+    map_large_buffers()  # before the runtime allocates anything large
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

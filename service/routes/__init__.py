@@ -178,7 +178,9 @@ async def read_samples(request: Request, model: type[Model], with_label: bool) -
             if kind == "multipart/form-data":
                 payload = await form_body(await request.form(), with_label, limit)
                 return await in_worker(validate, model, payload, limit)
-            raw = await request.body()
+            # Read here rather than with request.body(), which keeps the bytes on the
+            # request until the reply: a queued learn request would hold its body twice.
+            raw = b"".join([chunk async for chunk in request.stream()])
             form = "json" if kind == "application/json" else "msgpack"
             return await in_worker(parse, model, raw, form, limit)
         except BodyError as exc:
@@ -211,9 +213,10 @@ async def answer(
 ) -> Response:
     """Decode the body, run the use case in a worker thread (awaiting what it queued),
     encode its reply; a failure becomes the reply the error table says."""
-    body = await read_samples(request, model, with_label)
+    body: Model | None = await read_samples(request, model, with_label)
     try:
         out = await in_worker(use_case, body)
+        body = None  # the parsed samples (a learn body's arrays) need not wait for the reply
         done: BaseModel = await asyncio.wrap_future(out) if isinstance(out, Future) else out
     except Exception as exc:
         raise failed(request, exc) from None

@@ -14,6 +14,7 @@ import pytest
 from edgecl import Learner, codec, replay, strategies
 from edgecl.backbones import IdentityBackbone
 from edgecl.bench.streams import PrecomputedBackbone
+from edgecl.protocols import Rows
 from edgecl.strategies.ar1 import AR1
 from edgecl.strategies.cwr_star import CWRStar
 from edgecl.types import FloatArray, IntArray
@@ -251,9 +252,9 @@ def test_the_learner_mixes_replayed_latents_into_every_ar1_batch() -> None:
     seen: list[int] = []
 
     class Spy(AR1):
-        def learn_many(self, z: FloatArray, y: IntArray) -> None:
-            seen.append(len(y))
-            super().learn_many(z, y)
+        def learn_rows(self, rows: Rows, y: IntArray) -> None:
+            seen.append(len(rows))
+            super().learn_rows(rows, y)
 
     store = replay.create("latent_replay", max_bytes=100_000)
     learner = Learner(IdentityBackbone(6), Spy(replay_size=20, epochs=1), store)
@@ -262,6 +263,35 @@ def test_the_learner_mixes_replayed_latents_into_every_ar1_batch() -> None:
         learner.learn_many(z, y.tolist())
     assert seen == [15, 15 + 15, 15 + 20]
     assert set(store.items()[1].tolist()) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("encoding", ["int8", "float16"])
+def test_replay_read_a_minibatch_at_a_time_trains_as_the_decoded_batch(encoding: str) -> None:
+    # The learner hands AR1 its replay still encoded; a twin fed what the learner used to
+    # give (the same draw, decoded whole and appended to the batch) must end bit-equal.
+    options: dict[str, Any] = {"hidden": 8, "replay_size": 20, "epochs": 2, "batch_size": 8}
+    options["lr"] = 0.1
+    store = replay.create("latent_replay", max_bytes=40 * (6 * 4 + 12), encoding=encoding)
+    learner = Learner(IdentityBackbone(6), AR1(**options), store, seed=7)
+    twin, twin_store = AR1(**options), replay.create(store.name, **store.options())
+    rng = np.random.default_rng(7)
+    for step in range(5):
+        z, y = blobs([step % 3, 3 + step % 2], 12, seed=step)
+        learner.learn_latents(z, [int(c) for c in y])
+        labels = np.array([learner.labels.encode(int(c)) for c in y])
+        twin.add_classes(len(learner.labels))
+        zb, yb = z, labels
+        if len(twin_store):
+            zr, yr = twin_store.sample(options["replay_size"], rng)
+            zb, yb = np.concatenate([z, zr]), np.r_[labels, yr]
+        twin.learn_many(zb, yb)
+        twin_store.add_many(z, labels)
+    test, _ = blobs(list(range(5)), 10, seed=99)
+    assert len(store) > options["replay_size"]  # each batch replayed a subset
+    np.testing.assert_array_equal(
+        learner.strategy.predict_proba_many(test), twin.predict_proba_many(test)
+    )
+    np.testing.assert_array_equal(learner.strategy.state_dict()["cw"], twin.state_dict()["cw"])
 
 
 def fake_build(tmp: Path, latent_shape: tuple[int, ...] = (192, 2, 2)) -> Path:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import zlib
+
+import msgpack
 import numpy as np
 import pytest
 
@@ -25,3 +28,20 @@ def test_a_malformed_array_head_is_a_value_error() -> None:
     body = msgpack.packb(msgpack.ExtType(42, b"\xc1"))
     with pytest.raises(ValueError, match="malformed header"):
         codec.unpackb(body)
+
+
+def test_a_check_reads_what_a_load_reads_without_the_arrays() -> None:
+    state = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "n": 1, "names": ["a"]}
+    data = persistence.dump_snapshot(state)
+    assert data == b"".join(persistence.snapshot_parts(state))
+    assert persistence.check_snapshot(data) == {"w": None, "n": 1, "names": ["a"]}
+
+
+def test_a_check_refuses_an_array_its_load_would_refuse() -> None:
+    # An array of 6 float32 whose head claims shape (7,), under a matching checksum.
+    bad = msgpack.ExtType(42, codec.packb(["float32", [7]]) + bytes(24))
+    body = msgpack.packb({"schema": persistence.SCHEMA_VERSION, "state": {"w": bad}})
+    data = b"EDGECL1\n" + zlib.crc32(body).to_bytes(4, "little") + body
+    for read in (persistence.load_snapshot, persistence.check_snapshot):
+        with pytest.raises(ValueError, match="snapshot is corrupt"):
+            read(data)
