@@ -64,3 +64,20 @@ def test_openapi_form_lists_exactly_the_accepted_fields(client: TestClient) -> N
         form = paths[path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
         assert set(form["properties"]) == names
         assert form["additionalProperties"] is False
+
+
+def test_a_multipart_body_that_cannot_be_parsed_is_a_400_with_its_reason(
+    client: TestClient,
+) -> None:
+    # Found by schemathesis: a control character inside a part's header.
+    boundary = "529ccafa53e30cf348d120ac475dbdb4"
+    body = f"--{boundary}\r\n\x0bå\U000bf968\U000ae5a8--{boundary}--\r\n".encode()
+    before = stats_counts(client)
+    response = client.post(
+        "/learn",
+        content=body,
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 400
+    assert "multipart body could not be parsed" in response.json()["detail"]
+    assert stats_counts(client) == before
