@@ -114,6 +114,9 @@
 
   function drawClasses(s) {
     const probe = s.probe ? s.probe.classes : {};
+    // Per-class probe figures only once the probe measures: until then the probe tile says
+    // why it cannot, and a class's few held items would give a figure that means little.
+    const measured = s.probe && s.probe.status === "ok";
     const rows = Object.entries(s.classes).sort((a, b) => b[1].samples - a[1].samples);
     const body = document.getElementById("classes-body");
     const out = rows.slice(0, MAX_ROWS).map(([label, c]) => {
@@ -128,8 +131,10 @@
           style: "width:" + (c.accuracy * 100).toFixed(1) + "%" })),
         el("span", { class: "pct accuracy" }, pct(c.accuracy)))),
       el("td", { class: "num" }, pc ? num(pc.held) : "–"),
-      el("td", { class: "num" }, pc ? pct(pc.accuracy) : "–"),
-      el("td", { class: "num " + (drop > 0.1 ? "forgot" : "kept") }, pct(drop)));
+      el("td", { class: "num", id: "probe-accuracy-" + label },
+        pc && measured ? pct(pc.accuracy) : "–"),
+      el("td", { class: "num " + (drop > 0.1 ? "forgot" : "kept") },
+        measured ? pct(drop) : "–"));
     });
     if (!out.length) {
       out.push(el("tr", { class: "empty" }, el("td", { colspan: "6" },

@@ -356,6 +356,8 @@ def test_dashboard_at_1400_and_420_px_across_a_restart(
     assert probe["status"] == "too_few"
     assert wide.text["probe-reason"] == probe["reason"]
     assert wide.text["kpi-probe"].count("–") == 1  # no accuracy figure from too few items
+    for label in stats["classes"]:  # nor per class, though /stats scores what it holds
+        assert wide.text[f"probe-accuracy-{label}"] == "–"
     assert f"needs {probe['min_items']} held items" in wide.text["kpi-forgetting"]
     assert "first sample counts as a miss" in wide.text["prequential-note"]
 
