@@ -140,7 +140,8 @@ def run(
 
     ``probe_share`` > 0: through a probe holding back that share (the daemon's other
     defaults), on whose items the calibration is fitted; ``observe(i, learner)`` is called
-    after experience ``i`` is learned and scored, outside the timed part."""
+    after experience ``i`` is learned and scored (and the probe re-scored, the calibration
+    refitted), outside the timed part."""
     if recipe.strategy == "joint":
         return joint(stream, seed=seed, **recipe.options)
     learner = build(recipe, stream.latent_shape, memory_items, seed)
@@ -167,6 +168,8 @@ def run(
         if on_experience is not None:
             on_experience(i, accuracies[-1])
         if observe is not None:
+            if learner.probe is not None and not recipe.retrain:
+                learner.rescore()  # a recipe that retrains has just refitted
             observe(i, learner)
     result = Result(recipe.label, accuracies, seconds, samples, by_experience=matrix)
     if recipe.note:

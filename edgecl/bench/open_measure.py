@@ -63,13 +63,10 @@ def indices(learner: Learner, y: IntArray) -> IntArray:
 class OpenMeter:
     """Collects a learner's open-set answers after each experience (``after``, the
     ``observe`` hook of :func:`edgecl.bench.cl.run`). ``far``: another domain's latents
-    (None: no far-novel figure). ``rescore``: re-score the probe and refit after each
-    experience (a recipe that retrains has just done so)."""
+    (None: no far-novel figure)."""
 
-    def __init__(
-        self, stream: ClassIncrementalStream, far: Latents | None, rescore: bool = True
-    ) -> None:
-        self.stream, self.far, self.rescore = stream, far, rescore
+    def __init__(self, stream: ClassIncrementalStream, far: Latents | None) -> None:
+        self.stream, self.far = stream, far
         self.cuts: list[tuple[Float64Array, Float64Array, np.ndarray]] = []  # known, unknown
         self.final: OpenPrediction | None = None
         self.far_answer: OpenPrediction | None = None
@@ -78,8 +75,6 @@ class OpenMeter:
         self.temperature, self.held, self.notes = 1.0, 0, list[str]()
 
     def after(self, i: int, learner: Learner) -> None:
-        if self.rescore:
-            learner.rescore()
         stream, last = self.stream, len(self.stream.classes) - 1
         if i < last:
             later = [c for classes in stream.classes[i + 1 :] for c in classes]
@@ -113,7 +108,6 @@ def summarise(label: str, meters: list[OpenMeter]) -> OpenResult:
     raw = np.concatenate([_pad(m.raw, width) for m in meters])
     proba = np.concatenate([_pad(f.proba, width, 0.0) for f in finals])
     temps = np.array([m.temperature for m in meters])
-    scaled = np.concatenate([_pad(softmax_t(m.raw, m.temperature), width, 0.0) for m in meters])
     cuts = min(len(m.cuts) for m in meters)
     # AUROC per fold, then the mean: each fold's novelty has its own scale.
     near = [float(np.mean([auroc(*m.cuts[c][:2]) for m in meters])) for c in range(cuts)]
@@ -138,7 +132,7 @@ def summarise(label: str, meters: list[OpenMeter]) -> OpenResult:
         far_flagged=far_flagged,
         held=int(round(np.mean([m.held for m in meters]))),
         notes=sorted({n for m in meters for n in m.notes}),
-        floor=ece_floor(scaled),
+        floor=ece_floor(proba),
         images=len(y),
     )
 

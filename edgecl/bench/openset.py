@@ -59,7 +59,7 @@ def run(
     ``seed + 1``, ...); their calibration and AUROCs, pooled when there are several."""
     meters = []
     for k, stream in enumerate(streams):
-        meter = OpenMeter(stream, far, rescore=not recipe.retrain)
+        meter = OpenMeter(stream, far)
         cl.run(
             recipe,
             stream,

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgecl.bench.cl import Result, joint, run
 from edgecl.bench.open_measure import OpenMeter, summarise
+from edgecl.bench.openset import OTHER
 from edgecl.bench.recipes import RECIPES, Recipe, parse_spec
 from edgecl.bench.report import HEADING, comparisons, machine, table, write_section
 from edgecl.bench.streams import (
@@ -139,17 +140,19 @@ def run_cl(args: argparse.Namespace) -> int:
         if recipe.strategy == "ar1":
             recipe = replace(recipe, options={"top": str(manifest), **recipe.options})
         t = time.perf_counter()
-        # Far-novel images are at hand as pooled latents only.
-        meter = OpenMeter(stream, far if recipe.cut == "pooled" else None, not recipe.retrain)
+        # Far-novel images are at hand as pooled latents only; `joint` has no learner.
+        meter = None
+        if args.probe_share and recipe.strategy != "joint":
+            meter = OpenMeter(stream, far if recipe.cut == "pooled" else None)
         result = run(
             recipe,
             stream,
             memory_items=args.memory_items,
             seed=args.seed,
             probe_share=args.probe_share,
-            observe=meter.after if args.probe_share else None,
+            observe=meter.after if meter else None,
         )
-        if args.probe_share:
+        if meter:
             found = summarise(recipe.label, [meter])
             result.open = (found.ece, float(np.mean(found.near)), found.far)
         if recipe.cut != "pooled":
@@ -178,7 +181,7 @@ def run_cl(args: argparse.Namespace) -> int:
 
 def far_novel(args: argparse.Namespace, cache: Path, backbones: Path) -> Latents:
     """The other domain's test images (digits for Fashion-MNIST, else Fashion-MNIST)."""
-    other = "digits" if args.stream == "fashion" else "fashion"
+    other = OTHER[args.stream]
     return fashion_latents(cache, backbones, "pooled", limit_train=10000, stream=other)[1]
 
 
