@@ -182,7 +182,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 tmp = stack.enter_context(
                     tempfile.TemporaryDirectory(prefix=".service-load-", dir=Path.cwd())
                 )
-                env = daemon_env(folder, strategy__name=strategy, **threads, **settings)
+                # A mode's own settings win over the command line's.
+                env = daemon_env(folder, **{"strategy__name": strategy, **threads, **settings})
                 daemons[mode] = stack.enter_context(Daemon(Path(tmp) / "data", env))
             for row in args.learn_rows:
                 kind, _, size = row.partition(":")

@@ -97,11 +97,11 @@ def train(
         and isinstance(strategy, ReadsRows)
         and task_aware(strategy) is None
     ):
-        rows, yb = LatentRows(z[:keep]), y[:keep]
+        drawn, yb = None, y[:keep]
         if store is not None and strategy.replay_size > 0 and len(store):
             drawn, kr = draw(store, strategy.replay_size, rng, decode)
-            rows, yb = LatentRows(z[:keep], drawn), np.r_[y[:keep], unpack(kr)[0]]
-        strategy.learn_rows(rows, yb)
+            yb = np.r_[yb, unpack(kr)[0]]
+        strategy.learn_rows(LatentRows(z[:keep], drawn), yb)
         return
     if hasattr(strategy, "learn_with_memory") and isinstance(strategy, MemoryReplay):
         zm = np.zeros((0, *z.shape[1:]), dtype=np.float32)

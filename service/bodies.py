@@ -33,7 +33,8 @@ MAX_ARRAYS = 250_000
 
 
 class BodyError(ValueError):
-    """A body that cannot become a request: ``status`` 413 (too large) or 422."""
+    """A body that cannot become a request: ``status`` 400 (unparseable multipart), 413
+    (too large) or 422."""
 
     def __init__(self, status: int, detail: str, errors: list[ErrorItem] | None = None) -> None:
         super().__init__(detail)

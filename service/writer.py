@@ -149,7 +149,7 @@ class Writer:
         ]
         appended = self.wal.last_seq if self.wal is not None else 0
         try:
-            if records and kept is not None:
+            if kept is not None:  # None exactly when no request kept a sample
                 self._store_and_apply(records, kept)
         except StorageUnavailableError as exc:
             self.counters["storage_errors"] += 1

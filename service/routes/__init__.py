@@ -176,7 +176,11 @@ async def read_samples(request: Request, model: type[Model], with_label: bool) -
     async with gate.take(size or settings(request).max_body_bytes):
         try:
             if kind == "multipart/form-data":
-                payload = await form_body(await parsed_form(request), with_label, limit)
+                try:
+                    fields_in = await request.form()
+                except ValueError as exc:  # python-multipart's, which Starlette passes on
+                    raise BodyError(400, f"the multipart body could not be parsed: {exc}") from None
+                payload = await form_body(fields_in, with_label, limit)
                 return await in_worker(validate, model, payload, limit)
             # Read here rather than with request.body(), which keeps the bytes on the
             # request until the reply: a queued learn request would hold its body twice.
@@ -185,15 +189,6 @@ async def read_samples(request: Request, model: type[Model], with_label: bool) -
             return await in_worker(parse, model, raw, form, limit)
         except BodyError as exc:
             raise failed(request, exc) from None
-
-
-async def parsed_form(request: Request) -> Any:
-    """The multipart form; a body python-multipart cannot parse is a 400 with its reason
-    (Starlette passes that library's own parse errors on as they are)."""
-    try:
-        return await request.form()
-    except ValueError as exc:
-        raise ApiError(400, f"the multipart body could not be parsed: {exc}") from None
 
 
 async def in_worker(work: Callable[..., T], *args: Any) -> T:
