@@ -26,6 +26,9 @@ from edgecl.strategies.linear import Float64Array, grow_rows
 from edgecl.types import IntArray
 
 ALPHA = 3.0 - 2.0 * 2.0**0.5
+#: Terms, as a share of ``D``, up to which ``slda`` keeps this form: past ``0.6 D`` a
+#: prediction costs more than with the explicit precision, but a drift refresh far less.
+ROW_SHARE = 0.75
 
 
 def row_drift(rho: float) -> tuple[float, float]:

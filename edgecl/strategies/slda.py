@@ -161,10 +161,10 @@ class StreamingLDA(Configurable):
                 return
             few.add(dev[terms] * np.sqrt(w[terms])[:, None])
             if few.full:  # from now on a kept inverse costs less (explicit from ¾ D)
-                keep = len(few.d) < 0.75 * self.dim
+                keep = len(few.d) < lr.ROW_SHARE * self.dim
                 self._rows = lr.RowPrecision(few.d, few.gram, after) if keep else None
                 self._few = None
-        elif rows is not None and small and rows.r + len(x) <= 0.75 * self.dim:
+        elif rows is not None and small and rows.r + len(x) <= lr.ROW_SHARE * self.dim:
             rows.add(dev, w, labels, self.counts, after, self._cached(x) or rows.project(x))
         elif kept is not None and small:
             px = self._cached(x)
