@@ -128,7 +128,8 @@ def loop(url: str, seconds: float, clients: int, make: Callable[[int], tuple[str
 
 def modes(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]]:
     """(label, daemon settings) per ``--modes`` entry ``label`` or ``label:name=value,...``:
-    ``off`` and ``on`` are embed batching off and on, with nothing else set."""
+    ``off`` and ``on`` are embed batching off and on, with nothing else set; ``code=DIR``
+    runs that daemon from the checkout in DIR instead of this one."""
     out = []
     for spec in args.modes:
         label, _, rest = spec.partition(":")
@@ -191,8 +192,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 tmp = stack.enter_context(
                     tempfile.TemporaryDirectory(prefix=".service-load-", dir=Path.cwd())
                 )
-                # A mode's own settings win over the command line's.
-                env = daemon_env(folder, **{"strategy__name": strategy, **threads, **settings})
+                # A mode's own settings win over the command line's; its `code` is the
+                # checkout its daemon runs (another branch, for before and after).
+                named = {k: v for k, v in settings.items() if k != "code"}
+                env = daemon_env(folder, **{"strategy__name": strategy, **threads, **named})
+                if "code" in settings:
+                    env["PYTHONPATH"] = str(Path(settings["code"]).resolve())
                 daemons[mode] = stack.enter_context(Daemon(Path(tmp) / "data", env))
             for row, clients in [(r, c) for r in args.learn_rows for c in args.learn_clients]:
                 kind, _, size = row.partition(":")
