@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from service.bodies import BodyError, parse, validate
+from service.bodies import BodyError, Kind, parse, validate
 from service.budget import AsyncBudget
 from service.errors import BUG, outcome
 from service.routes.form import fields, form_body
@@ -190,7 +190,7 @@ async def read_samples(request: Request, model: type[Model], with_label: bool) -
             # Read here rather than with request.body(), which keeps the bytes on the
             # request until the reply: a queued learn request would hold its body twice.
             raw = b"".join([chunk async for chunk in request.stream()])
-            form = "json" if kind == "application/json" else "msgpack"
+            form: Kind = "json" if kind == "application/json" else "msgpack"
             if len(raw) <= INLINE_BODY_BYTES:
                 return parse(model, raw, form, limit)
             return await in_worker(parse, model, raw, form, limit)
