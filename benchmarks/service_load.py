@@ -309,7 +309,11 @@ def predict_row(url: str, pid: int, args: argparse.Namespace, load: float, conc:
 
 def threads_text(threads: int | None) -> str:
     if threads is None:
-        return "its default ONNX Runtime threads (one per core) per run"
+        return (
+            "the daemon's default threads (with embed batching a lane per core, one ONNX "
+            "Runtime thread each; without, ONNX Runtime's default, one per core, per run; the "
+            "backbone-only reference at ONNX Runtime's default)"
+        )
     return f"{threads} ONNX Runtime thread{'s' if threads > 1 else ''} per run"
 
 
