@@ -4,6 +4,7 @@ requests, JSON and msgpack) beside the backbone-only rate measured in the same r
 BENCHMARKS.md section.
 
     nice -n 5 python -m benchmarks.service_load [--seconds 8] [--strategies slda ncm]
+        [--learn-clients 1 2 4 8]
 
 The backbone is built once into a cache folder (``--backbone-dir`` to use another).
 Images are Fashion-MNIST fixture images sent as PNG (base64 in JSON, bytes in msgpack).
@@ -127,7 +128,8 @@ def loop(url: str, seconds: float, clients: int, make: Callable[[int], tuple[str
 
 def modes(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]]:
     """(label, daemon settings) per ``--modes`` entry ``label`` or ``label:name=value,...``:
-    ``off`` and ``on`` are embed batching off and on, with nothing else set."""
+    ``off`` and ``on`` are embed batching off and on, with nothing else set; ``code=DIR``
+    runs that daemon from the checkout in DIR instead of this one."""
     out = []
     for spec in args.modes:
         label, _, rest = spec.partition(":")
@@ -150,6 +152,14 @@ def cpu_s(pid: int | None = None) -> float:
 
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
+
+
+def cores() -> int:
+    """Cores this process may run on (its affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def load_now() -> str:
@@ -182,10 +192,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 tmp = stack.enter_context(
                     tempfile.TemporaryDirectory(prefix=".service-load-", dir=Path.cwd())
                 )
-                # A mode's own settings win over the command line's.
-                env = daemon_env(folder, **{"strategy__name": strategy, **threads, **settings})
+                # A mode's own settings win over the command line's; its `code` is the
+                # checkout its daemon runs (another branch, for before and after).
+                named = {k: v for k, v in settings.items() if k != "code"}
+                env = daemon_env(folder, **{"strategy__name": strategy, **threads, **named})
+                if "code" in settings:
+                    env["PYTHONPATH"] = str(Path(settings["code"]).resolve())
                 daemons[mode] = stack.enter_context(Daemon(Path(tmp) / "data", env))
-            for row in args.learn_rows:
+            for row, clients in [(r, c) for r in args.learn_rows for c in args.learn_clients]:
                 kind, _, size = row.partition(":")
                 batch = int(size or 1)
                 ctype = "application/json" if kind == "json" else MSGPACK
@@ -205,7 +219,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         d = daemons[mode]
                         load, cpu0, own0 = load_now(), cpu_s(d.process.pid), cpu_s()
                         elapsed, lat, got = loop(
-                            d.url, args.seconds, args.clients, cycle("/learn", bodies, ctype)
+                            d.url, args.seconds, clients, cycle("/learn", bodies, ctype)
                         )
                         runs[mode].append({"elapsed": elapsed, "lat": lat, "images": got,
                                            "cpu": cpu_s(d.process.pid) - cpu0,
@@ -214,7 +228,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 for mode, parts in runs.items():
                     r = pooled(parts)
                     result = {"strategy": strategy, "mode": mode, "kind": kind, "batch": batch,
-                              "backbone": bb, "ratio": r["rate"] / bb, **r}  # fmt: skip
+                              "clients": clients, "backbone": bb, "ratio": r["rate"] / bb,
+                              **r}  # fmt: skip
                     out["learn"].append(result)
                     print({k: v for k, v in result.items() if k != "lat"}, flush=True)  # noqa: T201
             for mode, d in daemons.items():
@@ -294,7 +309,11 @@ def predict_row(url: str, pid: int, args: argparse.Namespace, load: float, conc:
 
 def threads_text(threads: int | None) -> str:
     if threads is None:
-        return "its default ONNX Runtime threads (one per core) per run"
+        return (
+            "the daemon's default threads (with embed batching a lane per core, one ONNX "
+            "Runtime thread each; without, ONNX Runtime's default, one per core, per run; the "
+            "backbone-only reference at ONNX Runtime's default)"
+        )
     return f"{threads} ONNX Runtime thread{'s' if threads > 1 else ''} per run"
 
 
@@ -311,8 +330,10 @@ def section(command: str, where: str, args: argparse.Namespace, r: dict[str, Any
         "the table, default store, probe and WAL fsync `always`). Modes: "
         + "; ".join(mode_text(m, s) for m, s in r["modes"]) + ". "
         "Inputs are the Fashion-MNIST fixture images as PNG (28x28, resized to 224 in the "
-        f"daemon), base64 in JSON or bytes in msgpack. {args.clients} client threads post "
-        f"back to back for {args.seconds:.0f} s per row, on the same two cores as the daemon. "
+        "daemon), base64 in JSON or bytes in msgpack. *Clients* threads (the benchmark's "
+        f"HTTP clients) post back to back for {args.seconds:.0f} s per row, on the same "
+        f"{cores()} cores as the daemon; a server's rate is its rate at enough clients, so "
+        "each count is a row of its own, against the same backbone-only reference. "
         "*Backbone only* is `OnnxBackbone.embed` in the benchmark process on the same images, "
         "decoded (resize and normalise included), one batch at a time at the row's batch "
         "size, measured right before the row (the machine is shared); the ratio is HTTP over "
@@ -323,14 +344,17 @@ def section(command: str, where: str, args: argparse.Namespace, r: dict[str, Any
         "N x 1000 / (daemon + client) images/s. *Load* is the load average (1, 5, 15 min) "
         "when the row's first round started.",
         "",
-        "| strategy | mode | body | images per request | images/s | backbone only images/s "
+        "| strategy | mode | body | images per request | clients | images/s "
+        "| backbone only images/s "
         "| ratio | reply p50 ms | reply p99 ms | daemon CPU ms/image | client CPU ms/image "
         "| load |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| --- |",
     ]  # fmt: skip
     for row in r["learn"]:
         lines.append(
             f"| `{row['strategy']}` | {row['mode']} | {row['kind']} | {row['batch']} "
+            f"| {row['clients']} "
             f"| {row['rate']:.1f} | {row['backbone']:.1f} | {row['ratio']:.0%} "
             f"| {row['p50']:.1f} | {row['p99']:.1f} | {row['daemon_ms']:.1f} "
             f"| {row['client_ms']:.1f} | {row['load']} |"
@@ -368,7 +392,14 @@ def section(command: str, where: str, args: argparse.Namespace, r: dict[str, Any
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per row")
-    parser.add_argument("--clients", type=int, default=2, help="learn clients per row")
+    parser.add_argument(
+        "--learn-clients",
+        "--clients",
+        type=int,
+        nargs="+",
+        default=[2],
+        help="/learn rows: client threads, each count a row of its own",
+    )
     parser.add_argument("--strategies", nargs="+", default=["slda", "ncm"])
     parser.add_argument(
         "--learn-loads",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -18,6 +19,36 @@ from service.runtime import LearnerRuntime
 from service.settings import PAPER, Settings
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity (a container's cpuset, ``taskset``),
+    else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity call on this platform
+        return os.cpu_count() or 1
+
+
+def embed_sizing(settings: Settings, cores: int | None = None) -> tuple[int, int | None]:
+    """(lanes, ONNX Runtime threads per run; None: its default) for ``cores`` cores.
+
+    Unset, there is a lane per core and each run keeps to its own core: several runs of one
+    thread cost less CPU per image than fewer runs of several threads, which wait on each
+    other and, beside other lanes, contend for the same cores (see BENCHMARKS.md). Without
+    embed batching every request runs the backbone itself, at ONNX Runtime's default.
+
+    >>> embed_sizing(Settings(), cores=4), embed_sizing(Settings(embed_lanes=2), cores=6)
+    ((4, 1), (2, 3))
+    >>> embed_sizing(Settings(embed_batching=False), cores=4)
+    (4, None)
+    """
+    cores = usable_cores() if cores is None else cores
+    lanes = settings.embed_lanes or cores
+    threads = settings.backbone_threads
+    if threads is None and settings.embed_batching:
+        threads = max(1, cores // lanes)
+    return lanes, threads
+
+
 def make_backbone(settings: Settings) -> tuple[Backbone, Literal["image", "vector"]]:
     """The backbone and what it eats; the int8 ONNX one is installed into the data dir once
     and self-checked at every start (``edgecl.backbones.selfcheck``)."""
@@ -31,7 +62,7 @@ def make_backbone(settings: Settings) -> tuple[Backbone, Literal["image", "vecto
         manifest,
         settings.backbone_check_min_cosine,
         providers=settings.backbone_providers,
-        intra_op_threads=settings.backbone_threads,
+        intra_op_threads=embed_sizing(settings)[1],
     )
     return backbone, "image"
 
@@ -138,7 +169,7 @@ def make_embedder(
     if settings.embed_batching:
         batcher = EmbedBatcher(
             backbone.embed,
-            lanes=settings.embed_lanes,
+            lanes=embed_sizing(settings)[0],
             max_batch=settings.embed_max_batch,
             learn_chunk=settings.embed_learn_chunk,
             learn_lag_ms=settings.embed_learn_lag_ms,

@@ -45,7 +45,8 @@ def decode(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     why: str | None = None,
 ) -> tuple[np.ndarray[Any, Any], int]:
-    """An RGB ``uint8`` array ``(H, W, 3)`` and the pixels decoded to get it.
+    """A ``uint8`` array, RGB ``(H, W, 3)`` or grayscale ``(H, W, 1)``, and the pixels
+    decoded to get it.
 
     ``fit``: the image may be reduced as long as both sides stay at least this long (the
     backbone's input side); ``None`` keeps it whole. ``max_pixels``: the largest image
@@ -93,7 +94,12 @@ EDGECL_DECODE_PIXELS = 100000
                 upright = (
                     small.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else small
                 )
-                pixels = np.asarray(upright.convert("RGB"), dtype=np.uint8)
+                # Grayscale stays one channel: resized before it is widened, a third of
+                # the work (the same pixels).
+                if upright.mode == "L":
+                    pixels = np.asarray(upright, dtype=np.uint8)[:, :, None]
+                else:
+                    pixels = np.asarray(upright.convert("RGB"), dtype=np.uint8)
         except Exception as exc:  # Pillow raises many kinds on damaged files
             raise ValueError(f"{undecodable}: {exc}") from None
     return pixels, width * height

@@ -3,14 +3,15 @@
 Every ``/predict`` and ``/learn`` request embeds its own few images; on a small CPU the
 backbone is the cost of both. Callers hand their prepared inputs to :class:`EmbedBatcher`
 from worker threads; ``lanes`` threads run the backbone. A lone input runs at once on an
-idle lane (no timer); inputs that arrive while every lane is busy have waited anyway, so
-the next free lane runs them together, as Triton's dynamic batcher does. A prediction is
+idle lane (no timer), a large one on every idle lane (each runs its share); inputs that
+arrive while every lane is busy have waited anyway, so the next free lane runs them
+together, as Triton's dynamic batcher does. A prediction is
 answered in one backbone run or two, so it goes first: learning only needs to be
 acknowledged a few milliseconds later, and its inputs run in small chunks between
 predictions (at most ``learn_chunk`` images while predictions come, so a prediction
 waits for one chunk at most) unless the oldest has waited ``learn_lag_ms``, which bounds
-how long predictions can hold learning back. Without predictions, learning runs in full
-batches.
+how long predictions can hold learning back. Without predictions, learning runs in
+batches of up to ``max_batch``.
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ _Part = tuple[_Item, int, int]  # an item's rows [start, stop) in one backbone r
 class EmbedBatcher:
     """Runs concurrent :meth:`embed` calls as backbone batches on ``lanes`` threads.
 
-    ``urgent`` inputs (predictions) run first, gathered up to ``max_batch`` rows; the
-    others (learning) run when no urgent input waits, or when the oldest has waited
-    ``learn_lag_ms``: in chunks of at most ``learn_chunk`` rows while urgent inputs keep
-    coming (one came in the last ``quiet_s``), else up to ``max_batch``. A batch that
+    ``urgent`` inputs (predictions) run first, a lane taking its share of those waiting
+    (1/``lanes`` of their rows, at most ``max_batch``); the others (learning) run when no
+    urgent input waits, or when the oldest has waited ``learn_lag_ms``: in chunks of at
+    most ``learn_chunk`` rows while urgent inputs keep coming (one came in the last
+    ``quiet_s``), else a lane's share as for predictions. A batch that
     fails is run again one caller at a time, so a bad input fails only its own request.
 
     >>> calls = []
@@ -97,6 +99,7 @@ class EmbedBatcher:
         self._learn: deque[_Item] = deque()
         self._closed = False
         self._last_urgent = -float("inf")
+        self.lanes = lanes
         self._threads = [
             threading.Thread(target=self._run, name=f"edgecl-embed-{i}", daemon=True)
             for i in range(lanes)
@@ -141,6 +144,8 @@ class EmbedBatcher:
                 while not (self._urgent or self._learn or self._closed):
                     self._cond.wait()
                 parts = self._next()
+                if self._urgent or self._learn:
+                    self._cond.notify()  # what this lane left is another lane's share
             if parts is None:
                 return
             self._run_parts(parts)
@@ -149,11 +154,18 @@ class EmbedBatcher:
         """What the lane runs next (the lock held); None once closed and drained."""
         learn, urgent, now = self._learn, self._urgent, time.monotonic()
         if urgent and not (learn and now - learn[0].queued > self.learn_lag_s):
-            return self._gather(urgent, self.max_batch)
+            return self._gather(urgent, self._share(urgent))
         if learn:
             busy = now - self._last_urgent < self.quiet_s
-            return self._gather(learn, self.learn_chunk if busy else self.max_batch)
+            return self._gather(learn, self.learn_chunk if busy else self._share(learn))
         return None
+
+    def _share(self, queue: deque[_Item]) -> int:
+        """Rows a lane takes from ``queue``: its share of them all, so that one large
+        request runs on every lane at once instead of one lane's cores, at most
+        ``max_batch``."""
+        rows = sum(len(item.x) - item.taken for item in queue)
+        return min(self.max_batch, max(1, -(-rows // self.lanes)))
 
     @staticmethod
     def _gather(queue: deque[_Item], limit: int) -> list[_Part]:

@@ -109,6 +109,8 @@ class Embedder:
             arr, decoded = self._decode(sample.value)
             if self.pixels == "vector":
                 return arr, decoded
+            if not self.resizes and arr.shape[2] == 1:
+                arr = np.repeat(arr, 3, axis=2)  # grayscale as RGB, as such backbones take it
         else:
             arr = np.asarray(sample.value)
             if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":

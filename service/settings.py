@@ -86,8 +86,9 @@ class Settings(HttpSettings, BaseSettings):
     backbone_threads: int | None = Field(
         default=None,
         ge=0,
-        description="ONNX Runtime intra-op threads per backbone run; unset: its default (one "
-        "per core).",
+        description="ONNX Runtime intra-op threads per backbone run; 0: its default (one per "
+        "core); unset: the cores shared out among the embed lanes (one each when there are "
+        "as many lanes as cores), or its default without embed batching.",
     )
     backbone_check_min_cosine: float = Field(
         default=0.95,
@@ -102,12 +103,12 @@ class Settings(HttpSettings, BaseSettings):
         description="Run the images of concurrent requests through the backbone as shared "
         "batches on `embed_lanes` threads, predictions ahead of learning (see BENCHMARKS.md).",
     )
-    embed_lanes: int = Field(
-        default=2,
+    embed_lanes: int | None = Field(
+        default=None,
         ge=1,
         le=64,
         description="With embed batching: backbone runs at once (each with backbone_threads "
-        "ONNX Runtime threads).",
+        "ONNX Runtime threads); unset: one per core this process may run on.",
     )
     embed_learn_chunk: int = Field(
         default=1,

@@ -241,8 +241,10 @@ def to_uint8(
     checked = _images(images, max_pixels, index_offset)
     batch = np.empty((len(checked), th, tw, 3), dtype=np.uint8)
     for i, img in enumerate(checked):
-        # Resizing grayscale before widening to RGB does a third of the work.
-        batch[i] = resize(_to_uint8(img), (th, tw), policy, fill)
+        # Resizing grayscale before widening to RGB does a third of the work; an image
+        # already of the target size (prepared before) is only widened.
+        img = _to_uint8(img)
+        batch[i] = img if img.shape[:2] == (th, tw) else resize(img, (th, tw), policy, fill)
     return batch
 
 

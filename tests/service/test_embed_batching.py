@@ -6,6 +6,7 @@ and durable."""
 from __future__ import annotations
 
 import base64
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -169,3 +170,37 @@ def test_learning_beside_predictions_is_acknowledged_and_durable(tmp_path: Path)
     assert learned == 40
     with serve(tmp_path, durable=True) as client:
         assert client.get("/stats").json()["samples_learned"] == 40
+
+
+def test_a_large_request_is_shared_out_among_the_lanes(tmp_path: Path) -> None:
+    """One 32-image request on two lanes runs on both (several backbone runs), and learns
+    exactly what it learns on one lane in one run."""
+    encoded, labels = images(40)
+    teach = [{"image": im, "label": y} for im, y in zip(encoded[:32], labels[:32], strict=True)]
+    answers, runs = {}, {}
+    for lanes in (1, 2):
+        with serve(tmp_path / str(lanes), embed_lanes=lanes) as client:
+            reply = client.post("/learn", json={"samples": teach})
+            assert reply.status_code == 200 and reply.json()["accepted"] == 32, reply.text
+            batcher = client.app.state.runtime.embedder.batcher  # type: ignore[attr-defined]
+            runs[lanes] = (batcher.batches, batcher.samples)
+            answers[lanes] = predict_all(client, encoded[32:], workers=1)
+    assert runs[1] == (1, 32)
+    assert runs[2][0] >= 2 and runs[2][1] == 32
+    assert_same(answers[1], answers[2])
+
+
+def test_unset_sizing_gives_a_lane_per_core_of_one_thread_each(tmp_path: Path) -> None:
+    """Without embed_lanes and backbone_threads the daemon runs a backbone lane per core
+    it may use, one ONNX Runtime thread each, and learns and predicts on them."""
+    encoded, labels = images(12)
+    settings = make_settings(
+        backbone="onnx", backbone_dir=tmp_path / "backbone", data_dir=tmp_path / "data"
+    )
+    with TestClient(create_app(settings, build_runtime(settings, durable=False))) as client:
+        teach = [{"image": im, "label": y} for im, y in zip(encoded[:8], labels[:8], strict=True)]
+        assert client.post("/learn", json={"samples": teach}).status_code == 200
+        assert len(predict_all(client, encoded[8:], workers=4)) == 4
+        embedder = client.app.state.runtime.embedder  # type: ignore[attr-defined]
+        assert embedder.batcher.lanes == len(os.sched_getaffinity(0))
+        assert embedder.backbone.intra_op_threads == 1

@@ -187,3 +187,25 @@ def test_large_palette_and_16_bit_images_are_reduced(image_client: TestClient) -
     response = image_client.post("/learn", files=files, data={"label": "flat"})
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 4
+
+
+def test_a_grayscale_image_embeds_as_its_rgb_copy(image_client: TestClient) -> None:
+    """Grayscale images are resized before they are widened to RGB (a third of the work):
+    a grayscale PNG gets exactly the scores of the same picture saved as RGB."""
+    rng = np.random.default_rng(3)
+    pictures = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(3)]
+    teach = [
+        {"image": base64.b64encode(encoded([Image.fromarray(p)], "PNG")).decode(),
+         "label": f"p{i}"}
+        for i, p in enumerate(pictures)
+    ]  # fmt: skip
+    assert image_client.post("/learn", json={"samples": teach}).status_code == 200
+    asked = {}
+    for mode in ("L", "RGB"):
+        image = Image.fromarray(pictures[0]).convert(mode)
+        data = base64.b64encode(encoded([image], "PNG")).decode()
+        body = {"samples": [{"image": data}], "top_k": 3}
+        reply = image_client.post("/predict", json=body)
+        assert reply.status_code == 200, reply.text
+        asked[mode] = reply.json()["predictions"][0]
+    assert asked["L"]["top_k"] == asked["RGB"]["top_k"]
