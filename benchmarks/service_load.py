@@ -94,9 +94,13 @@ def backbone_rate(
 
 
 def loop(url: str, seconds: float, clients: int, make: Callable[[int], tuple[str, bytes, str]],
-         stop: threading.Event | None = None) -> tuple[float, list[float], int]:  # fmt: skip
+         stop: threading.Event | None = None,
+         rate: float = 0.0) -> tuple[float, list[float], int]:  # fmt: skip
     """``clients`` threads post ``make(k)`` = (path, body, content-type) back to back for
-    ``seconds``; returns (elapsed, latencies in ms, samples accepted)."""
+    ``seconds``, or each at ``rate`` requests/s (the clients' schedules staggered); returns
+    (elapsed, latencies in ms, samples accepted). A paced request's latency runs from when
+    it was due, so a reply that makes the next request late counts against the daemon
+    (no coordinated omission)."""
     lat: list[float] = []
     accepted = [0]
     lock = threading.Lock()
@@ -104,10 +108,15 @@ def loop(url: str, seconds: float, clients: int, make: Callable[[int], tuple[str
 
     def run(c: int) -> None:
         with httpx.Client(base_url=url, timeout=60) as http:
-            k = c * 100_000
+            k, n = c * 100_000, 0
+            due = time.perf_counter() + (c / (rate * clients) if rate > 0 else 0.0)
             while time.perf_counter() < end and not (stop is not None and stop.is_set()):
                 path, content, kind = make(k)
-                t0 = time.perf_counter()
+                if rate > 0:
+                    time.sleep(max(0.0, due + n / rate - time.perf_counter()))
+                    t0 = due + n / rate
+                else:
+                    t0 = time.perf_counter()
                 reply = http.post(path, content=content, headers={"content-type": kind})
                 ms = (time.perf_counter() - t0) * 1000
                 if reply.status_code != 200:
@@ -115,7 +124,7 @@ def loop(url: str, seconds: float, clients: int, make: Callable[[int], tuple[str
                 with lock:
                     lat.append(ms)
                     accepted[0] += int(reply.json().get("accepted", 0))
-                k += 1
+                k, n = k + 1, n + 1
 
     threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
     start = time.perf_counter()
@@ -234,27 +243,32 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     print({k: v for k, v in result.items() if k != "lat"}, flush=True)  # noqa: T201
             for mode, d in daemons.items():
                 out["rss"][f"{strategy} {mode}"] = rss_mib(d.process.pid)
-            for load in args.learn_loads:
-                for conc in args.concurrency:
-                    runs = {mode: [] for mode in daemons}
-                    for k in range(args.repeats):
-                        for mode in rotated(list(daemons), k):
-                            d = daemons[mode]
-                            runs[mode].append(
-                                predict_row(
-                                    d.url, d.process.pid, args, load, conc, learn_bodies, preds
-                                )  # fmt: skip
-                            )
-                    for mode, parts in runs.items():
-                        r = pooled(parts)
-                        learned = sum(p["learned"] for p in parts) / r["elapsed"]
-                        result = {"strategy": strategy, "batching": mode, "load": load,
-                                  "conc": conc, "learned_s": learned, "rps": r["rate"],
-                                  "p95": pct(r["lat"], 0.95), "n": len(r["lat"]),
-                                  "load_avg": r["load"], **{k: r[k] for k in
-                                  ("p50", "p99", "daemon_ms", "client_ms")}}  # fmt: skip
-                        out["predict"].append(result)
-                        print(result, flush=True)  # noqa: T201
+            for load, conc, pace in [
+                (lo, c, p)
+                for lo in args.learn_loads
+                for c in args.concurrency
+                for p in args.predict_rates
+            ]:
+                runs = {mode: [] for mode in daemons}
+                for k in range(args.repeats):
+                    for mode in rotated(list(daemons), k):
+                        d = daemons[mode]
+                        runs[mode].append(
+                            predict_row(
+                                d.url, d.process.pid, args, load, conc, learn_bodies, preds, pace
+                            )  # fmt: skip
+                        )
+                for mode, parts in runs.items():
+                    r = pooled(parts)
+                    learned = sum(p["learned"] for p in parts) / r["elapsed"]
+                    result = {"strategy": strategy, "batching": mode, "load": load,
+                              "conc": conc, "pace": pace, "learned_s": learned,
+                              "rps": r["rate"],
+                              "p95": pct(r["lat"], 0.95), "n": len(r["lat"]),
+                              "load_avg": r["load"], **{k: r[k] for k in
+                              ("p50", "p99", "daemon_ms", "client_ms")}}  # fmt: skip
+                    out["predict"].append(result)
+                    print(result, flush=True)  # noqa: T201
     return out
 
 
@@ -271,10 +285,12 @@ def pooled(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def predict_row(url: str, pid: int, args: argparse.Namespace, load: float, conc: int,
-                learn_bodies: list[bytes], preds: list[bytes]) -> dict[str, Any]:  # fmt: skip
-    """/predict latencies at ``conc`` clients while one client learns 8-image msgpack
-    batches at ``load`` images/s (0: back to back); ``images`` counts predictions only,
-    CPU is per backbone image (predicted and learned)."""
+                learn_bodies: list[bytes], preds: list[bytes],
+                pace: float = 0.0) -> dict[str, Any]:  # fmt: skip
+    """/predict latencies at ``conc`` clients (back to back, or each at ``pace``
+    requests/s) while one client learns 8-image msgpack batches at ``load`` images/s (0:
+    back to back); ``images`` counts predictions only, CPU is per backbone image (predicted
+    and learned)."""
     stop = threading.Event()
     learned = [0]
 
@@ -295,7 +311,7 @@ def predict_row(url: str, pid: int, args: argparse.Namespace, load: float, conc:
     before, load_avg, cpu0, own0 = learned[0], load_now(), cpu_s(pid), cpu_s()
     try:
         elapsed, lat, _ = loop(url, args.seconds, conc,
-                               cycle("/predict", preds, MSGPACK))  # fmt: skip
+                               cycle("/predict", preds, MSGPACK), rate=pace)  # fmt: skip
     finally:
         stop.set()
         thread.join()
@@ -366,22 +382,28 @@ def section(command: str, where: str, args: argparse.Namespace, r: dict[str, Any
         + ".",
         "",
         "/predict latency: each request is one PNG image (msgpack, `top_k` 1); *clients* "
-        "threads send back to back while one more client learns 8-image msgpack requests, "
+        "threads send back to back (*each client's rate* —) or each at a fixed rate (a "
+        "camera's frame rate; latency counted from when the request was due, so a late "
+        "reply also delays the next request's count) while one more client learns 8-image "
+        "msgpack requests, "
         "paced to the *learn load* (images/s; *max* is back to back). *Learned/s* is what "
         "that client achieved during the row. Client threads share the CPUs and Python's "
         "GIL with each other, so at 16 clients part of the latency is the client's. In a "
         "closed loop, latency is about clients / (predictions/s). CPU per image counts the "
         "learned images too.",
         "",
-        "| strategy | mode | learn load images/s | clients | learned/s | "
+        "| strategy | mode | learn load images/s | clients | each client's rate /s "
+        "| learned/s | "
         "predictions/s | p50 ms | p95 ms | p99 ms | requests | daemon CPU ms/image "
         "| client CPU ms/image | load |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | --- |",
     ]
     for p in r["predict"]:
         load = "max" if p["load"] == 0 else f"{p['load']:.0f}"
+        pace = "—" if not p.get("pace") else f"{p['pace']:g}"
         lines.append(
-            f"| `{p['strategy']}` | {p['batching']} | {load} | {p['conc']} "
+            f"| `{p['strategy']}` | {p['batching']} | {load} | {p['conc']} | {pace} "
             f"| {p['learned_s']:.1f} | {p['rps']:.1f} | {p['p50']:.1f} | {p['p95']:.1f} "
             f"| {p['p99']:.1f} | {p['n']} | {p['daemon_ms']:.1f} | {p['client_ms']:.1f} "
             f"| {p['load_avg']} |"
@@ -416,6 +438,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--concurrency", type=int, nargs="*", default=[1, 4, 16], help="/predict clients"
+    )
+    parser.add_argument(
+        "--predict-rates",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="/predict requests/s per client, each a row of its own (0: back to back)",
     )
     parser.add_argument(
         "--modes",
