@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from edgecl.strategies.cholesky import Cholesky
 from edgecl.strategies.lda_update import FOLD_ROWS, running_means
 from edgecl.strategies.linear import Float64Array, grow_rows
 from edgecl.types import IntArray
@@ -151,6 +152,23 @@ class RowPrecision:
         self.bound = float(np.sqrt(np.vdot(self.m, self.m)))
         self._new_terms()
         self.b = self.a @ self.m
+
+    def explicit(self, gamma: float) -> Float64Array | None:
+        """``(S + γ I)⁻¹ = (I − Kᵀ K)/γ``, ``K = C⁻¹ D``, ``C Cᵀ = G + γ I`` (Cholesky):
+        the explicit precision from the terms, ``r² D + D² r/2`` arithmetic rather than a
+        ``D × D`` factorisation and inverse (``None`` if rounding broke the factorisation).
+        Its rounding is the terms' form's own (``1 − s/(s + γ)`` on an eigenvalue ``s``)."""
+        r, dim = self.d[: self.r].shape
+        ridged = self.g[:r, :r].copy()
+        ridged.flat[:: r + 1] += gamma
+        try:
+            k = Cholesky(ridged).solve_lower(self.d[:r])
+        except np.linalg.LinAlgError:
+            return None
+        out = k.T @ k  # one symmetric product
+        out *= -1.0 / gamma
+        out.flat[:: dim + 1] += 1.0 / gamma
+        return out
 
     def _apply(self, e: Float64Array) -> Float64Array:
         """``M e`` for each row of ``e`` (``r`` columns)."""

@@ -89,7 +89,8 @@ class KeptPrecision:
         self.wp = means @ base  # P μ_c, one row per class, kept current with P and μ
         self._new_buffers()
         rows = float(np.abs(base).sum(axis=1).max(initial=0.0))
-        self.bound = min(1.0 / gamma, rows, float(np.sqrt(np.vdot(base, base))))
+        self.frob = float(np.sqrt(np.vdot(base, base)))
+        self.bound = min(1.0 / gamma, rows, self.frob)
 
     def _new_buffers(self) -> None:
         self._u = np.empty((FOLD_ROWS, len(self.base)))
