@@ -11,7 +11,8 @@ from edgecl.registry import Configurable
 from edgecl.strategies import lda_rows as lr
 from edgecl.strategies.base import masked_logits
 from edgecl.strategies.cholesky import precision
-from edgecl.strategies.lda_update import KeptPrecision, LowRankPrecision, running_means
+from edgecl.strategies.lda_few import LowRankPrecision
+from edgecl.strategies.lda_update import KeptPrecision, running_means
 from edgecl.strategies.linear import (
     Float64Array,
     check_batch,

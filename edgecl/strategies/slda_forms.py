@@ -3,7 +3,7 @@
 :class:`~edgecl.strategies.slda.StreamingLDA` keeps ``Σ`` as a matrix plus the rank-one
 terms not yet folded into it, and the precision ``(S + γ I)⁻¹`` (``S = t Σ``) current
 with every term: exactly for every ``γ`` while ``S`` has few terms
-(:class:`~edgecl.strategies.lda_update.LowRankPrecision`), in the terms' space while they
+(:class:`~edgecl.strategies.lda_few.LowRankPrecision`), in the terms' space while they
 are fewer than ``ROW_SHARE · D`` (:class:`~edgecl.strategies.lda_rows.RowPrecision`),
 then explicitly (:class:`~edgecl.strategies.lda_update.KeptPrecision`), each factorised
 again only when its correction for ``γ``'s growth would pass ``tolerance``.
@@ -17,7 +17,8 @@ import numpy as np
 
 from edgecl.strategies import lda_rows as lr
 from edgecl.strategies import lda_update as lu
-from edgecl.strategies.lda_update import KeptPrecision, LowRankPrecision
+from edgecl.strategies.lda_few import LowRankPrecision
+from edgecl.strategies.lda_update import KeptPrecision
 from edgecl.strategies.linear import Float64Array
 from edgecl.types import IntArray
 
@@ -136,6 +137,7 @@ class PrecisionForms:
         a = (1.0 - self.shrinkage) / t
         shrunk = (1.0 - self.shrinkage) * sigma
         shrunk.flat[:: dim + 1] += a * gamma
-        base = a * self._inverse(shrunk)  # (S + γI)⁻¹ = a ((1 − ε) Σ + a γ I)⁻¹, S = t Σ
+        base = self._inverse(shrunk)
+        base *= a  # (S + γI)⁻¹ = a ((1 − ε) Σ + a γ I)⁻¹, S = t Σ
         self._kept = KeptPrecision(base, gamma, self.means)
         self._last = None
