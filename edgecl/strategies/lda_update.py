@@ -186,6 +186,17 @@ class KeptPrecision:
     ) -> None:
         """:meth:`update` with a batch's deviations from their running class means
         (``px`` is ``P`` of its inputs), then ``P μ`` for the means ``after`` it."""
+        if len(px) == 1:  # learn_one's path, without the batch's bookkeeping (same sums)
+            c, n = int(labels[0]), int(counts[labels[0]])
+            wp = self.wp.copy()  # replaced, not changed: a snapshot may hold the old one
+            u = px[0] - wp[c]
+            wp[c] = (n * wp[c] + px[0]) / (n + 1)
+            if n and w[0] != 0.0 and dev[0].any():  # else the term is zero
+                beta = w[0] / (1.0 + w[0] * float(dev[0] @ u))
+                self._keep(u, beta)
+                wp -= np.outer((after @ u) * beta, u)
+            self.wp = wp
+            return
         pbefore, pafter = running_means(px, labels, self.wp, counts)
         u, beta = self.update(dev, px - pbefore, w)
         self.wp = pafter - ((after @ u.T) * beta) @ u
@@ -224,11 +235,15 @@ class KeptPrecision:
             u[j] = pd[j] - (beta[:j] * (u[:j] @ d[j])) @ u[:j]
             beta[j] = w[j] / (1.0 + w[j] * float(d[j] @ u[j]))
         for j in np.flatnonzero(beta).tolist():
-            if self.k == FOLD_ROWS:
-                self._fold()
-            self._u[self.k], self._beta[self.k] = u[j], beta[j]
-            self.k += 1
+            self._keep(u[j], beta[j])
         return u, beta
+
+    def _keep(self, u: Float64Array, beta: float) -> None:
+        """The term ``− β u uᵀ`` into the rows not folded yet (a fold first if full)."""
+        if self.k == FOLD_ROWS:
+            self._fold()
+        self._u[self.k], self._beta[self.k] = u, beta
+        self.k += 1
 
 
 def running_means(

@@ -57,7 +57,10 @@ class PrecisionForms:
         """The covariance ``Σ`` (pending rank-one terms folded in first)."""
         if self._pending:
             d = np.concatenate(self._pending)
-            self._sigma = (self._sigma_at * self._sigma + d.T @ d) / self.n_updates
+            sigma = d.T @ d  # in place from here: each fresh D×D array costs page faults
+            sigma += self._sigma_at * self._sigma
+            sigma /= self.n_updates
+            self._sigma = sigma  # replaced, not changed: a snapshot may hold the old one
             self._pending, self._sigma_at = [], self.n_updates
         return self._sigma
 
