@@ -145,13 +145,20 @@ class RowPrecision:
 
     def refactor(self, gamma: float, inverse: Callable[[Float64Array], Float64Array]) -> None:
         """``M = (G + γ I)⁻¹`` afresh (``inverse`` of a symmetric positive definite)."""
-        r = self.r
-        ridged = self.g[:r, :r].copy()
-        ridged.flat[:: r + 1] += gamma
-        self.gamma, self.m = gamma, np.asarray(inverse(ridged), dtype=np.float64)
+        self.gamma = gamma
+        self.m = np.asarray(inverse(self._ridged(gamma)), dtype=np.float64)
         self.bound = float(np.sqrt(np.vdot(self.m, self.m)))
         self._new_terms()
         self.b = self.a @ self.m
+
+    def _ridged(self, gamma: float) -> Float64Array:
+        """``G + γ I``. Rows added since the first ``r`` are written into ``G``'s lower
+        half only (a row, not also a column strided across the whole buffer)."""
+        r = self.r
+        low = np.tril(self.g[:r, :r])
+        ridged = low + np.tril(low, -1).T
+        ridged.flat[:: r + 1] += gamma
+        return ridged
 
     def explicit(self, gamma: float) -> Float64Array | None:
         """``(S + γ I)⁻¹ = (I − Kᵀ K)/γ``, ``K = C⁻¹ D``, ``C Cᵀ = G + γ I`` (Cholesky):
@@ -159,8 +166,7 @@ class RowPrecision:
         ``D × D`` factorisation and inverse (``None`` if rounding broke the factorisation).
         Its rounding is the terms' form's own (``1 − s/(s + γ)`` on an eigenvalue ``s``)."""
         r, dim = self.d[: self.r].shape
-        ridged = self.g[:r, :r].copy()
-        ridged.flat[:: r + 1] += gamma
+        ridged = self._ridged(gamma)
         try:
             k = Cholesky(ridged).solve_lower(self.d[:r])
         except np.linalg.LinAlgError:
@@ -241,7 +247,7 @@ class RowPrecision:
             self._v[self.k, : n + 1], self._s[self.k] = term, 1.0 / schur
             self.k += 1
             self.d[n] = e[j]
-            self.g[n, :n], self.g[:n, n], self.g[n, n] = full, full, cross[j, j]
+            self.g[n, :n], self.g[n, n] = full, cross[j, j]  # the lower half: see _ridged
         self.r = r0 + m
         new_a = np.concatenate([a_after, after @ e.T], axis=1)
         new_b = np.zeros_like(new_a)
