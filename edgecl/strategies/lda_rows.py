@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from edgecl.strategies.cholesky import Cholesky
-from edgecl.strategies.lda_update import FOLD_ROWS, running_means
+from edgecl.strategies.lda_update import running_means
 from edgecl.strategies.linear import Float64Array, grow_rows
 from edgecl.types import IntArray
 
@@ -33,6 +33,10 @@ ALPHA = 3.0 - 2.0 * 2.0**0.5
 #: Terms, as a share of ``D``, up to which ``slda`` keeps this form: past ``0.6 D`` a
 #: prediction costs more than with the explicit precision, but a drift refresh far less.
 ROW_SHARE = 0.75
+#: Bordered rows kept apart before one product folds them into ``M``: each prediction
+#: reads them twice, and ``M`` is far smaller than ``D × D``, so fewer than the explicit
+#: form's ``FOLD_ROWS``.
+BORDER_ROWS = 64
 
 
 def spread(x_max: float) -> float:
@@ -139,8 +143,8 @@ class RowPrecision:
         self.a, self.b = grow_rows(self.a, n_classes), grow_rows(self.b, n_classes)
 
     def _new_terms(self) -> None:
-        self._v = np.zeros((FOLD_ROWS, len(self.g)))  # [M e; −1] of each bordered row
-        self._s = np.zeros(FOLD_ROWS)  # 1/schur of each
+        self._v = np.zeros((BORDER_ROWS, len(self.g)))  # [M e; −1] of each bordered row
+        self._s = np.zeros(BORDER_ROWS)  # 1/schur of each
         self.k = 0
 
     def refactor(self, gamma: float, inverse: Callable[[Float64Array], Float64Array]) -> None:
@@ -242,7 +246,7 @@ class RowPrecision:
             vv, f = float(v @ v), self.bound
             self.bound = float(np.sqrt(f * f + (2.0 * f * vv + (vv + 1.0) ** 2 / schur) / schur))
             borders.append((term, 1.0 / schur))
-            if self.k == FOLD_ROWS:
+            if self.k == BORDER_ROWS:
                 self._fold(n)
             self._v[self.k, : n + 1], self._s[self.k] = term, 1.0 / schur
             self.k += 1
@@ -261,7 +265,7 @@ class RowPrecision:
             return
         cap = 2 * rows
         d, g = np.zeros((cap, self.d.shape[1])), np.zeros((cap, cap))
-        v = np.zeros((FOLD_ROWS, cap))
+        v = np.zeros((BORDER_ROWS, cap))
         d[: self.r], g[: self.r, : self.r] = self.d[: self.r], self.g[: self.r, : self.r]
         v[:, : self._v.shape[1]] = self._v
         self.d, self.g, self._v = d, g, v
