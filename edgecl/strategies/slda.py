@@ -38,11 +38,13 @@ class StreamingLDA(PrecisionForms, Configurable):
 
     The precision is kept current by rank-one updates, in the space of the scatter's
     terms while they are fewer than ``¾ D`` (:mod:`~edgecl.strategies.lda_rows`), then
-    explicitly (:mod:`~edgecl.strategies.lda_update`), and factorised again only when its
-    correction for the shrinkage's drift would pass ``tolerance``: a prediction costs one
-    product per input and O(DK) more; a learned sample O(D² + DK). :meth:`novelty_many`
-    is the squared Mahalanobis distance to the nearest class mean under the same
-    precision (Lee et al. 2018), from the same product.
+    explicitly (:mod:`~edgecl.strategies.lda_update`; the switch builds it from the
+    terms), and factorised again only when its correction for the shrinkage's drift would
+    pass ``tolerance`` (:mod:`~edgecl.strategies.slda_forms` keeps ``Σ`` and the forms): a
+    prediction costs one product per input and O(DK) more; a learned sample O(D² + DK),
+    and the memory traffic per sample is in :mod:`~edgecl.strategies.lda_update`.
+    :meth:`novelty_many` is the squared Mahalanobis distance to the nearest class mean
+    under the same precision (Lee et al. 2018), from the same product.
 
     ``covariance_samples``: ``None`` keeps the covariance plastic (updated by every
     sample); an integer stops updating it after that many samples, as the paper's
