@@ -7,12 +7,13 @@ With the rows ``D`` (``r × D``, ``S = Dᵀ D``) and ``G = D Dᵀ``, Woodbury gi
 ``γ`` is, which is where the explicit precision drifts most. ``M = (G + γ₀ I)⁻¹`` is kept
 for the ``γ₀`` of its last factorisation, grown by a bordered (Schur complement) term per
 new row, and corrected for ``δ = γ − γ₀`` as ``(G + γ I)⁻¹ ≈ M − δ' M²`` with the ``δ'``
-of least largest relative error (:func:`row_drift`): with ``ρ = δ/γ₀`` every eigenvalue
-of the precision used is within a relative ``α ρ²/((1 + α ρ)(1 + ρ))``, ``α = 3 − 2√2``,
-of the exact one (a first-order ``δ' = δ`` would allow ``ρ²/(4 (1 + ρ))``), and within
-``q ρ²/((1 + q ρ)(1 + ρ))`` with a ``q`` far below ``α`` while a kept bound ``F ≥ ‖M‖₂``
-shows no eigenvalue of ``G`` near ``γ₀`` (:func:`spread`; usual while ``r`` is well below
-``D``, and it cut the factorisations of the benchmark's 100–1000 samples from 15 to 4);
+of least largest relative error (:func:`~edgecl.strategies.lda_drift.row_drift`): with
+``ρ = δ/γ₀`` every eigenvalue of the precision used is within a relative ``α ρ²/((1 + α
+ρ)(1 + ρ))``, ``α = 3 − 2√2``, of the exact one (a first-order ``δ' = δ`` would allow
+``ρ²/(4 (1 + ρ))``), and within ``q ρ²/((1 + q ρ)(1 + ρ))`` with a ``q`` far below ``α``
+while a kept bound ``F ≥ ‖M‖₂`` shows no eigenvalue of ``G`` near ``γ₀``
+(:func:`~edgecl.strategies.lda_drift.spread`; usual while ``r`` is well below ``D``, and it
+cut the factorisations of the benchmark's 100–1000 samples from 15 to 4);
 past ``tolerance``, ``M`` is factorised again (``r³``). A
 prediction costs ``D x`` and ``M D x``: ``r D + r²`` per input, less than the ``D²`` of
 an explicit precision while ``r`` is below about ``0.6 D``.
@@ -21,15 +22,16 @@ an explicit precision while ``r`` is below about ``0.6 D``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from edgecl.strategies.cholesky import Cholesky
+from edgecl.strategies.lda_drift import row_drift, spread
 from edgecl.strategies.lda_update import running_means
 from edgecl.strategies.linear import Float64Array, grow_rows
 from edgecl.types import IntArray
 
-ALPHA = 3.0 - 2.0 * 2.0**0.5
 #: Terms, as a share of ``D``, up to which ``slda`` keeps this form: past ``0.6 D`` a
 #: prediction costs more than with the explicit precision, but a drift refresh far less.
 ROW_SHARE = 0.75
@@ -37,57 +39,6 @@ ROW_SHARE = 0.75
 #: reads them twice, and ``M`` is far smaller than ``D × D``, so fewer than the explicit
 #: form's ``FOLD_ROWS``.
 BORDER_ROWS = 64
-
-
-def spread(x_max: float) -> float:
-    """The ``q`` of :func:`row_drift` when every nonzero eigenvalue ``s`` of ``G`` has
-    ``x = γ₀/(s + γ₀) ≤ x_max`` (``x = 1``, the null space, has no error whatever ``q``).
-
-    With ``a = ρ(κ − 1) < 0`` and ``c = κ ρ²`` the error's numerator ``(1 − x)(a + c x)``
-    rises up to ``x = ½ − a/(2c) ≥ ½``, so for ``x_max ≤ ½`` its extremes on ``[0, x_max]``
-    are its ends; they balance (``−a`` equal to the value at ``x_max``) at ``a = −q c``,
-    ``q = x_max(1 − x_max)/(2 − x_max)``, below ``α`` (the whole interval's ``q``).
-
-    >>> round(spread(1.0), 4), round(spread(0.5), 4), round(spread(0.02), 5)
-    (0.1716, 0.1667, 0.0099)
-    """
-    return x_max * (1.0 - x_max) / (2.0 - x_max) if x_max <= 0.5 else ALPHA
-
-
-def row_drift(rho: float, q: float = ALPHA) -> tuple[float, float]:
-    """For ``ρ = δ/γ₀``: ``δ'/δ`` and the relative error of ``M − δ' M²``.
-
-    On an eigenvalue ``s`` of ``G``, with ``x = γ₀/(s + γ₀) ∈ (0, 1]`` and ``δ' = κ δ``, the
-    precision's relative error is ``(1 − x)(ρ(κ − 1) + κ ρ² x)/(1 + ρ)``: zero on the null
-    space (``x = 1``), and least in its largest value when its value at ``x = 0`` is
-    ``−q`` times its ``x²`` coefficient: over all of ``(0, 1]`` with ``q = α = 3 − 2√2``
-    (so that it equals the interior extreme), and with the smaller :func:`spread` ``q`` when
-    no nonzero ``s`` is near ``γ₀``: ``κ = 1/(1 + q ρ)``, error ``q ρ²/((1 + q ρ)(1 + ρ))``.
-
-    >>> x = np.linspace(0.0, 1.0, 100001)
-    >>> for q, x_max in ((ALPHA, 1.0), (spread(0.05), 0.05)):
-    ...     shrink, err = row_drift(0.1, q)
-    ...     near = x[(x <= x_max) | (x == 1.0)]
-    ...     used = (1 - near) * (0.1 * (shrink - 1) + shrink * 0.01 * near) / 1.1
-    ...     print(bool(abs(float(np.abs(used).max()) - err) < 1e-9))
-    True
-    True
-    """
-    if rho <= -0.5:  # far outside any tolerance: the caller factorises again
-        return 1.0, float("inf")
-    return 1.0 / (1.0 + q * rho), q * rho * rho / ((1.0 + q * rho) * (1.0 + rho))
-
-
-def below_rows(tolerance: float, q: float = ALPHA) -> float:
-    """The ``ρ < 0`` where :func:`row_drift`'s error reaches ``tolerance`` (no further than
-    ``−0.4``): factorising for a ``γ₀`` that far ahead spans growth on both sides.
-
-    >>> [round(row_drift(below_rows(1e-3, q), q)[1], 12) for q in (ALPHA, 0.01)]
-    [0.001, 0.001]
-    """
-    tol = min(tolerance, 0.1)
-    a, b, c = q * (1.0 - tol), -tol * (1.0 + q), -tol
-    return max(float((-b - np.sqrt(b * b - 4.0 * a * c)) / (2.0 * a)), -0.4)
 
 
 class RowPrecision:
@@ -126,8 +77,9 @@ class RowPrecision:
         self._new_terms()
 
     def spread(self) -> float:
-        """:func:`spread`'s ``q`` now: ``‖M‖₂ ≤ F`` puts every eigenvalue ``s`` of ``G`` at
-        ``s + γ₀ ≥ 1/F``, so ``x = γ₀/(s + γ₀) ≤ γ₀ F``."""
+        """:func:`~edgecl.strategies.lda_drift.spread`'s ``q`` now: ``‖M‖₂ ≤ F`` puts
+        every eigenvalue ``s`` of ``G`` at ``s + γ₀ ≥ 1/F``, so ``x = γ₀/(s + γ₀) ≤ γ₀
+        F``."""
         return spread(min(1.0, self.gamma * self.bound))
 
     def drift(self, gamma: float) -> tuple[float, float]:
@@ -224,6 +176,10 @@ class RowPrecision:
         mean, ``projected`` its inputs' ``(D x, M D x)``), then the means move to
         ``after``."""
         dx, y = projected
+        if len(dev) == 1:
+            c = int(labels[0])
+            self._add_one(dev[0], float(w[0]), c, int(counts[c]), after, dx[0], y[0])
+            return
         a_before, a_after = running_means(dx, labels, self.a, counts)
         b_before, b_after = running_means(y, labels, self.b, counts)
         keep = (w > 0.0) & dev.any(axis=1)
@@ -258,6 +214,38 @@ class RowPrecision:
         new_b[:, :r0] = b_after
         for vi, si in borders:
             new_b[:, : len(vi)] += np.outer((new_a[:, : len(vi)] @ vi) * si, vi)
+        self.a, self.b = new_a, new_b
+
+    def _add_one(
+        self, dev: Float64Array, w: float, c: int, n: int, after: Float64Array, dx: Any, y: Any
+    ) -> None:
+        """:meth:`add` of one sample of class ``c`` (``n`` earlier ones), without the
+        batch's bookkeeping: the same bordering, with ``v = M e`` straight from ``y``."""
+        a, b, r0 = self.a.copy(), self.b.copy(), self.r  # replaced, not changed
+        a_c, b_c = a[c].copy(), b[c].copy()
+        a[c], b[c] = (n * a_c + dx) / (n + 1), (n * b_c + y) / (n + 1)
+        if not n or w == 0.0 or not dev.any():  # no term: only the means move
+            self.a, self.b = a, b
+            return
+        root = np.sqrt(w)
+        e, full, v = dev * root, (dx - a_c) * root, (y - b_c) * root
+        ee = float(e @ e)
+        schur = ee + self.gamma - float(full @ v)
+        vv, f = float(v @ v), self.bound  # the bound as in add
+        self.bound = float(np.sqrt(f * f + (2.0 * f * vv + (vv + 1.0) ** 2 / schur) / schur))
+        self._reserve(r0 + 1)
+        if self.k == BORDER_ROWS:
+            self._fold(r0)
+        self._v[self.k, :r0], self._v[self.k, r0], self._s[self.k] = v, -1.0, 1.0 / schur
+        self.k += 1
+        self.d[r0], self.g[r0, :r0], self.g[r0, r0] = e, full, ee
+        self.r = r0 + 1
+        new_a = np.empty((len(a), r0 + 1))
+        new_a[:, :r0], new_a[:, r0] = a, after @ e
+        new_b = np.zeros_like(new_a)
+        new_b[:, :r0] = b
+        term = np.append(v, -1.0)
+        new_b += np.outer((new_a @ term) / schur, term)
         self.a, self.b = new_a, new_b
 
     def _reserve(self, rows: int) -> None:

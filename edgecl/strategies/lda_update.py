@@ -9,7 +9,8 @@ term to ``S``, which a Sherman–Morrison update follows exactly in O(D²)
 (S + γ₀ I)⁻¹`` is for the ``γ₀`` of its last factorisation, and predictions correct it with
 the polynomial ``β (P − δ' P²)``, ``δ = γ − γ₀``, that is closest to the exact
 ``(S + γ I)⁻¹ = P (I + δ P)⁻¹`` in relative terms over every eigenvalue ``p ≤ b`` of ``P``
-(``b`` a bound of ``‖P‖₂``; Chebyshev's equioscillation, see :func:`drift`): with ``ρ = δ
+(``b`` a bound of ``‖P‖₂``; Chebyshev's equioscillation, see
+:func:`~edgecl.strategies.lda_drift.drift`): with ``ρ = δ
 b`` every eigenvalue of the precision used is within a relative ``ρ²/(8(1 + ρ) + ρ²)`` of
 the exact one, about an eighth of the plain first-order term's ``ρ²``. When that would pass
 ``tolerance`` the precision is factorised again from ``Σ`` (a Cholesky factor), exactly,
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecl.strategies.lda_drift import drift
 from edgecl.strategies.linear import Float64Array, grow_rows
 from edgecl.types import IntArray
 
@@ -64,38 +66,6 @@ def thin_product(p: Float64Array, x: Float64Array) -> Float64Array:
     for i in range(0, len(p), _PANEL):
         np.matmul(p[i : i + _PANEL], xt, out=out[i : i + _PANEL])
     return np.ascontiguousarray(out.T)
-
-
-def drift(rho: float) -> tuple[float, float, float]:
-    """For ``ρ = δ b``: ``β`` and ``δ'/δ`` of ``β (P − δ' P²)``, and its relative error.
-
-    On ``x = p/b ∈ (0, 1]`` the exact eigenvalue is ``p/(1 + δ p)``; the relative error
-    ``β (1 − δ' p)(1 + δ p) − 1`` is a quadratic in ``x`` with leading term ``−β ρ²x²/(1 +
-    ρ)``, least in its largest value when it equioscillates at ``x = 0, ½, 1`` (Chebyshev):
-    ``δ' = δ/(1 + ρ)`` and ``β = 8(1 + ρ)/(8(1 + ρ) + ρ²)``, error ``ρ²/(8(1 + ρ) + ρ²)``.
-
-    >>> beta, shrink, err = drift(0.09)
-    >>> p = np.linspace(1e-6, 1.0, 1001)  # b = 1, δ = ρ
-    >>> exact, used = p / (1 + 0.09 * p), beta * (p - 0.09 * shrink * p**2)
-    >>> bool(abs(float(np.abs(used / exact - 1).max()) - err) < 1e-9)
-    True
-    """
-    if rho <= -0.5:  # far outside any tolerance: the caller factorises again
-        return 1.0, 1.0, float("inf")
-    denom = 8.0 * (1.0 + rho) + rho * rho
-    return 8.0 * (1.0 + rho) / denom, 1.0 / (1.0 + rho), rho * rho / denom
-
-
-def below(tolerance: float) -> float:
-    """The ``ρ < 0`` at which :func:`drift`'s error reaches ``tolerance`` (its negative root):
-    a factorisation for a ``γ₀`` that far ahead of ``γ`` spans growth on both sides.
-
-    >>> round(drift(below(1e-3))[2], 12)
-    0.001
-    """
-    tol = min(tolerance, 0.5)
-    a, b, c = 1.0 - tol, -8.0 * tol, -8.0 * tol
-    return float((-b - np.sqrt(b * b - 4.0 * a * c)) / (2.0 * a))
 
 
 class KeptPrecision:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgecl.strategies import lda_rows as lr
-from edgecl.strategies import lda_update as lu
+from edgecl.strategies.lda_drift import below, below_rows
 from edgecl.strategies.lda_few import LowRankPrecision
 from edgecl.strategies.lda_update import KeptPrecision
 from edgecl.strategies.linear import Float64Array
@@ -83,7 +83,7 @@ class PrecisionForms:
         elif rows is not None and small:
             rows.add(dev, w, labels, self.counts, after, self._cached(x) or rows.project(x))
             if rows.r > lr.ROW_SHARE * self.dim:  # from here the explicit form costs less
-                gamma = self._ahead(lu.below(0.98 * self.tolerance))
+                gamma = self._ahead(below(0.98 * self.tolerance))
                 base = rows.explicit(gamma)
                 self._kept = None if base is None else KeptPrecision(base, gamma, after)
                 self._rows = self._last = None
@@ -111,7 +111,7 @@ class PrecisionForms:
             return
         if rows is not None:
             if rows.drift(gamma)[1] > self.tolerance:
-                ahead = lr.below_rows(0.98 * self.tolerance, rows.spread())
+                ahead = below_rows(0.98 * self.tolerance, rows.spread())
                 rows.refactor(self._ahead(ahead), self._inverse)
                 self._last = None
         elif self._kept is None or self._kept.drift(gamma)[2] > self.tolerance:
@@ -136,7 +136,7 @@ class PrecisionForms:
         sigma, dim, t = self.sigma, self.dim, max(self.n_updates, 1)
         # S and γ₀ only grow, so the old factorisation's ‖P‖_F bounds the new one's.
         frob = None if self._kept is None else self._kept.frob
-        gamma = self._ahead(lu.below(0.98 * self.tolerance), frob)
+        gamma = self._ahead(below(0.98 * self.tolerance), frob)
         a = (1.0 - self.shrinkage) / t
         shrunk = (1.0 - self.shrinkage) * sigma
         shrunk.flat[:: dim + 1] += a * gamma

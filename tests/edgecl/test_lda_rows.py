@@ -4,6 +4,7 @@ it states, also after rows that bring a small eigenvalue into the Gram matrix.""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from edgecl.strategies.cholesky import precision
 from edgecl.strategies.lda_rows import RowPrecision
@@ -21,10 +22,14 @@ def used_and_exact(kept: RowPrecision, gamma: float) -> tuple[np.ndarray, np.nda
     return used, exact, err
 
 
-def test_row_precision_states_its_error_after_rows_that_shrink_the_gram_spectrum() -> None:
+@pytest.mark.parametrize("one_by_one", [False, True])
+def test_row_precision_states_its_error_after_rows_that_shrink_the_gram_spectrum(
+    one_by_one: bool,
+) -> None:
     """Rows far apart give a Gram matrix with large eigenvalues (a small stated error for a
     given drift); near-duplicates of earlier rows then add eigenvalues near ``γ₀``, where
-    the correction errs most: the stated error must grow to cover them."""
+    the correction errs most: the stated error must grow to cover them (added as one batch,
+    or one sample at a time as ``learn_one`` does)."""
     rng = np.random.default_rng(0)
     dim, gamma0 = 120, 0.05
     rows = 3.0 * rng.normal(size=(40, dim))
@@ -34,7 +39,9 @@ def test_row_precision_states_its_error_after_rows_that_shrink_the_gram_spectrum
     dups = rows[:6] + 0.03 * rng.normal(size=(6, dim))  # G gains eigenvalues about 0.05
     before = kept.drift(1.15 * gamma0)[1]
     labels, counts = np.arange(6), np.ones(6, dtype=np.int64)
-    kept.add(dups, np.ones(6), labels, counts, means, kept.project(dups))  # deviations: dups
+    for part in [slice(j, j + 1) for j in range(6)] if one_by_one else [slice(0, 6)]:
+        x = dups[part]  # deviations from the class means at 0: the rows themselves
+        kept.add(x, np.ones(len(x)), labels[part], counts, means, kept.project(x))
     for gamma in (1.05 * gamma0, 1.15 * gamma0, 0.9 * gamma0):
         used, exact, err = used_and_exact(kept, gamma)
         ratio = np.linalg.eigvals(np.linalg.solve(exact, used)).real
