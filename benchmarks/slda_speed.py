@@ -32,6 +32,7 @@ from benchmarks.bench_common import machine, write_section
 from benchmarks.strategy_cost import make_latents
 from edgecl import Learner
 from edgecl.backbones import IdentityBackbone
+from edgecl.strategies import lda_update as lu
 from edgecl.strategies import slda as slda_module
 from edgecl.strategies.slda import StreamingLDA
 
@@ -155,14 +156,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def section(r: dict[str, Any], command: str, where: str, tolerance: float) -> str:
-    mb = DIM * DIM * 8 / 1e6
+    mb, fold = DIM * DIM * 8 / 1e6, lu.FOLD_ROWS
     # Traffic in passes over P per sample: the product's read (all of it for one sample,
-    # a tenth for a minibatch of ten) and the fold every 64 samples (the product writing
-    # the update, then reading it and the old P and writing the new one: four passes).
-    limit_one = r["bandwidth"] * 1e3 / (mb * (1 + 4 / 64))
-    limit_ten = r["bandwidth"] * 1e3 / (mb * (0.1 + 4 / 64))
-    # Arithmetic per sample: 2D² for its share of the product with P, 2D² for its fold.
-    flops_ten = r["gflops"] * 1e9 / (4 * DIM * DIM)
+    # a tenth for a minibatch of ten) and the fold every FOLD_ROWS samples (the product
+    # writing the update, then reading it and the old P and writing the new one: four).
+    limit_one = r["bandwidth"] * 1e3 / (mb * (1 + 4 / fold))
+    limit_ten = r["bandwidth"] * 1e3 / (mb * (0.1 + 4 / fold))
+    # Arithmetic per sample: 2D² for its share of the product with P, D² for its share of
+    # the fold (a symmetric product).
+    flops_ten = r["gflops"] * 1e9 / (3 * DIM * DIM)
     rows = [
         "| stream position (samples learned) | `learn_one` /s | /s of CPU time | factorisations |",
         "| --- | ---: | ---: | ---: |",
@@ -184,7 +186,8 @@ def section(r: dict[str, Any], command: str, where: str, tolerance: float) -> st
             "Each window times up to its budget and learns the rest untimed. *Factorisations* "
             "counts the kept precision's fresh inverses: below ¾ D terms (960 samples here) "
             "they are of the terms' r×r Gram matrix, from then on of the 1280×1280 "
-            "covariance.",
+            "covariance (the switch itself builds P from the terms with one r×r Cholesky "
+            "factor, not counted).",
             "",
             *rows,
             "",
@@ -196,16 +199,18 @@ def section(r: dict[str, Any], command: str, where: str, tolerance: float) -> st
             f"{WINDOWS[-1][1]} samples: {r['error']:.2e} of the bound the tolerance states "
             "(`tolerance · (‖μ‖_Λ ‖x‖_Λ + ½ ‖μ‖²_Λ)`; 1 would be at the bound).",
             f"- Memory traffic: the kept precision P is {mb:.1f} MB of float64. A `learn_one` "
-            "reads it once (the prediction's product, reused by the update), and every 64 "
+            f"reads it once (the prediction's product, reused by the update), and every {fold} "
             "samples their rank-one terms are folded into a new P (a matrix product writes "
             "the update, then one pass reads it and the old P and writes the new one: four "
-            "passes over P, 4/64 per sample); a minibatch of 10 reads P once for all ten. At "
+            f"passes over P, 4/{fold} per sample); a minibatch of 10 reads P once for all ten "
+            "(by 64-row panels of P, which OpenBLAS multiplies without packing all of P). At "
             f"this core's {r['bandwidth']:.1f} GB/s (reading a 256 MiB array) that bounds "
             f"`learn_one` near {limit_one:.0f}/s and minibatches of 10 near {limit_ten:.0f} "
             "samples/s; the matrix may sit partly in cache, so the bounds are rough.",
             "- Arithmetic: a minibatch sample costs 2D² operations for its share of the "
-            "product with P and 2D² for its share of the fold (both matrix products, with a "
-            f"10-row and a 64-row panel); at this core's {r['gflops']:.0f} GFLOP/s on a "
+            "product with P and D² for its share of the fold (matrix products, with a "
+            f"10-row panel and a symmetric {fold}-row one); at this core's "
+            f"{r['gflops']:.0f} GFLOP/s on a "
             f"1280×1280 product that bounds minibatches of 10 near {flops_ten:.0f} samples/s, "
             f"so {first} bounds them first (at {batch_cpu / min(flops_ten, limit_ten):.0%} of "
             f"it by CPU time), and `learn_one` is bound by reading P (at "

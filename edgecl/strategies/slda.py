@@ -9,10 +9,10 @@ import numpy as np
 
 from edgecl.registry import Configurable
 from edgecl.strategies import lda_rows as lr
-from edgecl.strategies import lda_update as lu
 from edgecl.strategies.base import masked_logits
 from edgecl.strategies.cholesky import precision
-from edgecl.strategies.lda_update import KeptPrecision, LowRankPrecision, running_means
+from edgecl.strategies.lda_few import LowRankPrecision
+from edgecl.strategies.lda_update import KeptPrecision, running_means
 from edgecl.strategies.linear import (
     Float64Array,
     check_batch,
@@ -22,14 +22,11 @@ from edgecl.strategies.linear import (
     positive_float,
     positive_int,
 )
+from edgecl.strategies.slda_forms import PrecisionForms
 from edgecl.types import FloatArray, IntArray, State
 
-# A batch at least this large is folded into Σ and the precision factorised again:
-# its rank-one updates (O(D² m + D m²)) would cost more than one factorisation.
-_REFACTOR_BATCH = 256
 
-
-class StreamingLDA(Configurable):
+class StreamingLDA(PrecisionForms, Configurable):
     """Running class means and one shared covariance, updated one sample at a time.
 
     For sample ``z`` of class ``y``, with ``t`` samples seen before it (the paper's
@@ -41,11 +38,13 @@ class StreamingLDA(Configurable):
 
     The precision is kept current by rank-one updates, in the space of the scatter's
     terms while they are fewer than ``¾ D`` (:mod:`~edgecl.strategies.lda_rows`), then
-    explicitly (:mod:`~edgecl.strategies.lda_update`), and factorised again only when its
-    correction for the shrinkage's drift would pass ``tolerance``: a prediction costs one
-    product per input and O(DK) more; a learned sample O(D² + DK). :meth:`novelty_many`
-    is the squared Mahalanobis distance to the nearest class mean under the same
-    precision (Lee et al. 2018), from the same product.
+    explicitly (:mod:`~edgecl.strategies.lda_update`; the switch builds it from the
+    terms), and factorised again only when its correction for the shrinkage's drift would
+    pass ``tolerance`` (:mod:`~edgecl.strategies.slda_forms` keeps ``Σ`` and the forms): a
+    prediction costs one product per input and O(DK) more; a learned sample O(D² + DK),
+    and the memory traffic per sample is in :mod:`~edgecl.strategies.lda_update`.
+    :meth:`novelty_many` is the squared Mahalanobis distance to the nearest class mean
+    under the same precision (Lee et al. 2018), from the same product.
 
     ``covariance_samples``: ``None`` keeps the covariance plastic (updated by every
     sample); an integer stops updating it after that many samples, as the paper's
@@ -99,18 +98,8 @@ class StreamingLDA(Configurable):
         self._last: tuple[Float64Array, Any] | None = None  # x predicted, its product(s)
         self._predicted = False  # predicted since the last learn_many
 
-    @property
-    def dim(self) -> int:
-        return int(self.means.shape[1])
-
-    @property
-    def sigma(self) -> Float64Array:
-        """The covariance ``Σ`` (pending rank-one terms folded in first)."""
-        if self._pending:
-            d = np.concatenate(self._pending)
-            self._sigma = (self._sigma_at * self._sigma + d.T @ d) / self.n_updates
-            self._pending, self._sigma_at = [], self.n_updates
-        return self._sigma
+    def _inverse(self, a: Float64Array) -> Float64Array:
+        return precision(a)  # looked up here: a benchmark or test can count the calls
 
     def add_classes(self, n_classes: int) -> None:
         if n_classes > len(self.counts):
@@ -147,71 +136,6 @@ class StreamingLDA(Configurable):
         if self._predicted:  # the next prediction is likely near: be ready for it
             self._predicted = False
             self._ready()
-
-    def _follow(
-        self, x: Float64Array, labels: IntArray, dev: Float64Array, w: Float64Array, after: Any
-    ) -> None:
-        """Keep the precision current with this batch's rank-one terms."""
-        few, kept, rows = self._few, self._kept, self._rows
-        small = len(x) <= _REFACTOR_BATCH
-        if few is not None:
-            terms = (w > 0.0) & dev.any(axis=1)
-            if len(few.d) + int(terms.sum()) > 2 * few.MAX_ROWS:
-                self._few = None  # many at once: factorise Σ when next needed
-                return
-            few.add(dev[terms] * np.sqrt(w[terms])[:, None])
-            if few.full:  # from now on a kept inverse costs less (explicit from ¾ D)
-                keep = len(few.d) < lr.ROW_SHARE * self.dim
-                self._rows = lr.RowPrecision(few.d, few.gram, after) if keep else None
-                self._few = None
-        elif rows is not None and small and rows.r + len(x) <= lr.ROW_SHARE * self.dim:
-            rows.add(dev, w, labels, self.counts, after, self._cached(x) or rows.project(x))
-        elif kept is not None and small:
-            px = self._cached(x)
-            kept.learn(kept.apply(x) if px is None else px, dev, w, labels, self.counts, after)
-        else:  # a large batch, or ¾ D terms: one explicit factorisation costs less
-            self._kept = self._rows = None
-
-    def _gamma(self, n_updates: int) -> float:
-        """``γ = ε t/(1 − ε)``: the ridge of ``S`` that the shrinkage amounts to."""
-        return self.shrinkage * max(n_updates, 1) / (1.0 - self.shrinkage)
-
-    def _cached(self, x: Float64Array) -> Any:
-        """The last prediction's product(s) with the precision, if it was of ``x``."""
-        last = self._last
-        if last is not None and last[0].shape == x.shape and np.array_equal(last[0], x):
-            return last[1]
-        return None
-
-    def _ready(self) -> None:
-        """Factorise again if nothing is kept or the drift correction is out of bounds."""
-        rows, gamma = self._rows, self._gamma(self.n_updates)
-        if self._few is not None or self.shrinkage == 1.0:
-            return
-        if rows is not None:
-            if rows.drift(gamma)[1] > self.tolerance:
-                rows.refactor(self._ahead(lr.below_rows(0.98 * self.tolerance)), precision)
-                self._last = None
-        elif self._kept is None or self._kept.drift(gamma)[2] > self.tolerance:
-            self._refactor()
-
-    def _ahead(self, below: float) -> float:
-        """The ``γ`` to factorise for: a little ahead, so the correction spans growth on
-        both sides of it (half the factorisations; 0.98 of the way, so rounding never
-        puts it past the bound at once); now if the covariance is frozen."""
-        t = max(self.n_updates, 1)
-        frozen = self.covariance_samples is not None and t >= self.covariance_samples
-        return self._gamma(t) / (1.0 if frozen else 1.0 + below)
-
-    def _refactor(self) -> None:
-        sigma, dim, t = self.sigma, self.dim, max(self.n_updates, 1)
-        gamma = self._ahead(lu.below(0.98 * self.tolerance))
-        a = (1.0 - self.shrinkage) / t
-        shrunk = (1.0 - self.shrinkage) * sigma
-        shrunk.flat[:: dim + 1] += a * gamma
-        base = a * precision(shrunk)  # (S + γI)⁻¹ = a ((1 − ε) Σ + a γ I)⁻¹, S = t Σ
-        self._kept = KeptPrecision(base, gamma, self.means)
-        self._last = None
 
     def predict_proba_many(self, z: FloatArray) -> FloatArray:
         return masked_softmax(self.scores_many(z), self.counts > 0)

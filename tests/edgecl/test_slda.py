@@ -140,6 +140,32 @@ def test_slda_a_snapshot_in_the_terms_space_form_is_frozen() -> None:
     assert not np.array_equal(s.scores_many(z[:30]), before)
 
 
+def test_slda_a_snapshot_of_the_explicit_form_is_frozen() -> None:
+    """The explicit precision keeps its unfolded terms in a buffer that later learning
+    writes past, and folds them into a new matrix: a snapshot must predict as it did
+    through single samples, small batches and a fold."""
+    dim = 48
+    z, y = relu_stream(600, dim, 4, seed=8)
+    # A loose tolerance: no factorisation replaces the kept precision in between.
+    learner = Learner(IdentityBackbone(dim), StreamingLDA(tolerance=0.2))
+    s = learner.strategy
+    assert isinstance(s, StreamingLDA)
+    for i in range(300):
+        learner.learn_one(z[i], int(y[i]))
+    kept = s._kept
+    assert kept is not None
+    frozen = s.snapshot()
+    before, novelty = frozen.scores_many(z[:30]), frozen.novelty_many(z[:30])
+    for i in range(300, 500):  # past a fold of the unfolded terms
+        learner.learn_one(z[i], int(y[i]))
+    learner.learn_many(z[500:510], [int(v) for v in y[500:510]])
+    assert s._kept is kept
+    frozen.scores_many(z[100:101])  # its last product is of another input: none reused
+    np.testing.assert_array_equal(frozen.scores_many(z[:30]), before)
+    np.testing.assert_array_equal(frozen.novelty_many(z[:30]), novelty)
+    assert not np.array_equal(s.scores_many(z[:30]), before)
+
+
 def test_slda_learning_a_sample_needs_no_factorisation(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
 
