@@ -148,12 +148,18 @@ class RowPrecision:
         return dx, self._apply(dx)
 
     def scores(
-        self, x: Float64Array, mu: Float64Array, delta: float, eps: float, quadratic: bool
+        self,
+        x: Float64Array,
+        mu: Float64Array,
+        delta: float,
+        eps: float,
+        quadratic: bool,
+        projected: tuple[Float64Array, Float64Array] | None = None,
     ) -> tuple[Float64Array, Float64Array | None, tuple[Float64Array, Float64Array]]:
         """The scores ``μᵀ Λ x − ½ μᵀ Λ μ`` (and ``xᵀ Λ x`` if asked) with ``ε Λ = I − Dᵀ
         (M − δ M²) D`` (``δ``: :meth:`drift`'s ``δ'``); also ``(D x, M D x)`` for a learn
-        to reuse."""
-        dx, y = self.project(x)
+        to reuse (``projected``: that pair from a previous call on ``x``, to reuse here)."""
+        dx, y = self.project(x) if projected is None else projected
         a, b = self.a, self.b
         bias = np.sum(mu * mu, axis=1) - np.sum(a * b, axis=1) + delta * np.sum(b * b, axis=1)
         scores = (x @ mu.T - dx @ b.T + delta * (y @ b.T) - 0.5 * bias) / eps

@@ -166,8 +166,9 @@ class StreamingLDA(PrecisionForms, Configurable):
         if self._few is not None:  # exact: Λ = c (S + γ I)⁻¹
             return self._few.scores(x, mu, gamma, c, quadratic)
         self._ready()
-        if (rows := self._rows) is not None:  # c/γ = 1/ε
-            scores, quad, proj = rows.scores(x, mu, rows.drift(gamma)[0], self.shrinkage, quadratic)
+        if (rows := self._rows) is not None:  # c/γ = 1/ε; logits then novelty: one product
+            delta, eps = rows.drift(gamma)[0], self.shrinkage
+            scores, quad, proj = rows.scores(x, mu, delta, eps, quadratic, self._cached(x))
             self._last, self._predicted = (x, proj), True
             return scores, quad
         px, kept = self._cached(x), self._kept  # logits then novelty: one product
