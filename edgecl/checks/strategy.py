@@ -211,6 +211,7 @@ def check_a_snapshot_ignores_later_learning(make: Factory) -> None:
     for start in range(0, len(y), 8):
         strategy.learn_many(z[start : start + 8], y[start : start + 8])
     expect(not np.array_equal(strategy.predict_proba_many(probe), proba), "nothing learned")
+    frozen.predict_proba_many(z[:3])  # a head that keeps its last input's product recomputes
     expect(np.array_equal(frozen.predict_proba_many(probe), proba), "the copy saw later learning")
     after = Calibration().predict(frozen, probe)
     same = np.array_equal(after.proba, before.proba)
