@@ -20,10 +20,11 @@ below ``1/γ₀`` once ``S`` has no eigenvalue near 0, which lets ``γ`` move fu
 
 Memory traffic per learned sample, with ``P`` of ``8 D²`` bytes (13.1 MB at ``D = 1280``):
 
-- the test-then-train prediction reads ``P`` once (its product with the input, which the
-  learn of the same input reuses: ``u = P d`` is that product less the kept ``P μ``) and
-  the ``k < 128`` terms not folded yet (``8 k D`` bytes, twice); the learn itself touches
-  O(``D K``);
+- the test-then-train prediction reads half of ``P`` (its product with the input: one
+  triangle where :mod:`~edgecl.strategies.symv` finds a symmetric product, all of ``P``
+  elsewhere), which the learn of the same input reuses (``u = P d`` is that product less
+  the kept ``P μ``), and the ``k < 128`` terms not folded yet (``8 k D`` bytes, twice);
+  the learn itself touches O(``D K``);
 - every :data:`FOLD_ROWS` (128) terms a fold: one symmetric 128-row product writes a
   ``D × D`` update, then one pass reads it and the old ``P`` and writes the new one (four
   passes over ``P``, so ``4/128`` of a pass per sample, and ``D²`` arithmetic per sample);
@@ -41,6 +42,7 @@ import numpy as np
 
 from edgecl.strategies.lda_drift import drift
 from edgecl.strategies.linear import Float64Array, grow_rows
+from edgecl.strategies.symv import sym_apply
 from edgecl.types import IntArray
 
 FOLD_ROWS = 128  # rank-one terms kept apart before one matrix product folds them in
@@ -174,7 +176,10 @@ class KeptPrecision:
 
     def apply(self, x: Float64Array) -> Float64Array:
         """``P`` applied to each row of ``x``."""
-        px = x @ self.base if not 1 < len(x) <= THIN_ROWS else thin_product(self.base, x)
+        if len(x) == 1:  # learn_one's product: one triangle of P is half the traffic
+            px = sym_apply(self.base, x[0])[None, :]
+        else:
+            px = x @ self.base if len(x) > THIN_ROWS else thin_product(self.base, x)
         if self.k:
             u = self.u
             px -= ((x @ u.T) * self.beta) @ u

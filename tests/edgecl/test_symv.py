@@ -1,0 +1,49 @@
+"""The one-triangle symmetric product slda's learn_one uses."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import pytest
+
+from edgecl.strategies import symv
+
+
+@pytest.mark.parametrize("n", [1, 2, 37, 1280])
+def test_sym_apply_equals_the_general_product(n: int) -> None:
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal((n, n))
+    p = a + a.T
+    x = rng.standard_normal(2 * n)[::2]  # strided: the product must not read it as dense
+    np.testing.assert_allclose(symv.sym_apply(p, x), p @ x, rtol=1e-12, atol=1e-10)
+
+
+def test_sym_apply_reads_one_triangle_only_when_bound() -> None:
+    """With the symmetric product bound, the lower triangle is never read: a matrix whose
+    lower triangle is garbage gives the symmetric answer."""
+    if not symv.available():
+        pytest.skip("no symmetric product in this NumPy's BLAS")
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((50, 50))
+    p = a + a.T
+    garbage = np.triu(p) + np.tril(np.full_like(p, 1e6), -1)
+    x = rng.standard_normal(50)
+    np.testing.assert_allclose(symv.sym_apply(garbage, x), p @ x, rtol=1e-12, atol=1e-10)
+
+
+def test_other_inputs_take_the_general_product() -> None:
+    a = np.arange(9.0).reshape(3, 3)
+    p = (a + a.T).astype(np.float32)
+    np.testing.assert_allclose(symv.sym_apply(p, np.ones(3)), p @ np.ones(3))
+    f = np.asfortranarray(np.arange(16.0).reshape(4, 4) + np.arange(16.0).reshape(4, 4).T)
+    np.testing.assert_allclose(symv.sym_apply(f, np.ones(4)), f @ np.ones(4))
+
+
+def test_numpy_wheels_openblas_is_found() -> None:
+    """NumPy's wheels carry OpenBLAS in numpy.libs; there the fast path must be bound."""
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    if not glob.glob(os.path.join(libs, "*openblas*")):
+        pytest.skip("this NumPy was not installed from a wheel carrying OpenBLAS")
+    assert symv.available()
