@@ -6,6 +6,7 @@ dicts of numbers, strings, lists, dicts and arrays round-trip exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -33,15 +34,26 @@ _DTYPES = {
 }
 
 
+#: Arrays of at least this many bytes are written from their own memory by :func:`pack_to`
+#: (msgpack's ``ext 32`` form, the one it takes for them too).
+_STREAM_BYTES = 1 << 16
+_EXT32 = b"\xc9"
+
+
+def _array_parts(obj: np.ndarray[Any, Any]) -> tuple[bytes, memoryview]:
+    """An array's serialised ``[dtype, shape]`` head and its little-endian values' bytes."""
+    dtype = obj.dtype.name
+    if dtype not in _DTYPES:
+        raise TypeError(f"cannot serialise an array of dtype {dtype}")
+    arr = np.ascontiguousarray(obj).astype(obj.dtype.newbyteorder("<"), copy=False)
+    return msgpack.packb([dtype, list(arr.shape)]), arr.reshape(-1).view(np.uint8).data
+
+
 def _default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
-        dtype = obj.dtype.name
-        if dtype not in _DTYPES:
-            raise TypeError(f"cannot serialise an array of dtype {dtype}")
-        arr = np.ascontiguousarray(obj).astype(obj.dtype.newbyteorder("<"), copy=False)
-        head = msgpack.packb([dtype, list(arr.shape)])
+        head, values = _array_parts(obj)
         # One copy of the values (``head + arr.tobytes()`` made two, alive at once).
-        return msgpack.ExtType(_ND_EXT, b"".join((head, arr.reshape(-1).view(np.uint8).data)))
+        return msgpack.ExtType(_ND_EXT, b"".join((head, values)))
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, tuple):
@@ -110,8 +122,54 @@ def pack_view(state: Any) -> memoryview:
     return view
 
 
+def pack_to(write: Callable[[bytes | memoryview], object], state: Any) -> None:
+    """Give ``write`` the bytes of :func:`packb` in pieces: dicts and lists are walked and
+    a large array's values are written from its own memory, so nothing holds the whole
+    (a checkpoint streams to its file).
+
+    >>> parts = []
+    >>> s = {"w": np.arange(20000, dtype=np.float32), "n": [1, "a"]}
+    >>> pack_to(parts.append, s)
+    >>> b"".join(parts) == packb(s)
+    True
+    """
+    packer = msgpack.Packer(default=_default, use_bin_type=True)
+    _pack_to(packer, write, state)
+
+
+def _pack_to(
+    packer: msgpack.Packer, write: Callable[[bytes | memoryview], object], obj: Any
+) -> None:
+    if isinstance(obj, dict):
+        write(packer.pack_map_header(len(obj)))
+        for key, value in obj.items():
+            _pack_to(packer, write, key)
+            _pack_to(packer, write, value)
+    elif isinstance(obj, (list, tuple)):
+        write(packer.pack_array_header(len(obj)))
+        for value in obj:
+            _pack_to(packer, write, value)
+    elif isinstance(obj, np.ndarray) and obj.nbytes >= _STREAM_BYTES:
+        head, values = _array_parts(obj)
+        size = len(head) + values.nbytes
+        if size > 0xFFFFFFFF:
+            raise ValueError(f"an array of {values.nbytes} bytes is too large to serialise")
+        write(_EXT32 + size.to_bytes(4, "big") + bytes([_ND_EXT]) + head)
+        write(values)
+    else:
+        write(packer.pack(obj))
+
+
 def unpackb(data: bytes | memoryview) -> Any:
     return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+
+
+def checked_unpacker() -> msgpack.Unpacker:
+    """An unpacker to :meth:`~msgpack.Unpacker.feed` a piece at a time that gives what
+    :func:`unpack_checked` gives: it holds only the largest array's bytes, never the whole."""
+    return msgpack.Unpacker(
+        ext_hook=_checked_ext, raw=False, strict_map_key=False, max_buffer_size=0
+    )
 
 
 def unpack_checked(data: bytes | memoryview) -> Any:

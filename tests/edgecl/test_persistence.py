@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -45,3 +46,35 @@ def test_a_check_refuses_an_array_its_load_would_refuse() -> None:
     for read in (persistence.load_snapshot, persistence.check_snapshot):
         with pytest.raises(ValueError, match="snapshot is corrupt"):
             read(data)
+
+
+def test_a_streamed_snapshot_is_the_one_built_whole_and_any_damage_is_found(
+    tmp_path: Path,
+) -> None:
+    # Arrays large enough to be written from their own memory, beside small ones and
+    # nested containers with the keys and values msgpack takes.
+    state = {
+        "codes": np.arange(300_000, dtype=np.int8).reshape(1000, 300),
+        "big_endian": np.arange(20_000, dtype=">f4"),
+        "nested": {"w": np.ones(3, np.float32), 5: b"raw", "t": (1, None, 2.5, "x")},
+    }
+    path = tmp_path / "snap"
+    size = persistence.write_snapshot(path, state)
+    data = path.read_bytes()
+    assert size == len(data) and data == persistence.dump_snapshot(state)
+    assert persistence.check_file(path)["nested"] == {
+        "w": None,
+        5: b"raw",
+        "t": [1, None, 2.5, "x"],
+    }
+    loaded = persistence.load(path)
+    np.testing.assert_array_equal(loaded["big_endian"], state["big_endian"])
+    damaged = [data[:-1], data + b"\x00", data[:5], b""]
+    for offset in (3, 10, 200, len(data) // 2, len(data) - 1):
+        flipped = bytearray(data)
+        flipped[offset] ^= 0x55
+        damaged.append(bytes(flipped))
+    for bad in damaged:
+        (tmp_path / "bad").write_bytes(bad)
+        with pytest.raises(ValueError, match="snapshot"):
+            persistence.check_file(tmp_path / "bad")
