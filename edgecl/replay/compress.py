@@ -54,7 +54,8 @@ def dequantize_int8(q: AnyArray, scale: FloatArray) -> FloatArray:
     True
     """
     shape = (len(q),) + (1,) * (q.ndim - 1)
-    out: FloatArray = q.astype(np.float32) * scale.reshape(shape)
+    out: FloatArray = q.astype(np.float32)
+    out *= scale.reshape(shape)  # in place: one float32 copy of the items, not two
     return out
 
 

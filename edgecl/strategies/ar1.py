@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from edgecl.heap import release_freed_memory
 from edgecl.protocols import Rows
 from edgecl.registry import Configurable
 from edgecl.replay.drawn import LatentRows
@@ -30,25 +29,6 @@ from edgecl.types import FloatArray, IntArray, State
 # took the daemon's peak RSS from about 380 to 670 MiB; 32 keep it there, and ran 512 latents
 # in 0.9 s against 1.6 s on one core.
 PREDICT_CHUNK = 32
-
-
-def _libc() -> Any:
-    try:
-        lib = ctypes.CDLL(None)  # the symbols already loaded: libc's on Linux
-    except OSError:
-        return None
-    return lib if hasattr(lib, "malloc_trim") else None
-
-
-_LIBC = _libc()
-
-
-def release_freed_memory() -> None:
-    """Give the heap pages freed since the last call back to the system (glibc's
-    ``malloc_trim``; nothing elsewhere): glibc keeps them, so the decoded replay and the
-    activations of one batch would stay resident under the next one's."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
 
 
 def _check_top(top: object) -> str | None:
