@@ -14,11 +14,11 @@ import numpy as np
 
 from edgecl.types import State
 
-_ND_EXT = 42
+ND_EXT = 42
 #: Upper bound of an array's packed ``[dtype, shape]`` head (64 dimensions fit in 1 KiB).
-_HEAD_BYTES = 4096
+HEAD_BYTES = 4096
 #: dtypes allowed in serialised arrays (object arrays would need pickle).
-_DTYPES = {
+DTYPES = {
     "bool",
     "int8",
     "uint8",
@@ -43,7 +43,7 @@ _EXT32 = b"\xc9"
 def _array_parts(obj: np.ndarray[Any, Any]) -> tuple[bytes, memoryview]:
     """An array's serialised ``[dtype, shape]`` head and its little-endian values' bytes."""
     dtype = obj.dtype.name
-    if dtype not in _DTYPES:
+    if dtype not in DTYPES:
         raise TypeError(f"cannot serialise an array of dtype {dtype}")
     arr = np.ascontiguousarray(obj).astype(obj.dtype.newbyteorder("<"), copy=False)
     return msgpack.packb([dtype, list(arr.shape)]), arr.reshape(-1).view(np.uint8).data
@@ -53,7 +53,7 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         head, values = _array_parts(obj)
         # One copy of the values (``head + arr.tobytes()`` made two, alive at once).
-        return msgpack.ExtType(_ND_EXT, b"".join((head, values)))
+        return msgpack.ExtType(ND_EXT, b"".join((head, values)))
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, tuple):
@@ -65,13 +65,13 @@ def _array_view(data: bytes) -> tuple[np.ndarray[Any, Any], str, list[int]]:
     """The values of a serialised array (a read-only view of ``data``), its dtype, shape."""
     # Only the small [dtype, shape] head goes through an Unpacker: feeding it the whole
     # array would copy it and trip its 100 MiB default buffer limit.
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=_HEAD_BYTES)
-    unpacker.feed(data[:_HEAD_BYTES])
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=HEAD_BYTES)
+    unpacker.feed(data[:HEAD_BYTES])
     try:
         dtype, shape = next(unpacker)
     except (StopIteration, ValueError, TypeError) as exc:
         raise ValueError("serialised array has a malformed header") from exc
-    if dtype not in _DTYPES:
+    if dtype not in DTYPES:
         raise ValueError(f"serialised array has unsupported dtype {dtype!r}")
     offset = unpacker.tell()
     arr = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"), offset=offset)
@@ -79,7 +79,7 @@ def _array_view(data: bytes) -> tuple[np.ndarray[Any, Any], str, list[int]]:
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
-    if code != _ND_EXT:
+    if code != ND_EXT:
         return msgpack.ExtType(code, data)
     arr, dtype, shape = _array_view(data)
     return arr.astype(np.dtype(dtype), copy=True).reshape(shape)
@@ -87,7 +87,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 def _checked_ext(code: int, data: bytes) -> Any:
     """What :func:`_ext_hook` checks, without building the array."""
-    if code != _ND_EXT:
+    if code != ND_EXT:
         return msgpack.ExtType(code, data)
     arr, _, shape = _array_view(data)
     try:
@@ -154,7 +154,7 @@ def _pack_to(
         size = len(head) + values.nbytes
         if size > 0xFFFFFFFF:
             raise ValueError(f"an array of {values.nbytes} bytes is too large to serialise")
-        write(_EXT32 + size.to_bytes(4, "big") + bytes([_ND_EXT]) + head)
+        write(_EXT32 + size.to_bytes(4, "big") + bytes([ND_EXT]) + head)
         write(values)
     else:
         write(packer.pack(obj))
@@ -162,14 +162,6 @@ def _pack_to(
 
 def unpackb(data: bytes | memoryview) -> Any:
     return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
-
-
-def checked_unpacker() -> msgpack.Unpacker:
-    """An unpacker to :meth:`~msgpack.Unpacker.feed` a piece at a time that gives what
-    :func:`unpack_checked` gives: it holds only the largest array's bytes, never the whole."""
-    return msgpack.Unpacker(
-        ext_hook=_checked_ext, raw=False, strict_map_key=False, max_buffer_size=0
-    )
 
 
 def unpack_checked(data: bytes | memoryview) -> Any:

@@ -13,7 +13,6 @@ from edgecl import codec
 SCHEMA_VERSION = 1
 _MAGIC = b"EDGECL1\n"
 _WRITE_BUFFER = 1 << 20  # small parts are gathered up to this; large arrays go straight
-_READ_PIECE = 1 << 20
 
 
 def fsync_dir(path: Path) -> None:
@@ -105,28 +104,25 @@ def check_snapshot(data: bytes) -> dict[str, Any]:
 
 
 def check_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """:func:`check_snapshot` of the file at ``path``, read a piece at a time: what is held
-    at once is the largest array's bytes, not the file."""
+    """:func:`check_snapshot` of the file at ``path``, read a piece at a time (see
+    :mod:`edgecl.snapshot_check`): neither the file nor any array in it is held whole."""
+    from edgecl.snapshot_check import Reader, value
+
     with open(path, "rb") as f:
         head = f.read(len(_MAGIC) + 4)
         if len(head) < len(_MAGIC) + 4 or head[: len(_MAGIC)] != _MAGIC:
             raise ValueError("not an edgecl snapshot (bad header)")
-        unpacker = codec.checked_unpacker()
-        docs: list[Any] = []
-        crc, fed, error = 0, 0, None
-        while piece := f.read(_READ_PIECE):
-            crc, fed = zlib.crc32(piece, crc), fed + len(piece)
-            if error is None:  # past damage only the checksum is still of use
-                try:
-                    unpacker.feed(piece)
-                    docs.extend(unpacker)
-                except Exception as exc:  # msgpack raises several types on garbage
-                    error = exc
-    if crc != int.from_bytes(head[len(_MAGIC) :], "little"):
+        reader = Reader(f)
+        try:
+            doc, error = value(reader), None
+        except Exception as exc:  # any damage; the checksum below says which kind
+            doc, error = None, exc
+        extra = reader.rest()
+    if reader.crc != int.from_bytes(head[len(_MAGIC) :], "little"):
         raise ValueError("snapshot is corrupt (checksum mismatch)")
-    if error is not None or len(docs) != 1 or unpacker.tell() != fed:  # one, and nothing after
-        raise ValueError(f"snapshot is corrupt ({error or 'not one document'})")
-    return _state_of(docs[0])
+    if error is not None or extra:
+        raise ValueError(f"snapshot is corrupt ({error or 'bytes after its end'})")
+    return _state_of(doc)
 
 
 def _loaded(data: bytes, unpack: Callable[[memoryview], Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -77,4 +78,49 @@ def test_a_streamed_snapshot_is_the_one_built_whole_and_any_damage_is_found(
     for bad in damaged:
         (tmp_path / "bad").write_bytes(bad)
         with pytest.raises(ValueError, match="snapshot"):
+            persistence.check_file(tmp_path / "bad")
+
+
+def test_a_file_check_reads_every_kind_of_value_as_a_check_in_memory_does(
+    tmp_path: Path,
+) -> None:
+    state: dict[str, Any] = {
+        "ints": [
+            0,
+            1,
+            127,
+            128,
+            255,
+            256,
+            65535,
+            65536,
+            2**32,
+            2**63,
+            -1,
+            -32,
+            -33,
+            -129,
+            -(2**40),
+        ],
+        "floats": [0.5, -1e300, float("inf")],
+        "flags": [None, True, False],
+        "text": ["", "é", "x" * 31, "y" * 32, "z" * 300, "w" * 70_000],
+        "bytes": [b"", b"\x00" * 300, b"\x01" * 70_000],
+        "wide": {f"k{i}": i for i in range(20)},
+        "long": list(range(70_000)),
+        "5": {5: "an int key", "nested": [{"a": np.zeros((0, 3), np.float32)}]},
+        "arrays": [np.arange(n, dtype=dt) for n in (1, 2, 4, 300, 70_000) for dt in ("u1", "f8")],
+    }
+    persistence.write_snapshot(tmp_path / "s", state)
+    assert persistence.check_file(tmp_path / "s") == persistence.check_snapshot(
+        persistence.dump_snapshot(state)
+    )
+
+
+def test_a_file_check_refuses_an_array_its_load_would_refuse(tmp_path: Path) -> None:
+    for head, values in ((["float32", [7]], 24), (["float32", [2, 3]], 25), (["object", [1]], 8)):
+        bad = msgpack.ExtType(42, codec.packb(head) + bytes(values))
+        body = msgpack.packb({"schema": persistence.SCHEMA_VERSION, "state": {"w": bad}})
+        (tmp_path / "bad").write_bytes(b"EDGECL1\n" + zlib.crc32(body).to_bytes(4, "little") + body)
+        with pytest.raises(ValueError, match="snapshot is corrupt"):
             persistence.check_file(tmp_path / "bad")
