@@ -6,6 +6,7 @@ dicts of numbers, strings, lists, dicts and arrays round-trip exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -13,11 +14,11 @@ import numpy as np
 
 from edgecl.types import State
 
-_ND_EXT = 42
+ND_EXT = 42
 #: Upper bound of an array's packed ``[dtype, shape]`` head (64 dimensions fit in 1 KiB).
-_HEAD_BYTES = 4096
+HEAD_BYTES = 4096
 #: dtypes allowed in serialised arrays (object arrays would need pickle).
-_DTYPES = {
+DTYPES = {
     "bool",
     "int8",
     "uint8",
@@ -33,15 +34,26 @@ _DTYPES = {
 }
 
 
+#: Arrays of at least this many bytes are written from their own memory by :func:`pack_to`
+#: (msgpack's ``ext 32`` form, the one it takes for them too).
+_STREAM_BYTES = 1 << 16
+_EXT32 = b"\xc9"
+
+
+def _array_parts(obj: np.ndarray[Any, Any]) -> tuple[bytes, memoryview]:
+    """An array's serialised ``[dtype, shape]`` head and its little-endian values' bytes."""
+    dtype = obj.dtype.name
+    if dtype not in DTYPES:
+        raise TypeError(f"cannot serialise an array of dtype {dtype}")
+    arr = np.ascontiguousarray(obj).astype(obj.dtype.newbyteorder("<"), copy=False)
+    return msgpack.packb([dtype, list(arr.shape)]), arr.reshape(-1).view(np.uint8).data
+
+
 def _default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
-        dtype = obj.dtype.name
-        if dtype not in _DTYPES:
-            raise TypeError(f"cannot serialise an array of dtype {dtype}")
-        arr = np.ascontiguousarray(obj).astype(obj.dtype.newbyteorder("<"), copy=False)
-        head = msgpack.packb([dtype, list(arr.shape)])
+        head, values = _array_parts(obj)
         # One copy of the values (``head + arr.tobytes()`` made two, alive at once).
-        return msgpack.ExtType(_ND_EXT, b"".join((head, arr.reshape(-1).view(np.uint8).data)))
+        return msgpack.ExtType(ND_EXT, b"".join((head, values)))
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, tuple):
@@ -53,13 +65,13 @@ def _array_view(data: bytes) -> tuple[np.ndarray[Any, Any], str, list[int]]:
     """The values of a serialised array (a read-only view of ``data``), its dtype, shape."""
     # Only the small [dtype, shape] head goes through an Unpacker: feeding it the whole
     # array would copy it and trip its 100 MiB default buffer limit.
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=_HEAD_BYTES)
-    unpacker.feed(data[:_HEAD_BYTES])
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=HEAD_BYTES)
+    unpacker.feed(data[:HEAD_BYTES])
     try:
         dtype, shape = next(unpacker)
     except (StopIteration, ValueError, TypeError) as exc:
         raise ValueError("serialised array has a malformed header") from exc
-    if dtype not in _DTYPES:
+    if dtype not in DTYPES:
         raise ValueError(f"serialised array has unsupported dtype {dtype!r}")
     offset = unpacker.tell()
     arr = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"), offset=offset)
@@ -67,7 +79,7 @@ def _array_view(data: bytes) -> tuple[np.ndarray[Any, Any], str, list[int]]:
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
-    if code != _ND_EXT:
+    if code != ND_EXT:
         return msgpack.ExtType(code, data)
     arr, dtype, shape = _array_view(data)
     return arr.astype(np.dtype(dtype), copy=True).reshape(shape)
@@ -75,7 +87,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 def _checked_ext(code: int, data: bytes) -> Any:
     """What :func:`_ext_hook` checks, without building the array."""
-    if code != _ND_EXT:
+    if code != ND_EXT:
         return msgpack.ExtType(code, data)
     arr, _, shape = _array_view(data)
     try:
@@ -108,6 +120,44 @@ def pack_view(state: Any) -> memoryview:
     packer.pack(state)
     view: memoryview = packer.getbuffer()  # keeps the packer, and so its buffer, alive
     return view
+
+
+def pack_to(write: Callable[[bytes | memoryview], object], state: Any) -> None:
+    """Give ``write`` the bytes of :func:`packb` in pieces: dicts and lists are walked and
+    a large array's values are written from its own memory, so nothing holds the whole
+    (a checkpoint streams to its file).
+
+    >>> parts = []
+    >>> s = {"w": np.arange(20000, dtype=np.float32), "n": [1, "a"]}
+    >>> pack_to(parts.append, s)
+    >>> b"".join(parts) == packb(s)
+    True
+    """
+    packer = msgpack.Packer(default=_default, use_bin_type=True)
+    _pack_to(packer, write, state)
+
+
+def _pack_to(
+    packer: msgpack.Packer, write: Callable[[bytes | memoryview], object], obj: Any
+) -> None:
+    if isinstance(obj, dict):
+        write(packer.pack_map_header(len(obj)))
+        for key, value in obj.items():
+            _pack_to(packer, write, key)
+            _pack_to(packer, write, value)
+    elif isinstance(obj, (list, tuple)):
+        write(packer.pack_array_header(len(obj)))
+        for value in obj:
+            _pack_to(packer, write, value)
+    elif isinstance(obj, np.ndarray) and obj.nbytes >= _STREAM_BYTES:
+        head, values = _array_parts(obj)
+        size = len(head) + values.nbytes
+        if size > 0xFFFFFFFF:
+            raise ValueError(f"an array of {values.nbytes} bytes is too large to serialise")
+        write(_EXT32 + size.to_bytes(4, "big") + bytes([ND_EXT]) + head)
+        write(values)
+    else:
+        write(packer.pack(obj))
 
 
 def unpackb(data: bytes | memoryview) -> Any:

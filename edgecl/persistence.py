@@ -12,6 +12,7 @@ from edgecl import codec
 
 SCHEMA_VERSION = 1
 _MAGIC = b"EDGECL1\n"
+_WRITE_BUFFER = 1 << 20  # small parts are gathered up to this; large arrays go straight
 
 
 def fsync_dir(path: Path) -> None:
@@ -34,6 +35,36 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Sequence[bytes | me
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def write_snapshot(path: str | os.PathLike[str], state: dict[str, Any]) -> int:
+    """Replace ``path`` with the snapshot of ``state`` as :func:`write_atomic` would (a crash
+    leaves the old file or the new one), streamed: the bytes of :func:`dump_snapshot`,
+    never held whole (the checksum goes in once the body is written). Returns its size."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    crc = size = 0
+    try:
+        with open(tmp, "wb", buffering=_WRITE_BUFFER) as f:
+            f.write(_MAGIC + bytes(4))
+
+            def put(part: bytes | memoryview) -> None:
+                nonlocal crc, size
+                f.write(part)
+                crc = zlib.crc32(part, crc)
+                size += len(part)
+
+            codec.pack_to(put, {"schema": SCHEMA_VERSION, "state": state})
+            f.seek(len(_MAGIC))
+            f.write(crc.to_bytes(4, "little"))
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+    return len(_MAGIC) + 4 + size
 
 
 def dump_snapshot(state: dict[str, Any]) -> bytes:
@@ -72,6 +103,28 @@ def check_snapshot(data: bytes) -> dict[str, Any]:
     return _loaded(data, codec.unpack_checked)
 
 
+def check_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """:func:`check_snapshot` of the file at ``path``, read a piece at a time (see
+    :mod:`edgecl.snapshot_check`): neither the file nor any array in it is held whole."""
+    from edgecl.snapshot_check import Reader, value
+
+    with open(path, "rb") as f:
+        head = f.read(len(_MAGIC) + 4)
+        if len(head) < len(_MAGIC) + 4 or head[: len(_MAGIC)] != _MAGIC:
+            raise ValueError("not an edgecl snapshot (bad header)")
+        reader = Reader(f)
+        try:
+            doc, error = value(reader), None
+        except Exception as exc:  # any damage; the checksum below says which kind
+            doc, error = None, exc
+        extra = reader.rest()
+    if reader.crc != int.from_bytes(head[len(_MAGIC) :], "little"):
+        raise ValueError("snapshot is corrupt (checksum mismatch)")
+    if error is not None or extra:
+        raise ValueError(f"snapshot is corrupt ({error or 'bytes after its end'})")
+    return _state_of(doc)
+
+
 def _loaded(data: bytes, unpack: Callable[[memoryview], Any]) -> dict[str, Any]:
     head = len(_MAGIC)
     if len(data) < head + 4 or data[:head] != _MAGIC:
@@ -84,6 +137,10 @@ def _loaded(data: bytes, unpack: Callable[[memoryview], Any]) -> dict[str, Any]:
         doc = unpack(body)
     except Exception as exc:  # msgpack raises several types on garbage
         raise ValueError(f"snapshot is corrupt ({exc})") from exc
+    return _state_of(doc)
+
+
+def _state_of(doc: Any) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_VERSION:
         raise ValueError(f"snapshot schema {doc.get('schema')!r} is not {SCHEMA_VERSION}")
     state: dict[str, Any] = doc["state"]
@@ -91,7 +148,7 @@ def _loaded(data: bytes, unpack: Callable[[memoryview], Any]) -> dict[str, Any]:
 
 
 def save(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    write_atomic(path, snapshot_parts(state))
+    write_snapshot(path, state)
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:

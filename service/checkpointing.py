@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from edgecl.heap import release_freed_memory
+
 log = logging.getLogger("edgecl.durability")
 
 #: After a failed checkpoint (disk full), the next try waits this long.
@@ -128,6 +130,8 @@ class Checkpointer:
             self.failing = True
             log.error("checkpoint failed (the WAL still holds the samples): %s", exc)
             return False
+        finally:
+            release_freed_memory()  # the state's copies, before the next batch's working set
         self.seconds, self.failing = time.monotonic() - start, False
         self.last_bytes = self.checkpoints.last_size_bytes
         self.bytes_written += self.last_bytes

@@ -71,16 +71,14 @@ class Checkpoints:
         the previous checkpoints are untouched either way.
         """
         start = time.perf_counter()
-        data = persistence.snapshot_parts({"wal_seq": int(wal_seq), "state": state})
-        size = sum(len(part) for part in data)
         path = self.directory / f"checkpoint-{int(wal_seq):012d}.ckpt"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            persistence.write_atomic(path, data)
+            # Streamed to the file: the state is never held a second time as bytes.
+            size = persistence.write_snapshot(path, {"wal_seq": int(wal_seq), "state": state})
         except OSError as exc:
             self._remove_temporaries()
             raise storage_error(exc, "writing checkpoint", path) from exc
-        del data  # the read-back below holds a second copy
         self._read_back(path, int(wal_seq))
         self.last_duration_s = time.perf_counter() - start
         self.last_size_bytes = size
@@ -91,8 +89,8 @@ class Checkpoints:
         """Load ``path`` as a restart would: a checkpoint counts (and the WAL it covers may
         go) only once it has been read back."""
         try:
-            # Every array is checked as a load would, none built: the state being saved
-            # is still in memory, and a second copy would double a checkpoint's peak.
+            # Every array is checked as a load would, none built, and the file is read a
+            # piece at a time: the state being saved is still in memory.
             got = _read(path, check=True)[1]
             if got != wal_seq:
                 raise ValueError(f"it holds wal_seq {got}, not {wal_seq}")
@@ -217,12 +215,14 @@ class Checkpoints:
 def _read(path: Path, check: bool = False) -> tuple[dict[str, Any], int]:
     """``(state, wal_seq)`` of one checkpoint file (``check``: arrays checked, given as
     None); ``ValueError`` when it is damaged."""
-    data = path.read_bytes()
-    if not data:
-        raise ValueError("the file is empty")
     try:
-        load = persistence.check_snapshot if check else persistence.load_snapshot
-        doc = load(data)
+        if check:
+            doc = persistence.check_file(path)
+        else:
+            data = path.read_bytes()
+            if not data:
+                raise ValueError("the file is empty")
+            doc = persistence.load_snapshot(data)
         wal_seq, state = doc["wal_seq"], doc["state"]
     except (KeyError, TypeError) as exc:
         raise ValueError("it does not hold a wal_seq and a state") from exc

@@ -1,4 +1,7 @@
-"""glibc malloc for a daemon that handles large buffers: map them apart, give them back."""
+"""glibc malloc for a daemon that handles large buffers: map them apart, give them back.
+
+Freed heap pages go back after each checkpoint and each AR1 batch through
+:func:`edgecl.heap.release_freed_memory` (in the library, which AR1 calls too)."""
 
 from __future__ import annotations
 

@@ -54,12 +54,12 @@ class LatentReplayStore(EncodedStore):
         rows = np.sort(self._rng.choice(len(values), size=h, replace=False))
         free = min(capacity - len(table), h)
         if free:
-            enc = table.encode(values[rows[:free]])
+            enc = table.encode(values, rows[:free])
             table.append(enc, np.arange(free), labels[rows[:free]])
         rest = rows[free:]
         if len(rest):
             slots = np.sort(self._rng.choice(len(table), size=len(rest), replace=False))
-            enc = table.encode(values[rest])
+            enc = table.encode(values, rest)
             table.put(slots, enc, np.arange(len(rest)), labels[rest])
             self.evictions += len(rest)
 

@@ -71,18 +71,23 @@ class EncodedItems:
             return None
         return item_nbytes(self.encoding, shape) + self.extra_nbytes
 
-    def encode(self, values: AnyArray) -> Encoded:
-        """Encode a checked batch; ``ValueError`` if an item alone exceeds the budget."""
+    def encode(self, values: AnyArray, rows: IntArray | None = None) -> Encoded:
+        """Encode a checked batch (``rows``: those items of it); ``ValueError`` if an item
+        alone exceeds the budget. int8 reads the rows a few at a time, never copied out."""
         shape = tuple(values.shape[1:])
-        if self.encoding == "lz4":
-            enc = self._frames_encoded(shape, compress_uint8(values))
-        else:
+        if self.encoding == "int8":
+            codes, scales = quantize_int8(values, rows)
             fixed = item_nbytes(self.encoding, shape) + self.extra_nbytes
-            enc = Encoded(shape, np.full(len(values), fixed, dtype=np.int64))
-            if self.encoding == "int8":
-                enc.codes, enc.scales = quantize_int8(values)
-            else:
-                enc.codes = values.astype(np.dtype(self.encoding))
+            enc = Encoded(shape, np.full(len(codes), fixed, dtype=np.int64))
+            enc.codes, enc.scales = codes, scales
+        elif self.encoding == "lz4":
+            picked = values if rows is None else values[rows]
+            enc = self._frames_encoded(shape, compress_uint8(picked))
+        else:
+            picked = values if rows is None else values[rows]
+            fixed = item_nbytes(self.encoding, shape) + self.extra_nbytes
+            enc = Encoded(shape, np.full(len(picked), fixed, dtype=np.int64))
+            enc.codes = picked.astype(np.dtype(self.encoding))
         if len(enc.sizes):
             self.check_fits(int(enc.sizes.max()))
         return enc

@@ -80,7 +80,8 @@ class SynapticIntelligence:
         """Start a batch from the current values of ``named``."""
         self._start = [p.detach().clone() for _, p in named]
         self._path = [torch.zeros_like(p) for _, p in named]
-        self._omega = [torch.from_numpy(self.omega(n)) for n, _ in named]
+        # Ω only enters the gradient when the penalty is on (the importance is tracked anyway).
+        self._omega = [torch.from_numpy(self.omega(n)) for n, _ in named] if self.lam else []
         self._star = [torch.from_numpy(self.star[n]) for n, _ in named]
 
     def gradient(self, k: int, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -63,3 +63,42 @@ def test_a_raw_input_store_has_no_encoded_draw() -> None:
     store.add_many(np.zeros((2, 4, 4), np.uint8), np.array([0, 1]))
     with pytest.raises(ValueError, match="lz4 items are frames of raw inputs"):
         store.draw(1, np.random.default_rng(0))
+
+
+def test_a_batch_quantised_a_block_at_a_time_holds_each_item_as_quantised_alone() -> None:
+    from edgecl.replay.compress import QUANTIZE_BLOCK, dequantize_int8, quantize_int8
+
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(2 * QUANTIZE_BLOCK + 5, 4, 3)) * rng.uniform(0.1, 9, (1, 1, 1))).astype(
+        np.float32
+    )
+    x[7] = 0.0  # an all-zero item keeps scale 0 and codes 0
+    codes, scales = quantize_int8(x)
+    alone = [quantize_int8(x[i : i + 1]) for i in range(len(x))]
+    np.testing.assert_array_equal(codes, np.concatenate([q for q, _ in alone]))
+    np.testing.assert_array_equal(scales, np.concatenate([s for _, s in alone]))
+    assert scales[7] == 0 and not codes[7].any()
+    rows = rng.permutation(len(x))[: QUANTIZE_BLOCK + 3]
+    picked, picked_scales = quantize_int8(x, rows)
+    np.testing.assert_array_equal(picked, codes[rows])
+    np.testing.assert_array_equal(
+        dequantize_int8(picked, picked_scales), dequantize_int8(codes, scales)[rows]
+    )
+
+
+def test_the_latent_replay_memory_holds_what_it_held_before_blockwise_encoding() -> None:
+    # The memory's update picks rows of the batch and encodes them: the items it holds are
+    # those rows, each quantised as alone.
+    from edgecl.replay.compress import dequantize_int8, quantize_int8
+
+    store = create("latent_replay", max_bytes=100 * (12 + 4 + 8), seed=1)
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(size=(70, 12)).astype(np.float32) for _ in range(3)]
+    for b in batches:
+        store.add_many(b, rng.integers(0, 3, len(b)))
+    held, _ = store.items()
+    every = np.concatenate(batches)
+    expected = dequantize_int8(*quantize_int8(every))
+    # Every held item is one of the offered ones, quantised exactly as on its own.
+    matches = (held[:, None, :] == expected[None, :, :]).all(axis=2).any(axis=1)
+    assert len(held) == 100 and matches.all()

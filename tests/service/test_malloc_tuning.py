@@ -16,3 +16,11 @@ def test_large_buffers_are_mapped_apart_unless_the_environment_decides(
     assert map_large_buffers() is (platform.libc_ver()[0] == "glibc")
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
     assert map_large_buffers() is False
+
+
+def test_freed_heap_pages_are_handed_back_where_glibc_can() -> None:
+    from edgecl.heap import release_freed_memory
+
+    freed = [bytearray(64 << 10) for _ in range(64)]  # heap-sized, below the mmap threshold
+    del freed
+    assert release_freed_memory() is (platform.libc_ver()[0] == "glibc")
