@@ -34,6 +34,7 @@ from edgecl import Learner
 from edgecl.backbones import IdentityBackbone
 from edgecl.strategies import lda_update as lu
 from edgecl.strategies import slda as slda_module
+from edgecl.strategies import symv
 from edgecl.strategies.slda import StreamingLDA
 
 HEADING = "## `slda` learning speed with a kept precision"
@@ -157,10 +158,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def section(r: dict[str, Any], command: str, where: str, tolerance: float) -> str:
     mb, fold = DIM * DIM * 8 / 1e6, lu.FOLD_ROWS
-    # Traffic in passes over P per sample: the product's read (all of it for one sample,
-    # a tenth for a minibatch of ten) and the fold every FOLD_ROWS samples (the product
+    # Traffic in passes over P per sample: the product's read (a triangle or all of P for
+    # one sample, a tenth for a minibatch of ten) and the fold every FOLD_ROWS samples (the product
     # writing the update, then reading it and the old P and writing the new one: four).
-    limit_one = r["bandwidth"] * 1e3 / (mb * (1 + 4 / fold))
+    read_one = 0.5 if symv.available() else 1.0  # one triangle of P, where bound
+    limit_one = r["bandwidth"] * 1e3 / (mb * (read_one + 4 / fold))
     limit_ten = r["bandwidth"] * 1e3 / (mb * (0.1 + 4 / fold))
     # Arithmetic per sample: 2D² for its share of the product with P, D² for its share of
     # the fold (a symmetric product).
@@ -199,7 +201,11 @@ def section(r: dict[str, Any], command: str, where: str, tolerance: float) -> st
             f"{WINDOWS[-1][1]} samples: {r['error']:.2e} of the bound the tolerance states "
             "(`tolerance · (‖μ‖_Λ ‖x‖_Λ + ½ ‖μ‖²_Λ)`; 1 would be at the bound).",
             f"- Memory traffic: the kept precision P is {mb:.1f} MB of float64. A `learn_one` "
-            f"reads it once (the prediction's product, reused by the update), and every {fold} "
+            + ("reads one triangle of it, half " if read_one < 1 else "reads it once ")
+            + "(the prediction's product, reused by the update; the symmetric product "
+            "`cblas_dsymv` of the OpenBLAS NumPy carries, "
+            + ("bound here" if read_one < 1 else "not found here")
+            + f"), and every {fold} "
             "samples their rank-one terms are folded into a new P (a matrix product writes "
             "the update, then one pass reads it and the old P and writes the new one: four "
             f"passes over P, 4/{fold} per sample); a minibatch of 10 reads P once for all ten "
