@@ -3,10 +3,10 @@
 Every ``/predict`` and ``/learn`` request embeds its own few images; on a small CPU the
 backbone is the cost of both. Callers hand their prepared inputs to :class:`EmbedBatcher`
 from worker threads; ``lanes`` threads run the backbone. A lone input runs at once on an
-idle lane (no timer), a large one on every idle lane (each runs its share); inputs that
-arrive while every lane is busy have waited anyway, so the next free lane runs them
-together, as Triton's dynamic batcher does. A prediction is
-answered in one backbone run or two, so it goes first: learning only needs to be
+idle lane's turn, in its caller's thread (no timer, no hand-off), a large one on every idle
+lane (each runs its share); inputs that arrive while every lane is busy have waited
+anyway, so the next free lane runs them together, as Triton's dynamic batcher does. A
+prediction is answered in one backbone run or two, so it goes first: learning only needs to be
 acknowledged a few milliseconds later, and its inputs run in small chunks between
 predictions (at most ``learn_chunk`` images while predictions come, so a prediction
 waits for one chunk at most) unless the oldest has waited ``learn_lag_ms``, which bounds
@@ -99,6 +99,7 @@ class EmbedBatcher:
         self._learn: deque[_Item] = deque()
         self._closed = False
         self._last_urgent = -float("inf")
+        self._running = 0  # backbone runs under way, on lanes or in callers' threads
         self.lanes = lanes
         self._threads = [
             threading.Thread(target=self._run, name=f"edgecl-embed-{i}", daemon=True)
@@ -117,12 +118,31 @@ class EmbedBatcher:
             if self._closed:  # closed: run alone
                 return self._embed(x)
             if urgent:
-                self._urgent.append(item)
                 self._last_urgent = item.queued
+            # A lone input an idle lane would run at once runs here, on that lane's turn:
+            # no wake-up of the lane's thread and wait for it.
+            here = len(x) == 1 and self._turn() and not (self._urgent or self._learn)
+            if here:
+                self._running += 1
             else:
-                self._learn.append(item)
-            self._cond.notify()
-        return item.future.result()
+                (self._urgent if urgent else self._learn).append(item)
+                self._cond.notify()
+        return self._run_here(x) if here else item.future.result()
+
+    def _run_here(self, x: np.ndarray[Any, Any]) -> FloatArray:
+        """``x`` embedded in the caller's thread, on a lane's turn it took."""
+        out = None
+        try:
+            out = self._embed(x)
+            return out
+        finally:
+            with self._cond:
+                self._running -= 1
+                if out is not None:
+                    self.batches += 1
+                    self.samples += len(out)
+                if self._urgent or self._learn:
+                    self._cond.notify()  # the turn given back
 
     def waiting(self) -> int:
         """Inputs queued that no lane has taken whole yet."""
@@ -141,14 +161,26 @@ class EmbedBatcher:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not (self._urgent or self._learn or self._closed):
+                while not (self._closed or (self._urgent or self._learn) and self._turn()):
                     self._cond.wait()
                 parts = self._next()
+                if parts is not None:
+                    self._running += 1
                 if self._urgent or self._learn:
                     self._cond.notify()  # what this lane left is another lane's share
             if parts is None:
                 return
-            self._run_parts(parts)
+            try:
+                self._run_parts(parts)
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    if self._urgent or self._learn:
+                        self._cond.notify()
+
+    def _turn(self) -> bool:
+        """Whether a lane may run now: fewer than ``lanes`` runs, the callers' included."""
+        return self._running < self.lanes
 
     def _next(self) -> list[_Part] | None:
         """What the lane runs next (the lock held); None once closed and drained."""

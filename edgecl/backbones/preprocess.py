@@ -244,7 +244,11 @@ def to_uint8(
         # Resizing grayscale before widening to RGB does a third of the work; an image
         # already of the target size (prepared before) is only widened.
         img = _to_uint8(img)
-        batch[i] = img if img.shape[:2] == (th, tw) else resize(img, (th, tw), policy, fill)
+        img = img if img.shape[:2] == (th, tw) else resize(img, (th, tw), policy, fill)
+        if img.shape[2] == 1:  # a plane at a time: broadcasting 1 to 3 channels is 5x slower
+            batch[i, :, :, 0] = batch[i, :, :, 1] = batch[i, :, :, 2] = img[:, :, 0]
+        else:
+            batch[i] = img
     return batch
 
 

@@ -134,7 +134,8 @@ async def require_token(
         raise ApiError(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_ready(request: Request) -> UseCases:
+async def require_ready(request: Request) -> UseCases:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request.
     cases = usecases(request)
     if not cases.ready:
         raise ApiError(503, "the service is starting or stopping", headers=retry_after(request))

@@ -17,6 +17,7 @@ from edgecl.backbones.preprocess import (
     decode_image,
     resize,
     to_tensor,
+    to_uint8,
 )
 
 MEAN = [0.5, 0.5, 0.5]
@@ -209,6 +210,16 @@ def test_all_layouts_and_float_images_agree() -> None:
     as_png = to_tensor([encode(Image.fromarray(gray), "PNG")], 8, MEAN, STD)
     for other in (as_hw1, as_rgb, as_float, as_png):
         assert np.array_equal(as_hw, other)
+
+
+@pytest.mark.parametrize("policy", ["stretch", "pad", "center-crop"])
+@pytest.mark.parametrize("shape", [(9, 14), (6, 6)])  # resized, or only widened to RGB
+def test_grayscale_gives_the_pixels_of_its_rgb_copy(policy: str, shape: tuple[int, int]) -> None:
+    gray = gradient(*shape)[:, :, :1]
+    rgb = np.repeat(gray, 3, axis=2)
+    out = to_uint8([gray, rgb], 6, policy, fill=(9, 9, 9))
+    assert out.shape == (2, 6, 6, 3) and np.array_equal(out[0], out[1])
+    assert np.array_equal(out[0, :, :, 0], out[0, :, :, 2])
 
 
 def test_images_of_different_sizes_form_one_batch() -> None:

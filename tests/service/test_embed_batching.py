@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,29 @@ def test_the_batcher_isolates_an_input_the_backbone_refuses() -> None:
     batcher.close()
     assert outs == ["1.0", "negative pixels", "2.0", "3.0"]
     assert batcher.embed(np.ones((1, 3))).shape == (1, 3)  # closed: runs alone
+
+
+def test_lone_inputs_run_in_their_callers_thread_and_runs_never_outnumber_lanes() -> None:
+    lock, active, most, where = threading.Lock(), [0], [0], []
+
+    def embed(x: np.ndarray) -> np.ndarray:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            where.append(threading.current_thread().name)
+        time.sleep(0.01)
+        with lock:
+            active[0] -= 1
+        return x.astype(np.float32) * 2
+
+    batcher = EmbedBatcher(embed, lanes=2)
+    assert batcher.embed(np.full((1, 2), 5)).tolist() == [[10.0, 10.0]]
+    assert where == [threading.current_thread().name]  # idle lanes: run here, no hand-off
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(batcher.embed, [np.full((1, 2), i) for i in range(32)]))
+    batcher.close()
+    assert [o[0, 0] for o in outs] == [2.0 * i for i in range(32)]
+    assert most[0] <= 2 and batcher.samples == 33
 
 
 def test_predictions_run_ahead_of_queued_learning() -> None:
