@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -23,6 +23,16 @@ from edgecl.types import AnyArray, FloatArray, IntArray, State
 # Latents per forward and backward pass in training: block15's expanded activations of a
 # whole minibatch of 128 are most of AR1's peak memory, and the gradient is the same.
 TRAIN_CHUNK = 8
+
+
+def _relu6_in_place(module: nn.Module) -> None:
+    """Every ReLU6 clamps its input in place: in EfficientNet-Lite each follows a batch
+    normalisation whose output nothing else reads, and the clamped values decide the
+    gradient as the input would (inside (0, 6) exactly when the input is). One activation
+    buffer fewer per ReLU6 in a forward pass, and the training is the same bit for bit."""
+    for m in module.modules():
+        if isinstance(m, nn.ReLU6):
+            m.inplace = True
 
 
 def _freeze_batchnorm(module: nn.Module) -> None:
@@ -143,6 +153,7 @@ class TrainableTop:
 
     def _install(self, module: nn.Module, dim: int) -> None:
         _freeze_batchnorm(module)
+        _relu6_in_place(module)
         self.module, self.dim = module, dim
         with torch.no_grad():
             self.features = int(module(torch.zeros(1, *self.in_shape)).shape[1])
@@ -227,6 +238,7 @@ class TrainableTop:
                         self.si.moved(k, g, step)
                     w_velocity.mul_(momentum).add_(grads[-1] * scale + weight_decay * w)
                     w.sub_(lr * w_velocity)
+                del grads  # before the next minibatch's are summed
         with torch.no_grad():
             self.si.end(named)
         out: FloatArray = w.detach().numpy()
@@ -243,21 +255,24 @@ class TrainableTop:
         given), summed over chunks of
         :data:`TRAIN_CHUNK` latents: batch normalisation is frozen, so no latent's loss
         depends on another's and the sum is the minibatch's gradient, while only one
-        chunk's activations are alive at a time."""
-        total: list[torch.Tensor] | None = None
+        chunk's activations are alive at a time. Each chunk's gradient is added into the
+        sum (``.grad``) as the backward pass makes it, one parameter at a time, so a
+        chunk's whole set of gradients is never alive beside the sum."""
+        for p in wrt:
+            p.grad = None
         for s in range(0, len(x), TRAIN_CHUNK):
             logits = self._forward(x[s : s + TRAIN_CHUNK]) @ wrt[-1].T
             if shift is not None:
                 logits = logits + shift
             loss = F.cross_entropy(logits, y[s : s + TRAIN_CHUNK], reduction="sum") / len(x)
-            grads = torch.autograd.grad(loss, wrt)
-            if total is None:
-                total = list(grads)
-            else:
-                for a, g in zip(total, grads, strict=True):
-                    a.add_(g)  # in place: the same sum without a second set of buffers
-        assert total is not None
-        return total
+            del logits
+            torch.autograd.backward(loss, inputs=wrt)
+            del loss
+        total = [p.grad for p in wrt]
+        for p in wrt:
+            p.grad = None
+        assert all(g is not None for g in total)
+        return cast(list[torch.Tensor], total)
 
     def state_dict(self) -> State:
         tensors: dict[str, Any] = {}
