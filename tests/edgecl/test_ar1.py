@@ -505,3 +505,39 @@ def test_a_batch_through_a_pretrained_top_trains_bit_for_bit_as_the_plain_loop(
     for name, p in named:
         np.testing.assert_array_equal(trained[name], p.detach().numpy(), err_msg=name)
 
+
+@pytest.mark.parametrize("name", ["ar1", "latent_replay"])
+def test_samples_the_probe_holds_back_are_left_out_as_if_never_given(name: str) -> None:
+    """The probe holds some samples of each batch back; the rest are trained on without a
+    copy of them kept through training (AR1 reads them from the whole batch, others get
+    them copied): the model, the replay memory and the counts are bit for bit those of a
+    learner without a probe given only the rest."""
+    from edgecl.probe import ProbeSet
+
+    options: dict[str, Any] = {"replay_size": 20, "epochs": 2, "batch_size": 8, "lr": 0.1}
+    if name == "ar1":
+        options["hidden"] = 8
+
+    def learner(probe: ProbeSet | None) -> Learner:
+        store = replay.create("latent_replay", max_bytes=40 * (6 + 4 + 8))
+        return Learner(
+            IdentityBackbone(6), strategies.create(name, **options), store, seed=7, probe=probe
+        )
+
+    held, plain, twin = learner(ProbeSet(share=0.3, seed=1)), learner(None), ProbeSet(0.3, seed=1)
+    for step in range(6):
+        z, y = blobs([step % 3, 3 + step % 2], 12, seed=step)
+        labels = [int(c) for c in y]
+        kept = twin.divert(plain, z, labels, np.full(len(y), -1, np.int64))
+        held.learn_latents(z, labels)
+        plain.learn_latents(z[kept], [c for c, k in zip(labels, kept, strict=True) if k])
+    assert held.probe is not None and 0 < held.probe.held == twin.held
+    assert held.samples_learned == plain.samples_learned < 6 * 24
+    assert held.class_counts == plain.class_counts
+    test, _ = blobs(list(range(5)), 10, seed=99)
+    np.testing.assert_array_equal(
+        held.strategy.predict_proba_many(test), plain.strategy.predict_proba_many(test)
+    )
+    assert held.store is not None and plain.store is not None
+    for a, b in zip(held.store.items(), plain.store.items(), strict=True):
+        np.testing.assert_array_equal(a, b)
