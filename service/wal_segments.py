@@ -84,7 +84,7 @@ class SegmentFiles:
         self.firsts.append(first_seq)
         self.size = 0
 
-    def append(self, data: bytes | Iterable[bytes], next_seq: int) -> int:
+    def append(self, data: bytes | Iterable[bytes | memoryview], next_seq: int) -> int:
         """Write ``data`` (whole records, or their pieces as they are made) to the newest
         segment; all of it or, with :class:`~service.wal_format.StorageError` (or what
         making a piece raised), none of it. Returns the bytes written."""
