@@ -58,11 +58,15 @@ class SynapticIntelligence:
 
     def begin(self, named: Sequence[tuple[str, torch.Tensor]]) -> None:
         """Start a batch from the current values of ``named``."""
-        self._start = [p.detach().clone() for _, p in named]
+        self._star = [torch.from_numpy(self.star[n]) for n, _ in named]
+        # θ* is where the last batch ended, so normally the start itself: no copy then.
+        self._start = [
+            star if torch.equal(star, p) else p.detach().clone()
+            for star, (_, p) in zip(self._star, named, strict=True)
+        ]
         self._path = [torch.zeros_like(p) for _, p in named]
         # Ω only enters the gradient when the penalty is on (the importance is tracked anyway).
         self._omega = [torch.from_numpy(self.omega(n)) for n, _ in named] if self.lam else []
-        self._star = [torch.from_numpy(self.star[n]) for n, _ in named]
 
     def gradient(self, k: int, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """The whole loss's gradient for the ``k``-th parameter ``p``, from its task's ``g``."""
