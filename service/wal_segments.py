@@ -35,6 +35,7 @@ class SegmentFiles:
     >>> files.recover(), files.firsts
     (0, [])
     >>> files.append(b"x", next_seq=1)
+    1
     >>> files.firsts, files.size, files.newest.name
     ([1], 1, 'wal-000000000001.log')
     >>> files.close_active()
