@@ -154,14 +154,16 @@ class Learner(Retraining, OpenSetLearning):
     def learn_batch(self, batch: Batch) -> int:
         """Learn a checked batch; with a probe, a share is held back instead (and the probe
         re-scored when due). Returns how many samples were learned."""
+        rows = None  # those not held back (None: all)
         if self.probe is not None:
-            t = self._tasks_of(batch)
-            batch = batch.select(self.probe.divert(self, batch.z, batch.labels, t))
-        if len(batch):
-            self._learn(batch)
-        if self.probe is not None and self.probe.learned(self, len(batch)):
+            kept = self.probe.divert(self, batch.z, batch.labels, self._tasks_of(batch))
+            rows = None if kept.all() else np.flatnonzero(kept)
+        n = len(batch) if rows is None else len(rows)
+        if n:
+            self._learn(batch, rows)
+        if self.probe is not None and self.probe.learned(self, n):
             self.calibrate()
-        return len(batch)
+        return n
 
     def _tasks_of(self, batch: Batch) -> IntArray:
         """The batch's task ints (``-1``: none), new tasks added (to the head too)."""
@@ -171,7 +173,8 @@ class Learner(Retraining, OpenSetLearning):
             head.add_tasks(len(self.tasks))
         return t
 
-    def _learn(self, batch: Batch) -> None:
+    def _learn(self, whole: Batch, rows: IntArray | None = None) -> None:
+        batch = whole if rows is None else whole.select(rows)
         z, raw = batch.z, batch.inputs
         before = len(self.labels)
         t = self._tasks_of(batch)
@@ -183,10 +186,13 @@ class Learner(Retraining, OpenSetLearning):
         if len(self.labels) > before:
             self.strategy.add_classes(len(self.labels))
             self.class_counts.extend([0] * (len(self.labels) - before))
-        items = z if raw is None else raw
-        keep = memory.store_first(self.store, self.strategy, items, y, t)
-        memory.train(self.strategy, self.store, self._rng, self.embed_stored, z, y, keep, t)
+        keep = memory.store_first(self.store, self.strategy, z if raw is None else raw, y, t)
+        del batch, z  # training reads the rows from the whole batch: no copy of them kept
+        memory.train(
+            self.strategy, self.store, self._rng, self.embed_stored, whole.z, y, keep, t, rows
+        )
         if self.store is not None and keep:
+            items = raw if raw is not None else whole.z if rows is None else whole.z[rows]
             self.store.add_many(items, pack(y, t))
         self.tasks.taught(y, t)
         for idx in y.tolist():

@@ -83,6 +83,7 @@ def train(
     y: IntArray,
     keep: int,
     t: IntArray | None = None,
+    rows: IntArray | None = None,
 ) -> None:
     """Train ``strategy`` on a batch with its replay: ``replay_size`` items drawn from
     ``store`` (through ``decode``) appended to the batch's first ``keep`` rows (see
@@ -90,7 +91,9 @@ def train(
     handed over beside them. Draws only from a non-empty store, with ``rng`` (the
     learner's, so a replayed log draws the same items). A :class:`TaskAware` strategy
     learns every row with its task: the batch's ``t``, the replayed items' own. A
-    :class:`ReadsRows` strategy gets the same rows with the replay still encoded."""
+    :class:`ReadsRows` strategy gets the same rows with the replay still encoded.
+    ``rows``: the rows of ``z`` that are the batch (None: all); a ``ReadsRows`` strategy
+    reads them in place, the others get them copied."""
     # hasattr first: a runtime protocol check costs tens of microseconds per call
     if (
         hasattr(strategy, "learn_rows")
@@ -101,8 +104,11 @@ def train(
         if store is not None and strategy.replay_size > 0 and len(store):
             drawn, kr = draw(store, strategy.replay_size, rng, decode)
             yb = np.r_[yb, unpack(kr)[0]]
-        strategy.learn_rows(LatentRows(z[:keep], drawn), yb)
+        new = LatentRows(z[:keep], drawn) if rows is None else LatentRows(z, drawn, rows[:keep])
+        strategy.learn_rows(new, yb)
         return
+    if rows is not None:
+        z = z[rows]
     if hasattr(strategy, "learn_with_memory") and isinstance(strategy, MemoryReplay):
         zm = np.zeros((0, *z.shape[1:]), dtype=np.float32)
         ym = np.zeros(0, dtype=np.int64)

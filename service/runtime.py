@@ -198,16 +198,16 @@ class LearnerRuntime:
                 self.writer.learn_batch(learn_jobs)
                 n = sum(len(job.labels) for job in learn_jobs)
                 self.observer.learned(time.perf_counter() - start, n)
-            for item in items:
-                if isinstance(item, Control):
-                    try:
-                        self.writer.run_locked(item.action)
-                    except Exception as exc:
-                        item.future.set_exception(exc)
-                    else:
-                        # The change is not in the WAL: checkpoint before reporting it done.
-                        self._checkpoint(force=True)
-                        item.future.set_result(None)
+            for control in [i for i in items if isinstance(i, Control)]:
+                try:
+                    self.writer.run_locked(control.action)
+                except Exception as exc:
+                    control.future.set_exception(exc)
+                else:
+                    # The change is not in the WAL: checkpoint before reporting it done.
+                    self._checkpoint(force=True)
+                    control.future.set_result(None)
+            del items, learn_jobs  # the latents go now, not after the checkpoint and next wait
             self._checkpoint()
         # Stopping: the WAL keeps what no checkpoint holds, so only a due one is written
         # (without a WAL nothing else would keep it).

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from service.dirlock import lock_directory
-from service.wal_format import StorageError, frame, storage_error
+from service.wal_format import StorageError, frames, storage_error
 from service.wal_segments import SegmentFiles
 
 __all__ = ["StorageError", "WriteAheadLog", "storage_error"]
@@ -116,14 +116,12 @@ class WriteAheadLog:
             if not records:
                 return self.last_seq
             first = self.last_seq + 1
-            data = b"".join(frame(first + i, r) for i, r in enumerate(records))
             files = self._files
             if files.firsts and (files.size >= self.segment_bytes or self._abandon):
                 self._close_active()
                 if files.size:
                     files.start(first)
-            files.append(data, next_seq=first)
-            self.bytes_written += len(data)
+            self.bytes_written += files.append(frames(first, records), next_seq=first)
             self.last_seq = first + len(records) - 1
             self._cond.notify_all()
             return self.last_seq

@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from edgecl.persistence import fsync_dir
 log = logging.getLogger("edgecl.durability")
 
 HEADER = 8
+_JOINED = 1 << 16  # body pieces below this size are joined before they are written
 SEGMENT_NAME = re.compile(r"wal-(\d+)\.log")
 _REASONS = {
     errno.ENOSPC: "the data directory is full",
@@ -71,9 +72,32 @@ def frame(seq: int, record: dict[str, Any]) -> bytes:
     >>> scan(data[:-1], 7)[1:]
     (0, 'torn record')
     """
-    body = codec.packb([seq, record])
-    head = len(body).to_bytes(4, "little")
-    return head + zlib.crc32(body, zlib.crc32(head)).to_bytes(4, "little") + body
+    return b"".join(frames(seq, [record]))
+
+
+def frames(first: int, records: Sequence[dict[str, Any]]) -> Iterator[bytes | memoryview]:
+    """``records`` framed from seq ``first`` on, a piece at a time: each record's length
+    and CRC32, then its body, whose large arrays come as views of their own memory
+    (:func:`edgecl.codec.pack_to`) and the rest joined. A micro-batch of AR1's 300-latent
+    requests (11 MiB each) is written without a packed copy of any of it."""
+    for i, record in enumerate(records):
+        parts: list[bytes | memoryview] = []
+        codec.pack_to(parts.append, [first + i, record])
+        head = sum(len(part) for part in parts).to_bytes(4, "little")
+        crc = zlib.crc32(head)
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+        small = bytearray(head + crc.to_bytes(4, "little"))
+        for part in parts:
+            if len(part) < _JOINED:
+                small += part
+                continue
+            if small:
+                yield bytes(small)
+                small = bytearray()
+            yield part
+        if small:
+            yield bytes(small)
 
 
 def _seq_of(body: memoryview) -> int:
@@ -208,7 +232,7 @@ def remove_files(paths: list[Path]) -> int:
     return len(paths)
 
 
-def write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes | memoryview) -> None:
     """``os.write`` until every byte is written (a short write is not an error)."""
     view = memoryview(data)
     while view:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class SegmentFiles:
     >>> files.recover(), files.firsts
     (0, [])
     >>> files.append(b"x", next_seq=1)
+    1
     >>> files.firsts, files.size, files.newest.name
     ([1], 1, 'wal-000000000001.log')
     >>> files.close_active()
@@ -84,16 +85,26 @@ class SegmentFiles:
         self.firsts.append(first_seq)
         self.size = 0
 
-    def append(self, data: bytes, next_seq: int) -> None:
-        """Write ``data`` (whole records) to the newest segment; all of it or, with
-        :class:`~service.wal_format.StorageError`, none of it."""
+    def append(self, data: bytes | Iterable[bytes | memoryview], next_seq: int) -> int:
+        """Write ``data`` (whole records, or their pieces as they are made) to the newest
+        segment; all of it or, with :class:`~service.wal_format.StorageError` (or what
+        making a piece raised), none of it. Returns the bytes written."""
         fd = self.open_active(next_seq)
+        written = 0
         try:
-            write_all(fd, data)
+            for part in [data] if isinstance(data, bytes) else data:
+                write_all(fd, part)
+                written += len(part)
+                del part  # not alive while the next piece is made
         except OSError as exc:
             self._cut_partial(fd)
             raise storage_error(exc, "appending to", self.newest) from exc
-        self.size += len(data)
+        except BaseException:
+            if written:
+                self._cut_partial(fd)
+            raise
+        self.size += written
+        return written
 
     def _cut_partial(self, fd: int) -> None:
         # A partial record must not stay: a later append would land behind garbage.

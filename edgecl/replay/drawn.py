@@ -64,26 +64,36 @@ class EncodedDraw:
 
 
 class LatentRows:
-    """A training batch: ``new`` float32 latents followed by the items of ``replay``,
-    indexed as if they were one array ``np.concatenate([new, replay.decode(all)])``, and
-    read with :meth:`take` a few rows at a time.
+    """A training batch: ``new`` float32 latents (its rows ``picks``, if given: a batch's
+    rows left after some were held back, read without copying them all) followed by the
+    items of ``replay``, indexed as if they were one array
+    ``np.concatenate([new[picks], replay.decode(all)])``, and read with :meth:`take` a few
+    rows at a time.
 
-    >>> new = np.array([[1.0, 2.0]], np.float32)
-    >>> rows = LatentRows(new, EncodedDraw(np.array([[4.0, 5.0]], np.float16)))
+    >>> new = np.array([[1.0, 2.0], [3.0, 3.0]], np.float32)
+    >>> rows = LatentRows(new, EncodedDraw(np.array([[4.0, 5.0]], np.float16)), np.array([1]))
     >>> len(rows), rows.item_shape, rows.take(np.array([1, 0])).tolist()
-    (2, (2,), [[4.0, 5.0], [1.0, 2.0]])
+    (2, (2,), [[4.0, 5.0], [3.0, 3.0]])
     """
 
-    def __init__(self, new: FloatArray, replay: EncodedDraw | None = None) -> None:
+    def __init__(
+        self, new: FloatArray, replay: EncodedDraw | None = None, picks: IntArray | None = None
+    ) -> None:
         if replay is not None and len(replay) and replay.item_shape != tuple(new.shape[1:]):
             raise ValueError(
                 f"replayed items have shape {replay.item_shape}, new latents {new.shape[1:]}"
             )
         self.new = new
+        self.picks = picks
         self.replay = replay if replay is not None and len(replay) else None
 
+    @property
+    def fresh(self) -> int:
+        """How many rows are new latents (the first ones)."""
+        return len(self.new) if self.picks is None else len(self.picks)
+
     def __len__(self) -> int:
-        return len(self.new) + (0 if self.replay is None else len(self.replay))
+        return self.fresh + (0 if self.replay is None else len(self.replay))
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -97,11 +107,15 @@ class LatentRows:
     def take(self, index: IntArray) -> FloatArray:
         """Rows ``index`` (ints in ``0..len-1``) as float32 ``(len(index), *item_shape)``."""
         idx = np.asarray(index, dtype=np.intp)
-        n = len(self.new)
+        n = self.fresh
         if self.replay is None or (len(idx) and int(idx.max()) < n):
-            return np.ascontiguousarray(self.new[idx], dtype=np.float32)
+            return np.ascontiguousarray(self._new(idx), dtype=np.float32)
         out = np.empty((len(idx), *self.item_shape), dtype=np.float32)
         fresh = idx < n
-        out[fresh] = self.new[idx[fresh]]
+        out[fresh] = self._new(idx[fresh])
         out[~fresh] = self.replay.decode(idx[~fresh] - n)
+        return out
+
+    def _new(self, idx: IntArray) -> FloatArray:
+        out: FloatArray = self.new[idx if self.picks is None else self.picks[idx]]
         return out

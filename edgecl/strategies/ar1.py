@@ -93,7 +93,7 @@ class AR1(Configurable):
     :class:`~edgecl.strategies.cwr_star.CWRStar` (:func:`~edgecl.strategies.cwr_star.tied_row`),
     and after the batch the rows are consolidated with
     :func:`~edgecl.strategies.cwr_star.consolidate`. SI is
-    :class:`~edgecl.strategies.ar1_top.SynapticIntelligence`, off at the reference's
+    :class:`~edgecl.strategies.ar1_si.SynapticIntelligence`, off at the reference's
     ``si_lambda`` 0.
 
     Final accuracy, Split-Fashion-MNIST 5x2, one pass, whole memory replayed, 4 epochs of

@@ -7,8 +7,7 @@ strategies does not import torch.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -16,13 +15,24 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from edgecl.protocols import Rows
+from edgecl.strategies.ar1_si import SynapticIntelligence as SynapticIntelligence
 from edgecl.strategies.cwr_star import tied_row
 from edgecl.strategies.linear import SGD
-from edgecl.types import AnyArray, FloatArray, IntArray, State
+from edgecl.types import FloatArray, IntArray, State
 
 # Latents per forward and backward pass in training: block15's expanded activations of a
 # whole minibatch of 128 are most of AR1's peak memory, and the gradient is the same.
 TRAIN_CHUNK = 8
+
+
+def _relu6_in_place(module: nn.Module) -> None:
+    """Every ReLU6 clamps its input in place: in EfficientNet-Lite each follows a batch
+    normalisation whose output nothing else reads, and the clamped values decide the
+    gradient as the input would (inside (0, 6) exactly when the input is). One activation
+    buffer fewer per ReLU6 in a forward pass, and the training is the same bit for bit."""
+    for m in module.modules():
+        if isinstance(m, nn.ReLU6):
+            m.inplace = True
 
 
 def _freeze_batchnorm(module: nn.Module) -> None:
@@ -33,75 +43,20 @@ def _freeze_batchnorm(module: nn.Module) -> None:
     module.eval()  # running statistics are used, never updated
 
 
-class SynapticIntelligence:
-    """The reference AR1* code's Synaptic Intelligence (``utils.py`` of
-    vlomonaco/ar1-pytorch; Avalanche's ``SynapticIntelligencePlugin`` is the same), per
-    named parameter.
+class _Minibatch:
+    """Rows ``idx`` of ``rows``, read (decoded) a chunk at a time: a whole minibatch of
+    block14 latents is 4.8 MB as float32, a chunk of 8 a sixteenth of it; each row's
+    values are the same either way."""
 
-    Within a batch, after every optimiser step the path ``t += g Δθ`` grows, ``g`` the
-    gradient of the whole loss (task plus this penalty, not the weight decay) and ``Δθ``
-    the step taken. At the end of the batch ``total -= t / ((θ_end - θ_start)² + xi)``,
-    unclipped and never clamped at zero, and ``θ* = θ_end``. The importance is
-    ``Ω = min(total, clip)``; the penalty ``(lam / 2) Σ Ω (θ - θ*)²`` adds ``lam Ω (θ - θ*)``
-    to the gradient.
+    def __init__(self, rows: Rows, idx: IntArray) -> None:
+        self.rows, self.idx = rows, idx
 
-    >>> si = SynapticIntelligence(lam=1.0, xi=0.0, clip=10.0)
-    >>> si.track("w", np.array([0.0], np.float32))
-    >>> w = torch.tensor([0.0])
-    >>> si.begin([("w", w)])
-    >>> g = si.gradient(0, w, torch.tensor([-2.0]))  # a loss slope of -2; Ω = 0 so far
-    >>> step = -0.5 * g
-    >>> w += step
-    >>> si.moved(0, g, step)
-    >>> si.end([("w", w)])
-    >>> si.omega("w").tolist(), si.star["w"].tolist()  # -(-2 * 1) / 1², θ* = 1
-    ([2.0], [1.0])
-    """
+    def __len__(self) -> int:
+        return len(self.idx)
 
-    def __init__(self, lam: float, xi: float, clip: float) -> None:
-        self.lam, self.xi, self.clip = lam, xi, clip
-        self.total: dict[str, AnyArray] = {}  # Σ over batches of -t / (Δ² + xi), unclipped
-        self.star: dict[str, AnyArray] = {}  # θ* : the parameters at the end of the last batch
-        self._start: list[torch.Tensor] = []
-        self._path: list[torch.Tensor] = []
-        self._omega: list[torch.Tensor] = []
-        self._star: list[torch.Tensor] = []
-
-    def track(self, name: str, value: AnyArray) -> None:
-        """A parameter of no importance yet, anchored at ``value``."""
-        self.total[name] = np.zeros(value.shape, dtype=np.float32)
-        self.star[name] = np.array(value, dtype=np.float32)
-
-    def omega(self, name: str) -> AnyArray:
-        """The importance ``Ω`` of parameter ``name``."""
-        return np.minimum(self.total[name], np.float32(self.clip))
-
-    def begin(self, named: Sequence[tuple[str, torch.Tensor]]) -> None:
-        """Start a batch from the current values of ``named``."""
-        self._start = [p.detach().clone() for _, p in named]
-        self._path = [torch.zeros_like(p) for _, p in named]
-        # Ω only enters the gradient when the penalty is on (the importance is tracked anyway).
-        self._omega = [torch.from_numpy(self.omega(n)) for n, _ in named] if self.lam else []
-        self._star = [torch.from_numpy(self.star[n]) for n, _ in named]
-
-    def gradient(self, k: int, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """The whole loss's gradient for the ``k``-th parameter ``p``, from its task's ``g``."""
-        if not self.lam:
-            return g
-        return g + self.lam * self._omega[k] * (p - self._star[k])
-
-    def moved(self, k: int, g: torch.Tensor, step: torch.Tensor) -> None:
-        """The ``k``-th parameter took ``step`` where the loss's gradient was ``g``."""
-        self._path[k].add_(g * step)
-
-    def end(self, named: Sequence[tuple[str, torch.Tensor]]) -> None:
-        """Fold this batch's path into the importance; the anchors move to ``named``'s values."""
-        for k, (name, p) in enumerate(named):
-            end = p.detach()
-            gained = self._path[k] / ((end - self._start[k]) ** 2 + self.xi)
-            self.total[name] = self.total[name] - gained.numpy()
-            self.star[name] = end.numpy().copy()
-        self._start, self._path, self._omega, self._star = [], [], [], []
+    def __getitem__(self, part: slice) -> torch.Tensor:
+        idx = self.idx[part]
+        return torch.from_numpy(self.rows.take(idx).reshape(len(idx), -1))
 
 
 class TrainableTop:
@@ -143,6 +98,7 @@ class TrainableTop:
 
     def _install(self, module: nn.Module, dim: int) -> None:
         _freeze_batchnorm(module)
+        _relu6_in_place(module)
         self.module, self.dim = module, dim
         with torch.no_grad():
             self.features = int(module(torch.zeros(1, *self.in_shape)).shape[1])
@@ -215,9 +171,8 @@ class TrainableTop:
             order = rng.permutation(len(rows))
             for s in range(0, len(rows), sgd.batch_size):
                 idx = order[s : s + sgd.batch_size]
-                xb = torch.from_numpy(rows.take(idx).reshape(len(idx), -1))
+                xb = _Minibatch(rows, idx)
                 grads = self._minibatch_grads(xb, yt[torch.from_numpy(idx)], [*params, w], shift)
-                del xb
                 with torch.no_grad():
                     for k, p in enumerate(params):
                         g = self.si.gradient(k, p, grads[k])
@@ -227,6 +182,7 @@ class TrainableTop:
                         self.si.moved(k, g, step)
                     w_velocity.mul_(momentum).add_(grads[-1] * scale + weight_decay * w)
                     w.sub_(lr * w_velocity)
+                del grads  # before the next minibatch's are summed
         with torch.no_grad():
             self.si.end(named)
         out: FloatArray = w.detach().numpy()
@@ -234,7 +190,7 @@ class TrainableTop:
 
     def _minibatch_grads(
         self,
-        x: torch.Tensor,
+        x: torch.Tensor | _Minibatch,
         y: torch.Tensor,
         wrt: list[torch.Tensor],
         shift: torch.Tensor | None = None,
@@ -243,21 +199,24 @@ class TrainableTop:
         given), summed over chunks of
         :data:`TRAIN_CHUNK` latents: batch normalisation is frozen, so no latent's loss
         depends on another's and the sum is the minibatch's gradient, while only one
-        chunk's activations are alive at a time."""
-        total: list[torch.Tensor] | None = None
+        chunk's activations are alive at a time. Each chunk's gradient is added into the
+        sum (``.grad``) as the backward pass makes it, one parameter at a time, so a
+        chunk's whole set of gradients is never alive beside the sum."""
+        for p in wrt:
+            p.grad = None
         for s in range(0, len(x), TRAIN_CHUNK):
             logits = self._forward(x[s : s + TRAIN_CHUNK]) @ wrt[-1].T
             if shift is not None:
                 logits = logits + shift
             loss = F.cross_entropy(logits, y[s : s + TRAIN_CHUNK], reduction="sum") / len(x)
-            grads = torch.autograd.grad(loss, wrt)
-            if total is None:
-                total = list(grads)
-            else:
-                for a, g in zip(total, grads, strict=True):
-                    a.add_(g)  # in place: the same sum without a second set of buffers
-        assert total is not None
-        return total
+            del logits
+            torch.autograd.backward(loss, inputs=wrt)
+            del loss
+        total = [p.grad for p in wrt]
+        for p in wrt:
+            p.grad = None
+        assert all(g is not None for g in total)
+        return cast(list[torch.Tensor], total)
 
     def state_dict(self) -> State:
         tensors: dict[str, Any] = {}

@@ -447,3 +447,97 @@ def test_later_batches_keep_the_first_rate_unless_the_reference_rate_is_asked() 
         s.learn_many(z, y)
     assert default.learning_rates() == (0.001, 0.001)
     assert reference.learning_rates() == (5e-5, 5e-5)
+
+
+def test_a_batch_through_a_pretrained_top_trains_bit_for_bit_as_the_plain_loop(
+    tmp_path: Path,
+) -> None:
+    """What training does to hold less memory (ReLU6 clamping in place, each chunk's
+    gradient summed into the running sum as the backward pass makes it) changes no bit:
+    the weights are those of the plain loop, with the module as built and
+    ``torch.autograd.grad`` per chunk of the same size, summed chunk after chunk."""
+    import torch.nn.functional as F  # noqa: N812
+
+    from edgecl.backbones.build import load_top
+    from edgecl.strategies import ar1_top
+    from edgecl.strategies.cwr_star import tied_row
+
+    manifest = fake_build(tmp_path)
+    z, y = blobs([0, 1, 2], 12, dim=192 * 2 * 2)
+    lr, top_lr, mu, decay, epochs, size = 0.05, 0.01, 0.9, 0.0005, 2, 16
+    s = AR1(top=str(manifest), lr=lr, top_lr=top_lr, epochs=epochs, batch_size=size)
+    s.add_classes(3)
+    s.learn_many(z, y)
+
+    module: Any = load_top(manifest)
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.requires_grad_(False)
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    weights = [p for _, p in named]
+    w = torch.zeros(4, 1280, requires_grad=True)  # the 3 classes and 7 zero outputs as one
+    shift, scale = (torch.from_numpy(a) for a in tied_row(4, 7.0))
+    velocity = [torch.zeros_like(p) for p in weights]
+    w_velocity = torch.zeros_like(w)
+    rng = np.random.default_rng([0, 0])  # AR1's minibatch order on its first batch
+    for _ in range(epochs):
+        order = rng.permutation(len(y))
+        for start in range(0, len(y), size):
+            idx = order[start : start + size]
+            x, yb = torch.from_numpy(z[idx]), torch.from_numpy(y[idx])
+            total: list[Any] = []
+            for c in range(0, len(idx), ar1_top.TRAIN_CHUNK):
+                features = module(x[c : c + ar1_top.TRAIN_CHUNK].reshape(-1, 192, 2, 2))
+                logits = features @ w.T + shift
+                part = yb[c : c + ar1_top.TRAIN_CHUNK]
+                loss = F.cross_entropy(logits, part, reduction="sum") / len(idx)
+                grads = torch.autograd.grad(loss, [*weights, w])
+                total = (
+                    list(grads) if not total else [a + g for a, g in zip(total, grads, strict=True)]
+                )
+            with torch.no_grad():
+                for k, p in enumerate(weights):
+                    velocity[k].mul_(mu).add_(total[k] + decay * p)
+                    p.add_(-top_lr * velocity[k])
+                w_velocity.mul_(mu).add_(total[-1] * scale + decay * w)
+                w.sub_(lr * w_velocity)
+    trained = params(s)
+    for name, p in named:
+        np.testing.assert_array_equal(trained[name], p.detach().numpy(), err_msg=name)
+
+
+@pytest.mark.parametrize("name", ["ar1", "latent_replay"])
+def test_samples_the_probe_holds_back_are_left_out_as_if_never_given(name: str) -> None:
+    """The probe holds some samples of each batch back; the rest are trained on without a
+    copy of them kept through training (AR1 reads them from the whole batch, others get
+    them copied): the model, the replay memory and the counts are bit for bit those of a
+    learner without a probe given only the rest."""
+    from edgecl.probe import ProbeSet
+
+    options: dict[str, Any] = {"replay_size": 20, "epochs": 2, "batch_size": 8, "lr": 0.1}
+    if name == "ar1":
+        options["hidden"] = 8
+
+    def learner(probe: ProbeSet | None) -> Learner:
+        store = replay.create("latent_replay", max_bytes=40 * (6 + 4 + 8))
+        return Learner(
+            IdentityBackbone(6), strategies.create(name, **options), store, seed=7, probe=probe
+        )
+
+    held, plain, twin = learner(ProbeSet(share=0.3, seed=1)), learner(None), ProbeSet(0.3, seed=1)
+    for step in range(6):
+        z, y = blobs([step % 3, 3 + step % 2], 12, seed=step)
+        labels = [int(c) for c in y]
+        kept = twin.divert(plain, z, labels, np.full(len(y), -1, np.int64))
+        held.learn_latents(z, labels)
+        plain.learn_latents(z[kept], [c for c, k in zip(labels, kept, strict=True) if k])
+    assert held.probe is not None and 0 < held.probe.held == twin.held
+    assert held.samples_learned == plain.samples_learned < 6 * 24
+    assert held.class_counts == plain.class_counts
+    test, _ = blobs(list(range(5)), 10, seed=99)
+    np.testing.assert_array_equal(
+        held.strategy.predict_proba_many(test), plain.strategy.predict_proba_many(test)
+    )
+    assert held.store is not None and plain.store is not None
+    for a, b in zip(held.store.items(), plain.store.items(), strict=True):
+        np.testing.assert_array_equal(a, b)

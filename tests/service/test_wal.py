@@ -365,6 +365,24 @@ def test_failed_fsync_raises_then_recovers_in_a_new_segment(
     assert [s for s, _ in replayed(tmp_path)] == [1, 3]
 
 
+def test_a_batch_that_fails_midway_leaves_no_record(tmp_path: Path) -> None:
+    """Records are written as they are packed; one that cannot be packed fails the whole
+    batch, the ones written before it are cut off again."""
+    wal = WriteAheadLog(tmp_path)
+    big = record(1, dim=50_000)  # its latents are written from their own memory
+    wal.append_many([big])
+    with pytest.raises(TypeError):
+        wal.append_many([record(2, dim=50_000), {"kind": "learn", "z": object()}])
+    assert wal.last_seq == 1
+    assert wal.bytes_written == sum(p.stat().st_size for p in segments(tmp_path))
+    assert wal.append_many([record(2)]) == 2
+    wal.close()
+    out = replayed(tmp_path)
+    assert [s for s, _ in out] == [1, 2]
+    assert_same(out[0][1], big)
+    assert_same(out[1][1], record(2))
+
+
 def test_closed_log_refuses_appends(tmp_path: Path) -> None:
     wal = WriteAheadLog(tmp_path, fsync="group")
     wal.append_many([record(1)])
