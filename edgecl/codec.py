@@ -61,8 +61,9 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 
-def _array_view(data: bytes) -> tuple[np.ndarray[Any, Any], str, list[int]]:
-    """The values of a serialised array (a read-only view of ``data``), its dtype, shape."""
+def array_head(data: bytes) -> tuple[str, Any, int]:
+    """A serialised array's dtype, shape (as written) and where its values start, from
+    (at least) its first :data:`HEAD_BYTES` bytes."""
     # Only the small [dtype, shape] head goes through an Unpacker: feeding it the whole
     # array would copy it and trip its 100 MiB default buffer limit.
     unpacker = msgpack.Unpacker(raw=False, max_buffer_size=HEAD_BYTES)
@@ -73,7 +74,12 @@ def _array_view(data: bytes) -> tuple[np.ndarray[Any, Any], str, list[int]]:
         raise ValueError("serialised array has a malformed header") from exc
     if dtype not in DTYPES:
         raise ValueError(f"serialised array has unsupported dtype {dtype!r}")
-    offset = unpacker.tell()
+    return dtype, shape, unpacker.tell()
+
+
+def _array_view(data: bytes) -> tuple[np.ndarray[Any, Any], str, list[int]]:
+    """The values of a serialised array (a read-only view of ``data``), its dtype, shape."""
+    dtype, shape, offset = array_head(data)
     arr = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"), offset=offset)
     return arr, dtype, shape
 

@@ -109,16 +109,11 @@ def _ext(r: Reader, code: int, n: int) -> Any:
     if code != codec.ND_EXT:
         return msgpack.ExtType(code, r.take(n))
     head = r.take(min(n, codec.HEAD_BYTES))
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=codec.HEAD_BYTES)
-    unpacker.feed(head)
+    dtype, shape, offset = codec.array_head(head)
     try:
-        dtype, shape = next(unpacker)
-        offset = unpacker.tell()
-        if dtype not in codec.DTYPES:
-            raise ValueError(f"serialised array has unsupported dtype {dtype!r}")
         count, extra = divmod(n - offset, np.dtype(dtype).itemsize)
         dims = [int(d) for d in shape]
-    except (StopIteration, TypeError) as exc:
+    except TypeError as exc:
         raise ValueError("serialised array has a malformed header") from exc
     if extra or min(dims, default=0) < 0 or math.prod(dims) != count:
         raise ValueError(f"serialised array does not hold shape {shape!r}")
