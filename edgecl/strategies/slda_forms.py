@@ -11,6 +11,7 @@ again only when its correction for ``γ``'s growth would pass ``tolerance``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,9 +45,8 @@ class PrecisionForms:
     _kept: KeptPrecision | None  # from then on
     _last: tuple[Float64Array, Any] | None  # x predicted, its product(s)
 
-    def _inverse(self, a: Float64Array) -> Float64Array:
-        """``A⁻¹`` of a symmetric positive definite ``A`` (a fresh factorisation)."""
-        raise NotImplementedError
+    # A⁻¹ of a symmetric positive definite A, a fresh factorisation (the head's method).
+    _inverse: Callable[[Float64Array], Float64Array]
 
     @property
     def dim(self) -> int:
