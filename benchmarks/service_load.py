@@ -206,7 +206,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 named = {k: v for k, v in settings.items() if k != "code"}
                 env = daemon_env(folder, **{"strategy__name": strategy, **threads, **named})
                 if "code" in settings:
+                    # PYTHONSAFEPATH: not the current directory's checkout ahead of it.
                     env["PYTHONPATH"] = str(Path(settings["code"]).resolve())
+                    env["PYTHONSAFEPATH"] = "1"
                 daemons[mode] = stack.enter_context(Daemon(Path(tmp) / "data", env))
             for row, clients in [(r, c) for r in args.learn_rows for c in args.learn_clients]:
                 kind, _, size = row.partition(":")
