@@ -114,6 +114,7 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
         log.info("ready: %s", runtime.learner.strategy.name)
         mqtt = app.state.mqtt
         sampler.start()
+        telemetry.gc_pauses.start()
         try:
             if mqtt is not None:
                 await run_in_threadpool(mqtt.start)
@@ -124,6 +125,7 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
             if fleet is not None:
                 fleet.stop()
             sampler.stop()
+            telemetry.gc_pauses.stop()
             if mqtt is not None:  # first: nothing may be acknowledged once the runtime stops
                 await run_in_threadpool(mqtt.stop)
             await run_in_threadpool(runtime.stop, settings.durability.shutdown_timeout_s)
@@ -145,9 +147,9 @@ def create_app(settings: Settings, runtime: LearnerRuntime) -> FastAPI:
     app.state.runtime = runtime
     # Bodies read and parsed at once (HTTP): up to two of the largest size.
     app.state.body_budget = AsyncBudget(2 * settings.max_body_bytes)
-    telemetry = runtime.observer
-    if not isinstance(telemetry, Telemetry):  # a runtime built by hand, as in tests
-        telemetry = runtime.observer = Telemetry()
+    observer = runtime.observer  # not telemetry in a runtime built by hand, as in tests
+    telemetry = observer if isinstance(observer, Telemetry) else Telemetry()
+    runtime.observer = telemetry
     telemetry.watch(runtime, backbone=settings.backbone)
     app.state.telemetry = telemetry
     app.state.usecases = cases = UseCases(runtime, telemetry)

@@ -23,6 +23,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.observability.collector import StatsCollector
+from service.observability.gc_pauses import GcPauses
 from service.observability.latency import LatencyWindow
 from service.observability.stats import StatsSource
 
@@ -130,6 +131,7 @@ class Telemetry(Observer):
             "edgecl_mqtt_connected", "1 while connected to the MQTT broker.", registry=r
         )
         ProcessCollector(registry=r)  # process_resident_memory_bytes and friends
+        self.gc_pauses = GcPauses(r)  # started and stopped with the app
         self.requests_window = LatencyWindow()
 
     def watch(self, source: StatsSource, **info: str) -> None:

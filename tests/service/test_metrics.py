@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import re
 from collections.abc import Callable
@@ -60,6 +61,7 @@ EXPECTED_TYPES = {
     "edgecl_learn_duration_seconds": "histogram",
     "edgecl_predict_duration_seconds": "histogram",
     "edgecl_checkpoint_duration_seconds": "histogram",
+    "edgecl_gc_pause_seconds": "histogram",
     "edgecl_queue_depth": "gauge",
     "edgecl_queue_capacity": "gauge",
     "edgecl_store_items": "gauge",
@@ -216,3 +218,13 @@ def test_mqtt_connected_follows_the_setter(client: TestClient) -> None:
     assert value(scrape(client), "edgecl_mqtt_connected") == 1
     telemetry.set_mqtt_connected(False)
     assert value(scrape(client), "edgecl_mqtt_connected") == 0
+
+
+def test_collector_pauses_are_timed_while_the_app_runs(client: TestClient) -> None:
+    key = (("__name__", "edgecl_gc_pause_seconds_count"), ("generation", "2"))
+    before = scrape(client)["edgecl_gc_pause_seconds"][1].get(key, 0.0)
+    gc.collect()
+    after = scrape(client)
+    assert after["edgecl_gc_pause_seconds"][0] == "histogram"
+    assert after["edgecl_gc_pause_seconds"][1][key] >= before + 1
+    assert value(after, "edgecl_gc_pause_seconds", "_sum", generation="2") > 0
