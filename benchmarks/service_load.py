@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +39,7 @@ from benchmarks.bench_common import (
     rss_mib,
     write_section,
 )
+from benchmarks.load_clients import Requests, run_clients
 from edgecl.backbones.onnx import OnnxBackbone
 from edgecl.backbones.preprocess import decode_image
 from edgecl.datasets import load_fixture
@@ -73,11 +73,6 @@ def predict_body(image: bytes) -> bytes:
     return packed
 
 
-def cycle(path: str, bodies: list[bytes], ctype: str) -> Callable[[int], tuple[str, bytes, str]]:
-    """The request maker of :func:`loop` that cycles through ``bodies``."""
-    return lambda k: (path, bodies[k % len(bodies)], ctype)
-
-
 def backbone_rate(
     manifest: Path, pngs: list[bytes], batch: int, seconds: float, threads: int | None = None
 ) -> float:
@@ -91,48 +86,6 @@ def backbone_rate(
         model.embed(np.stack(chunk))
         done, k = done + batch, k + batch
     return done / (time.perf_counter() - start)
-
-
-def loop(url: str, seconds: float, clients: int, make: Callable[[int], tuple[str, bytes, str]],
-         stop: threading.Event | None = None,
-         rate: float = 0.0) -> tuple[float, list[float], int]:  # fmt: skip
-    """``clients`` threads post ``make(k)`` = (path, body, content-type) back to back for
-    ``seconds``, or each at ``rate`` requests/s (the clients' schedules staggered); returns
-    (elapsed, latencies in ms, samples accepted). A paced request's latency runs from when
-    it was due, so a reply that makes the next request late counts against the daemon
-    (no coordinated omission)."""
-    lat: list[float] = []
-    accepted = [0]
-    lock = threading.Lock()
-    end = time.perf_counter() + seconds
-
-    def run(c: int) -> None:
-        with httpx.Client(base_url=url, timeout=60) as http:
-            k, n = c * 100_000, 0
-            due = time.perf_counter() + (c / (rate * clients) if rate > 0 else 0.0)
-            while time.perf_counter() < end and not (stop is not None and stop.is_set()):
-                path, content, kind = make(k)
-                if rate > 0:
-                    time.sleep(max(0.0, due + n / rate - time.perf_counter()))
-                    t0 = due + n / rate
-                else:
-                    t0 = time.perf_counter()
-                reply = http.post(path, content=content, headers={"content-type": kind})
-                ms = (time.perf_counter() - t0) * 1000
-                if reply.status_code != 200:
-                    raise RuntimeError(f"{path}: {reply.status_code} {reply.text[:200]}")
-                with lock:
-                    lat.append(ms)
-                    accepted[0] += int(reply.json().get("accepted", 0))
-                k, n = k + 1, n + 1
-
-    threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - start, lat, accepted[0]
 
 
 def modes(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]]:
@@ -229,12 +182,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     for mode in rotated(list(daemons), k):
                         d = daemons[mode]
                         load, cpu0, own0 = load_now(), cpu_s(d.process.pid), cpu_s()
-                        elapsed, lat, got = loop(
-                            d.url, args.seconds, clients, cycle("/learn", bodies, ctype)
-                        )
-                        runs[mode].append({"elapsed": elapsed, "lat": lat, "images": got,
+                        run = run_clients(d.url, args.seconds, clients,
+                                          Requests("/learn", bodies, ctype),
+                                          processes=args.client_processes)  # fmt: skip
+                        runs[mode].append({"elapsed": run.elapsed, "lat": run.lat,
+                                           "images": run.accepted,
                                            "cpu": cpu_s(d.process.pid) - cpu0,
-                                           "own": cpu_s() - own0, "load": load})  # fmt: skip
+                                           "own": cpu_s() - own0 + run.client_cpu,
+                                           "load": load})  # fmt: skip
                 bb = sum(refs) / len(refs)
                 for mode, parts in runs.items():
                     r = pooled(parts)
@@ -312,17 +267,19 @@ def predict_row(url: str, pid: int, args: argparse.Namespace, load: float, conc:
     time.sleep(1.0)  # the load is running before the first prediction
     before, load_avg, cpu0, own0 = learned[0], load_now(), cpu_s(pid), cpu_s()
     try:
-        elapsed, lat, _ = loop(url, args.seconds, conc,
-                               cycle("/predict", preds, MSGPACK), rate=pace)  # fmt: skip
+        run = run_clients(url, args.seconds, conc, Requests("/predict", preds, MSGPACK),
+                          rate=pace, processes=args.client_processes)  # fmt: skip
     finally:
         stop.set()
         thread.join()
+    elapsed, lat = run.elapsed, run.lat
     # CPU per backbone image: predictions and learned images, counted as predictions
     # here so that pooled() divides by them all.
     share = len(lat) / max(len(lat) + learned[0] - before, 1)
     return {"elapsed": elapsed, "lat": lat, "images": len(lat),
             "learned": learned[0] - before, "load": load_avg,
-            "cpu": (cpu_s(pid) - cpu0) * share, "own": (cpu_s() - own0) * share}  # fmt: skip
+            "cpu": (cpu_s(pid) - cpu0) * share,
+            "own": (cpu_s() - own0 + run.client_cpu) * share}  # fmt: skip
 
 
 def threads_text(threads: int | None) -> str:
@@ -333,6 +290,15 @@ def threads_text(threads: int | None) -> str:
             "backbone-only reference at ONNX Runtime's default)"
         )
     return f"{threads} ONNX Runtime thread{'s' if threads > 1 else ''} per run"
+
+
+def clients_text(processes: bool) -> str:
+    if processes:
+        return "(the benchmark's HTTP clients, each in a process of its own)"
+    return (
+        "(the benchmark's HTTP clients, threads of one process: they share its interpreter "
+        "lock, so part of a reply's latency can be another client's Python)"
+    )
 
 
 def mode_text(mode: str, settings: dict[str, str]) -> str:
@@ -348,8 +314,9 @@ def section(command: str, where: str, args: argparse.Namespace, r: dict[str, Any
         "the table, default store, probe and WAL fsync `always`). Modes: "
         + "; ".join(mode_text(m, s) for m, s in r["modes"]) + ". "
         "Inputs are the Fashion-MNIST fixture images as PNG (28x28, resized to 224 in the "
-        "daemon), base64 in JSON or bytes in msgpack. *Clients* threads (the benchmark's "
-        f"HTTP clients) post back to back for {args.seconds:.0f} s per row, on the same "
+        "daemon), base64 in JSON or bytes in msgpack. *Clients* "
+        + clients_text(args.client_processes)
+        + f" post back to back for {args.seconds:.0f} s per row, on the same "
         f"{cores()} cores as the daemon; a server's rate is its rate at enough clients, so "
         "each count is a row of its own, against the same backbone-only reference. "
         "*Backbone only* is `OnnxBackbone.embed` in the benchmark process on the same images, "
@@ -358,7 +325,7 @@ def section(command: str, where: str, args: argparse.Namespace, r: dict[str, Any
         "backbone only. Every row runs on each mode's daemon in turn (the others idle), "
         f"{args.repeats} rounds with the mode order rotated, pooled; the reference runs once "
         "per round. *CPU ms/image*: user + system CPU of the daemon, and of the benchmark "
-        "process (its HTTP clients), per image; with N cores no closed loop passes "
+        "clients, per image; with N cores no closed loop passes "
         "N x 1000 / (daemon + client) images/s. *Load* is the load average (1, 5, 15 min) "
         "when the row's first round started.",
         "",
@@ -384,13 +351,13 @@ def section(command: str, where: str, args: argparse.Namespace, r: dict[str, Any
         + ".",
         "",
         "/predict latency: each request is one PNG image (msgpack, `top_k` 1); *clients* "
-        "threads send back to back (*each client's rate* —) or each at a fixed rate (a "
+        + clients_text(args.client_processes)
+        + " send back to back (*each client's rate* —) or each at a fixed rate (a "
         "camera's frame rate; latency counted from when the request was due, so a late "
         "reply also delays the next request's count) while one more client learns 8-image "
         "msgpack requests, "
         "paced to the *learn load* (images/s; *max* is back to back). *Learned/s* is what "
-        "that client achieved during the row. Client threads share the CPUs and Python's "
-        "GIL with each other, so at 16 clients part of the latency is the client's. In a "
+        "that client achieved during the row (a thread of the benchmark process). In a "
         "closed loop, latency is about clients / (predictions/s). CPU per image counts the "
         "learned images too.",
         "",
@@ -458,6 +425,11 @@ def main() -> None:
     parser.add_argument("--backbone-dir", type=Path, default=None)
     parser.add_argument(
         "--backbone-threads", type=int, default=None, help="ONNX Runtime threads (default: its own)"
+    )
+    parser.add_argument(
+        "--client-processes",
+        action="store_true",
+        help="each HTTP client in a process of its own (default: threads of this one)",
     )
     parser.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
     args = parser.parse_args()

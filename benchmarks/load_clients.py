@@ -1,0 +1,102 @@
+"""HTTP clients of the service benchmarks: threads of this process, or a process each.
+
+Client threads share this interpreter's lock: a reply that comes in while another client
+thread runs Python waits for it, and that wait is counted as the daemon's latency. Client
+processes (``processes=True``) wait only for the daemon and the CPUs, as separate devices
+(cameras, robots) would; the benchmark reports which it used.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Requests:
+    """Request ``k`` of a client: ``path``, ``bodies[k % len]`` and ``ctype`` (picklable)."""
+
+    path: str
+    bodies: list[bytes]
+    ctype: str
+
+    def __call__(self, k: int) -> tuple[str, bytes, str]:
+        return self.path, self.bodies[k % len(self.bodies)], self.ctype
+
+
+@dataclass
+class Run:
+    """What the clients measured: wall seconds, latencies (ms), samples accepted, and the
+    CPU seconds of client processes (0 for threads: they count in this process's CPU)."""
+
+    elapsed: float
+    lat: list[float] = field(default_factory=list)
+    accepted: int = 0
+    client_cpu: float = 0.0
+
+
+def one_client(url: str, start: float, seconds: float, c: int, clients: int,
+               make: Requests, rate: float,
+               stop: threading.Event | None = None) -> tuple[list[float], int, float]:  # fmt: skip
+    """Client ``c`` of ``clients`` posts ``make(k)`` back to back, or at ``rate``
+    requests/s (the clients' schedules staggered), from wall-clock time ``start`` for
+    ``seconds``; returns (latencies in ms, samples accepted, its CPU seconds). A paced
+    request's latency runs from when it was due, so a reply that makes the next request
+    late counts against the daemon (no coordinated omission)."""
+    lat: list[float] = []
+    accepted = 0
+    time.sleep(max(0.0, start - time.time()))
+    cpu0 = time.thread_time()
+    end = time.perf_counter() + seconds
+    with httpx.Client(base_url=url, timeout=60) as http:
+        k, n = c * 100_000, 0
+        due = time.perf_counter() + (c / (rate * clients) if rate > 0 else 0.0)
+        while time.perf_counter() < end and not (stop is not None and stop.is_set()):
+            path, content, kind = make(k)
+            if rate > 0:
+                time.sleep(max(0.0, due + n / rate - time.perf_counter()))
+                t0 = due + n / rate
+            else:
+                t0 = time.perf_counter()
+            reply = http.post(path, content=content, headers={"content-type": kind})
+            ms = (time.perf_counter() - t0) * 1000
+            if reply.status_code != 200:
+                raise RuntimeError(f"{path}: {reply.status_code} {reply.text[:200]}")
+            lat.append(ms)
+            accepted += int(reply.json().get("accepted", 0))
+            k, n = k + 1, n + 1
+    return lat, accepted, time.thread_time() - cpu0
+
+
+def run_clients(url: str, seconds: float, clients: int, make: Requests, rate: float = 0.0,
+                processes: bool = False) -> Run:  # fmt: skip
+    """``clients`` clients (threads, or processes) for ``seconds``: see :func:`one_client`."""
+    if processes:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(clients) as pool:
+            pool.map(time.sleep, [0.0] * clients)  # every worker started and imported
+            start = time.time() + 0.2
+            args = [(url, start, seconds, c, clients, make, rate) for c in range(clients)]
+            parts = pool.starmap(one_client, args)
+            elapsed = time.time() - start
+        return Run(elapsed, [ms for p in parts for ms in p[0]], sum(p[1] for p in parts),
+                   sum(p[2] for p in parts))  # fmt: skip
+    results: list[tuple[list[float], int, float]] = []
+    start = time.time()
+
+    def run(c: int) -> None:
+        results.append(one_client(url, start, seconds, c, clients, make, rate))
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if len(results) < clients:
+        raise RuntimeError("a client thread failed (see above)")
+    return Run(time.time() - start, [ms for p in results for ms in p[0]],
+               sum(p[1] for p in results))  # fmt: skip
