@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -73,20 +74,28 @@ def one_client(url: str, start: float, seconds: float, c: int, clients: int,
 
 
 def run_clients(url: str, seconds: float, clients: int, make: Requests, rate: float = 0.0,
-                processes: bool = False) -> Run:  # fmt: skip
-    """``clients`` clients (threads, or processes) for ``seconds``: see :func:`one_client`."""
+                processes: bool = False,
+                started: Callable[[], None] | None = None) -> Run:  # fmt: skip
+    """``clients`` clients (threads, or processes) for ``seconds``: see :func:`one_client`;
+    ``started`` is called when they start (after the processes are up)."""
     if processes:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(clients) as pool:
             pool.map(time.sleep, [0.0] * clients)  # every worker started and imported
             start = time.time() + 0.2
             args = [(url, start, seconds, c, clients, make, rate) for c in range(clients)]
-            parts = pool.starmap(one_client, args)
+            waiting = pool.starmap_async(one_client, args)
+            time.sleep(max(0.0, start - time.time()))
+            if started is not None:
+                started()
+            parts = waiting.get()
             elapsed = time.time() - start
         return Run(elapsed, [ms for p in parts for ms in p[0]], sum(p[1] for p in parts),
                    sum(p[2] for p in parts))  # fmt: skip
     results: list[tuple[list[float], int, float]] = []
     start = time.time()
+    if started is not None:
+        started()
 
     def run(c: int) -> None:
         results.append(one_client(url, start, seconds, c, clients, make, rate))

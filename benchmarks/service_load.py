@@ -181,15 +181,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     for mode in rotated(list(daemons), k):
                         d = daemons[mode]
-                        load, cpu0, own0 = load_now(), cpu_s(d.process.pid), cpu_s()
+                        at: dict[str, Any] = {}
+                        pid = d.process.pid
+
+                        def started() -> None:
+                            at.update(load=load_now(), cpu=cpu_s(pid), own=cpu_s())  # noqa: B023
+
                         run = run_clients(d.url, args.seconds, clients,
                                           Requests("/learn", bodies, ctype),
-                                          processes=args.client_processes)  # fmt: skip
+                                          processes=args.client_processes,
+                                          started=started)  # fmt: skip
                         runs[mode].append({"elapsed": run.elapsed, "lat": run.lat,
                                            "images": run.accepted,
-                                           "cpu": cpu_s(d.process.pid) - cpu0,
-                                           "own": cpu_s() - own0 + run.client_cpu,
-                                           "load": load})  # fmt: skip
+                                           "cpu": cpu_s(pid) - at["cpu"],
+                                           "own": cpu_s() - at["own"] + run.client_cpu,
+                                           "load": at["load"]})  # fmt: skip
                 bb = sum(refs) / len(refs)
                 for mode, parts in runs.items():
                     r = pooled(parts)
@@ -265,14 +271,20 @@ def predict_row(url: str, pid: int, args: argparse.Namespace, load: float, conc:
     thread = threading.Thread(target=learner)
     thread.start()
     time.sleep(1.0)  # the load is running before the first prediction
-    before, load_avg, cpu0, own0 = learned[0], load_now(), cpu_s(pid), cpu_s()
+    marks: dict[str, Any] = {}
+
+    def started() -> None:  # what the learn load and the CPUs were when predictions began
+        marks.update(before=learned[0], load=load_now(), cpu=cpu_s(pid), own=cpu_s())
+
     try:
         run = run_clients(url, args.seconds, conc, Requests("/predict", preds, MSGPACK),
-                          rate=pace, processes=args.client_processes)  # fmt: skip
+                          rate=pace, processes=args.client_processes,
+                          started=started)  # fmt: skip
     finally:
         stop.set()
         thread.join()
     elapsed, lat = run.elapsed, run.lat
+    before, load_avg, cpu0, own0 = marks["before"], marks["load"], marks["cpu"], marks["own"]
     # CPU per backbone image: predictions and learned images, counted as predictions
     # here so that pooled() divides by them all.
     share = len(lat) / max(len(lat) + learned[0] - before, 1)
