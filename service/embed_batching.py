@@ -10,8 +10,9 @@ prediction is answered in one backbone run or two, so it goes first: learning on
 acknowledged a few milliseconds later, and its inputs run in small chunks between
 predictions (at most ``learn_chunk`` images while predictions come, so a prediction
 waits for one chunk at most) unless the oldest has waited ``learn_lag_ms``, which bounds
-how long predictions can hold learning back. Without predictions, learning runs in
-batches of up to ``max_batch``.
+how long predictions can hold learning back; and with more than one lane, learning then
+keeps off one of them, so a prediction that comes finds a lane free. Without predictions,
+learning runs in batches of up to ``max_batch`` on every lane.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class EmbedBatcher:
     (1/``lanes`` of their rows, at most ``max_batch``); the others (learning) run when no
     urgent input waits, or when the oldest has waited ``learn_lag_ms``: in chunks of at
     most ``learn_chunk`` rows while urgent inputs keep coming (one came in the last
-    ``quiet_s``), else a lane's share as for predictions. A batch that
+    ``quiet_s``), on all lanes but one, else a lane's share as for predictions. A batch that
     fails is run again one caller at a time, so a bad input fails only its own request.
 
     >>> calls = []
@@ -100,6 +101,7 @@ class EmbedBatcher:
         self._closed = False
         self._last_urgent = -float("inf")
         self._running = 0  # backbone runs under way, on lanes or in callers' threads
+        self._learning = 0  # of which learning runs
         self.lanes = lanes
         self._threads = [
             threading.Thread(target=self._run, name=f"edgecl-embed-{i}", daemon=True)
@@ -121,15 +123,16 @@ class EmbedBatcher:
                 self._last_urgent = item.queued
             # A lone input an idle lane would run at once runs here, on that lane's turn:
             # no wake-up of the lane's thread and wait for it.
-            here = len(x) == 1 and self._turn() and not (self._urgent or self._learn)
+            here = len(x) == 1 and self._turn(urgent) and not (self._urgent or self._learn)
             if here:
                 self._running += 1
+                self._learning += not urgent
             else:
                 (self._urgent if urgent else self._learn).append(item)
                 self._cond.notify()
-        return self._run_here(x) if here else item.future.result()
+        return self._run_here(x, urgent) if here else item.future.result()
 
-    def _run_here(self, x: np.ndarray[Any, Any]) -> FloatArray:
+    def _run_here(self, x: np.ndarray[Any, Any], urgent: bool) -> FloatArray:
         """``x`` embedded in the caller's thread, on a lane's turn it took."""
         out = None
         try:
@@ -138,6 +141,7 @@ class EmbedBatcher:
         finally:
             with self._cond:
                 self._running -= 1
+                self._learning -= not urgent
                 if out is not None:
                     self.batches += 1
                     self.samples += len(out)
@@ -161,35 +165,55 @@ class EmbedBatcher:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not (self._closed or (self._urgent or self._learn) and self._turn()):
+                while not (self._closed or self._runnable()):
                     self._cond.wait()
-                parts = self._next()
-                if parts is not None:
+                chosen = self._next()
+                if chosen is not None:
                     self._running += 1
+                    self._learning += chosen[1]
                 if self._urgent or self._learn:
                     self._cond.notify()  # what this lane left is another lane's share
-            if parts is None:
+            if chosen is None:
                 return
+            parts, learning = chosen
             try:
                 self._run_parts(parts)
             finally:
                 with self._cond:
                     self._running -= 1
+                    self._learning -= learning
                     if self._urgent or self._learn:
                         self._cond.notify()
 
-    def _turn(self) -> bool:
-        """Whether a lane may run now: fewer than ``lanes`` runs, the callers' included."""
-        return self._running < self.lanes
+    def _turn(self, urgent: bool = True) -> bool:
+        """Whether a lane may run now (the lock held): fewer than ``lanes`` runs, the
+        callers' included, and for learning :meth:`_learning_may_run`."""
+        return self._running < self.lanes and (urgent or self._learning_may_run())
 
-    def _next(self) -> list[_Part] | None:
-        """What the lane runs next (the lock held); None once closed and drained."""
+    def _learning_may_run(self) -> bool:
+        """Learning may take a lane: with one lane, without predictions in the last
+        ``quiet_s``, or when closing; else on all lanes but one (a prediction that comes
+        finds that one free), unless the oldest learn input has waited ``learn_lag_ms``."""
+        now = time.monotonic()
+        if self.lanes == 1 or self._closed or now - self._last_urgent >= self.quiet_s:
+            return True
+        if self._learning < self.lanes - 1:
+            return True
+        return bool(self._learn) and now - self._learn[0].queued > self.learn_lag_s
+
+    def _runnable(self) -> bool:
+        """Whether a lane has something it may run now (the lock held)."""
+        return self._turn() and bool(self._urgent or self._learn and self._learning_may_run())
+
+    def _next(self) -> tuple[list[_Part], bool] | None:
+        """What the lane runs next and whether it is learning (the lock held); None once
+        closed and drained."""
         learn, urgent, now = self._learn, self._urgent, time.monotonic()
         if urgent and not (learn and now - learn[0].queued > self.learn_lag_s):
-            return self._gather(urgent, self._share(urgent))
-        if learn:
+            return self._gather(urgent, self._share(urgent)), False
+        if learn and self._learning_may_run():
             busy = now - self._last_urgent < self.quiet_s
-            return self._gather(learn, self.learn_chunk if busy else self._share(learn))
+            return self._gather(learn, self.learn_chunk if busy else self._share(learn)), True
         return None
 
     def _share(self, queue: deque[_Item]) -> int:

@@ -170,6 +170,54 @@ def test_predictions_run_ahead_of_queued_learning() -> None:
     assert outs[1][:, 0].tolist() == [1.0, 1.0, 1.0]
 
 
+def blocking_embed() -> tuple[Any, list[float], threading.Event, threading.Event]:
+    """An embed that records each run's first value and holds the first learn run (value
+    1) until released."""
+    runs: list[float] = []
+    started, release = threading.Event(), threading.Event()
+
+    def embed(x: np.ndarray) -> np.ndarray:
+        runs.append(float(x[0, 0]))
+        if x[0, 0] == 1 and not started.is_set():
+            started.set()
+            release.wait(10)
+        return x.astype(np.float32)
+
+    return embed, runs, started, release
+
+
+def test_learning_keeps_a_lane_free_while_predictions_come() -> None:
+    embed, runs, started, release = blocking_embed()
+    batcher = EmbedBatcher(embed, lanes=2, learn_lag_ms=10_000, quiet_s=600)
+    batcher.embed(np.full((1, 2), 2))  # a prediction: predictions are coming
+    with ThreadPoolExecutor(2) as pool:
+        learn = pool.submit(batcher.embed, np.full((4, 2), 1), False)
+        assert started.wait(10)
+        # One lane holds a learn chunk; the other is kept for predictions, not learning.
+        assert batcher.embed(np.full((1, 2), 3)).tolist() == [[3.0, 3.0]]
+        time.sleep(0.2)
+        assert runs == [2.0, 1.0, 3.0]
+        release.set()
+        assert learn.result(10).tolist() == [[1.0, 1.0]] * 4
+    batcher.close()
+    assert runs == [2.0, 1.0, 3.0, 1.0, 1.0, 1.0]  # the rest in chunks, one lane at a time
+
+
+def test_without_predictions_learning_runs_on_every_lane() -> None:
+    embed, runs, started, release = blocking_embed()
+    batcher = EmbedBatcher(embed, lanes=2, quiet_s=0)
+    with ThreadPoolExecutor(2) as pool:
+        learn = pool.submit(batcher.embed, np.full((4, 2), 1), False)
+        assert started.wait(10)
+        deadline = time.monotonic() + 10
+        while len(runs) < 2 and time.monotonic() < deadline:  # the other lane's share
+            time.sleep(0.01)
+        assert len(runs) >= 2 and not learn.done()
+        release.set()
+        assert learn.result(10).shape == (4, 2)
+    batcher.close()
+
+
 def test_learning_beside_predictions_is_acknowledged_and_durable(tmp_path: Path) -> None:
     """Learn requests sent while predictions keep both lanes busy are all answered, and a
     restarted daemon on the same data dir holds every sample they taught."""
