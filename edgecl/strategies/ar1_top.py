@@ -15,6 +15,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from edgecl.protocols import Rows
+from edgecl.state_views import owned
 from edgecl.strategies.ar1_si import SynapticIntelligence as SynapticIntelligence
 from edgecl.strategies.cwr_star import tied_row
 from edgecl.strategies.linear import SGD
@@ -221,12 +222,12 @@ class TrainableTop:
     def state_dict(self) -> State:
         tensors: dict[str, Any] = {}
         if self.module is not None:
-            tensors = {k: v.detach().numpy().copy() for k, v in self.module.state_dict().items()}
+            tensors = {k: owned(v.detach().numpy()) for k, v in self.module.state_dict().items()}
         return {
             "dim": self.dim,
             "tensors": tensors,
-            "omega": {k: v.copy() for k, v in self.si.total.items()},  # unclipped
-            "theta_star": {k: v.copy() for k, v in self.si.star.items()},
+            "omega": {k: owned(v) for k, v in self.si.total.items()},  # unclipped
+            "theta_star": {k: owned(v) for k, v in self.si.star.items()},
         }
 
     def load_state_dict(self, state: State) -> None:
