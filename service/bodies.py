@@ -45,7 +45,7 @@ class _TooMany(Exception):
     pass
 
 
-def loads(raw: bytes, kind: Kind, max_samples: int, what: str = "body") -> Any:
+def loads(raw: bytes | bytearray, kind: Kind, max_samples: int, what: str = "body") -> Any:
     """Plain data from JSON or msgpack; ``BodyError`` as soon as it holds more maps than
     ``max_samples`` samples could, or is not valid, or nests too deep (``what`` names the
     bytes in the sentence: a body, a payload)."""
@@ -124,6 +124,6 @@ def validate(model: type[Model], data: Any, max_samples: int) -> Model:
         raise BodyError(422, "body is nested too deeply") from None
 
 
-def parse(model: type[Model], raw: bytes, kind: Kind, max_samples: int) -> Model:
+def parse(model: type[Model], raw: bytes | bytearray, kind: Kind, max_samples: int) -> Model:
     """:func:`loads` then :func:`validate`."""
     return validate(model, loads(raw, kind, max_samples), max_samples)

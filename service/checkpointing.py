@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edgecl.heap import release_freed_memory
+from edgecl.state_views import shared_arrays
 
 log = logging.getLogger("edgecl.durability")
 
@@ -120,18 +121,26 @@ class Checkpointer:
 
     def maybe(self, state: Callable[[], dict[str, Any]], seq: int, force: bool = False) -> bool:
         """Write ``state()`` as covering WAL records up to ``seq`` if anything changed and
-        it is due (or ``force``); False when the write failed (logged; the WAL keeps all)."""
+        it is due (or ``force``); False when the write failed (logged; the WAL keeps all).
+        ``state`` is built inside :func:`~edgecl.state_views.shared_arrays`: call this
+        from the thread that changes what it holds."""
         if self.since == 0 or not (force or self.due()):
             return True
         start = self.last_at = time.monotonic()
         try:
-            self.checkpoints.save(state(), seq)
+            # The state shares the learner's arrays, not copies of them (28 MiB for AR1's
+            # defaults): the writer thread, the only one that changes them, is here until
+            # the file is written and read back.
+            with shared_arrays():
+                built = state()
+            self.checkpoints.save(built, seq)
+            del built  # before the trim below
         except (OSError, ValueError) as exc:
             self.failing = True
             log.error("checkpoint failed (the WAL still holds the samples): %s", exc)
             return False
         finally:
-            release_freed_memory()  # the state's copies, before the next batch's working set
+            release_freed_memory()  # what writing it took, before the next batch's working set
         self.seconds, self.failing = time.monotonic() - start, False
         self.last_bytes = self.checkpoints.last_size_bytes
         self.bytes_written += self.last_bytes

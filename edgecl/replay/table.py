@@ -14,6 +14,7 @@ from edgecl.replay.compress import (
     quantize_int8,
 )
 from edgecl.replay.drawn import EncodedDraw
+from edgecl.state_views import owned
 from edgecl.types import AnyArray, FloatArray, IntArray, State
 
 
@@ -207,14 +208,14 @@ class EncodedItems:
         state: State = {
             "encoding": self.encoding,
             "shape": None if self.shape is None else list(self.shape),
-            "labels": self.labels.copy(),
+            "labels": owned(self.labels),
         }
         if self.encoding == "lz4":
             state["frames"] = list(self._frames[:n])
         elif self._codes is not None:
-            state["codes"] = self._codes[:n].copy()
+            state["codes"] = owned(self._codes[:n])
             if self.encoding == "int8":
-                state["scales"] = self._scales[:n].copy()
+                state["scales"] = owned(self._scales[:n])
         return state
 
     def load_state_dict(self, state: State) -> None:

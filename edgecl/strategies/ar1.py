@@ -12,6 +12,7 @@ from edgecl.heap import release_freed_memory
 from edgecl.protocols import Rows
 from edgecl.registry import Configurable
 from edgecl.replay.drawn import LatentRows
+from edgecl.state_views import owned
 from edgecl.strategies.cwr_star import background, consolidate
 from edgecl.strategies.linear import (
     SGD,
@@ -267,8 +268,8 @@ class AR1(Configurable):
 
     def state_dict(self) -> State:
         return {
-            "cw": self.cw.copy(),
-            "past": self.past.copy(),
+            "cw": owned(self.cw),
+            "past": owned(self.past),
             "calls": self.calls,
             "net": self.net.state_dict(),
         }

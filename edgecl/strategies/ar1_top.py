@@ -15,6 +15,8 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from edgecl.protocols import Rows
+from edgecl.state_views import owned
+from edgecl.strategies.ar1_norm import freeze_batchnorm
 from edgecl.strategies.ar1_si import SynapticIntelligence as SynapticIntelligence
 from edgecl.strategies.cwr_star import tied_row
 from edgecl.strategies.linear import SGD
@@ -33,14 +35,6 @@ def _relu6_in_place(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.ReLU6):
             m.inplace = True
-
-
-def _freeze_batchnorm(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            for p in m.parameters():
-                p.requires_grad_(False)
-    module.eval()  # running statistics are used, never updated
 
 
 class _Minibatch:
@@ -97,7 +91,7 @@ class TrainableTop:
             self._install(load_top(top), math.prod(self.in_shape))
 
     def _install(self, module: nn.Module, dim: int) -> None:
-        _freeze_batchnorm(module)
+        freeze_batchnorm(module)
         _relu6_in_place(module)
         self.module, self.dim = module, dim
         with torch.no_grad():
@@ -221,12 +215,12 @@ class TrainableTop:
     def state_dict(self) -> State:
         tensors: dict[str, Any] = {}
         if self.module is not None:
-            tensors = {k: v.detach().numpy().copy() for k, v in self.module.state_dict().items()}
+            tensors = {k: owned(v.detach().numpy()) for k, v in self.module.state_dict().items()}
         return {
             "dim": self.dim,
             "tensors": tensors,
-            "omega": {k: v.copy() for k, v in self.si.total.items()},  # unclipped
-            "theta_star": {k: v.copy() for k, v in self.si.star.items()},
+            "omega": {k: owned(v) for k, v in self.si.total.items()},  # unclipped
+            "theta_star": {k: owned(v) for k, v in self.si.star.items()},
         }
 
     def load_state_dict(self, state: State) -> None:

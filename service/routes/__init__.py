@@ -190,7 +190,11 @@ async def read_samples(request: Request, model: type[Model], with_label: bool) -
                 return await in_worker(validate, model, payload, limit)
             # Read here rather than with request.body(), which keeps the bytes on the
             # request until the reply: a queued learn request would hold its body twice.
-            raw = b"".join([chunk async for chunk in request.stream()])
+            # One growing buffer: the chunks kept to be joined would be a second copy,
+            # left behind as holes in the heap.
+            raw = bytearray()
+            async for chunk in request.stream():
+                raw += chunk
             form: Kind = "json" if kind == "application/json" else "msgpack"
             if len(raw) <= INLINE_BODY_BYTES:
                 return parse(model, raw, form, limit)

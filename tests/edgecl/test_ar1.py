@@ -541,3 +541,45 @@ def test_samples_the_probe_holds_back_are_left_out_as_if_never_given(name: str) 
     assert held.store is not None and plain.store is not None
     for a, b in zip(held.store.items(), plain.store.items(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_frozen_batchnorm_keeps_no_activation_and_gives_torchs_gradient_bit_for_bit(
+    tmp_path: Path,
+) -> None:
+    import copy
+
+    from edgecl.strategies.ar1_norm import FrozenBatchNorm2d
+
+    s = AR1(top=str(fake_build(tmp_path, (192, 7, 7))))
+    frozen = s.net.module
+    assert frozen is not None
+    norms = [m for m in frozen.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(type(m) is FrozenBatchNorm2d for m in norms)
+    plain = copy.deepcopy(frozen)  # torch's own batch normalisation, in evaluation mode
+    for m in plain.modules():
+        if isinstance(m, FrozenBatchNorm2d):
+            m.__class__ = torch.nn.BatchNorm2d
+    assert plain.state_dict().keys() == frozen.state_dict().keys()
+
+    x = torch.relu(torch.randn(8, 192, 7, 7, generator=torch.Generator().manual_seed(3)))
+
+    def run(module: Any) -> tuple[list[bytes], int]:
+        kept: dict[int, int] = {}
+
+        def pack(t: Any) -> Any:
+            kept[t.data_ptr()] = t.numel() * t.element_size()
+            return t
+
+        weights = [p for p in module.parameters() if p.requires_grad]
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = module(x)
+        loss = (out * torch.linspace(-1, 1, out.shape[1])).sum()
+        grads = torch.autograd.grad(loss, [*weights])
+        return [out.detach().numpy().tobytes()] + [g.numpy().tobytes() for g in grads], sum(
+            kept.values()
+        )
+
+    (mine, mine_kept), (theirs, theirs_kept) = run(frozen), run(plain)
+    assert mine == theirs  # the features and every weight's gradient, bit for bit
+    # What it no longer keeps: the input of each normalisation (block15's three, the head's).
+    assert theirs_kept - mine_kept >= 8 * 49 * 4 * (1152 * 2 + 320 + 1280)

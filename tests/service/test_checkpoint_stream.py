@@ -11,8 +11,12 @@ import httpx
 import numpy as np
 import pytest
 
-from edgecl import persistence
+from edgecl import Learner, persistence, replay, strategies
+from edgecl.backbones import IdentityBackbone
+from edgecl.probe import ProbeSet
+from edgecl.state_views import shared_arrays
 from service.checkpoints import Checkpoints
+from service.writer import LearnJob, Writer
 from tests.service.daemon import Daemon, identity_env
 
 DIM = 8
@@ -109,3 +113,48 @@ def test_a_checkpoint_that_cannot_be_serialised_leaves_the_last_one_alone(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-000000000003.ckpt"]
     loaded = Checkpoints(tmp_path).load_latest()
     assert loaded is not None and loaded[1] == 3
+
+
+def test_a_checkpoint_shares_the_learners_arrays_and_holds_the_copied_states_bytes(
+    tmp_path: Path,
+) -> None:
+    ar1 = strategies.create("ar1", hidden=6, epochs=2, batch_size=8, lr=0.05)
+    store = replay.create("latent_replay", max_bytes=64 << 10)
+    learner = Learner(IdentityBackbone(DIM), ar1, store, probe=ProbeSet(share=0.2))
+    writer, rng = Writer(learner, checkpoints=Checkpoints(tmp_path)), np.random.default_rng(0)
+    for r in range(4):
+        labels = [CLASSES[(r + k) % 3] for k in range(30)]
+        z = rng.normal(0, 0.3, (30, DIM)) + np.eye(DIM)[[CLASSES.index(y) for y in labels]]
+        job = LearnJob(learner.check_batch(z.astype(np.float32), labels), [None] * 30, "test")
+        writer.learn_batch([job])
+        job.future.result()
+    # Inside shared_arrays a state holds the learner's own arrays (two states share them);
+    # outside, copies.
+    with shared_arrays():
+        a, b = learner.state_dict(), learner.state_dict()
+    c = learner.state_dict()
+    for key in ("codes", "scales", "labels"):
+        held = a["store"]["state"]["items"][key]
+        assert np.shares_memory(held, b["store"]["state"]["items"][key])
+        assert not np.shares_memory(held, c["store"]["state"]["items"][key])
+    top = a["strategy"]["state"]["net"]
+    for part in ("tensors", "omega", "theta_star"):
+        assert top[part]
+        for name, value in top[part].items():
+            assert np.shares_memory(value, b["strategy"]["state"]["net"][part][name])
+            assert not np.shares_memory(value, c["strategy"]["state"]["net"][part][name])
+    del a, b
+    # The writer's checkpoint (built from the shared arrays) is the copied state's bytes.
+    assert writer.maybe_checkpoint(force=True)
+    assert learner.probe is not None and len(learner.probe.store) > 0
+    copied = {"learner": c, "recent_ids": [], "probe": learner.probe.state_dict()}
+    (path,) = tmp_path.glob("checkpoint-*.ckpt")
+    assert path.read_bytes() == persistence.dump_snapshot({"wal_seq": 0, "state": copied})
+    # It restores the learner exactly.
+    loaded = Checkpoints(tmp_path).load_latest()
+    assert loaded is not None
+    restored = Learner.from_state(loaded[0]["learner"])
+    probes = np.asarray(PROBES, np.float32)
+    assert np.array_equal(
+        restored.predict_proba_latents(probes), learner.predict_proba_latents(probes)
+    )
