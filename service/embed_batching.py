@@ -9,10 +9,11 @@ anyway, so the next free lane runs them together, as Triton's dynamic batcher do
 prediction is answered in one backbone run or two, so it goes first: learning only needs to be
 acknowledged a few milliseconds later, and its inputs run in small chunks between
 predictions (at most ``learn_chunk`` images while predictions come, so a prediction
-waits for one chunk at most) unless the oldest has waited ``learn_lag_ms``, which bounds
-how long predictions can hold learning back; and with more than one lane, learning then
-keeps off one of them, so a prediction that comes finds a lane free. Without predictions,
-learning runs in batches of up to ``max_batch`` on every lane.
+waits for one chunk at most), and with more than one lane learning then keeps off one of
+them, so a prediction that comes finds a lane free; unless the oldest learn input has
+waited ``learn_lag_ms`` with no lane taking any of it, which bounds how long predictions
+can hold learning back. Without predictions, learning runs in batches of up to
+``max_batch`` on every lane.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class _Item:
 
     x: np.ndarray[Any, Any]
     queued: float = field(default_factory=time.monotonic)
+    moved: float = 0.0  # when a lane last took rows of it (0: not yet)
     future: Future[FloatArray] = field(default_factory=Future)
     out: FloatArray | None = None
     taken: int = 0
@@ -59,8 +61,8 @@ class EmbedBatcher:
 
     ``urgent`` inputs (predictions) run first, a lane taking its share of those waiting
     (1/``lanes`` of their rows, at most ``max_batch``); the others (learning) run when no
-    urgent input waits, or when the oldest has waited ``learn_lag_ms``: in chunks of at
-    most ``learn_chunk`` rows while urgent inputs keep coming (one came in the last
+    urgent input waits, or when the oldest has waited ``learn_lag_ms`` untouched: in chunks
+    of at most ``learn_chunk`` rows while urgent inputs keep coming (one came in the last
     ``quiet_s``), on all lanes but one, else a lane's share as for predictions. A batch that
     fails is run again one caller at a time, so a bad input fails only its own request.
 
@@ -193,13 +195,19 @@ class EmbedBatcher:
     def _learning_may_run(self) -> bool:
         """Learning may take a lane: with one lane, without predictions in the last
         ``quiet_s``, or when closing; else on all lanes but one (a prediction that comes
-        finds that one free), unless the oldest learn input has waited ``learn_lag_ms``."""
+        finds that one free), unless the oldest learn input is lagging."""
         now = time.monotonic()
         if self.lanes == 1 or self._closed or now - self._last_urgent >= self.quiet_s:
             return True
         if self._learning < self.lanes - 1:
             return True
-        return bool(self._learn) and now - self._learn[0].queued > self.learn_lag_s
+        return bool(self._learn) and self._lagging(now)
+
+    def _lagging(self, now: float) -> bool:
+        """Whether the oldest learn input has waited ``learn_lag_ms`` without a lane taking
+        any of its rows: predictions held it back that long (the lock held)."""
+        item = self._learn[0]
+        return now - max(item.queued, item.moved) > self.learn_lag_s
 
     def _runnable(self) -> bool:
         """Whether a lane has something it may run now (the lock held)."""
@@ -209,7 +217,7 @@ class EmbedBatcher:
         """What the lane runs next and whether it is learning (the lock held); None once
         closed and drained."""
         learn, urgent, now = self._learn, self._urgent, time.monotonic()
-        if urgent and not (learn and now - learn[0].queued > self.learn_lag_s):
+        if urgent and not (learn and self._lagging(now)):
             return self._gather(urgent, self._share(urgent)), False
         if learn and self._learning_may_run():
             busy = now - self._last_urgent < self.quiet_s
@@ -233,6 +241,7 @@ class EmbedBatcher:
             take = min(limit - rows, len(item.x) - item.taken)
             parts.append((item, item.taken, item.taken + take))
             item.taken += take
+            item.moved = time.monotonic()
             rows += take
             if item.taken == len(item.x):
                 queue.popleft()

@@ -121,8 +121,8 @@ class Settings(HttpSettings, BaseSettings):
         default=50.0,
         ge=0,
         le=60_000,
-        description="With embed batching: the longest a learn request's images wait behind "
-        "predictions before they run anyway.",
+        description="With embed batching: the longest predictions may keep every lane from a "
+        "learn request's images (none of them run meanwhile) before they run anyway.",
     )
     embed_max_batch: int = Field(
         default=32, ge=1, le=1024, description="Most images in one batched backbone run."

@@ -203,6 +203,29 @@ def test_learning_keeps_a_lane_free_while_predictions_come() -> None:
     assert runs == [2.0, 1.0, 3.0, 1.0, 1.0, 1.0]  # the rest in chunks, one lane at a time
 
 
+def test_learning_in_progress_does_not_lag_past_predictions() -> None:
+    """A learn request longer than the lag bound, taken a chunk at a time by one lane, is
+    making progress: it does not count as held back, so it never takes the lane kept for
+    predictions."""
+    lock, active, most = threading.Lock(), [0], [0]
+
+    def embed(x: np.ndarray) -> np.ndarray:
+        learning = x[0, 0] == 1
+        with lock:
+            active[0] += learning
+            most[0] = max(most[0], active[0])
+        time.sleep(0.1 if learning else 0.0)
+        with lock:
+            active[0] -= learning
+        return x.astype(np.float32)
+
+    batcher = EmbedBatcher(embed, lanes=2, learn_lag_ms=500, quiet_s=600)
+    batcher.embed(np.full((1, 2), 2))  # predictions are coming
+    out = batcher.embed(np.full((8, 2), 1), urgent=False)  # 8 chunks: 0.8 s > the bound
+    batcher.close()
+    assert out.shape == (8, 2) and most[0] == 1
+
+
 def test_without_predictions_learning_runs_on_every_lane() -> None:
     embed, runs, started, release = blocking_embed()
     batcher = EmbedBatcher(embed, lanes=2, quiet_s=0)
