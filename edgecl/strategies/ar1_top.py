@@ -160,20 +160,27 @@ class TrainableTop:
         w = torch.from_numpy(tw.copy()).requires_grad_(True)
         w_velocity = torch.zeros_like(w)
         yt = torch.from_numpy(y)
+        # Buffers every minibatch reuses: its gradient, and the update's terms (a parameter's
+        # size at most); made anew each time, they left holes in the heap between chunks.
+        sums = [torch.empty_like(p) for p in [*params, w]]
+        most = max((p.numel() for p in params), default=0)
+        term, step_of = torch.empty(most), torch.empty(most)
         self.si.begin(named)
         for _ in range(sgd.epochs):
             order = rng.permutation(len(rows))
             for s in range(0, len(rows), sgd.batch_size):
                 idx = order[s : s + sgd.batch_size]
                 xb = _Minibatch(rows, idx)
-                grads = self._minibatch_grads(xb, yt[torch.from_numpy(idx)], [*params, w], shift)
+                yb = yt[torch.from_numpy(idx)]
+                grads = self._minibatch_grads(xb, yb, [*params, w], shift, sums)
                 with torch.no_grad():
                     for k, p in enumerate(params):
                         g = self.si.gradient(k, p, grads[k])
-                        velocity[k].mul_(momentum).add_(g + weight_decay * p)
-                        step = -top_lr * velocity[k]
+                        decay = torch.mul(p, weight_decay, out=term[: p.numel()].view_as(p))
+                        velocity[k].mul_(momentum).add_(torch.add(g, decay, out=decay))
+                        step = torch.mul(velocity[k], -top_lr, out=step_of[: p.numel()].view_as(p))
                         p.add_(step)
-                        self.si.moved(k, g, step)
+                        self.si.moved(k, g, step, out=decay)
                     w_velocity.mul_(momentum).add_(grads[-1] * scale + weight_decay * w)
                     w.sub_(lr * w_velocity)
                 del grads  # before the next minibatch's are summed
@@ -188,6 +195,7 @@ class TrainableTop:
         y: torch.Tensor,
         wrt: list[torch.Tensor],
         shift: torch.Tensor | None = None,
+        sums: list[torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
         """Gradients of the minibatch's mean cross-entropy (logits plus ``shift``, if
         given), summed over chunks of
@@ -196,8 +204,8 @@ class TrainableTop:
         chunk's activations are alive at a time. Each chunk's gradient is added into the
         sum (``.grad``) as the backward pass makes it, one parameter at a time, so a
         chunk's whole set of gradients is never alive beside the sum."""
-        for p in wrt:
-            p.grad = None
+        for k, p in enumerate(wrt):
+            p.grad = None if sums is None else sums[k].fill_(-0.0)
         for s in range(0, len(x), TRAIN_CHUNK):
             logits = self._forward(x[s : s + TRAIN_CHUNK]) @ wrt[-1].T
             if shift is not None:
