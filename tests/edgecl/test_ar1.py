@@ -152,6 +152,26 @@ def test_importance_is_the_path_integral_over_the_squared_change() -> None:
     assert np.any(weights == clip) and np.any((weights > 0) & (weights < clip))
 
 
+def test_a_state_taken_is_not_changed_by_later_batches() -> None:
+    """The importance and anchors are updated in place after each batch: a state taken
+    before (a copy) keeps its values, and a head loaded from it predicts as it did."""
+    s = AR1(hidden=5, si_lambda=0.5, epochs=2, batch_size=8)
+    s.add_classes(3)
+    s.learn_many(*blobs([0, 1], 10, dim=4, seed=1))
+    state = s.state_dict()
+    kept = codec.packb(state)
+    test, _ = blobs([0, 1, 2], 5, dim=4, seed=9)
+    expected = s.predict_proba_many(test)
+    s.learn_many(*blobs([1, 2], 10, dim=4, seed=2))
+    assert codec.packb(state) == kept
+    assert not np.array_equal(
+        s.state_dict()["net"]["omega"]["0.weight"], state["net"]["omega"]["0.weight"]
+    )
+    again = AR1(hidden=5, si_lambda=0.5, epochs=2, batch_size=8)
+    again.load_state_dict(codec.unpackb(kept))
+    np.testing.assert_array_equal(again.predict_proba_many(test), expected)
+
+
 def test_synaptic_intelligence_on_a_quadratic_follows_the_reference_formula() -> None:
     """SGD with momentum on L(θ) = a (θ - c)² / 2 over three batches, through the SI
     penalty, against the reference's ``post_update`` / ``update_ewc_data`` by hand."""
