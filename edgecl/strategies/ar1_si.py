@@ -74,12 +74,9 @@ class SynapticIntelligence:
             return g
         return g + self.lam * self._omega[k] * (p - self._star[k])
 
-    def moved(
-        self, k: int, g: torch.Tensor, step: torch.Tensor, out: torch.Tensor | None = None
-    ) -> None:
-        """The ``k``-th parameter took ``step`` where the loss's gradient was ``g`` (``out``:
-        a buffer of their shape to use, not ``g`` or ``step``)."""
-        self._path[k].add_(torch.mul(g, step, out=out))
+    def moved(self, k: int, g: torch.Tensor, step: torch.Tensor) -> None:
+        """The ``k``-th parameter took ``step`` where the loss's gradient was ``g``."""
+        self._path[k].add_(g * step)
 
     def end(self, named: Sequence[tuple[str, torch.Tensor]]) -> None:
         """Fold this batch's path into the importance; the anchors move to ``named``'s values."""

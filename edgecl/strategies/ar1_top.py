@@ -160,11 +160,9 @@ class TrainableTop:
         w = torch.from_numpy(tw.copy()).requires_grad_(True)
         w_velocity = torch.zeros_like(w)
         yt = torch.from_numpy(y)
-        # Buffers every minibatch reuses: its gradient, and the update's terms (a parameter's
-        # size at most); made anew each time, they left holes in the heap between chunks.
+        # Every minibatch sums its gradient into these: made anew by each first chunk's
+        # backward pass, they left holes in the heap among the chunks' activations.
         sums = [torch.empty_like(p) for p in [*params, w]]
-        most = max((p.numel() for p in params), default=0)
-        term, step_of = torch.empty(most), torch.empty(most)
         self.si.begin(named)
         for _ in range(sgd.epochs):
             order = rng.permutation(len(rows))
@@ -176,11 +174,10 @@ class TrainableTop:
                 with torch.no_grad():
                     for k, p in enumerate(params):
                         g = self.si.gradient(k, p, grads[k])
-                        decay = torch.mul(p, weight_decay, out=term[: p.numel()].view_as(p))
-                        velocity[k].mul_(momentum).add_(torch.add(g, decay, out=decay))
-                        step = torch.mul(velocity[k], -top_lr, out=step_of[: p.numel()].view_as(p))
+                        velocity[k].mul_(momentum).add_(g + weight_decay * p)
+                        step = -top_lr * velocity[k]
                         p.add_(step)
-                        self.si.moved(k, g, step, out=decay)
+                        self.si.moved(k, g, step)
                     w_velocity.mul_(momentum).add_(grads[-1] * scale + weight_decay * w)
                     w.sub_(lr * w_velocity)
                 del grads  # before the next minibatch's are summed
