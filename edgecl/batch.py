@@ -91,9 +91,18 @@ class Batch:
         index = index.astype(np.intp, copy=False)
         if len(index) == len(self) and np.array_equal(index, np.arange(len(self))):
             return self
-        inputs = None if self.inputs is None else self.inputs[index]
-        tasks = None if self.tasks is None else [self.tasks[int(i)] for i in index]
-        return Batch(self.z[index], [self.labels[int(i)] for i in index], inputs, tasks)
+        return Batch(self.z[index], *self.parts(index))
+
+    def parts(
+        self, rows: np.ndarray[Any, Any] | None
+    ) -> tuple[list[Label], np.ndarray[Any, Any] | None, list[Label | None] | None]:
+        """Labels, inputs and tasks of rows ``rows`` (indices; None: all), without copying
+        the latents (a micro-batch's are tens of MiB; they are read in place by row)."""
+        if rows is None:
+            return self.labels, self.inputs, self.tasks
+        inputs = None if self.inputs is None else self.inputs[rows]
+        tasks = None if self.tasks is None else [self.tasks[int(i)] for i in rows]
+        return [self.labels[int(i)] for i in rows], inputs, tasks
 
     def rows(self, start: int, stop: int) -> Batch:
         """Rows ``start`` to ``stop`` (excluded), sharing this batch's arrays (no copy)."""

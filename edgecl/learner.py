@@ -156,7 +156,8 @@ class Learner(Retraining, OpenSetLearning):
         re-scored when due). Returns how many samples were learned."""
         rows = None  # those not held back (None: all)
         if self.probe is not None:
-            kept = self.probe.divert(self, batch.z, batch.labels, self._tasks_of(batch))
+            t = self._tasks_of(batch.tasks, len(batch))
+            kept = self.probe.divert(self, batch.z, batch.labels, t)
             rows = None if kept.all() else np.flatnonzero(kept)
         n = len(batch) if rows is None else len(rows)
         if n:
@@ -165,35 +166,36 @@ class Learner(Retraining, OpenSetLearning):
             self.calibrate()
         return n
 
-    def _tasks_of(self, batch: Batch) -> IntArray:
-        """The batch's task ints (``-1``: none), new tasks added (to the head too)."""
-        t = self.tasks.encode(batch.tasks, len(batch))
+    def _tasks_of(self, tasks: Sequence[Label | None] | None, n: int) -> IntArray:
+        """Task ints of ``n`` rows (``-1``: none), new tasks added (to the head too)."""
+        t = self.tasks.encode(tasks, n)
         head = task_aware(self.strategy)
         if head is not None:
             head.add_tasks(len(self.tasks))
         return t
 
     def _learn(self, whole: Batch, rows: IntArray | None = None) -> None:
-        batch = whole if rows is None else whole.select(rows)
-        z, raw = batch.z, batch.inputs
+        labels, raw, tasks = whole.parts(rows)  # the latents are read in place, not copied
         before = len(self.labels)
-        t = self._tasks_of(batch)
-        y = np.asarray(self.labels.encode_many(batch.labels), dtype=np.int64)
+        t = self._tasks_of(tasks, len(labels))
+        y = np.asarray(self.labels.encode_many(labels), dtype=np.int64)
         pred = np.full(len(y), -1)  # test, then train: -1 while no class is known
         if before:
-            pred = np.argmax(proba(self.strategy, z, t), axis=1)
+            pred = np.argmax(memory.kept_proba(self.strategy, whole.z, rows, t), axis=1)
         self.prequential.update(y, pred.astype(np.int64))
         if len(self.labels) > before:
             self.strategy.add_classes(len(self.labels))
             self.class_counts.extend([0] * (len(self.labels) - before))
-        keep = memory.store_first(self.store, self.strategy, z if raw is None else raw, y, t)
-        del batch, z  # training reads the rows from the whole batch: no copy of them kept
+
+        def items() -> Any:
+            return raw if raw is not None else whole.z if rows is None else whole.z[rows]
+
+        keep = memory.store_first(self.store, self.strategy, items, y, t)
         memory.train(
             self.strategy, self.store, self._rng, self.embed_stored, whole.z, y, keep, t, rows
         )
         if self.store is not None and keep:
-            items = raw if raw is not None else whole.z if rows is None else whole.z[rows]
-            self.store.add_many(items, pack(y, t))
+            self.store.add_many(items(), pack(y, t))
         self.tasks.taught(y, t)
         for idx in y.tolist():
             self.class_counts[idx] += 1

@@ -11,7 +11,7 @@ from edgecl.protocols import Backbone, MemoryReplay, ReadsRows, ReplayStore, Str
 from edgecl.replay import holds_inputs
 from edgecl.replay.compress import check_batch
 from edgecl.replay.drawn import EncodedDraw, LatentRows
-from edgecl.task_book import pack, task_aware, unpack
+from edgecl.task_book import pack, proba, task_aware, unpack
 from edgecl.types import FloatArray, IntArray
 
 
@@ -63,15 +63,41 @@ def latents(
 
 
 def store_first(
-    store: ReplayStore | None, strategy: Strategy, items: Any, y: IntArray, t: IntArray
+    store: ReplayStore | None,
+    strategy: Strategy,
+    items: Callable[[], Any],
+    y: IntArray,
+    t: IntArray,
 ) -> int:
     """How many rows of a batch the strategy trains on beside the replay: all, or none for
     a strategy that ``learns_after_store`` (ExStream, which trains on its buffer after the
-    batch is merged into it), whose batch goes into ``store`` now (with tasks ``t``)."""
+    batch is merged into it), whose batch (``items()``) goes into ``store`` now (with tasks
+    ``t``)."""
     if store is None or not getattr(strategy, "learns_after_store", False):
         return len(y)
-    store.add_many(items, pack(y, t))
+    store.add_many(items(), pack(y, t))
     return 0
+
+
+def kept_proba(
+    strategy: Strategy, z: FloatArray, rows: IntArray | None, t: IntArray | None
+) -> FloatArray:
+    """Class probabilities (:func:`~edgecl.task_book.proba`) of the rows ``rows`` (sorted
+    indices; None: all) of ``z``. A strategy whose ``predict_chunk`` says it predicts each
+    run of that many rows apart from the others (AR1) gets the rows that many at a time,
+    a view of ``z`` when they are consecutive: the runs it would make of the rows copied
+    out, so the same probabilities, without a copy of a micro-batch's latents."""
+    chunk = int(getattr(strategy, "predict_chunk", 0))
+    if rows is None:
+        return proba(strategy, z, t)
+    if not chunk or task_aware(strategy) is not None:
+        return proba(strategy, z[rows], t)
+    parts = []
+    for s in range(0, len(rows), chunk):
+        run = rows[s : s + chunk]
+        together = bool(np.all(np.diff(run) == 1))
+        parts.append(strategy.predict_proba_many(z[run[0] : run[-1] + 1] if together else z[run]))
+    return np.concatenate(parts)
 
 
 def train(

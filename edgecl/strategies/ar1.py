@@ -158,6 +158,8 @@ class AR1(Configurable):
     """
 
     name = "ar1"
+    #: Rows predicted apart from the others, this many at a time (see ``kept_proba``).
+    predict_chunk = PREDICT_CHUNK
 
     def __init__(
         self,

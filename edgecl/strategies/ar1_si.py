@@ -83,6 +83,7 @@ class SynapticIntelligence:
         for k, (name, p) in enumerate(named):
             end = p.detach()
             gained = self._path[k] / ((end - self._start[k]) ** 2 + self.xi)
-            self.total[name] = self.total[name] - gained.numpy()
-            self.star[name] = end.numpy().copy()
+            # In place: arrays made anew each batch were scattered among its freed buffers.
+            np.subtract(self.total[name], gained.numpy(), out=self.total[name])
+            np.copyto(self.star[name], end.numpy())
         self._start, self._path, self._omega, self._star = [], [], [], []

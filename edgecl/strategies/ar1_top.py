@@ -160,13 +160,17 @@ class TrainableTop:
         w = torch.from_numpy(tw.copy()).requires_grad_(True)
         w_velocity = torch.zeros_like(w)
         yt = torch.from_numpy(y)
+        # Every minibatch sums its gradient into these: made anew by each first chunk's
+        # backward pass, they left holes in the heap among the chunks' activations.
+        sums = [torch.empty_like(p) for p in [*params, w]]
         self.si.begin(named)
         for _ in range(sgd.epochs):
             order = rng.permutation(len(rows))
             for s in range(0, len(rows), sgd.batch_size):
                 idx = order[s : s + sgd.batch_size]
                 xb = _Minibatch(rows, idx)
-                grads = self._minibatch_grads(xb, yt[torch.from_numpy(idx)], [*params, w], shift)
+                yb = yt[torch.from_numpy(idx)]
+                grads = self._minibatch_grads(xb, yb, [*params, w], shift, sums)
                 with torch.no_grad():
                     for k, p in enumerate(params):
                         g = self.si.gradient(k, p, grads[k])
@@ -188,6 +192,7 @@ class TrainableTop:
         y: torch.Tensor,
         wrt: list[torch.Tensor],
         shift: torch.Tensor | None = None,
+        sums: list[torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
         """Gradients of the minibatch's mean cross-entropy (logits plus ``shift``, if
         given), summed over chunks of
@@ -196,8 +201,8 @@ class TrainableTop:
         chunk's activations are alive at a time. Each chunk's gradient is added into the
         sum (``.grad``) as the backward pass makes it, one parameter at a time, so a
         chunk's whole set of gradients is never alive beside the sum."""
-        for p in wrt:
-            p.grad = None
+        for k, p in enumerate(wrt):
+            p.grad = None if sums is None else sums[k].fill_(-0.0)
         for s in range(0, len(x), TRAIN_CHUNK):
             logits = self._forward(x[s : s + TRAIN_CHUNK]) @ wrt[-1].T
             if shift is not None:

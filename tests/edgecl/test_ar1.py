@@ -152,6 +152,26 @@ def test_importance_is_the_path_integral_over_the_squared_change() -> None:
     assert np.any(weights == clip) and np.any((weights > 0) & (weights < clip))
 
 
+def test_a_state_taken_is_not_changed_by_later_batches() -> None:
+    """The importance and anchors are updated in place after each batch: a state taken
+    before (a copy) keeps its values, and a head loaded from it predicts as it did."""
+    s = AR1(hidden=5, si_lambda=0.5, epochs=2, batch_size=8)
+    s.add_classes(3)
+    s.learn_many(*blobs([0, 1], 10, dim=4, seed=1))
+    state = s.state_dict()
+    kept = codec.packb(state)
+    test, _ = blobs([0, 1, 2], 5, dim=4, seed=9)
+    expected = s.predict_proba_many(test)
+    s.learn_many(*blobs([1, 2], 10, dim=4, seed=2))
+    assert codec.packb(state) == kept
+    assert not np.array_equal(
+        s.state_dict()["net"]["omega"]["0.weight"], state["net"]["omega"]["0.weight"]
+    )
+    again = AR1(hidden=5, si_lambda=0.5, epochs=2, batch_size=8)
+    again.load_state_dict(codec.unpackb(kept))
+    np.testing.assert_array_equal(again.predict_proba_many(test), expected)
+
+
 def test_synaptic_intelligence_on_a_quadratic_follows_the_reference_formula() -> None:
     """SGD with momentum on L(θ) = a (θ - c)² / 2 over three batches, through the SI
     penalty, against the reference's ``post_update`` / ``update_ewc_data`` by hand."""
@@ -534,6 +554,8 @@ def test_samples_the_probe_holds_back_are_left_out_as_if_never_given(name: str) 
     assert held.probe is not None and 0 < held.probe.held == twin.held
     assert held.samples_learned == plain.samples_learned < 6 * 24
     assert held.class_counts == plain.class_counts
+    # The kept rows were predicted first (test, then train) as the copied rows are.
+    assert held.prequential.state_dict() == plain.prequential.state_dict()
     test, _ = blobs(list(range(5)), 10, seed=99)
     np.testing.assert_array_equal(
         held.strategy.predict_proba_many(test), plain.strategy.predict_proba_many(test)
@@ -583,3 +605,21 @@ def test_frozen_batchnorm_keeps_no_activation_and_gives_torchs_gradient_bit_for_
     assert mine == theirs  # the features and every weight's gradient, bit for bit
     # What it no longer keeps: the input of each normalisation (block15's three, the head's).
     assert theirs_kept - mine_kept >= 8 * 49 * 4 * (1152 * 2 + 320 + 1280)
+
+
+def test_kept_rows_are_predicted_in_place_as_the_copied_rows_are(tmp_path: Path) -> None:
+    """AR1 predicts the rows a probe left in runs of ``predict_chunk`` read from the whole
+    batch (a view where the rows are consecutive): the probabilities of the rows copied
+    out, bit for bit."""
+    from edgecl.memory import kept_proba
+
+    s = AR1(top=str(fake_build(tmp_path)), epochs=1, batch_size=16)
+    s.add_classes(3)
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(40, 192, 2, 2)).astype(np.float32)
+    s.learn_many(z, np.arange(40) % 3)
+    kept = np.ones(40, dtype=bool)
+    kept[[3, 4, 17, 30, 39]] = False  # runs across gaps, runs of consecutive rows, a tail
+    rows = np.flatnonzero(kept)
+    np.testing.assert_array_equal(kept_proba(s, z, rows, None), s.predict_proba_many(z[rows]))
+    np.testing.assert_array_equal(kept_proba(s, z, None, None), s.predict_proba_many(z))
