@@ -63,6 +63,7 @@ class Preset:
     body: int = 1024  # samples per request
     options: dict[str, Any] = field(default_factory=dict)  # strategy options
     top: bool = False  # options.top = the AR1_CUT build's manifest
+    limits: bool = True  # raise the daemon's request, micro-batch and checkpoint limits
 
 
 PRESETS = {
@@ -71,6 +72,15 @@ PRESETS = {
     # AR1 as `EDGECL_STRATEGY__NAME=ar1` gives it (its defaults) on block14 latents.
     "ar1": Preset(
         {"strategy__name": "ar1", "store__kind": "latent_replay"}, AR1_DIM, 300, top=True
+    ),
+    # AR1's defaults in a daemon at its own defaults too: micro-batches of at most 64
+    # samples (a request is one when larger), bodies of 64, checkpoints as it schedules them.
+    "ar1_daemon": Preset(
+        {"strategy__name": "ar1", "store__kind": "latent_replay"},
+        AR1_DIM,
+        64,
+        top=True,
+        limits=False,
     ),
     # AR1 with the options of `edgecl bench cl`.
     "ar1_cl": Preset(
@@ -98,14 +108,17 @@ def preset_env(name: str, backbone_dir: Path, arena_max: int) -> dict[str, str]:
         from edgecl.backbones.build import ensure_backbone
 
         options["top"] = str(ensure_backbone(backbone_dir, AR1_CUT))
+    raised = {
+        "max_batch": "1024",
+        "max_samples_per_request": "1024",
+        "max_body_bytes": str(16 << 20),
+        "checkpoint_every_samples": "100000",
+    }
     env = daemon_env(
         None,
         wal_fsync="group",
-        max_batch="1024",
-        max_samples_per_request="1024",
-        max_body_bytes=str(16 << 20),
-        checkpoint_every_samples="100000",
         latent_dim=str(preset.dim),
+        **(raised if preset.limits else {}),
         **preset.settings,
     )
     if options:
@@ -207,23 +220,27 @@ def row(
 
 
 INTRO = (
-    "One fresh daemon per strategy (`python -m service serve`, identity backbone on float32 "
-    "`features`, the default probe, WAL fsync `group`, micro-batches up to 1024 samples, "
-    "checkpoints every 100k samples or 60 s). Two client threads post msgpack bodies "
-    "(ten structured classes) back to back. `slda` and `ncm`: 1280-d rows (the pooled "
-    "latents), the default `class_balanced` int8 store of 16 MiB, bodies of 1024 samples. "
-    f"`ar1` and `ar1_cl`: {AR1_DIM}-d rows (the {AR1_CUT} latents, 192x7x7, flattened), "
-    f"strategy `ar1` with `top` the manifest of a `{AR1_CUT}` build (its layers above the "
-    "cut train in torch), the `latent_replay` int8 store of 16 MiB (about 1780 latents); "
-    "`ar1` keeps AR1's defaults (1500 replayed latents per batch, 4 epochs, minibatches of "
-    "128) with bodies of 300 samples, `ar1_cl` the options of `edgecl bench cl` "
-    "(300 replayed, 1 epoch, minibatches of 16) with bodies of 150. The identity backbone "
-    "loads no ONNX Runtime session: a daemon with the int8 backbone needs more (see "
-    "*Start-up*). *RSS* is the daemon process's resident set (psutil) when `/stats` first "
-    "reports the store full or at least that many samples learned; *peak* is the kernel's "
-    "high-water mark of the resident set (`VmHWM`) up to then; *store* is `/stats` "
-    "`store.bytes` and `store.items`; *torch* says whether libtorch is mapped into the "
-    "daemon (`/proc/PID/maps`). The *ready* row is the daemon just after start-up; *end of "
+    "One fresh daemon per strategy (`python -m service serve`, identity backbone on "
+    "float32 `features`, the default probe, WAL fsync `group`, micro-batches up to 1024 "
+    "samples, checkpoints every 100k samples or 60 s; `ar1_daemon` keeps the daemon's "
+    "own). Two client threads post msgpack bodies (ten structured classes) back to back. "
+    "`slda` and `ncm`: 1280-d rows (the pooled latents), the default `class_balanced` "
+    "int8 store of 16 MiB, bodies of 1024 samples. `ar1`, `ar1_daemon` and `ar1_cl`: "
+    f"{AR1_DIM}-d rows (the {AR1_CUT} latents, 192x7x7, flattened), strategy `ar1` with "
+    f"`top` the manifest of a `{AR1_CUT}` build (its layers above the cut train in torch), "
+    "the `latent_replay` int8 store of 16 MiB (about 1780 latents); `ar1` keeps AR1's "
+    "defaults (1500 replayed latents per batch, 4 epochs, minibatches of 128) with bodies "
+    "of 300 samples, `ar1_cl` the options of `edgecl bench cl` (300 replayed, 1 epoch, "
+    "minibatches of 16) with bodies of 150. `ar1_daemon` is `ar1` in a daemon at its own "
+    "defaults (micro-batches of at most 64 samples, at most 256 samples and 8 MiB per "
+    "request, checkpoints as the daemon schedules them) with bodies of 64 samples, as a "
+    "device posting a few frames at a time would. The identity backbone loads no ONNX "
+    "Runtime session: a daemon with the int8 backbone needs more (see *Start-up*). *RSS* "
+    "is the daemon process's resident set (psutil) when `/stats` first reports the store "
+    "full or at least that many samples learned; *peak* is the kernel's high-water mark "
+    "of the resident set (`VmHWM`) up to then; *store* is `/stats` `store.bytes` and "
+    "`store.items`; *torch* says whether libtorch is mapped into the daemon "
+    "(`/proc/PID/maps`). The *ready* row is the daemon just after start-up; *end of "
     "budget* is where a strategy was when its time budget ran out (after the requests in "
     "flight finished)."
 )
