@@ -42,11 +42,14 @@ class _Item:
 
     x: np.ndarray[Any, Any]
     queued: float = field(default_factory=time.monotonic)
-    moved: float = 0.0  # when a lane last took rows of it (0: not yet)
+    moved: float = field(init=False)  # when a lane last took rows of it (else: queued)
     future: Future[FloatArray] = field(default_factory=Future)
     out: FloatArray | None = None
     taken: int = 0
     done: int = 0
+
+    def __post_init__(self) -> None:
+        self.moved = self.queued
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -207,7 +210,7 @@ class EmbedBatcher:
         """Whether the oldest learn input has waited ``learn_lag_ms`` without a lane taking
         any of its rows: predictions held it back that long (the lock held)."""
         item = self._learn[0]
-        return now - max(item.queued, item.moved) > self.learn_lag_s
+        return now - item.moved > self.learn_lag_s
 
     def _runnable(self) -> bool:
         """Whether a lane has something it may run now (the lock held)."""
@@ -235,13 +238,13 @@ class EmbedBatcher:
     def _gather(queue: deque[_Item], limit: int) -> list[_Part]:
         """Up to ``limit`` rows from the front of ``queue``, of the first item's shape."""
         parts: list[_Part] = []
-        rows, key = 0, queue[0].key
+        rows, key, now = 0, queue[0].key, time.monotonic()
         while queue and rows < limit and queue[0].key == key:
             item = queue[0]
             take = min(limit - rows, len(item.x) - item.taken)
             parts.append((item, item.taken, item.taken + take))
             item.taken += take
-            item.moved = time.monotonic()
+            item.moved = now
             rows += take
             if item.taken == len(item.x):
                 queue.popleft()
