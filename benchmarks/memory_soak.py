@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,13 @@ HEADING = "## Memory soak (RSS and store bytes over 1M samples)"
 MARKS = (10_000, 100_000, 300_000, 1_000_000)
 N_CLASSES = 10
 AR1_CUT, AR1_DIM = "block14", 192 * 7 * 7
+#: Daemon settings that let the soak's large bodies through and batch them (``Preset.limits``).
+RAISED_LIMITS = {
+    "max_batch": "1024",
+    "max_samples_per_request": "1024",
+    "max_body_bytes": str(16 << 20),
+    "checkpoint_every_samples": "100000",
+}
 
 
 @dataclass(frozen=True)
@@ -73,15 +80,6 @@ PRESETS = {
     "ar1": Preset(
         {"strategy__name": "ar1", "store__kind": "latent_replay"}, AR1_DIM, 300, top=True
     ),
-    # AR1's defaults in a daemon at its own defaults too: micro-batches of at most 64
-    # samples (a request is one when larger), bodies of 64, checkpoints as it schedules them.
-    "ar1_daemon": Preset(
-        {"strategy__name": "ar1", "store__kind": "latent_replay"},
-        AR1_DIM,
-        64,
-        top=True,
-        limits=False,
-    ),
     # AR1 with the options of `edgecl bench cl`.
     "ar1_cl": Preset(
         {"strategy__name": "ar1", "store__kind": "latent_replay"},
@@ -91,6 +89,11 @@ PRESETS = {
         top=True,
     ),
 }
+
+
+# AR1's defaults in a daemon at its own defaults too: micro-batches of at most 64 samples
+# (a request is one when larger), bodies of 64, checkpoints as it schedules them.
+PRESETS["ar1_daemon"] = replace(PRESETS["ar1"], body=64, limits=False)
 
 
 def latents(n: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
@@ -108,17 +111,11 @@ def preset_env(name: str, backbone_dir: Path, arena_max: int) -> dict[str, str]:
         from edgecl.backbones.build import ensure_backbone
 
         options["top"] = str(ensure_backbone(backbone_dir, AR1_CUT))
-    raised = {
-        "max_batch": "1024",
-        "max_samples_per_request": "1024",
-        "max_body_bytes": str(16 << 20),
-        "checkpoint_every_samples": "100000",
-    }
     env = daemon_env(
         None,
         wal_fsync="group",
         latent_dim=str(preset.dim),
-        **(raised if preset.limits else {}),
+        **(RAISED_LIMITS if preset.limits else {}),
         **preset.settings,
     )
     if options:
