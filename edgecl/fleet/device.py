@@ -69,6 +69,11 @@ class FleetMemory:
             "digest": self.digest,
         }
 
+    def holds(self, snap: HeadSnapshot) -> bool:
+        """Whether the head in ``snap`` is the merge this memory was left by, with nothing
+        of this device's own learning that the fleet has not been sent."""
+        return self.version >= 0 and snap.version == self.version
+
     @classmethod
     def from_state(cls, state: State | None) -> FleetMemory:
         if not state:
@@ -125,6 +130,7 @@ def apply_merged(
     ``sent`` is what this device contributed from ``snap``. Classes only other devices
     taught become classes of this learner. Returns the memory to keep with the new head."""
     now = _as_contribution(snapshot(learner))
+    drifted = learner.model_version != snap.version
     check_compatible(now, merged)  # a merge that does not fit changes nothing
     known = set(map(_key, learner.labels.labels))
     added = [label for label in merged.labels if _key(label) not in known]
@@ -141,7 +147,10 @@ def apply_merged(
     learner.swap_head(state)
     own = {_key(label) for label, n in zip(labels, learner.class_counts, strict=True) if n > 0}
     elsewhere = [label for label in merged.labels if _key(label) not in own]
-    return FleetMemory(foreign, round_, elsewhere, learner.model_version)
+    # Samples learned since the snapshot are in the head but not in the fleet's merge: keep
+    # no version, so the next round sends them rather than skipping this device.
+    version = -1 if drifted else learner.model_version
+    return FleetMemory(foreign, round_, elsewhere, version)
 
 
 def _weights_state(

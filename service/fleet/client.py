@@ -153,7 +153,7 @@ class FleetClient(Client):
         round_ = int(ins.config.get(ROUND, 0))
         # Nothing learned since the last merge applied (and that round finished here): the
         # server's entry for this device is still right.
-        unchanged = self.pending is None and snap.version == self.memory.version
+        unchanged = self.pending is None and self.memory.holds(snap)
         self.pending = _Pending(round_, snap, part)
         header, parameters = ("", empty()) if unchanged else pack(part)
         self.last.update(sent_round=round_, bytes_sent=size(header, parameters))
@@ -170,8 +170,8 @@ class FleetClient(Client):
         if pending is not None and applied and not ins.parameters.tensors:
             # The server sends no arrays for the merge this device applied last: nothing
             # to do if that is still what the head holds (else it says so, and is sent all).
-            applied = ins.config.get(DIGEST) == self.memory.digest and (
-                pending.snap.version == self.memory.version
+            applied = ins.config.get(DIGEST) == self.memory.digest and self.memory.holds(
+                pending.snap
             )
             if applied:
                 self.pending = None
@@ -187,7 +187,7 @@ class FleetClient(Client):
                 )
                 self.memory = replace(memory, digest=sha)
 
-            same = sha == self.memory.digest and pending.snap.version == self.memory.version
+            same = sha == self.memory.digest and self.memory.holds(pending.snap)
             if not same:  # else the head is the merge already: no swap, no checkpoint
                 self.runtime.change(change).result()  # durable once this returns
             self.pending = None
