@@ -22,10 +22,9 @@ from edgecl.strategies.cwr_star import tied_row
 from edgecl.strategies.linear import SGD
 from edgecl.types import FloatArray, IntArray, State
 
-# Latents per forward and backward pass in training: block15's expanded activations of a
-# whole minibatch of 128 are most of AR1's peak memory, and the gradient is the same.
-# 4 rather than 8: a batch's peak is 20 MiB lower for 10% more training time (2 saves
-# another 3-8 MiB for 15% more).
+# Latents per forward and backward pass in training (AR1's ``train_chunk``): block15's
+# expanded activations of a whole minibatch of 128 are most of AR1's peak memory, and the
+# gradient is the same.
 TRAIN_CHUNK = 4
 
 
@@ -61,7 +60,7 @@ class TrainableTop:
     ``top``: a block-cut build's manifest (the pretrained layers above the cut); else
     ``hidden`` > 0 builds one seeded ``Linear + ReLU6`` layer once the latent size is known;
     else there is no module and the features are the latents. ``si`` keeps the importance
-    of its trainable parameters.
+    of its trainable parameters; ``chunk`` latents go through each training pass.
 
     >>> net = TrainableTop(None, hidden=3, threads=1, seed=0)
     >>> net.ensure_built(4)
@@ -76,9 +75,10 @@ class TrainableTop:
         threads: int,
         seed: int,
         si: SynapticIntelligence | None = None,
+        chunk: int = TRAIN_CHUNK,
     ) -> None:
         torch.set_num_threads(threads)
-        self.hidden = hidden
+        self.hidden, self.chunk = hidden, chunk
         self.seed = seed
         self.module: nn.Module | None = None
         self.in_shape: tuple[int, ...] = ()
@@ -198,18 +198,18 @@ class TrainableTop:
     ) -> list[torch.Tensor]:
         """Gradients of the minibatch's mean cross-entropy (logits plus ``shift``, if
         given), summed over chunks of
-        :data:`TRAIN_CHUNK` latents: batch normalisation is frozen, so no latent's loss
+        ``chunk`` latents: batch normalisation is frozen, so no latent's loss
         depends on another's and the sum is the minibatch's gradient, while only one
         chunk's activations are alive at a time. Each chunk's gradient is added into the
         sum (``.grad``) as the backward pass makes it, one parameter at a time, so a
         chunk's whole set of gradients is never alive beside the sum."""
         for k, p in enumerate(wrt):
             p.grad = None if sums is None else sums[k].fill_(-0.0)
-        for s in range(0, len(x), TRAIN_CHUNK):
-            logits = self._forward(x[s : s + TRAIN_CHUNK]) @ wrt[-1].T
+        for s in range(0, len(x), self.chunk):
+            logits = self._forward(x[s : s + self.chunk]) @ wrt[-1].T
             if shift is not None:
                 logits = logits + shift
-            loss = F.cross_entropy(logits, y[s : s + TRAIN_CHUNK], reduction="sum") / len(x)
+            loss = F.cross_entropy(logits, y[s : s + self.chunk], reduction="sum") / len(x)
             del logits
             torch.autograd.backward(loss, inputs=wrt)
             del loss

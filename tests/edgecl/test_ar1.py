@@ -389,19 +389,16 @@ def test_options_are_checked() -> None:
         AR1(momentum=1.0)
     with pytest.raises(ValueError, match="hidden"):
         AR1(top=__file__, hidden=3)
+    with pytest.raises(ValueError, match="train_chunk"):
+        AR1(train_chunk=0)
 
 
-def test_training_in_chunks_gives_the_whole_minibatchs_step(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_training_in_chunks_gives_the_whole_minibatchs_step() -> None:
     """Activations are kept for a few latents at a time; the update is the minibatch's."""
-    from edgecl.strategies import ar1_top
-
     z, y = blobs([0, 1, 2], 32, dim=12)
     states = []
     for chunk in (128, 8, 5):  # one pass, exact chunks, a ragged last chunk
-        monkeypatch.setattr(ar1_top, "TRAIN_CHUNK", chunk)
-        s = AR1(hidden=16, lr=0.05, top_lr=0.01, batch_size=32, epochs=2)
+        s = AR1(hidden=16, lr=0.05, top_lr=0.01, batch_size=32, epochs=2, train_chunk=chunk)
         s.add_classes(3)
         s.learn_many(z, y)
         states.append(s.state_dict())
@@ -431,19 +428,14 @@ def test_chunked_gradients_of_the_layers_above_the_cut_are_the_minibatchs(
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-7)
 
 
-def test_an_ar1_batch_through_a_pretrained_top_is_the_same_in_chunks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_ar1_batch_through_a_pretrained_top_is_the_same_in_chunks(tmp_path: Path) -> None:
     """Whole minibatches per forward pass (the straightforward way) or a few latents at a
     time: the same weights, importances and predictions after two batches."""
-    from edgecl.strategies import ar1_top
-
     manifest = str(fake_build(tmp_path))
     z, y = blobs([0, 1, 2], 12, dim=192 * 2 * 2)
     states, probas = [], []
     for chunk in (16, 3):
-        monkeypatch.setattr(ar1_top, "TRAIN_CHUNK", chunk)
-        s = AR1(top=manifest, epochs=2, batch_size=16, lr=0.05, top_lr=0.01)
+        s = AR1(top=manifest, epochs=2, batch_size=16, lr=0.05, top_lr=0.01, train_chunk=chunk)
         s.add_classes(3)
         s.learn_many(z[:20], y[:20])
         s.learn_many(z[20:], y[20:])
