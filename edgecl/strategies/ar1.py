@@ -30,6 +30,10 @@ from edgecl.types import FloatArray, IntArray, State
 # took a prediction pass 65 MiB above the daemon's working set (256: about 290), 8 take 16
 # and were no slower: 600 latents in 1.9 s against 3.3 s (one core, shared machine).
 PREDICT_CHUNK = 8
+# Latents per forward and backward pass in training (``train_chunk``): block15's expanded
+# activations of a whole minibatch of 128 are most of AR1's peak memory, and the gradient
+# is the same.
+TRAIN_CHUNK = 4
 
 
 def _check_top(top: object) -> str | None:
@@ -183,7 +187,7 @@ class AR1(Configurable):
         threads: int = 1,
         seed: int = 0,
         outputs: int = 10,
-        train_chunk: int = 4,
+        train_chunk: int = TRAIN_CHUNK,
     ) -> None:
         self.top = _check_top(top)
         self.hidden = positive_int("hidden", hidden, minimum=0)
@@ -203,7 +207,7 @@ class AR1(Configurable):
 
         si = SynapticIntelligence(self.si_lambda, self.si_xi, self.si_clip)
         self.net = TrainableTop(
-            self.top, self.hidden, self.threads, self.sgd.seed, si, self.train_chunk
+            self.top, self.hidden, self.threads, self.sgd.seed, self.train_chunk, si
         )
         self.cw = np.zeros((0, 0), dtype=np.float32)
         self.past = np.zeros(0, dtype=np.int64)

@@ -22,11 +22,6 @@ from edgecl.strategies.cwr_star import tied_row
 from edgecl.strategies.linear import SGD
 from edgecl.types import FloatArray, IntArray, State
 
-# Latents per forward and backward pass in training (AR1's ``train_chunk``): block15's
-# expanded activations of a whole minibatch of 128 are most of AR1's peak memory, and the
-# gradient is the same.
-TRAIN_CHUNK = 4
-
 
 def _relu6_in_place(module: nn.Module) -> None:
     """Every ReLU6 clamps its input in place: in EfficientNet-Lite each follows a batch
@@ -40,7 +35,7 @@ def _relu6_in_place(module: nn.Module) -> None:
 
 class _Minibatch:
     """Rows ``idx`` of ``rows``, read (decoded) a chunk at a time: a whole minibatch of
-    block14 latents is 4.8 MB as float32, a chunk of 4 a thirty-second of it; each row's
+    block14 latents is 4.8 MB as float32, a chunk a few rows of it; each row's
     values are the same either way."""
 
     def __init__(self, rows: Rows, idx: IntArray) -> None:
@@ -62,7 +57,7 @@ class TrainableTop:
     else there is no module and the features are the latents. ``si`` keeps the importance
     of its trainable parameters; ``chunk`` latents go through each training pass.
 
-    >>> net = TrainableTop(None, hidden=3, threads=1, seed=0)
+    >>> net = TrainableTop(None, hidden=3, threads=1, seed=0, chunk=4)
     >>> net.ensure_built(4)
     >>> net.features_of(np.ones((2, 4), np.float32)).shape
     (2, 3)
@@ -74,8 +69,8 @@ class TrainableTop:
         hidden: int,
         threads: int,
         seed: int,
+        chunk: int,
         si: SynapticIntelligence | None = None,
-        chunk: int = TRAIN_CHUNK,
     ) -> None:
         torch.set_num_threads(threads)
         self.hidden, self.chunk = hidden, chunk

@@ -471,7 +471,6 @@ def test_a_batch_through_a_pretrained_top_trains_bit_for_bit_as_the_plain_loop(
     import torch.nn.functional as F  # noqa: N812
 
     from edgecl.backbones.build import load_top
-    from edgecl.strategies import ar1_top
     from edgecl.strategies.cwr_star import tied_row
 
     manifest = fake_build(tmp_path)
@@ -498,10 +497,10 @@ def test_a_batch_through_a_pretrained_top_trains_bit_for_bit_as_the_plain_loop(
             idx = order[start : start + size]
             x, yb = torch.from_numpy(z[idx]), torch.from_numpy(y[idx])
             total: list[Any] = []
-            for c in range(0, len(idx), ar1_top.TRAIN_CHUNK):
-                features = module(x[c : c + ar1_top.TRAIN_CHUNK].reshape(-1, 192, 2, 2))
+            for c in range(0, len(idx), s.train_chunk):
+                features = module(x[c : c + s.train_chunk].reshape(-1, 192, 2, 2))
                 logits = features @ w.T + shift
-                part = yb[c : c + ar1_top.TRAIN_CHUNK]
+                part = yb[c : c + s.train_chunk]
                 loss = F.cross_entropy(logits, part, reduction="sum") / len(idx)
                 grads = torch.autograd.grad(loss, [*weights, w])
                 total = (
