@@ -15,6 +15,7 @@ Run from the repository root; prints markdown rows::
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -22,22 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_common import BACKBONE_CACHE, machine
+from benchmarks.bench_common import BACKBONE_CACHE, N_CLASSES, latents, machine, proc_status_mib
 
-CUT, SHAPE, REPLAY, CLASSES = "block14", (192, 7, 7), 1500, 10
+CUT, SHAPE, REPLAY = "block14", (192, 7, 7), 1500
 
 
 def _status(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {key} in /proc/self/status")
+    return proc_status_mib(os.getpid(), key)
 
 
 def _latents(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    protos = np.random.default_rng(1234).normal(size=(CLASSES, int(np.prod(SHAPE))))
-    y = rng.integers(0, CLASSES, size=n)
-    z = np.maximum(protos[y] + rng.normal(size=(n, protos.shape[1])), 0.0).astype(np.float32)
+    """The memory soak's latents, shaped as block14's, with class indices."""
+    z, names = latents(n, int(np.prod(SHAPE)), rng)
+    y = np.array([int(name.removeprefix("class-")) for name in names])
     return z.reshape(n, *SHAPE), y
 
 
@@ -49,7 +47,7 @@ def one(chunk: int, batches: int, new: int, backbone_dir: Path) -> None:
     from edgecl.strategies.ar1 import AR1
 
     s = AR1(top=str(ensure_backbone(backbone_dir, CUT)), train_chunk=chunk)
-    s.add_classes(CLASSES)
+    s.add_classes(N_CLASSES)
     rng = np.random.default_rng(0)
     replay, y_replay = _latents(rng, REPLAY)
     draw = EncodedDraw(*quantize_int8(replay))

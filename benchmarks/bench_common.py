@@ -25,10 +25,12 @@ __all__ = [
     "cpu_flags",
     "daemon_env",
     "features_body",
+    "latents",
     "machine",
     "machine_line",
     "pct",
     "png",
+    "proc_status_mib",
     "rss_mib",
     "torch_loaded",
     "write_section",
@@ -36,6 +38,7 @@ __all__ = [
 
 MSGPACK = "application/msgpack"
 BACKBONE_CACHE = Path(tempfile.gettempdir()) / "edgecl-bench-backbone"
+N_CLASSES = 10  # classes of :func:`latents`
 
 
 def machine() -> str:
@@ -96,6 +99,15 @@ def png(image: np.ndarray[Any, Any]) -> bytes:
     return out.getvalue()
 
 
+def latents(n: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray[Any, Any], list[str]]:
+    """ReLU of class prototypes plus noise, like pooled CNN features: ``n`` rows of ``dim``
+    values from :data:`N_CLASSES` classes named ``class-0`` and on."""
+    protos = np.random.default_rng(1234).normal(size=(N_CLASSES, dim))
+    y = rng.integers(0, N_CLASSES, size=n)
+    z = np.maximum(protos[y] + rng.normal(size=(n, dim)), 0.0).astype(np.float32)
+    return z, [f"class-{c}" for c in y]
+
+
 def features_body(z: np.ndarray[Any, Any], labels: list[str], ids: list[str] | None) -> bytes:
     """A msgpack /learn body of packed float32 ``features`` rows."""
     samples: list[dict[str, Any]] = []
@@ -123,6 +135,14 @@ def rss_mib(pid: int) -> float:
     import psutil
 
     return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+def proc_status_mib(pid: int, key: str) -> float:
+    """A size line of ``/proc/PID/status`` (``VmRSS``, ``VmHWM``, ...) in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(key)
 
 
 def torch_loaded(pid: int) -> bool:

@@ -31,8 +31,8 @@ import httpx
 import msgpack
 import numpy as np
 
-from benchmarks.bench_common import machine, write_section
-from benchmarks.wal_bench import DIM, filesystem, latents
+from benchmarks.bench_common import latents, machine, write_section
+from benchmarks.wal_bench import DIM, filesystem
 
 HEADING = "## Durability through the daemon"
 MSGPACK = "application/msgpack"
@@ -118,7 +118,7 @@ def _throughput(daemon: Daemon, batch: int, clients: int, seconds: float) -> dic
     rng = np.random.default_rng(0)
     per_client = 3000 // batch + 1
     bodies = [
-        [body(*latents(batch, rng), (c * per_client + k) * batch) for k in range(per_client)]
+        [body(*latents(batch, DIM, rng), (c * per_client + k) * batch) for k in range(per_client)]
         for c in range(clients)
     ]
     latencies: list[float] = []
@@ -166,7 +166,7 @@ def checkpoints(data: Path, strategy: str) -> list[dict[str, Any]]:
         httpx.Client(base_url=daemon.url, timeout=120) as http,
     ):  # fmt: skip
         while learned < CHECKPOINT_AT[-1]:
-            content = body(*latents(50, rng), learned)
+            content = body(*latents(50, DIM, rng), learned)
             reply = http.post("/learn", content=content, headers={"content-type": MSGPACK})
             assert reply.status_code == 200, reply.text
             learned += 50

@@ -33,7 +33,14 @@ from typing import Any
 import httpx
 import msgpack
 
-from benchmarks.bench_common import backbone_dir, daemon_env, machine_line, pct, write_section
+from benchmarks.bench_common import (
+    backbone_dir,
+    daemon_env,
+    machine_line,
+    pct,
+    proc_status_mib,
+    write_section,
+)
 from service.settings import DEFAULT_DECODE_PIXELS
 from tests.net import free_port
 
@@ -57,13 +64,6 @@ def empty_samples(size: int) -> bytes:
     return b'{"samples": [' + b"{}," * ((size - 16) // 3) + b"{}]}"
 
 
-def _status(pid: int, key: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(key)
-
-
 def attack(url: str, pid: int, seconds: float, only: set[str] | None = None) -> dict[str, Any]:
     """Run the hostile clients against ``url`` for ``seconds``; figures of daemon ``pid``.
     ``only``: run just these clients (by name).
@@ -73,7 +73,7 @@ def attack(url: str, pid: int, seconds: float, only: set[str] | None = None) -> 
     bomb, big = webp(BOMB_SIDE), webp(BIG_SIDE, (200, 30, 10))
     small = webp(64, (90, 90, 90))
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    start_rss = _status(pid, "VmRSS")
+    start_rss = proc_status_mib(pid, "VmRSS")
     stop = threading.Event()
     replies: Counter[str] = Counter()
     lock = threading.Lock()
@@ -126,7 +126,7 @@ def attack(url: str, pid: int, seconds: float, only: set[str] | None = None) -> 
             began = time.perf_counter()
             assert http.get("/health/live").status_code == 200
             live.append(time.perf_counter() - began)
-            rss.append(_status(pid, "VmRSS"))
+            rss.append(proc_status_mib(pid, "VmRSS"))
             time.sleep(0.1)
     stop.set()
     for thread in threads:
@@ -134,7 +134,7 @@ def attack(url: str, pid: int, seconds: float, only: set[str] | None = None) -> 
     return {
         "seconds": seconds,
         "rss_at_start_mib": start_rss,
-        "peak_rss_mib": _status(pid, "VmHWM"),
+        "peak_rss_mib": proc_status_mib(pid, "VmHWM"),
         "max_sampled_rss_mib": max(rss),
         "live_polls": len(live),
         "live_p50_s": pct(live, 0.5),

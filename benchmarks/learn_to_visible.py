@@ -20,9 +20,9 @@ import httpx
 import msgpack
 import numpy as np
 
-from benchmarks.bench_common import MSGPACK, daemon_env, features_body, machine_line, pct
+from benchmarks.bench_common import MSGPACK, daemon_env, features_body, latents, machine_line, pct
 from benchmarks.bench_common import write_section as write
-from benchmarks.wal_bench import DIM, latents
+from benchmarks.wal_bench import DIM
 from tests.service.daemon import Daemon
 
 HEADING = "## Learn-to-visible latency"
@@ -41,7 +41,7 @@ def new_class(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 def background(url: str, rate: float, stop: threading.Event, counter: list[int]) -> None:
     """Learns 32-sample batches of ten known classes, paced to ``rate`` samples/s."""
     rng = np.random.default_rng(7)
-    bodies = [features_body(*latents(32, rng), None) for _ in range(16)]
+    bodies = [features_body(*latents(32, DIM, rng), None) for _ in range(16)]
     with httpx.Client(base_url=url, timeout=60) as http:
         k, start = 0, time.perf_counter()
         while not stop.is_set():
@@ -95,7 +95,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                 rng = np.random.default_rng(3)
                 with httpx.Client(base_url=daemon.url, timeout=60) as http:
                     for _ in range(8):  # the known classes exist before the first trial
-                        content = features_body(*latents(32, rng), None)
+                        content = features_body(*latents(32, DIM, rng), None)
                         http.post("/learn", content=content, headers={"content-type": MSGPACK})
                 stop, counter = threading.Event(), [0]
                 load = threading.Thread(

@@ -36,6 +36,7 @@ from benchmarks.bench_common import (
     MSGPACK,
     daemon_env,
     features_body,
+    latents,
     machine_line,
     rss_mib,
     torch_loaded,
@@ -46,7 +47,6 @@ from tests.service.daemon import Daemon
 
 HEADING = "## Memory soak (RSS and store bytes over 1M samples)"
 MARKS = (10_000, 100_000, 300_000, 1_000_000)
-N_CLASSES = 10
 AR1_CUT, AR1_DIM = "block14", 192 * 7 * 7
 #: Daemon settings that let the soak's large bodies through and batch them (``Preset.limits``).
 RAISED_LIMITS = {
@@ -94,14 +94,6 @@ PRESETS = {
 # AR1's defaults in a daemon at its own defaults too: micro-batches of at most 64 samples
 # (a request is one when larger), bodies of 64, checkpoints as it schedules them.
 PRESETS["ar1_daemon"] = replace(PRESETS["ar1"], body=64, limits=False)
-
-
-def latents(n: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
-    """ReLU of class prototypes plus noise (for 1280-d, the rows of ``wal_bench.latents``)."""
-    protos = np.random.default_rng(1234).normal(size=(N_CLASSES, dim))
-    y = rng.integers(0, N_CLASSES, size=n)
-    z = np.maximum(protos[y] + rng.normal(size=(n, dim)), 0.0).astype(np.float32)
-    return z, [f"class-{c}" for c in y]
 
 
 def preset_env(name: str, backbone_dir: Path, arena_max: int) -> dict[str, str]:

@@ -31,10 +31,10 @@ from service.wal import WriteAheadLog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
-from benchmarks.bench_common import machine, write_section  # noqa: E402
+from benchmarks.bench_common import N_CLASSES, latents, machine, write_section  # noqa: E402
 
 HEADING = "## Durability: WAL and checkpoints"
-DIM, N_CLASSES = 1280, 10
+DIM = 1280
 # (fsync policy, writer threads, records per append_many); each record is one sample.
 SCENARIOS = [
     ("always", 1, 1),
@@ -118,20 +118,12 @@ def bytes_per_sample(directory: Path, n: int) -> float:
     return wal.bytes_written / n
 
 
-def latents(n: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
-    """ReLU of class prototypes plus noise, like pooled CNN features."""
-    protos = np.random.default_rng(1234).normal(size=(N_CLASSES, DIM))
-    y = rng.integers(0, N_CLASSES, size=n)
-    z = np.maximum(protos[y] + rng.normal(size=(n, DIM)), 0.0).astype(np.float32)
-    return z, [f"class-{c}" for c in y]
-
-
 def checkpoint_cost(directory: Path, strategy: str, n: int) -> dict[str, float]:
     store = replay.create("class_balanced", max_bytes=256 << 20)  # holds every sample
     learner = Learner(IdentityBackbone(DIM), strategies.create(strategy), store)
     rng = np.random.default_rng(0)
     for _ in range(n // 250):
-        learner.learn_latents(*latents(250, rng))
+        learner.learn_latents(*latents(250, DIM, rng))
     assert len(store) == n, (len(store), n)
     ckpts = Checkpoints(directory)
     start = time.perf_counter()
