@@ -71,8 +71,9 @@ class FleetMemory:
 
     def holds(self, snap: HeadSnapshot) -> bool:
         """Whether the head in ``snap`` is the merge this memory was left by, with nothing
-        of this device's own learning that the fleet has not been sent."""
-        return self.version >= 0 and snap.version == self.version
+        of this device's own learning that the fleet has not been sent (a version of -1
+        matches no head: model versions start at 0)."""
+        return snap.version == self.version
 
     @classmethod
     def from_state(cls, state: State | None) -> FleetMemory:
