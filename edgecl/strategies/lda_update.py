@@ -29,7 +29,8 @@ Memory traffic per learned sample, with ``P`` of ``8 D²`` bytes (13.1 MB at ``D
   ``D × D`` update, then one pass reads it and the old ``P`` and writes the new one (four
   passes over ``P``, so ``4/128`` of a pass per sample, and ``D²`` arithmetic per sample);
 - a minibatch of ``m ≤`` :data:`THIN_ROWS` reads ``P`` once for all ``m``
-  (:func:`thin_product`): ``1/m + 4/128`` passes per sample;
+  (:func:`thin_product`): ``1/m + 4/128`` passes per sample; up to :data:`SYMV_ROWS`
+  rows, one triangle per row instead (half a pass per sample), which is faster there;
 - the term also waits as one row (``8 D`` bytes) to be folded into ``Σ`` by the next
   factorisation's symmetric product (``D²`` arithmetic per sample); a factorisation itself
   (about ``D³`` arithmetic and a dozen passes over ``D × D`` arrays) is spread over the
@@ -42,11 +43,18 @@ import numpy as np
 
 from edgecl.strategies.lda_drift import drift
 from edgecl.strategies.linear import Float64Array, grow_rows
+from edgecl.strategies.symv import available as symv_available
 from edgecl.strategies.symv import sym_apply
 from edgecl.types import IntArray
 
 FOLD_ROWS = 128  # rank-one terms kept apart before one matrix product folds them in
 THIN_ROWS = 12  # inputs up to which thin_product beats one matrix product (not 14)
+#: Inputs up to which one-triangle products row by row replace thin_product. On an
+#: AVX2-only EPYC, P from memory, thin_product takes 2.5 to 3.1 ms for 2 or 3 rows
+#: (OpenBLAS's kernels for so thin a product are slow there) and the rows 1.2 to 1.6 ms;
+#: at 4 rows 2.6 against 1.9 (benchmarks/slda_products.py). An AVX-512 EPYC ran 10 rows
+#: of thin_product in 1.0 ms, so there the rows could lose from 4 on: 3 is safe on both.
+SYMV_ROWS = 3
 _PANEL = 64  # rows of P per product in thin_product
 
 
@@ -176,8 +184,10 @@ class KeptPrecision:
 
     def apply(self, x: Float64Array) -> Float64Array:
         """``P`` applied to each row of ``x``."""
-        if len(x) == 1:  # learn_one's product: one triangle of P is half the traffic
-            px = sym_apply(self.base, x[0])[None, :]
+        if len(x) == 1 or (len(x) <= SYMV_ROWS and symv_available()):
+            # One triangle of P per row: half the traffic of learn_one's product, and for
+            # a few rows faster than one thin product on AVX2-only cores (SYMV_ROWS).
+            px = np.stack([sym_apply(self.base, row) for row in x])
         else:
             px = x @ self.base if len(x) > THIN_ROWS else thin_product(self.base, x)
         if self.k:

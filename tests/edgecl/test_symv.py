@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgecl.strategies import symv
+from edgecl.strategies.lda_update import SYMV_ROWS, KeptPrecision
 
 
 @pytest.mark.parametrize("n", [1, 2, 37, 1280])
@@ -47,3 +48,24 @@ def test_numpy_wheels_openblas_is_found() -> None:
     if not glob.glob(os.path.join(libs, "*openblas*")):
         pytest.skip("this NumPy was not installed from a wheel carrying OpenBLAS")
     assert symv.available()
+
+
+@pytest.mark.parametrize("m", [1, 2, SYMV_ROWS])
+def test_slda_applies_its_precision_to_a_few_rows_one_triangle_each(m: int) -> None:
+    """Up to SYMV_ROWS inputs, the kept precision's product reads one triangle per row: a
+    lower triangle of garbage changes nothing, and the rank-one terms not folded yet
+    still correct it."""
+    if not symv.available():
+        pytest.skip("no symmetric product in this NumPy's BLAS")
+    rng = np.random.default_rng(m)
+    a = rng.standard_normal((60, 60))
+    p = a @ a.T / 60 + np.eye(60)
+    garbage = np.triu(p) + np.tril(np.full_like(p, 1e6), -1)
+    kept, exact = KeptPrecision(garbage, 1.0, np.zeros((1, 60))), p.copy()
+    d = rng.standard_normal((3, 60))
+    kept.update(d, d @ p, np.full(3, 0.5))
+    for row in d:  # the same terms, Sherman-Morrison on the whole matrix
+        u = exact @ row
+        exact -= 0.5 * np.outer(u, u) / (1.0 + 0.5 * row @ u)
+    x = rng.standard_normal((m, 60))
+    np.testing.assert_allclose(kept.apply(x), x @ exact, rtol=1e-10, atol=1e-10)
