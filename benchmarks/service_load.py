@@ -305,11 +305,12 @@ def threads_text(threads: int | None) -> str:
 
 
 def clients_text(processes: bool) -> str:
+    kind = "the benchmark's HTTP/1.1 clients on bare keep-alive sockets"
     if processes:
-        return "(the benchmark's HTTP clients, each in a process of its own)"
+        return f"({kind}, each in a process of its own)"
     return (
-        "(the benchmark's HTTP clients, threads of one process: they share its interpreter "
-        "lock, so part of a reply's latency can be another client's Python)"
+        f"({kind}, threads of one process: they share its interpreter lock, so part of a "
+        "reply's latency can be another client's Python)"
     )
 
 
