@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from benchmarks.bench_common import N_CLASSES, latents, machine
+from benchmarks.bench_common import N_CLASSES, machine
+from benchmarks.strategy_cost import make_latents
 from edgecl.strategies.linear import Float64Array
 from edgecl.strategies.slda import StreamingLDA
 
@@ -30,8 +31,7 @@ def main() -> None:
     parser.add_argument("--over", type=float, default=30.0, help="ms")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    z, names = latents(args.samples, 1280, rng)
-    y = np.array([int(name.removeprefix("class-")) for name in names])
+    z, y = make_latents(args.samples, rng)
     head = StreamingLDA()
     head.add_classes(N_CLASSES)
     factorised: list[str] = []
@@ -47,7 +47,7 @@ def main() -> None:
     print(f"Machine: {machine()}.\n")  # noqa: T201
     print("| samples learned | step ms | factorisations in it (ms) |")  # noqa: T201
     print("| ---: | ---: | --- |")  # noqa: T201
-    i, steps, total = 0, [], time.perf_counter()
+    i, steps, began = 0, [], time.perf_counter()
     while i < args.samples:
         k = int(rng.integers(1, 4))
         factorised.clear()
@@ -60,9 +60,9 @@ def main() -> None:
         if ms > args.over:
             print(f"| {i} | {ms:.0f} | {', '.join(factorised) or '—'} |")  # noqa: T201
         i += k
-    total = time.perf_counter() - total
+    took = time.perf_counter() - began
     print(  # noqa: T201
-        f"\n{len(steps)} steps in {total:.1f} s; median {np.median(steps):.2f} ms, "
+        f"\n{len(steps)} steps in {took:.1f} s; median {np.median(steps):.2f} ms, "
         f"99th percentile {np.percentile(steps, 99):.1f} ms, longest {max(steps):.0f} ms."
     )
 
