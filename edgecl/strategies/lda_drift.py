@@ -43,6 +43,18 @@ def below(tolerance: float) -> float:
     return float((-b - np.sqrt(b * b - 4.0 * a * c)) / (2.0 * a))
 
 
+def above(tolerance: float) -> float:
+    """The ``ρ > 0`` at which :func:`drift`'s error reaches ``tolerance`` (its positive
+    root): past it the kept precision is replaced.
+
+    >>> round(drift(above(1e-3))[2], 12)
+    0.001
+    """
+    tol = min(tolerance, 0.5)
+    a, b, c = 1.0 - tol, -8.0 * tol, -8.0 * tol
+    return float((-b + np.sqrt(b * b - 4.0 * a * c)) / (2.0 * a))
+
+
 def spread(x_max: float) -> float:
     """The ``q`` of :func:`row_drift` when every nonzero eigenvalue ``s`` of ``G`` has
     ``x = γ₀/(s + γ₀) ≤ x_max`` (``x = 1``, the null space, has no error whatever ``q``).

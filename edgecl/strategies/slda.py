@@ -12,6 +12,7 @@ from edgecl.strategies import lda_rows as lr
 from edgecl.strategies.base import masked_logits
 from edgecl.strategies.cholesky import precision
 from edgecl.strategies.lda_few import LowRankPrecision
+from edgecl.strategies.lda_next import NextPrecision
 from edgecl.strategies.lda_update import KeptPrecision, running_means
 from edgecl.strategies.linear import (
     Float64Array,
@@ -50,8 +51,9 @@ class StreamingLDA(PrecisionForms, Configurable):
     sample); an integer stops updating it after that many samples, as the paper's
     fixed-covariance variant does after its base initialisation.
 
-    ``state_dict`` folds pending terms into ``Σ`` and drops the kept precision, so the
-    head and a copy restored from that state compute the same from then on.
+    ``state_dict`` folds pending terms into ``Σ``, drops the kept precision and starts
+    factorising ``Σ`` afresh (in a thread), as a restore from that state does, so the
+    head and its restored copy compute the same from then on, bit for bit.
 
     Differences from the paper's code: the first sample of a class has no mean to
     deviate from, so it adds nothing to ``Σ`` (the reference code compares it with a
@@ -95,6 +97,8 @@ class StreamingLDA(PrecisionForms, Configurable):
         self._few: LowRankPrecision | None = None  # exact while S has few terms
         self._rows: lr.RowPrecision | None = None  # then while it has fewer than D
         self._kept: KeptPrecision | None = None  # from then on
+        self._next: NextPrecision | None = None  # the kept one's successor, in a thread
+        self._learns = True  # False for a snapshot: it starts no factorisation
         self._last: tuple[Float64Array, Any] | None = None  # x predicted, its product(s)
         self._predicted = False  # predicted since the last learn_many
 
@@ -184,7 +188,7 @@ class StreamingLDA(PrecisionForms, Configurable):
             self._ready()
         clone = copy.copy(self)
         clone._kept, clone._few = copy.copy(self._kept), copy.copy(self._few)
-        clone._rows = copy.copy(self._rows)
+        clone._rows, clone._next, clone._learns = copy.copy(self._rows), None, False
         clone._pending = list(self._pending)
         return clone
 
@@ -192,6 +196,7 @@ class StreamingLDA(PrecisionForms, Configurable):
         sigma, few = self.sigma, self._few
         # What a restore recomputes, recomputed here too, so both go on alike.
         self._kept, self._rows, self._last = None, None, None
+        self._start_fresh()
         if few is not None:
             few.gram = few.d @ few.d.T
         upper = sigma[np.triu_indices(self.dim)] if self.dim else np.zeros(0)
@@ -222,3 +227,4 @@ class StreamingLDA(PrecisionForms, Configurable):
             self._few.d = np.array(rows, dtype=np.float64).reshape(-1, dim)
             self._few.gram = self._few.d @ self._few.d.T
         self._predicted = False
+        self._start_fresh()

@@ -6,7 +6,10 @@ with every term: exactly for every ``γ`` while ``S`` has few terms
 (:class:`~edgecl.strategies.lda_few.LowRankPrecision`), in the terms' space while they
 are fewer than ``ROW_SHARE · D`` (:class:`~edgecl.strategies.lda_rows.RowPrecision`),
 then explicitly (:class:`~edgecl.strategies.lda_update.KeptPrecision`), each factorised
-again only when its correction for ``γ``'s growth would pass ``tolerance``.
+again only when its correction for ``γ``'s growth would pass ``tolerance``. The explicit
+form's next factorisation starts early, in a thread
+(:class:`~edgecl.strategies.lda_next.NextPrecision`), so learning and predicting need not
+wait for it.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from edgecl.strategies import lda_rows as lr
-from edgecl.strategies.lda_drift import below, below_rows
+from edgecl.strategies.lda_drift import above, below, below_rows
 from edgecl.strategies.lda_few import LowRankPrecision
+from edgecl.strategies.lda_next import Call, NextPrecision, factorised, folded
 from edgecl.strategies.lda_update import KeptPrecision
 from edgecl.strategies.linear import Float64Array
 from edgecl.types import IntArray
@@ -26,6 +30,15 @@ from edgecl.types import IntArray
 # A batch at least this large is folded into Σ and the precision factorised again:
 # its rank-one updates (O(D² m + D m²)) would cost more than one factorisation.
 REFACTOR_BATCH = 256
+#: The next explicit factorisation starts in a thread once ``γ`` passes the kept
+#: ``γ₀`` (``ρ`` runs from about ``−above`` to ``above`` between factorisations, so half
+#: the span is left: a tenth of the samples learned so far, or more), or once the edge
+#: is this many samples away, whichever comes first. The thread takes 0.2–0.4 s on a
+#: busy AVX2-only core, then takes in every sample learned since it started (0.3 ms each
+#: at 1280-d against about 1.2 for learning one): starting at once would cost a third
+#: more CPU, and starting later left the thread late at 320 samples/s
+#: (benchmarks/learn_to_visible.py).
+START_SAMPLES = 256
 
 
 class PrecisionForms:
@@ -43,6 +56,8 @@ class PrecisionForms:
     _few: LowRankPrecision | None  # exact while S has few terms
     _rows: lr.RowPrecision | None  # then while it has fewer than ROW_SHARE · D
     _kept: KeptPrecision | None  # from then on
+    _next: NextPrecision | None  # the kept one's successor, being factorised
+    _learns: bool  # False for a snapshot: it never starts a factorisation
     _last: tuple[Float64Array, Any] | None  # x predicted, its product(s)
 
     # A⁻¹ of a symmetric positive definite A, a fresh factorisation (the head's method).
@@ -56,11 +71,8 @@ class PrecisionForms:
     def sigma(self) -> Float64Array:
         """The covariance ``Σ`` (pending rank-one terms folded in first)."""
         if self._pending:
-            d = np.concatenate(self._pending)
-            sigma = d.T @ d  # in place from here: each fresh D×D array costs page faults
-            sigma += self._sigma_at * self._sigma
-            sigma /= self.n_updates
-            self._sigma = sigma  # replaced, not changed: a snapshot may hold the old one
+            # Replaced, not changed: a snapshot or the next precision may hold the old one.
+            self._sigma = folded(self._sigma, self._sigma_at, self._pending, self.n_updates)
             self._pending, self._sigma_at = [], self.n_updates
         return self._sigma
 
@@ -87,11 +99,16 @@ class PrecisionForms:
                 base = rows.explicit(gamma)
                 self._kept = None if base is None else KeptPrecision(base, gamma, after)
                 self._rows = self._last = None
-        elif kept is not None and small:
-            px = self._cached(x)
-            kept.learn(kept.apply(x) if px is None else px, dev, w, labels, self.counts, after)
+        elif (kept is not None or self._next is not None) and small:
+            if kept is not None:
+                px = self._cached(x)
+                px = kept.apply(x) if px is None else px
+                kept.learn(px, dev, w, labels, self.counts, after)
+            if self._next is not None:
+                self._next.feed(Call(x, dev, w, labels.copy(), self.counts, after))
         else:  # a large batch: one explicit factorisation costs less
             self._kept = self._rows = None
+            self._drop_next()
 
     def _gamma(self, n_updates: int) -> float:
         """``γ = ε t/(1 − ε)``: the ridge of ``S`` that the shrinkage amounts to."""
@@ -115,32 +132,79 @@ class PrecisionForms:
                 rows.refactor(self._ahead(ahead), self._inverse)
                 self._last = None
         elif self._kept is None or self._kept.drift(gamma)[2] > self.tolerance:
+            self._replace(gamma)
+        elif self._next is None and self._learns:
+            self._maybe_start(self._kept, gamma)
+        elif self._next is not None and self._frozen():  # γ stays: no swap would come
+            self._drop_next()
+
+    def _maybe_start(self, kept: KeptPrecision, gamma: float) -> None:
+        """Start the next factorisation when :data:`START_SAMPLES` says, for the ``γ₀`` a
+        factorisation at the drift's edge would choose."""
+        at_edge = kept.gamma + above(self.tolerance) / kept.bound
+        soon = at_edge - gamma <= self._gamma(START_SAMPLES)  # γ grows linearly with t
+        if (gamma < kept.gamma and not soon) or self._frozen():
+            return
+        self._start(self._ahead(below(0.98 * self.tolerance), kept.frob, at_edge))
+
+    def _start(self, gamma0: float) -> None:
+        """The next explicit precision, for ``γ₀ = gamma0``, from ``Σ`` as it is now."""
+        self._drop_next()
+        args = (self._sigma, self._sigma_at, self._pending, self.n_updates, self.means)
+        self._next = NextPrecision(self, *args, self.shrinkage, gamma0, self._inverse)
+
+    def _start_fresh(self) -> None:
+        """After a checkpoint (or its restore): start the factorisation a restore makes,
+        so the head and its restored copy wait for the same one (and go on alike), the
+        checkpoint's write running beside it."""
+        if self.dim and self._few is None and self.shrinkage < 1.0:
+            self._start(self._ahead(below(0.98 * self.tolerance)))
+
+    def _replace(self, gamma: float) -> None:
+        """Swap in the next precision (waiting for it if it is still busy), or factorise."""
+        nxt, self._next = self._next, None
+        done = None if nxt is None else nxt.finish()
+        if nxt is None or done is None:
+            self._refactor()
+            return
+        sigma, kept = done
+        if self._sigma is nxt.sigma_before:  # else Σ was folded since: it is newer
+            self._sigma, self._sigma_at = sigma, nxt.t
+            self._pending = self._pending[nxt.n_pending :]
+        kept.grow(len(self.counts))
+        self._kept, self._last = kept, None
+        if kept.drift(gamma)[2] > self.tolerance:  # not met while γ₀ is chosen as above
             self._refactor()
 
-    def _ahead(self, below: float, bound: float | None = None) -> float:
+    def _drop_next(self) -> None:
+        if self._next is not None:
+            self._next.cancel()
+            self._next = None
+
+    def _frozen(self) -> bool:
+        limit = self.covariance_samples
+        return limit is not None and self.n_updates >= limit
+
+    def _ahead(self, below: float, bound: float | None = None, gamma: float | None = None) -> float:
         """The ``γ₀`` to factorise for: a little ahead, so the correction spans growth on
         both sides of it (half the factorisations; 0.98 of the way, so rounding never
         puts it past the bound at once); now if the covariance is frozen.
 
         ``ρ = δ/γ₀`` reaches ``below`` at ``γ₀ = γ/(1 + below)``; with ``bound`` ``≥ b``
         of the coming factorisation (:class:`KeptPrecision`'s ``ρ = δ b``), ``γ₀ = γ −
-        below/bound`` keeps ``ρ ≥ below`` too, and is further ahead when ``b < 1/γ``."""
-        t = max(self.n_updates, 1)
-        gamma = self._gamma(t)
-        if self.covariance_samples is not None and t >= self.covariance_samples:
-            return gamma
+        below/bound`` keeps ``ρ ≥ below`` too, and is further ahead when ``b < 1/γ``.
+        ``gamma``: for that ``γ`` rather than the current one."""
+        if self._frozen():
+            return self._gamma(self.n_updates)
+        gamma = self._gamma(self.n_updates) if gamma is None else gamma
         ahead = gamma / (1.0 + below)
         return ahead if bound is None else max(ahead, gamma - below / bound)
 
     def _refactor(self) -> None:
-        sigma, dim, t = self.sigma, self.dim, max(self.n_updates, 1)
+        self._drop_next()
         # S and γ₀ only grow, so the old factorisation's ‖P‖_F bounds the new one's.
         frob = None if self._kept is None else self._kept.frob
         gamma = self._ahead(below(0.98 * self.tolerance), frob)
-        a = (1.0 - self.shrinkage) / t
-        shrunk = (1.0 - self.shrinkage) * sigma
-        shrunk.flat[:: dim + 1] += a * gamma
-        base = self._inverse(shrunk)
-        base *= a  # (S + γI)⁻¹ = a ((1 − ε) Σ + a γ I)⁻¹, S = t Σ
+        base = factorised(self.sigma, self.shrinkage, self.n_updates, gamma, self._inverse)
         self._kept = KeptPrecision(base, gamma, self.means)
         self._last = None

@@ -4,6 +4,7 @@ WAL tails and checkpoints are skipped (and logged), restarts restore the exact m
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import stat
@@ -277,11 +278,21 @@ def learn_concurrently(url: str, requests: int, first_id: int = 0) -> int:
     return first_id
 
 
+# slda with a fast-growing shrinkage and a tight tolerance: its precision is factorised
+# again every few dozen samples, in a thread, on both sides of each checkpoint.
+SLDA_OFTEN = json.dumps({"shrinkage": 1e-2, "tolerance": 1e-6})
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ncm", "slda"])
 @pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
-def test_restart_restores_the_exact_model(tmp_path: Path, forks: ForkServer, stop: str) -> None:
+def test_restart_restores_the_exact_model(
+    tmp_path: Path, forks: ForkServer, stop: str, strategy: str
+) -> None:
     # A probe set, so that its held-back samples and scores must come back too.
     env = daemon_env(checkpoint_every_samples="70", probe_share="0.2", probe_every="25")
+    if strategy == "slda":
+        env.update(EDGECL_STRATEGY__NAME="slda", EDGECL_STRATEGY__OPTIONS=SLDA_OFTEN)
     with ForkedDaemon(forks, tmp_path / "data", env) as daemon:
         learn_concurrently(daemon.url, 80)
         before = model_figures(daemon.url)

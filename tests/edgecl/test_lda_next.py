@@ -1,0 +1,184 @@
+"""``slda``'s next explicit precision, factorised in a thread: it is swapped in where the
+head would have factorised, what it holds does not depend on the thread's timing, a head
+and its restored copy go on alike, and no thread outlives its use."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgecl import Learner, codec
+from edgecl.backbones import IdentityBackbone
+from edgecl.strategies import lda_next
+from edgecl.strategies.cholesky import precision
+from edgecl.strategies.slda import StreamingLDA
+from tests.edgecl.test_slda import exact_scores, relu_stream, used_scores
+
+DIM = 48
+
+
+def factorise_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "slda-factorise"]
+
+
+class Counted:
+    """``precision`` with a count of calls, by the thread they ran on, and a delay."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.threads: list[str] = []
+
+    def __call__(self, a: Any) -> Any:
+        self.threads.append(threading.current_thread().name)
+        if self.delay_s and threading.current_thread().name == "slda-factorise":
+            time.sleep(self.delay_s)
+        return precision(a)
+
+
+def head_with(inverse: Counted, **options: Any) -> StreamingLDA:
+    s = StreamingLDA(**options)
+    s._inverse = inverse  # type: ignore[method-assign]
+    s.add_classes(6)
+    return s
+
+
+def test_factorisations_past_the_first_run_in_the_thread_within_tolerance() -> None:
+    """Test-then-train one sample at a time: after the first explicit factorisation every
+    later one is made in the thread, and every score stays within the stated bound."""
+    z, y = relu_stream(3000, DIM, 6, seed=11)
+    inverse = Counted()
+    s = head_with(inverse, tolerance=1e-6)  # factorisations often
+    kept: set[int] = set()
+    for i in range(len(z)):
+        if i:
+            s.predict_proba_many(z[i : i + 1])
+        s.learn_many(z[i : i + 1], y[i : i + 1])
+        kept.add(id(s._kept))
+        if i % 100 == 99:
+            want, bound = exact_scores(s, z[:30])
+            trained = s.counts > 0
+            err = used_scores(s, z[:30]) - want[:, trained]
+            assert np.all(np.abs(err) <= bound[:, trained] + 1e-9 * np.abs(want).max()), i
+    assert len(inverse.threads) >= 5 and len(kept) >= 5, inverse.threads
+    assert inverse.threads[0] == "MainThread"  # the first: nothing kept to go on with
+    assert set(inverse.threads[1:]) == {"slda-factorise"}, inverse.threads
+
+
+def test_what_the_thread_builds_does_not_depend_on_its_timing() -> None:
+    """The same calls, one head's thread slowed down so the head waits for it at each
+    swap, the other's not: the same precision, bit for bit, at every step."""
+    z, y = relu_stream(2500, DIM, 6, seed=12)
+    slowed = Counted(delay_s=0.02)
+    fast, slow = head_with(Counted(), tolerance=1e-6), head_with(slowed, tolerance=1e-6)
+    rng = np.random.default_rng(0)
+    i = 0
+    while i < len(z):
+        k = int(rng.integers(1, 5))
+        for s in (fast, slow):
+            if i:
+                s.predict_proba_many(z[i : i + k])
+            s.learn_many(z[i : i + k], y[i : i + k])
+        i += k
+        if rng.random() < 0.05:
+            np.testing.assert_array_equal(fast.scores_many(z[:20]), slow.scores_many(z[:20]))
+    np.testing.assert_array_equal(fast.scores_many(z), slow.scores_many(z))
+    np.testing.assert_array_equal(fast.sigma, slow.sigma)
+    assert slowed.threads.count("slda-factorise") >= 5
+
+
+def test_a_head_and_its_restored_copy_go_on_alike_past_later_swaps() -> None:
+    z, y = relu_stream(3000, DIM, 6, seed=13)
+    # γ grows ten times as fast as by default: factorisations every few hundred samples.
+    learner = Learner(IdentityBackbone(DIM), StreamingLDA(shrinkage=1e-3, tolerance=1e-6))
+    for i in range(1200):
+        learner.learn_one(z[i], int(y[i]))
+    restored = Learner.from_state(codec.roundtrip(learner.state_dict()))
+    head = restored.strategy
+    assert isinstance(head, StreamingLDA) and head._next is not None  # started at once
+    for i in range(1200, 3000):  # test-then-train: several factorisations in the thread
+        want = learner.predict_proba_many(z[i : i + 1])
+        np.testing.assert_array_equal(restored.predict_proba_many(z[i : i + 1]), want)
+        for one in (learner, restored):
+            one.learn_one(z[i], int(y[i]))
+    np.testing.assert_array_equal(restored.predict_proba_many(z), learner.predict_proba_many(z))
+    assert head._kept is not None and head._kept.gamma > 1e-3 * 2500  # swapped in since
+
+
+def test_a_snapshot_starts_no_thread_and_a_dropped_head_leaves_none() -> None:
+    z, y = relu_stream(1500, DIM, 6, seed=14)
+    s = head_with(Counted(delay_s=0.05))
+    for i in range(1500):
+        s.predict_proba_many(z[i : i + 1])
+        s.learn_many(z[i : i + 1], y[i : i + 1])
+        if s._next is not None and i > 800:
+            break
+    assert s._next is not None
+    frozen = s.snapshot()
+    running = len(factorise_threads())
+    for i in range(200):  # far past the drift that would start one on a live head
+        frozen.predict_proba_many(z[i : i + 1])
+    assert frozen._next is None and len(factorise_threads()) <= running
+    thread = s._next._thread
+    del s, frozen
+    gc.collect()
+    thread.join(timeout=5.0)
+    assert not thread.is_alive()
+
+
+def test_a_failure_in_the_thread_falls_back_to_factorising_at_the_swap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    failed: list[str] = []
+    real = lda_next.factorised
+
+    def failing_once(*args: Any) -> Any:
+        if not failed and threading.current_thread().name == "slda-factorise":
+            failed.append("once")
+            raise MemoryError("no room for the next precision")
+        return real(*args)
+
+    monkeypatch.setattr(lda_next, "factorised", failing_once)
+    z, y = relu_stream(2500, DIM, 6, seed=15)
+    s = StreamingLDA()
+    s.add_classes(6)
+    for i in range(len(z)):
+        s.predict_proba_many(z[i : i + 1])
+        s.learn_many(z[i : i + 1], y[i : i + 1])
+    assert failed
+    want, bound = exact_scores(s, z[:50])
+    err = used_scores(s, z[:50]) - want
+    assert np.all(np.abs(err) <= bound + 1e-9 * np.abs(want).max())
+
+
+def test_a_thread_running_when_the_covariance_freezes_ends() -> None:
+    """With ``covariance_samples`` ``γ`` stops growing, so no swap would ever come: a
+    thread started just before is dropped rather than left taking in every sample."""
+    z, y = relu_stream(2000, DIM, 6, seed=16)
+
+    def run(s: StreamingLDA, stop_when_started: bool) -> int:
+        for i in range(len(z)):
+            if i:
+                s.predict_proba_many(z[i : i + 1])
+            s.learn_many(z[i : i + 1], y[i : i + 1])
+            if stop_when_started and s._next is not None and i > 600:
+                return i
+        return len(z)
+
+    started_at = run(head_with(Counted(), tolerance=1e-6), stop_when_started=True)
+    slowed = Counted(delay_s=0.05)
+    s = head_with(slowed, tolerance=1e-6, covariance_samples=started_at + 6)
+    before = set(factorise_threads())
+    run(s, stop_when_started=False)
+    assert s._next is None and "slda-factorise" in slowed.threads  # started, then dropped
+    deadline = time.monotonic() + 5.0
+    while set(factorise_threads()) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(factorise_threads()) - before
+    want, bound = exact_scores(s, z[:50])
+    err = used_scores(s, z[:50]) - want
+    assert np.all(np.abs(err) <= bound + 1e-9 * np.abs(want).max())
