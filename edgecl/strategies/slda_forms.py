@@ -14,6 +14,7 @@ wait for it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -30,14 +31,13 @@ from edgecl.types import IntArray
 # A batch at least this large is folded into Σ and the precision factorised again:
 # its rank-one updates (O(D² m + D m²)) would cost more than one factorisation.
 REFACTOR_BATCH = 256
-#: The next explicit factorisation starts in a thread once ``γ`` passes the kept
-#: ``γ₀`` (``ρ`` runs from about ``−above`` to ``above`` between factorisations, so half
-#: the span is left: a tenth of the samples learned so far, or more), or once the edge
-#: is this many samples away, whichever comes first. The thread takes 0.2–0.4 s on a
-#: busy AVX2-only core, then takes in every sample learned since it started (0.3 ms each
-#: at 1280-d against about 1.2 for learning one): starting at once would cost a third
-#: more CPU, and starting later left the thread late at 320 samples/s
-#: (benchmarks/learn_to_visible.py).
+#: The next explicit factorisation starts in a thread once the drift's edge is this
+#: many samples away (at once when the span between factorisations is shorter). The
+#: thread took 0.3–0.5 s on a busy AVX2-only CPU, then takes in every sample learned
+#: since it started (0.2–0.4 ms each at 1280-d, against about 1.2 to learn one), so the
+#: lead is a fixed count, not a share of the span (which grows with the stream, to about
+#: a fifth of the samples learned so far): 256 samples last 0.8 s at 320 samples/s,
+#: and the teaching /learn's p99 was no better with 512 (benchmarks/learn_to_visible.py).
 START_SAMPLES = 256
 
 
@@ -58,6 +58,7 @@ class PrecisionForms:
     _kept: KeptPrecision | None  # from then on
     _next: NextPrecision | None  # the kept one's successor, being factorised
     _learns: bool  # False for a snapshot: it never starts a factorisation
+    background: bool  # factorise the next explicit precision in a thread
     _last: tuple[Float64Array, Any] | None  # x predicted, its product(s)
 
     # A⁻¹ of a symmetric positive definite A, a fresh factorisation (the head's method).
@@ -133,7 +134,7 @@ class PrecisionForms:
                 self._last = None
         elif self._kept is None or self._kept.drift(gamma)[2] > self.tolerance:
             self._replace(gamma)
-        elif self._next is None and self._learns:
+        elif self._next is None:
             self._maybe_start(self._kept, gamma)
         elif self._next is not None and self._frozen():  # γ stays: no swap would come
             self._drop_next()
@@ -142,8 +143,9 @@ class PrecisionForms:
         """Start the next factorisation when :data:`START_SAMPLES` says, for the ``γ₀`` a
         factorisation at the drift's edge would choose."""
         at_edge = kept.gamma + above(self.tolerance) / kept.bound
-        soon = at_edge - gamma <= self._gamma(START_SAMPLES)  # γ grows linearly with t
-        if (gamma < kept.gamma and not soon) or self._frozen():
+        if at_edge - gamma > self._gamma(START_SAMPLES) or self._frozen():  # γ ∝ t
+            return
+        if not self._threads():
             return
         self._start(self._ahead(below(0.98 * self.tolerance), kept.frob, at_edge))
 
@@ -157,7 +159,7 @@ class PrecisionForms:
         """After a checkpoint (or its restore): start the factorisation a restore makes,
         so the head and its restored copy wait for the same one (and go on alike), the
         checkpoint's write running beside it."""
-        if self.dim and self._few is None and self.shrinkage < 1.0:
+        if self.dim and self._few is None and self.shrinkage < 1.0 and self._threads():
             self._start(self._ahead(below(0.98 * self.tolerance)))
 
     def _replace(self, gamma: float) -> None:
@@ -175,6 +177,11 @@ class PrecisionForms:
         self._kept, self._last = kept, None
         if kept.drift(gamma)[2] > self.tolerance:  # not met while γ₀ is chosen as above
             self._refactor()
+
+    def _threads(self) -> bool:
+        """Whether to factorise in a thread: asked for, and a second CPU to run it on
+        (on one, the thread's catching up with learning would be pure cost)."""
+        return self.background and self._learns and spare_cpu()
 
     def _drop_next(self) -> None:
         if self._next is not None:
@@ -208,3 +215,10 @@ class PrecisionForms:
         base = factorised(self.sigma, self.shrinkage, self.n_updates, gamma, self._inverse)
         self._kept = KeptPrecision(base, gamma, self.means)
         self._last = None
+
+
+def spare_cpu() -> bool:
+    """Whether this process may run on more than one CPU."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) > 1
+    return (os.cpu_count() or 1) > 1
