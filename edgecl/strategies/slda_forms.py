@@ -6,10 +6,10 @@ with every term: exactly for every ``γ`` while ``S`` has few terms
 (:class:`~edgecl.strategies.lda_few.LowRankPrecision`), in the terms' space while they
 are fewer than ``ROW_SHARE · D`` (:class:`~edgecl.strategies.lda_rows.RowPrecision`),
 then explicitly (:class:`~edgecl.strategies.lda_update.KeptPrecision`), each factorised
-again only when its correction for ``γ``'s growth would pass ``tolerance``. The explicit
-form's next factorisation starts early, in a thread
-(:class:`~edgecl.strategies.lda_next.NextPrecision`), so learning and predicting need not
-wait for it.
+again only when its correction for ``γ``'s growth would pass ``tolerance``. Each explicit
+precision (the first one too, which replaces the terms' space form) is factorised early,
+in a thread (:class:`~edgecl.strategies.lda_next.NextPrecision`), so learning and
+predicting need not wait for it.
 """
 
 from __future__ import annotations
@@ -95,11 +95,14 @@ class PrecisionForms:
                 self._few = None
         elif rows is not None and small:
             rows.add(dev, w, labels, self.counts, after, self._cached(x) or rows.project(x))
+            if self._next is not None:
+                self._next.feed(Call(x, dev, w, labels.copy(), self.counts, after))
             if rows.r > lr.ROW_SHARE * self.dim:  # from here the explicit form costs less
-                gamma = self._ahead(below(0.98 * self.tolerance))
-                base = rows.explicit(gamma)
-                self._kept = None if base is None else KeptPrecision(base, gamma, after)
                 self._rows = self._last = None
+                if self._next is None:  # else the thread's is swapped in when needed
+                    gamma = self._ahead(below(0.98 * self.tolerance))
+                    base = rows.explicit(gamma)
+                    self._kept = None if base is None else KeptPrecision(base, gamma, after)
         elif (kept is not None or self._next is not None) and small:
             if kept is not None:
                 px = self._cached(x)
@@ -132,6 +135,12 @@ class PrecisionForms:
                 ahead = below_rows(0.98 * self.tolerance, rows.spread())
                 rows.refactor(self._ahead(ahead), self._inverse)
                 self._last = None
+            terms_left = lr.ROW_SHARE * self.dim - rows.r  # to the explicit form
+            if self._next is None and terms_left < START_SAMPLES and not self._frozen():
+                # The explicit precision from Σ in the thread, for the γ of the switch.
+                switch = self._gamma(self.n_updates + max(int(terms_left), 0) + 1)
+                if self._threads():
+                    self._start(self._ahead(below(0.98 * self.tolerance), None, switch))
         elif self._kept is None or self._kept.drift(gamma)[2] > self.tolerance:
             self._replace(gamma)
         elif self._next is None:

@@ -18,7 +18,7 @@ import pytest
 
 from edgecl import Learner, codec
 from edgecl.backbones import IdentityBackbone
-from edgecl.strategies import lda_next
+from edgecl.strategies import lda_next, lda_rows
 from edgecl.strategies.cholesky import precision
 from edgecl.strategies.slda import StreamingLDA
 from tests.edgecl.test_slda import exact_scores, relu_stream, used_scores
@@ -31,14 +31,17 @@ def factorise_threads() -> list[threading.Thread]:
 
 
 class Counted:
-    """``precision`` with a count of calls, by the thread they ran on, and a delay."""
+    """``precision`` with a count of calls, by the thread they ran on and the size, and
+    a delay for the thread's."""
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
         self.threads: list[str] = []
+        self.sizes: list[int] = []
 
     def __call__(self, a: Any) -> Any:
         self.threads.append(threading.current_thread().name)
+        self.sizes.append(len(a))
         if self.delay_s and threading.current_thread().name == "slda-factorise":
             time.sleep(self.delay_s)
         return precision(a)
@@ -230,3 +233,38 @@ def test_on_one_cpu_no_thread_is_started() -> None:
     ).stdout
     names, calls = out.rsplit(" ", 1)
     assert names == "['MainThread']" and int(calls) >= 2, out
+
+
+def test_the_switch_to_the_explicit_precision_is_made_in_the_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 192-d the precision is kept in the terms' space up to 144 terms (r×r
+    factorisations, in the step), then explicitly: the explicit precision is not built
+    from the terms in the step but factorised in the thread, as every later one, and the
+    scores stay within the bound throughout."""
+    built: list[int] = []
+    explicit = lda_rows.RowPrecision.explicit
+
+    def counted(rows: lda_rows.RowPrecision, gamma: float) -> Any:
+        built.append(rows.r)
+        return explicit(rows, gamma)
+
+    monkeypatch.setattr(lda_rows.RowPrecision, "explicit", counted)
+    dim = 192
+    z, y = relu_stream(1200, dim, 6, seed=18)
+    inverse = Counted()
+    s = head_with(inverse)
+    forms = set()
+    for i in range(len(z)):
+        if i:
+            s.predict_proba_many(z[i : i + 1])
+        s.learn_many(z[i : i + 1], y[i : i + 1])
+        forms.add("rows" if s._rows is not None else "kept" if s._kept is not None else "")
+        if i % 50 == 49 and i > 100:
+            want, bound = exact_scores(s, z[:30])
+            trained = s.counts > 0
+            err = used_scores(s, z[:30]) - want[:, trained]
+            assert np.all(np.abs(err) <= bound[:, trained] + 1e-9 * np.abs(want).max()), i
+    full = [name for name, n in zip(inverse.threads, inverse.sizes, strict=True) if n == dim]
+    assert {"rows", "kept"} <= forms and not built
+    assert full and set(full) == {"slda-factorise"}, full
