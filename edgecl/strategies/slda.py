@@ -51,8 +51,8 @@ class StreamingLDA(PrecisionForms, Configurable):
     kept one still holds (:mod:`~edgecl.strategies.lda_next`), when the process may run
     on more than one CPU; off, the step that needs it factorises. The thread spares the
     replies a pause of a few hundred ms at 1280-d, for 0.2–0.4 ms of CPU per sample
-    learned while it runs (at most :data:`~edgecl.strategies.slda_forms.START_SAMPLES`
-    per factorisation).
+    learned while it runs (:data:`~edgecl.strategies.slda_forms.START_SAMPLES` and a
+    sixteenth of the terms waiting to be folded into ``Σ``, per factorisation).
 
     ``covariance_samples``: ``None`` keeps the covariance plastic (updated by every
     sample); an integer stops updating it after that many samples, as the paper's

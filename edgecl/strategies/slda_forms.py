@@ -32,13 +32,20 @@ from edgecl.types import IntArray
 # its rank-one updates (O(D² m + D m²)) would cost more than one factorisation.
 REFACTOR_BATCH = 256
 #: The next explicit factorisation starts in a thread once the drift's edge is this
-#: many samples away (at once when the span between factorisations is shorter). The
-#: thread took 0.3–0.5 s on a busy AVX2-only CPU, then takes in every sample learned
-#: since it started (0.2–0.4 ms each at 1280-d, against about 1.2 to learn one), so the
-#: lead is a fixed count, not a share of the span (which grows with the stream, to about
-#: a fifth of the samples learned so far): 256 samples last 0.8 s at 320 samples/s,
-#: and the teaching /learn's p99 was no better with 512 (benchmarks/learn_to_visible.py).
+#: many samples away (at once when the span between factorisations is shorter), plus
+#: one per :data:`FOLD_LEAD` terms waiting to be folded into ``Σ``, which the thread
+#: does first. The thread took 0.3–0.5 s on a busy AVX2-only CPU, then takes in every
+#: sample learned since it started (0.2–0.4 ms each at 1280-d, against about 1.2 to
+#: learn one), so the lead is a fixed count, not a share of the span (which grows with
+#: the stream, to about a fifth of the samples learned so far): 256 samples last 0.8 s
+#: at 320 samples/s, and the teaching /learn's p99 was no better with 512
+#: (benchmarks/learn_to_visible.py).
 START_SAMPLES = 256
+#: A waiting term takes the thread about a thirtieth of the time a sample takes to learn
+#: (one row of a large symmetric product against two passes over half of ``P``); 16 for
+#: the thread sharing the cores. Without it, 4000 waiting terms at 800 samples/s (the
+#: in-process benchmark) left the thread 150–500 ms late at the edge.
+FOLD_LEAD = 16
 
 
 class PrecisionForms:
@@ -136,7 +143,7 @@ class PrecisionForms:
                 rows.refactor(self._ahead(ahead), self._inverse)
                 self._last = None
             terms_left = lr.ROW_SHARE * self.dim - rows.r  # to the explicit form
-            if self._next is None and terms_left < START_SAMPLES and not self._frozen():
+            if self._next is None and terms_left < self._lead() and not self._frozen():
                 # The explicit precision from Σ in the thread, for the γ of the switch.
                 switch = self._gamma(self.n_updates + max(int(terms_left), 0) + 1)
                 if self._threads():
@@ -152,7 +159,7 @@ class PrecisionForms:
         """Start the next factorisation when :data:`START_SAMPLES` says, for the ``γ₀`` a
         factorisation at the drift's edge would choose."""
         at_edge = kept.gamma + above(self.tolerance) / kept.bound
-        if at_edge - gamma > self._gamma(START_SAMPLES) or self._frozen():  # γ ∝ t
+        if at_edge - gamma > self._gamma(self._lead()) or self._frozen():  # γ ∝ t
             return
         if not self._threads():
             return
@@ -186,6 +193,10 @@ class PrecisionForms:
         self._kept, self._last = kept, None
         if kept.drift(gamma)[2] > self.tolerance:  # not met while γ₀ is chosen as above
             self._refactor()
+
+    def _lead(self) -> int:
+        """Samples before the edge at which the thread starts (:data:`START_SAMPLES`)."""
+        return START_SAMPLES + (self.n_updates - self._sigma_at) // FOLD_LEAD
 
     def _threads(self) -> bool:
         """Whether to factorise in a thread: asked for, and a second CPU to run it on
