@@ -17,6 +17,7 @@ checkpoint, for one).
 
 from __future__ import annotations
 
+import inspect
 import threading
 import weakref
 from collections import deque
@@ -117,6 +118,9 @@ class NextPrecision:
         gamma: float,
         inverse: Callable[[Float64Array], Float64Array],
     ) -> None:
+        # Held weakly if it is the owner's method: the thread must not keep its owner alive.
+        method = weakref.WeakMethod(inverse) if inspect.ismethod(inverse) else None
+        self._inverse = (lambda: inverse) if method is None else method
         self.t, self.n_pending, self.sigma_before = t, len(pending), sigma
         self.sigma: Float64Array | None = None  # Σ at t, once folded
         self.kept: KeptPrecision | None = None  # once every fed call is taken in
@@ -126,7 +130,7 @@ class NextPrecision:
         self._groups: deque[Call] = deque()  # whole groups, joined, not taken in yet
         self._closed = self._cancelled = False
         self._cond = threading.Condition()
-        args = (sigma, sigma_at, list(pending), means, shrinkage, gamma, inverse)
+        args = (sigma, sigma_at, list(pending), means, shrinkage, gamma)
         self._thread = threading.Thread(
             target=self._run, args=args, name="slda-factorise", daemon=True
         )
@@ -181,14 +185,16 @@ class NextPrecision:
         means: Float64Array,
         shrinkage: float,
         gamma: float,
-        inverse: Callable[[Float64Array], Float64Array],
     ) -> None:
         try:
             now = folded(sigma, sigma_at, pending, self.t) if pending else sigma
             del pending
-            if self._cancelled:
+            inverse = self._inverse()
+            if self._cancelled or inverse is None:
                 return
-            kept = KeptPrecision(factorised(now, shrinkage, self.t, gamma, inverse), gamma, means)
+            base = factorised(now, shrinkage, self.t, gamma, inverse)
+            del inverse
+            kept = KeptPrecision(base, gamma, means)
             while (group := self._next_group()) is not None:
                 take(kept, group)
             if self._closed and not self._cancelled:
