@@ -102,8 +102,7 @@ class PrecisionForms:
                 self._few = None
         elif rows is not None and small:
             rows.add(dev, w, labels, self.counts, after, self._cached(x) or rows.project(x))
-            if self._next is not None:
-                self._next.feed(Call(x, dev, w, labels.copy(), self.counts, after))
+            self._feed_next(x, dev, w, labels, after)
             if rows.r > lr.ROW_SHARE * self.dim:  # from here the explicit form costs less
                 self._rows = self._last = None
                 if self._next is None:  # else the thread's is swapped in when needed
@@ -115,11 +114,17 @@ class PrecisionForms:
                 px = self._cached(x)
                 px = kept.apply(x) if px is None else px
                 kept.learn(px, dev, w, labels, self.counts, after)
-            if self._next is not None:
-                self._next.feed(Call(x, dev, w, labels.copy(), self.counts, after))
+            self._feed_next(x, dev, w, labels, after)
         else:  # a large batch: one explicit factorisation costs less
             self._kept = self._rows = None
             self._drop_next()
+
+    def _feed_next(
+        self, x: Float64Array, dev: Float64Array, w: Float64Array, labels: IntArray, after: Any
+    ) -> None:
+        """The same learn call for the next precision, if one is being built."""
+        if self._next is not None:
+            self._next.feed(Call(x, dev, w, labels.copy(), self.counts, after))
 
     def _gamma(self, n_updates: int) -> float:
         """``γ = ε t/(1 − ε)``: the ridge of ``S`` that the shrinkage amounts to."""
@@ -143,25 +148,24 @@ class PrecisionForms:
                 rows.refactor(self._ahead(ahead), self._inverse)
                 self._last = None
             terms_left = lr.ROW_SHARE * self.dim - rows.r  # to the explicit form
-            if self._next is None and terms_left < self._lead() and not self._frozen():
+            soon = terms_left < self._lead() and not self._frozen()
+            if self._next is None and soon and self._threads():
                 # The explicit precision from Σ in the thread, for the γ of the switch.
                 switch = self._gamma(self.n_updates + max(int(terms_left), 0) + 1)
-                if self._threads():
-                    self._start(self._ahead(below(0.98 * self.tolerance), None, switch))
+                self._start(self._ahead(below(0.98 * self.tolerance), None, switch))
         elif self._kept is None or self._kept.drift(gamma)[2] > self.tolerance:
             self._replace(gamma)
         elif self._next is None:
             self._maybe_start(self._kept, gamma)
-        elif self._next is not None and self._frozen():  # γ stays: no swap would come
+        elif self._frozen():  # γ stays: no swap would come
             self._drop_next()
 
     def _maybe_start(self, kept: KeptPrecision, gamma: float) -> None:
         """Start the next factorisation when :data:`START_SAMPLES` says, for the ``γ₀`` a
         factorisation at the drift's edge would choose."""
         at_edge = kept.gamma + above(self.tolerance) / kept.bound
-        if at_edge - gamma > self._gamma(self._lead()) or self._frozen():  # γ ∝ t
-            return
-        if not self._threads():
+        far = at_edge - gamma > self._gamma(self._lead())  # γ grows linearly with t
+        if far or self._frozen() or not self._threads():
             return
         self._start(self._ahead(below(0.98 * self.tolerance), kept.frob, at_edge))
 

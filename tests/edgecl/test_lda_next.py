@@ -54,6 +54,21 @@ def head_with(inverse: Counted, **options: Any) -> StreamingLDA:
     return s
 
 
+def step(s: StreamingLDA, z: Any, y: Any, i: int, k: int = 1) -> None:
+    """Test-then-train, as the daemon's writer does: predict samples ``i:i+k``, learn them."""
+    if i:
+        s.predict_proba_many(z[i : i + k])
+    s.learn_many(z[i : i + k], y[i : i + k])
+
+
+def assert_within_bound(s: StreamingLDA, probe: Any) -> None:
+    """The trained classes' scores within the tolerance's bound of the exact ones."""
+    want, bound = exact_scores(s, probe)
+    trained = s.counts > 0
+    err = used_scores(s, probe) - want[:, trained]
+    assert np.all(np.abs(err) <= bound[:, trained] + 1e-9 * np.abs(want).max())
+
+
 def test_factorisations_past_the_first_run_in_the_thread_within_tolerance() -> None:
     """Test-then-train one sample at a time: after the first explicit factorisation every
     later one is made in the thread, and every score stays within the stated bound."""
@@ -62,15 +77,10 @@ def test_factorisations_past_the_first_run_in_the_thread_within_tolerance() -> N
     s = head_with(inverse, tolerance=1e-6)  # factorisations often
     kept: set[int] = set()
     for i in range(len(z)):
-        if i:
-            s.predict_proba_many(z[i : i + 1])
-        s.learn_many(z[i : i + 1], y[i : i + 1])
+        step(s, z, y, i)
         kept.add(id(s._kept))
         if i % 100 == 99:
-            want, bound = exact_scores(s, z[:30])
-            trained = s.counts > 0
-            err = used_scores(s, z[:30]) - want[:, trained]
-            assert np.all(np.abs(err) <= bound[:, trained] + 1e-9 * np.abs(want).max()), i
+            assert_within_bound(s, z[:30])
     assert len(inverse.threads) >= 5 and len(kept) >= 5, inverse.threads
     assert inverse.threads[0] == "MainThread"  # the first: nothing kept to go on with
     assert set(inverse.threads[1:]) == {"slda-factorise"}, inverse.threads
@@ -87,9 +97,7 @@ def test_what_the_thread_builds_does_not_depend_on_its_timing() -> None:
     while i < len(z):
         k = int(rng.integers(1, 5))
         for s in (fast, slow):
-            if i:
-                s.predict_proba_many(z[i : i + k])
-            s.learn_many(z[i : i + k], y[i : i + k])
+            step(s, z, y, i, k)
         i += k
         if rng.random() < 0.05:
             np.testing.assert_array_equal(fast.scores_many(z[:20]), slow.scores_many(z[:20]))
@@ -121,8 +129,7 @@ def test_a_snapshot_starts_no_thread_and_a_dropped_head_leaves_none() -> None:
     s = StreamingLDA(tolerance=1e-6)  # its own method factorises: held weakly
     s.add_classes(6)
     for i in range(1500):
-        s.predict_proba_many(z[i : i + 1])
-        s.learn_many(z[i : i + 1], y[i : i + 1])
+        step(s, z, y, i)
         if s._next is not None and s._kept is not None:
             break
     assert s._next is not None
@@ -155,12 +162,9 @@ def test_a_failure_in_the_thread_falls_back_to_factorising_at_the_swap(
     s = StreamingLDA()
     s.add_classes(6)
     for i in range(len(z)):
-        s.predict_proba_many(z[i : i + 1])
-        s.learn_many(z[i : i + 1], y[i : i + 1])
+        step(s, z, y, i)
     assert failed
-    want, bound = exact_scores(s, z[:50])
-    err = used_scores(s, z[:50]) - want
-    assert np.all(np.abs(err) <= bound + 1e-9 * np.abs(want).max())
+    assert_within_bound(s, z[:50])
 
 
 def test_a_thread_running_when_the_covariance_freezes_ends() -> None:
@@ -170,9 +174,7 @@ def test_a_thread_running_when_the_covariance_freezes_ends() -> None:
 
     def run(s: StreamingLDA, stop_when_started: bool) -> int:
         for i in range(len(z)):
-            if i:
-                s.predict_proba_many(z[i : i + 1])
-            s.learn_many(z[i : i + 1], y[i : i + 1])
+            step(s, z, y, i)
             if stop_when_started and s._next is not None and i > 600:
                 return i
         return len(z)
@@ -187,9 +189,7 @@ def test_a_thread_running_when_the_covariance_freezes_ends() -> None:
     while set(factorise_threads()) - before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not set(factorise_threads()) - before
-    want, bound = exact_scores(s, z[:50])
-    err = used_scores(s, z[:50]) - want
-    assert np.all(np.abs(err) <= bound + 1e-9 * np.abs(want).max())
+    assert_within_bound(s, z[:50])
 
 
 def test_without_background_the_step_that_needs_it_factorises() -> None:
@@ -198,9 +198,7 @@ def test_without_background_the_step_that_needs_it_factorises() -> None:
     s = head_with(inverse, tolerance=1e-6, background=False)
     assert s.options()["background"] is False
     for i in range(len(z)):
-        if i:
-            s.predict_proba_many(z[i : i + 1])
-        s.learn_many(z[i : i + 1], y[i : i + 1])
+        step(s, z, y, i)
     s.state_dict()
     assert s._next is None and len(inverse.threads) >= 2
     assert set(inverse.threads) == {"MainThread"}
@@ -214,14 +212,13 @@ def test_on_one_cpu_no_thread_is_started() -> None:
     script = (
         "import os, threading\n"
         "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
-        "from tests.edgecl.test_lda_next import Counted, head_with\n"
+        "from tests.edgecl.test_lda_next import Counted, head_with, step\n"
         "from tests.edgecl.test_slda import relu_stream\n"
         "z, y = relu_stream(1500, 48, 6, seed=17)\n"
         "inverse = Counted()\n"
         "s = head_with(inverse, tolerance=1e-6)\n"
         "for i in range(len(z)):\n"
-        "    s.predict_proba_many(z[i : i + 1]) if i else None\n"
-        "    s.learn_many(z[i : i + 1], y[i : i + 1])\n"
+        "    step(s, z, y, i)\n"
         "print(sorted(set(inverse.threads)), len(inverse.threads))\n"
     )
     out = subprocess.run(
@@ -257,15 +254,10 @@ def test_the_switch_to_the_explicit_precision_is_made_in_the_thread(
     s = head_with(inverse)
     forms = set()
     for i in range(len(z)):
-        if i:
-            s.predict_proba_many(z[i : i + 1])
-        s.learn_many(z[i : i + 1], y[i : i + 1])
+        step(s, z, y, i)
         forms.add("rows" if s._rows is not None else "kept" if s._kept is not None else "")
         if i % 50 == 49 and i > 100:
-            want, bound = exact_scores(s, z[:30])
-            trained = s.counts > 0
-            err = used_scores(s, z[:30]) - want[:, trained]
-            assert np.all(np.abs(err) <= bound[:, trained] + 1e-9 * np.abs(want).max()), i
+            assert_within_bound(s, z[:30])
     full = [name for name, n in zip(inverse.threads, inverse.sizes, strict=True) if n == dim]
     assert {"rows", "kept"} <= forms and not built
     assert full and set(full) == {"slda-factorise"}, full
