@@ -233,6 +233,38 @@ def test_on_one_cpu_no_thread_is_started() -> None:
     assert names == "['MainThread']" and int(calls) >= 2, out
 
 
+def test_a_process_exiting_mid_factorisation_waits_for_the_thread() -> None:
+    """Exiting while the thread factorises: the thread is stopped and joined before the
+    interpreter tears NumPy down (a thread inside LAPACK then crashed about one exit in
+    ten at 1280-d), and the process exits cleanly."""
+    script = (
+        "import atexit, threading\n"
+        "def left():\n"  # registered first, so it runs after edgecl's exit hook
+        "    names = [t.name for t in threading.enumerate() if t.name == 'slda-factorise']\n"
+        "    print('alive at exit:', names, flush=True)\n"
+        "atexit.register(left)\n"
+        "from tests.edgecl.test_lda_next import Counted, head_with, step\n"
+        "from tests.edgecl.test_slda import relu_stream\n"
+        "z, y = relu_stream(1500, 48, 6, seed=17)\n"
+        "inverse = Counted(delay_s=0.5)\n"
+        "s = head_with(inverse, tolerance=1e-6)\n"
+        "for i in range(len(z)):\n"
+        "    step(s, z, y, i)\n"
+        "    if 'slda-factorise' in inverse.threads:\n"
+        "        break\n"
+        "print('factorising at exit:', 'slda-factorise' in inverse.threads, flush=True)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    ).stdout
+    assert "factorising at exit: True" in out and "alive at exit: []" in out, out
+
+
 def test_the_switch_to_the_explicit_precision_is_made_in_the_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
