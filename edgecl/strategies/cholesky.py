@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecl.strategies import spd_inverse
 from edgecl.strategies.linear import Float64Array
 
 _BLOCK = 32  # rows per block of the triangular solves
@@ -92,7 +93,11 @@ def solve_weights(a: Float64Array, mu: Float64Array) -> tuple[Float64Array, Floa
 
 
 def precision(a: Float64Array) -> Float64Array:
-    """``A⁻¹`` for symmetric positive definite ``A``."""
+    """``A⁻¹`` for symmetric positive definite ``A``: by LAPACK where bound, else from
+    the Cholesky factor in NumPy (an LU if rounding leaves ``A`` indefinite)."""
+    fast = spd_inverse.inverse(a)
+    if fast is not None:
+        return fast
     try:
         return Cholesky(a).inverse()
     except np.linalg.LinAlgError:

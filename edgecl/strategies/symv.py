@@ -32,7 +32,8 @@ _SYMBOLS = (
 _bound: list[Callable[[Float64Array, Float64Array], Float64Array] | None] = []
 
 
-def _libraries() -> list[str]:
+def libraries() -> list[str]:
+    """The OpenBLAS shared libraries NumPy's wheels carry (none for other builds)."""
     base = os.path.dirname(os.path.dirname(np.__file__))  # site-packages
     return sorted(glob.glob(os.path.join(base, "numpy.libs", "*openblas*")))
 
@@ -67,7 +68,7 @@ def _checked() -> Callable[[Float64Array, Float64Array], Float64Array] | None:
     rng = np.random.default_rng(0)
     a = rng.standard_normal((37, 37))
     p, x = a + a.T, rng.standard_normal(37)
-    for path in _libraries():
+    for path in libraries():
         product = _bind(path)
         if product is not None and np.allclose(product(p, x), p @ x, rtol=1e-12, atol=1e-12):
             return product
