@@ -16,24 +16,13 @@ Run from the repository root; prints the machine and markdown rows::
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import numpy as np
 
 from benchmarks.bench_common import machine
+from benchmarks.slda_products import timed
 from edgecl.strategies import spd_inverse
 from edgecl.strategies.cholesky import Cholesky
-
-
-def median_ms(work: Callable[[], object], repeats: int) -> float:
-    work()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
 
 
 def main() -> None:
@@ -52,11 +41,11 @@ def main() -> None:
         fast = spd_inverse.inverse(a)
         diff = "—" if fast is None else f"{np.abs(fast - exact).max() / np.abs(exact).max():.1e}"
         ms = [
-            median_ms(lambda: spd_inverse.inverse(a), args.repeats)  # noqa: B023
+            timed(lambda: spd_inverse.inverse(a), args.repeats, None)  # noqa: B023
             if fast is not None
             else float("nan"),
-            median_ms(lambda: Cholesky(a).inverse(), args.repeats),  # noqa: B023
-            median_ms(lambda: np.linalg.inv(a), args.repeats),  # noqa: B023
+            timed(lambda: Cholesky(a).inverse(), args.repeats, None),  # noqa: B023
+            timed(lambda: np.linalg.inv(a), args.repeats, None),  # noqa: B023
         ]
         print(f"| {n} | " + " | ".join(f"{v:.1f}" for v in ms) + f" | {diff} |")  # noqa: T201
 

@@ -61,6 +61,18 @@ def step(s: StreamingLDA, z: Any, y: Any, i: int, k: int = 1) -> None:
     s.learn_many(z[i : i + k], y[i : i + k])
 
 
+def run_script(script: str) -> str:
+    """What a fresh interpreter running ``script`` from the repository root prints."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    ).stdout
+
+
 def assert_within_bound(s: StreamingLDA, probe: Any) -> None:
     """The trained classes' scores within the tolerance's bound of the exact ones."""
     want, bound = exact_scores(s, probe)
@@ -221,14 +233,7 @@ def test_on_one_cpu_no_thread_is_started() -> None:
         "    step(s, z, y, i)\n"
         "print(sorted(set(inverse.threads)), len(inverse.threads))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        cwd=Path(__file__).parents[2],
-    ).stdout
+    out = run_script(script)
     names, calls = out.rsplit(" ", 1)
     assert names == "['MainThread']" and int(calls) >= 2, out
 
@@ -254,14 +259,7 @@ def test_a_process_exiting_mid_factorisation_waits_for_the_thread() -> None:
         "        break\n"
         "print('factorising at exit:', 'slda-factorise' in inverse.threads, flush=True)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        cwd=Path(__file__).parents[2],
-    ).stdout
+    out = run_script(script)
     assert "factorising at exit: True" in out and "alive at exit: []" in out, out
 
 
