@@ -36,6 +36,7 @@ from edgecl.strategies import lda_update as lu
 from edgecl.strategies import slda as slda_module
 from edgecl.strategies import symv
 from edgecl.strategies.slda import StreamingLDA
+from edgecl.strategies.slda_forms import usable_cpus
 
 HEADING = "## `slda` learning speed with a kept precision"
 DIM = 1280
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "avalanche": avalanche_rate,
         "bandwidth": bandwidth_gbs(),
         "gflops": gemm_gflops(),
-        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpus": usable_cpus(),
     }
 
 
@@ -182,7 +183,7 @@ def section(r: dict[str, Any], command: str, where: str, tolerance: float) -> st
     threaded = f"This process could run on {cpus} CPU{'s' if cpus != 1 else ''}, so " + (
         "the next 1280×1280 factorisation ran in a thread (its CPU time is in the "
         "CPU-time column, its factorisations in the count)."
-        if cpus is None or cpus > 1
+        if cpus > 1
         else "every factorisation ran in the step that needed it (no thread)."
     )
     batch_rate, batch_calls, batches, batch_cpu = r["batch"]

@@ -241,8 +241,13 @@ class PrecisionForms:
         self._last = None
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def spare_cpu() -> bool:
     """Whether this process may run on more than one CPU."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) > 1
-    return (os.cpu_count() or 1) > 1
+    return usable_cpus() > 1

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgecl.strategies.linear import Float64Array
-from edgecl.strategies.symv import libraries
+from edgecl.strategies.symv import first_bound
 
 # (dpotrf, dpotri, integer type): NumPy's ILP64 wheel, then 32-bit-integer builds
 _SYMBOLS = (
@@ -40,9 +40,9 @@ def _bind(path: str) -> Callable[[Float64Array], Float64Array | None] | None:
         potri: Any = getattr(lib, potri_name, None)
         if potrf is None or potri is None:
             continue
+        ref = ctypes.POINTER(integer)
         for fn in (potrf, potri):
             fn.restype = None
-            ref = ctypes.POINTER(integer)
             # uplo, n, a, lda, info, and the length of uplo that Fortran passes unseen
             fn.argtypes = [ctypes.c_char_p, ref, ctypes.c_void_p, ref, ref, ctypes.c_size_t]
 
@@ -81,12 +81,12 @@ def _checked() -> Callable[[Float64Array], Float64Array | None] | None:
     x = rng.standard_normal((300, 37))
     a = x.T @ x / 300 + 0.1 * np.eye(37)
     want = np.linalg.inv(a)
-    for path in libraries():
-        inverse = _bind(path)
-        got = None if inverse is None else inverse(a)
-        if got is not None and np.allclose(got, want, rtol=1e-10, atol=1e-12):
-            return inverse
-    return None
+
+    def works(inverse: Callable[[Float64Array], Float64Array | None]) -> bool:
+        got = inverse(a)
+        return got is not None and np.allclose(got, want, rtol=1e-10, atol=1e-12)
+
+    return first_bound(_bind, works)
 
 
 def available() -> bool:

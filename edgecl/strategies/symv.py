@@ -14,12 +14,14 @@ import ctypes
 import glob
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from edgecl.types import Float64Array
+
+T = TypeVar("T")
 
 _ROW_MAJOR, _UPPER = 101, 121  # CBLAS enum values
 # (symbol, integer type): NumPy's ILP64 wheel, then 32-bit-integer builds
@@ -63,16 +65,23 @@ def _bind(path: str) -> Callable[[Float64Array, Float64Array], Float64Array] | N
     return None
 
 
+def first_bound(bind: Callable[[str], T | None], works: Callable[[T], bool]) -> T | None:
+    """The first of :func:`libraries`' routines ``bind`` finds that passes ``works``."""
+    for path in libraries():
+        bound = bind(path)
+        if bound is not None and works(bound):
+            return bound
+    return None
+
+
 def _checked() -> Callable[[Float64Array, Float64Array], Float64Array] | None:
     """The bound product if it matches the general one on a small example, else None."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((37, 37))
     p, x = a + a.T, rng.standard_normal(37)
-    for path in libraries():
-        product = _bind(path)
-        if product is not None and np.allclose(product(p, x), p @ x, rtol=1e-12, atol=1e-12):
-            return product
-    return None
+    return first_bound(
+        _bind, lambda product: np.allclose(product(p, x), p @ x, rtol=1e-12, atol=1e-12)
+    )
 
 
 def available() -> bool:
