@@ -145,6 +145,7 @@ class StreamingLDA(PrecisionForms, Configurable):
             self.n_updates = t0 + n
         if self.shrinkage < 1.0:  # with ε = 1, Λ = I whatever Σ is
             self._follow(x, labels, dev, w, after)
+        self._bound_pending()
         self.means = after
         self.counts = self.counts + np.bincount(labels, minlength=len(self.counts))
         self._last = None

@@ -46,6 +46,11 @@ START_SAMPLES = 256
 #: the thread sharing the cores. Without it, 4000 waiting terms at 800 samples/s (the
 #: in-process benchmark) left the thread 150–500 ms late at the edge.
 FOLD_LEAD = 16
+#: Terms that wait to be folded into ``Σ`` at most: the step that reaches this many folds
+#: them (about 25 ms at 1280-d, 45–50 µs a term). Unbounded, they grew with the span
+#: between factorisations, a fifth of the stream: 48,570 terms (500 MB) at 100k samples
+#: learned one by one, folded in one 1.4 s step where no thread factorises.
+SIGMA_ROWS = 512
 
 
 class PrecisionForms:
@@ -78,11 +83,20 @@ class PrecisionForms:
     @property
     def sigma(self) -> Float64Array:
         """The covariance ``Σ`` (pending rank-one terms folded in first)."""
+        self._fold_pending()
+        return self._sigma
+
+    def _fold_pending(self) -> None:
         if self._pending:
             # Replaced, not changed: a snapshot or the next precision may hold the old one.
             self._sigma = folded(self._sigma, self._sigma_at, self._pending, self.n_updates)
             self._pending, self._sigma_at = [], self.n_updates
-        return self._sigma
+
+    def _bound_pending(self) -> None:
+        """Fold the pending terms into ``Σ`` once they are :data:`SIGMA_ROWS`; a count of
+        samples, so a head and its restored copy fold at the same steps."""
+        if self.n_updates - self._sigma_at >= SIGMA_ROWS:
+            self._fold_pending()
 
     def _follow(
         self, x: Float64Array, labels: IntArray, dev: Float64Array, w: Float64Array, after: Any

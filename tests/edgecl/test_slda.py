@@ -10,6 +10,7 @@ import pytest
 
 from edgecl import Learner, codec
 from edgecl.backbones import IdentityBackbone
+from edgecl.strategies import lda_next, slda_forms
 from edgecl.strategies import slda as slda_module
 from edgecl.strategies.cholesky import precision, solve_weights
 from edgecl.strategies.slda import StreamingLDA
@@ -184,6 +185,33 @@ def test_slda_learning_a_sample_needs_no_factorisation(monkeypatch: pytest.Monke
         learner.learn_one(z[i], int(y[i]))
     # ln(3000/2000) of growth with first-order steps of at most sqrt(1e-3) each.
     assert len(calls) <= 15, len(calls)
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_slda_folds_at_most_sigma_rows_waiting_terms_at_once(
+    monkeypatch: pytest.MonkeyPatch, background: bool
+) -> None:
+    """Test-then-train one sample at a time: the terms waiting for ``Σ`` are folded in
+    groups of at most :data:`SIGMA_ROWS` (their memory and the step that folds them stay
+    bounded however long the stream), by the head or its thread, into the paper's ``Σ``."""
+    sizes: list[int] = []
+    fold = lda_next.folded
+
+    def counted(sigma: Any, sigma_at: int, pending: Any, t: int) -> Any:
+        sizes.append(sum(len(p) for p in pending))
+        return fold(sigma, sigma_at, pending, t)
+
+    monkeypatch.setattr(slda_forms, "folded", counted)
+    monkeypatch.setattr(lda_next, "folded", counted)
+    z, y = relu_stream(3 * slda_forms.SIGMA_ROWS + 100, 24, 4, seed=9)
+    s = StreamingLDA(tolerance=1e-6, background=background)
+    s.add_classes(4)
+    for i in range(len(z)):
+        s.predict_proba_many(z[i : i + 1])
+        s.learn_many(z[i : i + 1], y[i : i + 1])
+    _, sigma = paper_slda(z, y, 4)
+    np.testing.assert_allclose(s.sigma, sigma, rtol=1e-9, atol=1e-12)
+    assert len(sizes) >= 3 and max(sizes) <= slda_forms.SIGMA_ROWS, sizes
 
 
 def test_slda_a_large_batch_and_single_samples_agree() -> None:
