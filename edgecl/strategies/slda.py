@@ -12,7 +12,7 @@ from edgecl.strategies import lda_rows as lr
 from edgecl.strategies.base import masked_logits
 from edgecl.strategies.cholesky import precision
 from edgecl.strategies.lda_few import LowRankPrecision
-from edgecl.strategies.lda_next import NextPrecision
+from edgecl.strategies.lda_next import NextPrecision, SigmaFold
 from edgecl.strategies.lda_update import KeptPrecision, running_means
 from edgecl.strategies.linear import (
     Float64Array,
@@ -109,6 +109,7 @@ class StreamingLDA(PrecisionForms, Configurable):
         self._rows: lr.RowPrecision | None = None  # then while it has fewer than D
         self._kept: KeptPrecision | None = None  # from then on
         self._next: NextPrecision | None = None  # the kept one's successor, in a thread
+        self._folding: SigmaFold | None = None  # Σ with the first pending terms, in a thread
         self._learns = True  # False for a snapshot: it starts no factorisation
         self._last: tuple[Float64Array, Any] | None = None  # x predicted, its product(s)
         self._predicted = False  # predicted since the last learn_many
@@ -201,6 +202,7 @@ class StreamingLDA(PrecisionForms, Configurable):
         clone = copy.copy(self)
         clone._kept, clone._few = copy.copy(self._kept), copy.copy(self._few)
         clone._rows, clone._next, clone._learns = copy.copy(self._rows), None, False
+        clone._folding = None  # it folds its own copy of the terms if asked for Σ
         clone._pending = list(self._pending)
         return clone
 
@@ -232,6 +234,7 @@ class StreamingLDA(PrecisionForms, Configurable):
             sigma = np.array(state["sigma"], dtype=np.float64)
         self._sigma, self.n_updates = sigma, int(state["n_updates"])
         self._sigma_at, self._pending, self._kept, self._last = self.n_updates, [], None, None
+        self._folding = None
         self._rows = None
         self._few, rows = None, state.get("few_rows")
         if rows is not None:

@@ -9,7 +9,8 @@ then explicitly (:class:`~edgecl.strategies.lda_update.KeptPrecision`), each fac
 again only when its correction for ``γ``'s growth would pass ``tolerance``. Each explicit
 precision (the first one too, which replaces the terms' space form) is factorised early,
 in a thread (:class:`~edgecl.strategies.lda_next.NextPrecision`), so learning and
-predicting need not wait for it.
+predicting need not wait for it; the terms are folded into ``Σ`` in groups of
+:data:`SIGMA_ROWS`, in a thread too (:class:`~edgecl.strategies.lda_next.SigmaFold`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from edgecl.strategies import lda_rows as lr
 from edgecl.strategies.lda_drift import above, below, below_rows
 from edgecl.strategies.lda_few import LowRankPrecision
-from edgecl.strategies.lda_next import Call, NextPrecision, factorised, folded
+from edgecl.strategies.lda_next import Call, NextPrecision, SigmaFold, factorised, folded
 from edgecl.strategies.lda_update import KeptPrecision
 from edgecl.strategies.linear import Float64Array
 from edgecl.types import IntArray
@@ -46,10 +47,11 @@ START_SAMPLES = 256
 #: the thread sharing the cores. Without it, 4000 waiting terms at 800 samples/s (the
 #: in-process benchmark) left the thread 150–500 ms late at the edge.
 FOLD_LEAD = 16
-#: Terms that wait to be folded into ``Σ`` at most: the step that reaches this many folds
-#: them (about 25 ms at 1280-d, 45–50 µs a term). Unbounded, they grew with the span
-#: between factorisations, a fifth of the stream: 48,570 terms (500 MB) at 100k samples
-#: learned one by one, folded in one 1.4 s step where no thread factorises.
+#: Terms folded into ``Σ`` at once: the step that finds this many waiting folds them, or
+#: starts a thread that does (about 25 ms at 1280-d, 45–50 µs a term), taken in this many
+#: samples later. Folded only for a factorisation, they grew with the span between
+#: factorisations, a fifth of the stream: 41,000–48,600 terms (420–500 MB) by 100k samples
+#: learned one by one, folded in one 1.3–2.4 s step where no thread factorises.
 SIGMA_ROWS = 512
 
 
@@ -69,6 +71,7 @@ class PrecisionForms:
     _rows: lr.RowPrecision | None  # then while it has fewer than ROW_SHARE · D
     _kept: KeptPrecision | None  # from then on
     _next: NextPrecision | None  # the kept one's successor, being factorised
+    _folding: SigmaFold | None  # Σ with the first pending terms, being folded
     _learns: bool  # False for a snapshot: it never starts a factorisation
     background: bool  # factorise the next explicit precision in a thread
     _last: tuple[Float64Array, Any] | None  # x predicted, its product(s)
@@ -87,15 +90,34 @@ class PrecisionForms:
         return self._sigma
 
     def _fold_pending(self) -> None:
+        self._take_fold()
         if self._pending:
             # Replaced, not changed: a snapshot or the next precision may hold the old one.
             self._sigma = folded(self._sigma, self._sigma_at, self._pending, self.n_updates)
             self._pending, self._sigma_at = [], self.n_updates
 
+    def _take_fold(self) -> None:
+        """``Σ`` from the fold thread, if one runs (waiting for it)."""
+        job, self._folding = self._folding, None
+        sigma = None if job is None else job.finish()
+        if job is not None and sigma is not None and self._sigma is job.sigma_before:
+            self._sigma, self._sigma_at = sigma, job.t
+            self._pending = self._pending[job.n_pending :]
+
     def _bound_pending(self) -> None:
-        """Fold the pending terms into ``Σ`` once they are :data:`SIGMA_ROWS`; a count of
-        samples, so a head and its restored copy fold at the same steps."""
-        if self.n_updates - self._sigma_at >= SIGMA_ROWS:
+        """Fold the pending terms into ``Σ`` in groups of :data:`SIGMA_ROWS`: in a thread
+        where one may run and no factorisation's thread is folding them already, else in
+        this step. Counts of samples decide when a fold starts and when it is taken in, so
+        a head and its restored copy hold the same ``Σ``, whatever the threads' timing."""
+        job = self._folding
+        if job is not None and self.n_updates - job.t >= SIGMA_ROWS:
+            self._take_fold()
+        waiting = self.n_updates - self._sigma_at
+        if self._folding is not None or waiting < SIGMA_ROWS:
+            return
+        if self._threads() and self._next is None:
+            self._folding = SigmaFold(self._sigma, self._sigma_at, self._pending, self.n_updates)
+        elif not self._threads() or waiting >= 4 * SIGMA_ROWS:  # the next one is late
             self._fold_pending()
 
     def _follow(
@@ -186,6 +208,7 @@ class PrecisionForms:
     def _start(self, gamma0: float) -> None:
         """The next explicit precision, for ``γ₀ = gamma0``, from ``Σ`` as it is now."""
         self._drop_next()
+        self._take_fold()  # else the thread would fold the same terms again
         args = (self._sigma, self._sigma_at, self._pending, self.n_updates, self.means)
         self._next = NextPrecision(self, *args, self.shrinkage, gamma0, self._inverse)
 

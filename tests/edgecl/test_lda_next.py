@@ -18,7 +18,7 @@ import pytest
 
 from edgecl import Learner, codec
 from edgecl.backbones import IdentityBackbone
-from edgecl.strategies import lda_next, lda_rows
+from edgecl.strategies import lda_next, lda_rows, slda_forms
 from edgecl.strategies.cholesky import precision
 from edgecl.strategies.slda import StreamingLDA
 from tests.edgecl.test_slda import exact_scores, relu_stream, used_scores
@@ -116,6 +116,34 @@ def test_what_the_thread_builds_does_not_depend_on_its_timing() -> None:
     np.testing.assert_array_equal(fast.scores_many(z), slow.scores_many(z))
     np.testing.assert_array_equal(fast.sigma, slow.sigma)
     assert slowed.threads.count("slda-factorise") >= 3
+
+
+def test_sigma_is_folded_in_a_thread_whose_timing_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The terms waiting for ``Σ`` are folded in their own thread; one head's folds
+    slowed down so that it waits for them, the other's not: the same ``Σ`` and scores,
+    bit for bit, and never more than twice :data:`SIGMA_ROWS` terms waiting."""
+    z, y = relu_stream(4 * slda_forms.SIGMA_ROWS, DIM, 6, seed=19)
+    fast, slow = head_with(Counted()), head_with(Counted())
+    fold, threads = lda_next.folded, []
+
+    def slowed(sigma: Any, sigma_at: int, pending: Any, t: int) -> Any:
+        threads.append(threading.current_thread().name)
+        if sigma is slow._sigma:
+            time.sleep(0.05)
+        return fold(sigma, sigma_at, pending, t)
+
+    monkeypatch.setattr(lda_next, "folded", slowed)
+    for i in range(len(z)):
+        for s in (fast, slow):
+            step(s, z, y, i)
+            assert s.n_updates - s._sigma_at < 2 * slda_forms.SIGMA_ROWS
+        if i % 97 == 0:
+            np.testing.assert_array_equal(fast.scores_many(z[:20]), slow.scores_many(z[:20]))
+    assert threads.count("slda-fold") >= 4, threads
+    np.testing.assert_array_equal(fast.scores_many(z), slow.scores_many(z))
+    np.testing.assert_array_equal(fast.sigma, slow.sigma)
 
 
 def test_a_head_and_its_restored_copy_go_on_alike_past_later_swaps() -> None:
