@@ -34,7 +34,8 @@ def embed_sizing(settings: Settings, cores: int | None = None) -> tuple[int, int
     Unset, there is a lane per core and each run keeps to its own core: several runs of one
     thread cost less CPU per image than fewer runs of several threads, which wait on each
     other and, beside other lanes, contend for the same cores (see BENCHMARKS.md). Without
-    embed batching every request runs the backbone itself, at ONNX Runtime's default.
+    embed batching every request runs the backbone itself, at ONNX Runtime's default, and
+    at most ``lanes`` of them at once.
 
     >>> embed_sizing(Settings(), cores=4), embed_sizing(Settings(embed_lanes=2), cores=6)
     ((4, 1), (2, 3))
@@ -164,12 +165,12 @@ def make_embedder(
 ) -> Embedder:
     """What turns request inputs into latents: bounded decoding, and concurrent requests'
     images batched into shared backbone runs, predictions first (unless ``embed_batching`` is
-    off)."""
-    batcher = None
+    off; then at most ``embed_lanes`` requests run the backbone at once)."""
+    batcher, lanes = None, embed_sizing(settings)[0]
     if settings.embed_batching:
         batcher = EmbedBatcher(
             backbone.embed,
-            lanes=embed_sizing(settings)[0],
+            lanes=lanes,
             max_batch=settings.embed_max_batch,
             learn_chunk=settings.embed_learn_chunk,
             learn_lag_ms=settings.embed_learn_lag_ms,
@@ -180,4 +181,5 @@ def make_embedder(
         budget=Budget(settings.decode_pixels),
         max_request_pixels=settings.max_pixels_per_request,
         batcher=batcher,
+        max_runs=None if batcher is not None else lanes,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -47,7 +48,9 @@ class Embedder:
     within ``budget`` (see :mod:`service.decoding`) and resized to the backbone's input
     at once, and a request may decode at most ``max_request_pixels`` pixels in all. With a
     ``batcher`` (:mod:`service.embed_batching`), concurrent calls share backbone runs,
-    predictions first.
+    predictions first; without one, at most ``max_runs`` calls run the backbone at once
+    (each run holds its own activations: 32 concurrent 8-image requests took the daemon to
+    799 MiB against 520 after 8).
 
     >>> from edgecl.backbones import IdentityBackbone
     >>> embedder = Embedder(IdentityBackbone(2), "vector")
@@ -64,9 +67,13 @@ class Embedder:
         budget: Budget | None = None,
         max_request_pixels: int = DEFAULT_REQUEST_PIXELS,
         batcher: EmbedBatcher | None = None,
+        max_runs: int | None = None,
     ) -> None:
         self.backbone = backbone
         self.batcher = batcher  # runs concurrent requests' inputs as one backbone batch
+        if max_runs is not None and max_runs < 1:
+            raise ValueError(f"max_runs must be at least 1, got {max_runs}")
+        self._runs = None if max_runs is None else threading.BoundedSemaphore(max_runs)
         self.latent_shape = tuple(backbone.latent_shape)
         self.pixels = pixels
         self.budget = budget if budget is not None else Budget(DEFAULT_DECODE_PIXELS)
@@ -82,7 +89,13 @@ class Embedder:
 
     def _embed(self, x: np.ndarray[Any, Any], urgent: bool = True) -> FloatArray:
         x = numeric(x)
-        out = self.backbone.embed(x) if self.batcher is None else self.batcher.embed(x, urgent)
+        if self.batcher is not None:
+            out = self.batcher.embed(x, urgent)
+        elif self._runs is None:
+            out = self.backbone.embed(x)
+        else:
+            with self._runs:
+                out = self.backbone.embed(x)
         return checked_latents(out, self.latent_shape)
 
     def close(self) -> None:

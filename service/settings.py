@@ -107,8 +107,9 @@ class Settings(HttpSettings, BaseSettings):
         default=None,
         ge=1,
         le=64,
-        description="With embed batching: backbone runs at once (each with backbone_threads "
-        "ONNX Runtime threads); unset: one per core this process may run on.",
+        description="Backbone runs at once: with embed batching, each with backbone_threads "
+        "ONNX Runtime threads; without it, requests that embed at once (the rest wait). "
+        "Unset: one per core this process may run on.",
     )
     embed_learn_chunk: int = Field(
         default=1,

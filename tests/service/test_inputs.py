@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
 
 from edgecl.types import FloatArray, State
+from service.bootstrap import make_embedder
 from service.errors import SampleError
 from service.inputs import Embedder, SampleInput
+from service.settings import Settings
 from tests.service.conftest import png
 
 
@@ -70,3 +75,46 @@ def test_bad_samples_name_their_index(bad: SampleInput, message: str) -> None:
         embedder.embed([SampleInput("features", np.zeros(3)), bad])
     assert str(info.value).startswith(message)
     assert info.value.index == 1
+
+
+class Slow(MeanRGB):
+    """A stand-in that counts the runs under way at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+
+    def embed(self, x: np.ndarray[Any, Any]) -> FloatArray:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(0.02)
+        with self.lock:
+            self.now -= 1
+        return super().embed(x)
+
+
+def test_without_a_batcher_at_most_max_runs_requests_run_the_backbone_at_once() -> None:
+    """Each run holds its own activations: without embed batching, memory would grow with
+    the requests that embed at once."""
+    backbone = Slow()
+    embedder = Embedder(backbone, "image", max_runs=2)
+    image = [SampleInput("image", png([[9, 9], [9, 9]]))]
+    with ThreadPoolExecutor(8) as pool:
+        out = list(pool.map(lambda _: embedder.embed(image), range(16)))
+    assert backbone.most == 2 and len(backbone.batches) == 16
+    assert all(float(z[0, 0]) == 9.0 for z in out)
+    with pytest.raises(ValueError, match="max_runs"):
+        Embedder(backbone, "image", max_runs=0)
+
+
+def test_the_daemon_without_embed_batching_runs_embed_lanes_requests_at_once() -> None:
+    settings = Settings(backbone="identity", embed_batching=False, embed_lanes=3)
+    backbone = Slow()
+    embedder = make_embedder(settings, backbone, "image")
+    assert embedder.batcher is None
+    image = [SampleInput("image", png([[9, 9], [9, 9]]))]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: embedder.embed(image), range(16)))
+    assert backbone.most == 3
