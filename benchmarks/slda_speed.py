@@ -36,7 +36,7 @@ from edgecl.strategies import lda_update as lu
 from edgecl.strategies import slda as slda_module
 from edgecl.strategies import symv
 from edgecl.strategies.slda import StreamingLDA
-from edgecl.strategies.slda_forms import usable_cpus
+from edgecl.strategies.slda_forms import SIGMA_ROWS, usable_cpus
 
 HEADING = "## `slda` learning speed with a kept precision"
 DIM = 1280
@@ -170,8 +170,9 @@ def section(r: dict[str, Any], command: str, where: str, tolerance: float) -> st
     limit_one = r["bandwidth"] * 1e3 / (mb * (read_one + 4 / fold))
     limit_ten = r["bandwidth"] * 1e3 / (mb * (0.1 + 4 / fold))
     # Arithmetic per sample: 2D² for its share of the product with P, D² for its share of
-    # the fold (a symmetric product).
-    flops_ten = r["gflops"] * 1e9 / (3 * DIM * DIM)
+    # the fold into P (a symmetric product), 2D² for the fold of its term into Σ (a plain
+    # product of SIGMA_ROWS terms).
+    flops_ten = r["gflops"] * 1e9 / (5 * DIM * DIM)
     rows = [
         "| stream position (samples learned) | `learn_one` /s | /s of CPU time "
         "| factorisations | longest `learn_one` ms |",
@@ -227,8 +228,10 @@ def section(r: dict[str, Any], command: str, where: str, tolerance: float) -> st
             f"`learn_one` near {limit_one:.0f}/s and minibatches of 10 near {limit_ten:.0f} "
             "samples/s; the matrix may sit partly in cache, so the bounds are rough.",
             "- Arithmetic: a minibatch sample costs 2D² operations for its share of the "
-            "product with P and D² for its share of the fold (matrix products, with a "
-            f"10-row panel and a symmetric {fold}-row one); at this core's "
+            "product with P, D² for its share of the fold into P and 2D² for its share of "
+            "the fold into Σ (matrix products, with a 10-row panel, a symmetric "
+            f"{fold}-row one and a {SIGMA_ROWS}-row one; Σ's runs in a thread where a "
+            "second CPU is free, and the CPU-time column counts it); at this core's "
             f"{r['gflops']:.0f} GFLOP/s on a "
             f"1280×1280 product that bounds minibatches of 10 near {flops_ten:.0f} samples/s, "
             f"so {first} bounds them first (at {batch_cpu / min(flops_ten, limit_ten):.0%} of "
