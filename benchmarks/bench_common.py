@@ -8,6 +8,7 @@ import io
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,19 @@ def machine() -> str:
         f"CPU flags {cpu_flags()}, Python {platform.python_version()}, "
         f"NumPy {np.__version__}, load average at start {load}"
     )
+
+
+def command_line(module: str) -> str:
+    """This run's command as a reader would type it: ``python -m module`` with its
+    arguments, after the BLAS thread setting when one was made."""
+    env = [f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}"]
+    env = env if "OPENBLAS_NUM_THREADS" in os.environ else []
+    return shlex.join([*env, "python", "-m", module, *sys.argv[1:]])
+
+
+def section_head(heading: str, command: str, where: str) -> list[str]:
+    """A section's first lines: its heading, the command and the machine."""
+    return [heading, "", f"Command: `{command}`", "", f"Machine: {where}.", ""]
 
 
 def machine_line() -> str:

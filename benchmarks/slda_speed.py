@@ -19,16 +19,13 @@ Run from the repository root; it rewrites its section of BENCHMARKS.md::
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.bench_common import machine, write_section
+from benchmarks.bench_common import command_line, machine, section_head, write_section
 from benchmarks.strategy_cost import make_latents
 from edgecl import Learner
 from edgecl.backbones import IdentityBackbone
@@ -191,12 +188,7 @@ def section(r: dict[str, Any], command: str, where: str, tolerance: float) -> st
     first = "arithmetic" if flops_ten < limit_ten else "memory traffic"
     return "\n".join(
         [
-            HEADING,
-            "",
-            f"Command: `{command}`",
-            "",
-            f"Machine: {where}.",
-            "",
+            *section_head(HEADING, command, where),
             "Ten classes of structured random 1280-d latents (as in *Strategy cost*), "
             f"`slda` with `tolerance={tolerance:g}`, test-then-train through `Learner`. "
             "Each window times up to its budget and learns the rest untimed. *Factorisations* "
@@ -258,9 +250,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
     args = parser.parse_args()
-    env = [f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}"]
-    env = env if "OPENBLAS_NUM_THREADS" in os.environ else []
-    command = shlex.join([*env, "python", "-m", "benchmarks.slda_speed", *sys.argv[1:]])
+    command = command_line("benchmarks.slda_speed")
     where = machine()
     r = run(args)
     for start, stop, rate, cpu, calls, longest in r["windows"]:

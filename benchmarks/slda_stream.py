@@ -14,17 +14,14 @@ runs in the step that needs it.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.bench_common import machine, write_section
+from benchmarks.bench_common import command_line, machine, section_head, write_section
 from benchmarks.strategy_cost import make_latents
 from edgecl import Learner
 from edgecl.backbones import IdentityBackbone
@@ -102,12 +99,7 @@ def section(rows: list[dict[str, Any]], command: str, where: str) -> str:
         )
     return "\n".join(
         [
-            HEADING,
-            "",
-            f"Command: `{command}`",
-            "",
-            f"Machine: {where}.",
-            "",
+            *section_head(HEADING, command, where),
             "Test-then-train one sample at a time through `Learner`, `slda` with its "
             "defaults, on the 1280-d latents of *`slda` learning speed* (ten classes), made "
             f"a window at a time. {mode} A waiting term is one row of {DIM} float64 "
@@ -130,9 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.samples < 1 or args.window < 1:
         parser.error("--samples and --window must be at least 1")
-    env = [f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}"]
-    env = env if "OPENBLAS_NUM_THREADS" in os.environ else []
-    command = shlex.join([*env, "python", "-m", "benchmarks.slda_stream", *sys.argv[1:]])
+    command = command_line("benchmarks.slda_stream")
     where = machine()
     rows = run(args.samples, args.window, args.seed)
     write_section(args.output, HEADING, section(rows, command, where))

@@ -35,7 +35,7 @@ from edgecl.protocols import ReplayStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
-from benchmarks.bench_common import write_section  # noqa: E402
+from benchmarks.bench_common import section_head, write_section  # noqa: E402
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 HEADING = "## Strategy cost on 1280-d latents (foundation)"
@@ -148,12 +148,7 @@ def section(results: dict[str, dict[str, float]], command: str, where: str) -> s
         )
     return "\n".join(
         [
-            HEADING,
-            "",
-            f"Command: `{command}`",
-            "",
-            f"Machine: {where}.",
-            "",
+            *section_head(HEADING, command, where),
             "Ten classes of random-but-structured 1280-d latents (ReLU of class "
             "prototypes around a shared base, plus 16 shared noise factors and isotropic "
             "noise), through `Learner` with `IdentityBackbone(1280)`, default options "
