@@ -91,6 +91,11 @@ PRESETS = {
 }
 
 
+# `slda` fed as a camera would feed it: bodies of 8 samples, each a micro-batch of its own
+# or a few together (not 1024 at once, which folds Σ and factorises at every batch), with
+# the daemon's own limits and checkpoints.
+PRESETS["slda_small"] = replace(PRESETS["slda"], body=8, limits=False)
+
 # AR1's defaults in a daemon at its own defaults too: micro-batches of at most 64 samples
 # (a request is one when larger), bodies of 64, checkpoints as it schedules them.
 PRESETS["ar1_daemon"] = replace(PRESETS["ar1"], body=64, limits=False)
