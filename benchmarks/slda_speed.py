@@ -29,11 +29,12 @@ from benchmarks.bench_common import command_line, machine, section_head, write_s
 from benchmarks.strategy_cost import make_latents
 from edgecl import Learner
 from edgecl.backbones import IdentityBackbone
+from edgecl.cpus import usable_cpus
 from edgecl.strategies import lda_update as lu
 from edgecl.strategies import slda as slda_module
 from edgecl.strategies import symv
 from edgecl.strategies.slda import StreamingLDA
-from edgecl.strategies.slda_forms import SIGMA_ROWS, usable_cpus
+from edgecl.strategies.slda_forms import SIGMA_ROWS
 
 HEADING = "## `slda` learning speed with a kept precision"
 DIM = 1280

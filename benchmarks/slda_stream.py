@@ -14,6 +14,7 @@ runs in the step that needs it.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 from pathlib import Path
@@ -21,26 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.bench_common import command_line, machine, section_head, write_section
+from benchmarks.bench_common import command_line, machine, rss_mib, section_head, write_section
 from benchmarks.strategy_cost import make_latents
 from edgecl import Learner
 from edgecl.backbones import IdentityBackbone
+from edgecl.cpus import usable_cpus
 from edgecl.strategies.slda import StreamingLDA
-from edgecl.strategies.slda_forms import usable_cpus
 
 HEADING = "## `slda` over a long stream of single samples"
 DIM = 1280
-
-
-def rss_now_mib() -> float:
-    """This process's resident set now, from /proc (0 where there is none)."""
-    status = Path("/proc/self/status")
-    if not status.exists():
-        return 0.0
-    for line in status.read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def waiting_terms(s: StreamingLDA) -> int:
@@ -70,7 +60,7 @@ def run(samples: int, window: int, seed: int) -> list[dict[str, Any]]:
                 "cpu_rate": len(z) / (time.process_time() - cpu),
                 "longest_ms": 1000 * longest,
                 "waiting": most,
-                "rss": rss_now_mib(),
+                "rss": rss_mib(os.getpid()),
             }
         )
         print(rows[-1], flush=True)  # noqa: T201

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from typing import Any, Literal
 
 from edgecl import Learner, replay, strategies
 from edgecl.backbones import IdentityBackbone
+from edgecl.cpus import usable_cpus
 from edgecl.probe import ProbeSet
 from edgecl.protocols import Backbone
 from edgecl.replay import holds_inputs
@@ -17,15 +17,6 @@ from service.inputs import Embedder
 from service.observability.metrics import Telemetry
 from service.runtime import LearnerRuntime
 from service.settings import PAPER, Settings
-
-
-def usable_cores() -> int:
-    """Cores this process may run on: its CPU affinity (a container's cpuset, ``taskset``),
-    else the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # no affinity call on this platform
-        return os.cpu_count() or 1
 
 
 def embed_sizing(settings: Settings, cores: int | None = None) -> tuple[int, int | None]:
@@ -42,7 +33,7 @@ def embed_sizing(settings: Settings, cores: int | None = None) -> tuple[int, int
     >>> embed_sizing(Settings(embed_batching=False), cores=4)
     (4, None)
     """
-    cores = usable_cores() if cores is None else cores
+    cores = usable_cpus() if cores is None else cores
     lanes = settings.embed_lanes or cores
     threads = settings.backbone_threads
     if threads is None and settings.embed_batching:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -73,7 +74,9 @@ class Embedder:
         self.batcher = batcher  # runs concurrent requests' inputs as one backbone batch
         if max_runs is not None and max_runs < 1:
             raise ValueError(f"max_runs must be at least 1, got {max_runs}")
-        self._runs = None if max_runs is None else threading.BoundedSemaphore(max_runs)
+        self._runs: AbstractContextManager[Any] = (
+            nullcontext() if max_runs is None else threading.BoundedSemaphore(max_runs)
+        )
         self.latent_shape = tuple(backbone.latent_shape)
         self.pixels = pixels
         self.budget = budget if budget is not None else Budget(DEFAULT_DECODE_PIXELS)
@@ -91,8 +94,6 @@ class Embedder:
         x = numeric(x)
         if self.batcher is not None:
             out = self.batcher.embed(x, urgent)
-        elif self._runs is None:
-            out = self.backbone.embed(x)
         else:
             with self._runs:
                 out = self.backbone.embed(x)

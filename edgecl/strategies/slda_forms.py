@@ -15,12 +15,12 @@ predicting need not wait for it; the terms are folded into ``Σ`` in groups of
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from edgecl.cpus import usable_cpus
 from edgecl.strategies import lda_rows as lr
 from edgecl.strategies.lda_drift import above, below, below_rows
 from edgecl.strategies.lda_few import LowRankPrecision
@@ -99,8 +99,10 @@ class PrecisionForms:
     def _take_fold(self) -> None:
         """``Σ`` from the fold thread, if one runs (waiting for it)."""
         job, self._folding = self._folding, None
-        sigma = None if job is None else job.finish()
-        if job is not None and sigma is not None and self._sigma is job.sigma_before:
+        if job is None:
+            return
+        sigma = job.finish()
+        if sigma is not None and self._sigma is job.sigma_before:
             self._sigma, self._sigma_at = sigma, job.t
             self._pending = self._pending[job.n_pending :]
 
@@ -276,13 +278,6 @@ class PrecisionForms:
         base = factorised(self.sigma, self.shrinkage, self.n_updates, gamma, self._inverse)
         self._kept = KeptPrecision(base, gamma, self.means)
         self._last = None
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def spare_cpu() -> bool:
