@@ -8,8 +8,8 @@ that read one triangle of ``P`` for all rows at once, not shipped: ``symm`` (Ope
 its rows and, transposed, for its columns). Each is
 timed with ``P`` in cache (the same product again) and from memory (a 64 MiB pass between
 calls evicts it), the median of ``--repeats``. Which wins for ``m`` of 2 to 6 depends on
-the CPU's BLAS kernels: this table is what :data:`~edgecl.strategies.lda_update.SYMV_ROWS`
-rests on.
+the CPU's BLAS kernels: tables of this kind are what
+:func:`~edgecl.strategies.lda_update.symv_rows` chooses from by the CPU's flags.
 
 Run from the repository root; prints the machine and markdown rows::
 
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.bench_common import machine
-from edgecl.strategies.lda_update import thin_product
+from edgecl.strategies.lda_update import SYMV_ROWS, thin_product
 from edgecl.strategies.symv import available, libraries, sym_apply
 
 DIM = 1280
@@ -99,7 +99,10 @@ def main() -> None:
     if symm is not None:
         x = rng.standard_normal((3, DIM))
         assert np.allclose(symm(p, x), x @ p)
-    found = f"one-triangle product found: {available()}, dsymm found: {symm is not None}"
+    found = (
+        f"one-triangle product found: {available()}, dsymm found: {symm is not None}, "
+        f"rows one triangle each up to {SYMV_ROWS} (SYMV_ROWS)"
+    )
     print(f"Machine: {machine()}; {found}.\n")  # noqa: T201
     print("Each cell: ms with P in cache / from memory (symm: gemm if not found).\n")  # noqa: T201
     print("| rows | thin | rows | gemm | symm | halves |")  # noqa: T201

@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgecl import cpus
 from edgecl.bench.cl import Result
 
 HEADING = "## Split-Fashion-MNIST, class-incremental (strategies)"
@@ -21,14 +22,9 @@ SPEED_FLAGS = (
 
 def cpu_flags() -> str:
     """The :data:`SPEED_FLAGS` this CPU has, as ``/proc/cpuinfo`` lists them."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    have = cpus.cpu_flags()
+    if not have:
         return "unknown"
-    have = set()
-    for line in text.splitlines():
-        if line.split(":", 1)[0].strip() in ("flags", "Features"):
-            have.update(line.split(":", 1)[1].split())
     return " ".join(f for f in SPEED_FLAGS if f in have) or "none of " + " ".join(SPEED_FLAGS)
 
 

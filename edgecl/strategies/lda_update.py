@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecl.cpus import cpu_flags
 from edgecl.strategies.lda_drift import drift
 from edgecl.strategies.linear import Float64Array, grow_rows
 from edgecl.strategies.symv import available as symv_available
@@ -49,12 +50,20 @@ from edgecl.types import IntArray
 
 FOLD_ROWS = 128  # rank-one terms kept apart before one matrix product folds them in
 THIN_ROWS = 12  # inputs up to which thin_product beats one matrix product (not 14)
-#: Inputs up to which one-triangle products row by row replace thin_product. On an
-#: AVX2-only EPYC, P from memory, thin_product takes 2.5 to 3.1 ms for 2 or 3 rows
-#: (OpenBLAS's kernels for so thin a product are slow there) and the rows 1.2 to 1.6 ms;
-#: at 4 rows 2.6 against 1.9 (benchmarks/slda_products.py). An AVX-512 EPYC ran 10 rows
-#: of thin_product in 1.0 ms, so there the rows could lose from 4 on: 3 is safe on both.
-SYMV_ROWS = 3
+
+
+def symv_rows(flags: frozenset[str]) -> int:
+    """Inputs up to which one-triangle products row by row beat thin_product on a CPU
+    with these flags (benchmarks/slda_products.py, P from memory). Two AVX2-only EPYCs:
+    rows 0.7–1.6 ms against 1.5–3.1 for 2 or 3 inputs (OpenBLAS's kernels for so thin a
+    product are slow there), 1.6–2.6 against 1.8–2.8 at 6, and they lose at 8. An
+    AVX-512 EPYC: 1.06 against 1.25 at 3, and they lose from 4. Other CPUs were not
+    measured: 3, which held on all three."""
+    return 6 if "avx2" in flags and "avx512f" not in flags else 3
+
+
+#: Inputs up to which one-triangle products row by row replace thin_product here.
+SYMV_ROWS = symv_rows(cpu_flags())
 _PANEL = 64  # rows of P per product in thin_product
 
 
@@ -186,7 +195,7 @@ class KeptPrecision:
         """``P`` applied to each row of ``x``."""
         if len(x) == 1 or (len(x) <= SYMV_ROWS and symv_available()):
             # One triangle of P per row: half the traffic of learn_one's product, and for
-            # a few rows faster than one thin product on AVX2-only cores (SYMV_ROWS).
+            # a few rows faster than one thin product (how few depends on the CPU).
             px = np.stack([sym_apply(self.base, row) for row in x])
         else:
             px = x @ self.base if len(x) > THIN_ROWS else thin_product(self.base, x)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgecl.strategies import symv
-from edgecl.strategies.lda_update import SYMV_ROWS, KeptPrecision
+from edgecl.strategies.lda_update import SYMV_ROWS, KeptPrecision, symv_rows
 
 
 @pytest.mark.parametrize("n", [1, 2, 37, 1280])
@@ -69,3 +69,11 @@ def test_slda_applies_its_precision_to_a_few_rows_one_triangle_each(m: int) -> N
         exact -= 0.5 * np.outer(u, u) / (1.0 + 0.5 * row @ u)
     x = rng.standard_normal((m, 60))
     np.testing.assert_allclose(kept.apply(x), x @ exact, rtol=1e-10, atol=1e-10)
+
+
+def test_the_rows_taken_one_triangle_each_follow_the_cpu() -> None:
+    """More rows on AVX2-only x86, where OpenBLAS's thin products are slow; 3 elsewhere."""
+    assert symv_rows(frozenset({"avx2", "fma"})) == 6
+    assert symv_rows(frozenset({"avx2", "fma", "avx512f", "avx512bw"})) == 3
+    assert symv_rows(frozenset({"asimd", "asimddp"})) == 3
+    assert symv_rows(frozenset()) == 3
