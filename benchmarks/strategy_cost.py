@@ -21,7 +21,6 @@ import argparse
 import ast
 import copy
 import os
-import platform
 import shlex
 import sys
 import time
@@ -35,6 +34,7 @@ from edgecl.protocols import ReplayStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
+from benchmarks.bench_common import machine as common_machine  # noqa: E402
 from benchmarks.bench_common import section_head, write_section  # noqa: E402
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
@@ -124,21 +124,9 @@ def measure(spec: str, args: argparse.Namespace) -> dict[str, float]:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """:func:`benchmarks.bench_common.machine` (CPU flags included), and the BLAS threads."""
     threads = next((os.environ[k] for k in BLAS_ENV if k in os.environ), None)
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (
-        f"{model}, {os.cpu_count()} logical cores, {platform.machine()}, "
-        f"Python {platform.python_version()}, NumPy {np.__version__}, "
-        f"BLAS threads {threads or 'default'}, load average at start {load}"
-    )
+    return f"{common_machine()}, BLAS threads {threads or 'default'}"
 
 
 def section(results: dict[str, dict[str, float]], command: str, where: str) -> str:
