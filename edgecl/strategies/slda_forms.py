@@ -117,9 +117,10 @@ class PrecisionForms:
         waiting = self.n_updates - self._sigma_at
         if self._folding is not None or waiting < SIGMA_ROWS:
             return
-        if self._threads() and self._next is None:
+        threads = self._threads()
+        if threads and self._next is None:
             self._folding = SigmaFold(self._sigma, self._sigma_at, self._pending, self.n_updates)
-        elif not self._threads() or waiting >= 4 * SIGMA_ROWS:  # the next one is late
+        elif not threads or waiting >= 4 * SIGMA_ROWS:  # the next one is late
             self._fold_pending()
 
     def _follow(
