@@ -17,7 +17,6 @@ checkpoint, for one).
 
 from __future__ import annotations
 
-import atexit
 import inspect
 import threading
 import weakref
@@ -27,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from edgecl.strategies.lda_jobs import Job, track
 from edgecl.strategies.lda_update import KeptPrecision
 from edgecl.strategies.linear import Float64Array, grow_rows
 from edgecl.types import IntArray
@@ -35,23 +35,6 @@ from edgecl.types import IntArray
 #: ``P`` (a compute-bound product, not a memory-bound one per row), far cheaper per row
 #: than learning them one at a time.
 GROUP_ROWS = 32
-
-#: Longest wait at exit for a thread to leave its factorisation, in seconds.
-EXIT_WAIT_S = 30.0
-
-_live: weakref.WeakSet[NextPrecision | SigmaFold] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_all() -> None:
-    """Stop every thread before the interpreter tears down: one still inside a LAPACK call
-    while NumPy and OpenBLAS are finalised can crash the exiting process (seen: SIGSEGV
-    in about one exit in ten)."""
-    live = list(_live)
-    for nxt in live:
-        nxt.cancel()
-    for nxt in live:
-        nxt.join(EXIT_WAIT_S)
 
 
 def folded(
@@ -82,7 +65,7 @@ def factorised(
     return base
 
 
-class SigmaFold:
+class SigmaFold(Job):
     """``Σ`` at ``t`` samples from ``Σ`` over ``sigma_at`` and the ``pending`` rows since,
     folded in a thread (about 25 ms of BLAS at 1280-d for 512 rows): the head goes on
     learning and takes the result at a sample count of its own choosing, so what it
@@ -92,29 +75,7 @@ class SigmaFold:
         self, sigma: Float64Array, sigma_at: int, pending: Sequence[Float64Array], t: int
     ) -> None:
         self.t, self.n_pending, self.sigma_before = t, len(pending), sigma
-        self._sigma: Float64Array | None = None
-        self._error: BaseException | None = None
-        args = (sigma, sigma_at, list(pending))
-        self._thread = threading.Thread(target=self._run, args=args, name="slda-fold", daemon=True)
-        self._thread.start()
-        _live.add(self)
-
-    def finish(self) -> Float64Array | None:
-        """Wait for the fold: ``Σ`` at ``t``, or None if it failed (the caller folds)."""
-        self._thread.join()
-        return None if self._error is not None else self._sigma
-
-    def cancel(self) -> None:
-        """Nothing to stop early: one fold is one BLAS call."""
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def _run(self, sigma: Float64Array, sigma_at: int, pending: list[Float64Array]) -> None:
-        try:
-            self._sigma = folded(sigma, sigma_at, pending, self.t)
-        except BaseException as exc:  # the head folds the same terms itself
-            self._error = exc
+        super().__init__("slda-fold", folded, sigma, sigma_at, list(pending), t)
 
 
 class Call(NamedTuple):
@@ -188,7 +149,7 @@ class NextPrecision:
             target=self._run, args=args, name="slda-factorise", daemon=True
         )
         self._thread.start()
-        _live.add(self)
+        track(self)
 
     def feed(self, call: Call) -> None:
         """A learn call the kept precision took after ``t``, for this one to take too."""
