@@ -23,11 +23,12 @@ Memory traffic per learned sample, with ``P`` of ``8 D²`` bytes (13.1 MB at ``D
 - the test-then-train prediction reads half of ``P`` (its product with the input: one
   triangle where :mod:`~edgecl.strategies.symv` finds a symmetric product, all of ``P``
   elsewhere), which the learn of the same input reuses (``u = P d`` is that product less
-  the kept ``P μ``), and the ``k < 128`` terms not folded yet (``8 k D`` bytes, twice);
+  the kept ``P μ``), and the ``k < 176`` terms not folded yet (``8 k D`` bytes, twice);
   the learn itself touches O(``D K``);
 - every :data:`FOLD_ROWS` (128) terms a fold: one symmetric 128-row product writes a
   ``D × D`` update, then one pass reads it and the old ``P`` and writes the new one (four
-  passes over ``P``, so ``4/128`` of a pass per sample, and ``D²`` arithmetic per sample);
+  passes over ``P``, so ``4/128`` of a pass per sample, and ``D²`` arithmetic per sample),
+  in a thread where the head may run one, taken in :data:`FOLD_STEPS` terms later;
 - a minibatch of ``m ≤`` :data:`THIN_ROWS` reads ``P`` once for all ``m``
   (:func:`thin_product`): ``1/m + 4/128`` passes per sample; up to :data:`SYMV_ROWS`
   rows, one triangle per row instead (half a pass per sample), which is faster there;
@@ -43,12 +44,19 @@ import numpy as np
 
 from edgecl.cpus import cpu_flags
 from edgecl.strategies.lda_drift import drift
+from edgecl.strategies.lda_jobs import Job
 from edgecl.strategies.linear import Float64Array, grow_rows
 from edgecl.strategies.symv import available as symv_available
 from edgecl.strategies.symv import sym_apply
 from edgecl.types import IntArray
 
 FOLD_ROWS = 128  # rank-one terms kept apart before one matrix product folds them in
+#: Terms after which a fold is taken in: it runs in a thread meanwhile (where allowed),
+#: which spares the step that meets it the fold's 8–13 ms at 1280-d (AVX-512); without
+#: a thread that step folds. 16 often left the step waiting for the thread, which
+#: shares the memory bus with learning; 48 did not, at 2000 samples/s. Only the terms'
+#: count decides when, so the precision is the same, bit for bit, with or without one.
+FOLD_STEPS = 48
 THIN_ROWS = 12  # inputs up to which thin_product beats one matrix product (not 14)
 
 
@@ -92,11 +100,14 @@ class KeptPrecision:
 
     Each term is a Sherman–Morrison update, ``P ← P − β u uᵀ`` with ``u = P d`` and
     ``β = w / (1 + w dᵀ u)``: O(D²) arithmetic, never a factorisation. The terms are kept
-    as rows ``U`` beside the matrix, ``P = base − Uᵀ diag(β) U``, and folded into
-    ``base`` by one matrix product every :data:`FOLD_ROWS` terms, so a sample costs one
-    read of ``base`` (to apply ``P``), not a write of it. ``base`` is replaced, never
-    changed in place, and rows are only ever appended to ``U`` (a fold starts a new
-    buffer): a shallow copy is a frozen snapshot.
+    as rows ``U`` beside the matrix, ``P = base − Uᵀ diag(β) U``, and every
+    :data:`FOLD_ROWS` terms those are folded into a new ``base`` by one matrix product,
+    so a sample costs one read of ``base`` (to apply ``P``), not a write of it. With
+    ``threads`` the product runs in a thread, and the old ``base`` and every term serve
+    until :data:`FOLD_STEPS` terms later, when the fold is taken in (without, it is
+    computed then). ``base`` is replaced, never changed in place, and rows are only ever
+    appended to ``U`` (taking a fold in starts a new buffer): a shallow copy is a frozen
+    snapshot.
 
     ``bound`` is an upper bound of ``‖P‖₂`` that holds for every later ``P`` too (adding
     to ``S`` only shrinks ``P``): the least of ``1/γ``, the largest absolute row sum and
@@ -111,9 +122,12 @@ class KeptPrecision:
     True
     """
 
-    def __init__(self, base: Float64Array, gamma: float, means: Float64Array) -> None:
+    def __init__(
+        self, base: Float64Array, gamma: float, means: Float64Array, threads: bool = False
+    ) -> None:
         self.base = base
         self.gamma = gamma
+        self.threads = threads  # fold in a thread; may change: the result is the same
         self.wp = means @ base  # P μ_c, one row per class, kept current with P and μ
         self._new_buffers()
         # By panels: no D×D temporary (a fresh one costs page faults about as long).
@@ -123,9 +137,10 @@ class KeptPrecision:
         self.bound = min(1.0 / gamma, rows, self.frob)
 
     def _new_buffers(self) -> None:
-        self._u = np.empty((FOLD_ROWS, len(self.base)))
-        self._beta = np.empty(FOLD_ROWS)
+        self._u = np.empty((FOLD_ROWS + FOLD_STEPS, len(self.base)))
+        self._beta = np.empty(FOLD_ROWS + FOLD_STEPS)
         self.k = 0
+        self._fold: Job | None = None  # the first FOLD_ROWS terms folded, in a thread
 
     @property
     def u(self) -> Float64Array:
@@ -204,17 +219,18 @@ class KeptPrecision:
             px -= ((x @ u.T) * self.beta) @ u
         return np.asarray(px, dtype=np.float64)
 
-    def _fold(self) -> None:
-        """``base − Vᵀ V``, ``V = diag(√β) U`` (``β > 0``), into a new ``base``, subtracted
-        in the product's own buffer: one fresh D×D array per fold instead of two (the
-        allocation and its page faults cost nearly as much as the product). The symmetric
-        product does half the arithmetic, which pays from 128 rows on: 4.0 against 4.9 ms
-        per 64 terms (at 64 rows it is no faster than the general one)."""
-        v = self.u * np.sqrt(self.beta)[:, None]
-        new = v.T @ v  # NumPy's symmetric rank-k product for a matrix and its transpose
-        np.subtract(self.base, new, out=new)
-        self.base = new
-        self._new_buffers()
+    def _take_fold(self) -> None:
+        """The first :data:`FOLD_ROWS` terms folded into a new ``base`` (the thread's
+        result, or computed here); the terms since stay as rows."""
+        job, n = self._fold, FOLD_ROWS
+        base = None if job is None else job.finish()
+        if base is None:
+            base = folded(self.base, self._u[:n], self._beta[:n])
+        later, later_beta = self._u[n : self.k], self._beta[n : self.k]
+        self.base = base
+        self._new_buffers()  # the old buffer stays as it was: a snapshot may hold it
+        self.k = len(later)
+        self._u[: self.k], self._beta[: self.k] = later, later_beta
 
     def update(
         self, d: Float64Array, pd: Float64Array, w: Float64Array
@@ -238,11 +254,29 @@ class KeptPrecision:
         return u, beta
 
     def _keep(self, u: Float64Array, beta: float) -> None:
-        """The term ``− β u uᵀ`` into the rows not folded yet (a fold first if full)."""
-        if self.k == FOLD_ROWS:
-            self._fold()
+        """The term ``− β u uᵀ`` into the rows not folded yet; the fold of the first
+        :data:`FOLD_ROWS` started with the last of them, taken in :data:`FOLD_STEPS`
+        later."""
         self._u[self.k], self._beta[self.k] = u, beta
         self.k += 1
+        if self.k == FOLD_ROWS and self.threads:
+            n = FOLD_ROWS
+            self._fold = Job("slda-fold-p", folded, self.base, self._u[:n], self._beta[:n])
+        elif self.k == FOLD_ROWS + FOLD_STEPS:
+            self._take_fold()
+
+
+def folded(base: Float64Array, u: Float64Array, beta: Float64Array) -> Float64Array:
+    """``base − Vᵀ V``, ``V = diag(√β) U`` (``β > 0``), subtracted in the product's own
+    buffer: one fresh D×D array per fold instead of two (the allocation and its page
+    faults cost nearly as much as the product). The symmetric product does half the
+    arithmetic, which pays from 128 rows on: 4.0 against 4.9 ms per 64 terms (at 64 rows
+    it is no faster than the general one). ``u`` and ``beta`` are only read: a thread
+    may fold them while later terms are written after them."""
+    v = u * np.sqrt(beta)[:, None]
+    new = v.T @ v  # NumPy's symmetric rank-k product for a matrix and its transpose
+    np.subtract(base, new, out=new)
+    return np.asarray(new, dtype=np.float64)
 
 
 def running_means(

@@ -147,7 +147,10 @@ class PrecisionForms:
                 if self._next is None:  # else the thread's is swapped in when needed
                     gamma = self._ahead(below(0.98 * self.tolerance))
                     base = rows.explicit(gamma)
-                    self._kept = None if base is None else KeptPrecision(base, gamma, after)
+                    threads = self._threads()
+                    self._kept = (
+                        None if base is None else KeptPrecision(base, gamma, after, threads)
+                    )
         elif (kept is not None or self._next is not None) and small:
             if kept is not None:
                 px = self._cached(x)
@@ -234,6 +237,7 @@ class PrecisionForms:
             self._sigma, self._sigma_at = sigma, nxt.t
             self._pending = self._pending[nxt.n_pending :]
         kept.grow(len(self.counts))
+        kept.threads = self._threads()  # its folds, from now on beside learning
         self._kept, self._last = kept, None
         if kept.drift(gamma)[2] > self.tolerance:  # not met while γ₀ is chosen as above
             self._refactor()
@@ -277,7 +281,7 @@ class PrecisionForms:
         frob = None if self._kept is None else self._kept.frob
         gamma = self._ahead(below(0.98 * self.tolerance), frob)
         base = factorised(self.sigma, self.shrinkage, self.n_updates, gamma, self._inverse)
-        self._kept = KeptPrecision(base, gamma, self.means)
+        self._kept = KeptPrecision(base, gamma, self.means, self._threads())
         self._last = None
 
 
