@@ -42,6 +42,7 @@ from benchmarks.bench_common import (
 from benchmarks.load_clients import Requests, run_clients
 from edgecl.backbones.onnx import OnnxBackbone
 from edgecl.backbones.preprocess import decode_image
+from edgecl.cpus import usable_cpus
 from edgecl.datasets import load_fixture
 from tests.service.daemon import Daemon
 
@@ -114,14 +115,6 @@ def cpu_s(pid: int | None = None) -> float:
 
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
-
-
-def cores() -> int:
-    """Cores this process may run on (its affinity, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def load_now() -> str:
@@ -330,7 +323,7 @@ def section(command: str, where: str, args: argparse.Namespace, r: dict[str, Any
         "daemon), base64 in JSON or bytes in msgpack. *Clients* "
         + clients_text(args.client_processes)
         + f" post back to back for {args.seconds:.0f} s per row, on the same "
-        f"{cores()} cores as the daemon; a server's rate is its rate at enough clients, so "
+        f"{usable_cpus()} cores as the daemon; a server's rate is its rate at enough clients, so "
         "each count is a row of its own, against the same backbone-only reference. "
         "*Backbone only* is `OnnxBackbone.embed` in the benchmark process on the same images, "
         "decoded (resize and normalise included), one batch at a time at the row's batch "
