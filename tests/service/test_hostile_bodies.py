@@ -3,7 +3,9 @@ nesting 100k deep, a form field int() refuses, hundreds of errors at once."""
 
 from __future__ import annotations
 
+import gc
 import json
+import sys
 from collections.abc import Callable
 
 import msgpack
@@ -69,6 +71,35 @@ def test_nesting_100k_deep_is_a_422(
     reply = client.post(path, content=body, headers=headers)
     assert reply.status_code == 422, reply.text[:500]
     assert "nested too deeply" in reply.json()["detail"] or "not valid" in reply.json()["detail"]
+
+
+def test_a_deep_body_leaves_the_garbage_collectors_callbacks_room_to_run(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon times the collector's pauses in Python: a body nested deeper than the
+    interpreter's stack must be refused before a collection inside the parser finds no
+    stack left for that callback (seen as an exception the callback could not raise)."""
+    lost: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: lost.append(u.exc_value))
+    body = b'{"samples": [{"features": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}"
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)  # a collection at nearly every allocation, the deep ones too
+    try:
+        reply = client.post("/learn", content=body, headers=JSON)
+    finally:
+        gc.set_threshold(*threshold)
+    assert reply.status_code == 422
+    assert "nested too deeply" in reply.json()["detail"]
+    assert lost == []
+
+
+def test_a_body_of_many_shallow_arrays_is_parsed(client: TestClient) -> None:
+    """More brackets than the depth bound, nested 3 deep: looked at, and learned."""
+    samples = [sample("a", 0, sid=f"s{i}") for i in range(100)]  # and "]" in a string
+    samples[0]["id"] = "[" * 100
+    reply = client.post("/learn", json={"samples": samples})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["accepted"] == 100
 
 
 @pytest.mark.parametrize("top_k", ["²", "٣", "9" * 5000, "-1", "1.5"])
